@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs into .venv and runs it: ./run_tests.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/install.sh -r requirements-test.txt
+# The web-page test drives a real headless browser; install Debian's Chromium when we can.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[tests] installing chromium for the browser test"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "[tests] could not install chromium: the browser test will be skipped"
+fi
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,34 @@
+"""Shared fixtures: the shared real data (skipped when absent) and a small generated dataset."""
+import os
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
+
+
+def shared_path(*parts):
+    """Path under ../shared/data, or a clean skip when that folder is absent."""
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip('shared data not available: %s' % path)
+    return path
+
+
+@pytest.fixture(scope='session')
+def sample_voc_dir(tmp_path_factory):
+    """A generated VOC folder (vehicle classes, splits train/test), shared by the whole session."""
+    from datasets.write_dataset import sample_data
+    out = str(tmp_path_factory.mktemp('sample_voc'))
+    sample_data.generate_voc_dataset(out, num_images=24, seed=7)
+    return out
+
+
+@pytest.fixture(scope='session')
+def sample_tfrecords(sample_voc_dir, tmp_path_factory):
+    """The generated VOC folder converted to TFRecords (`vehicle` dataset, splits train and test)."""
+    from datasets.write_dataset import dataset_to_tfrecords
+    out = str(tmp_path_factory.mktemp('sample_tfrecords'))
+    for split in ('train', 'test'):
+        dataset_to_tfrecords.convert(sample_voc_dir, out, 'vehicle', split=split, samples_per_file=8)
+    return out
