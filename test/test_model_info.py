@@ -1,0 +1,46 @@
+import os
+
+import pytest
+import tensorflow.compat.v1 as tf
+
+from utils import model_info
+
+
+def _save_checkpoint(directory, step):
+    with tf.Graph().as_default():
+        tf.Variable(1.0, name='v')
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            return tf.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'), global_step=step)
+
+
+def test_round_trip_and_validation(tmp_path):
+    model_info.write_model_info(str(tmp_path), model_name='ssd_vgg_300', num_classes=3,
+                                class_names=['Bus', 'Car'])
+    info = model_info.read_model_info(str(tmp_path / 'model.ckpt-5'))
+    assert info['class_names'] == ['Bus', 'Car'] and info['width_multiplier'] == 1.0
+    model_info.write_model_info(str(tmp_path), model_name='ssd_vgg_300', num_classes=4,
+                                class_names=['Bus', 'Car'])
+    with pytest.raises(model_info.ModelInfoError, match='2 class names for num_classes=4'):
+        model_info.read_model_info(str(tmp_path))
+
+
+def test_missing_info_names_the_file(tmp_path):
+    with pytest.raises(model_info.ModelInfoError, match='model_info.json not found'):
+        model_info.read_model_info(str(tmp_path))
+
+
+def test_resolve_checkpoint(tmp_path):
+    _save_checkpoint(str(tmp_path), 3)
+    newest = _save_checkpoint(str(tmp_path), 10)
+    assert model_info.resolve_checkpoint(str(tmp_path)) == newest
+    assert model_info.resolve_checkpoint(newest) == newest
+    with pytest.raises(model_info.ModelInfoError, match='use %s$' % newest):
+        model_info.resolve_checkpoint(newest + '.index')
+    with pytest.raises(model_info.ModelInfoError, match='use %s$' % newest):
+        model_info.resolve_checkpoint(newest + '.data-00000-of-00001')
+    with pytest.raises(model_info.ModelInfoError, match='no checkpoint at'):
+        model_info.resolve_checkpoint(str(tmp_path / 'model.ckpt-99'))
+    os.makedirs(tmp_path / 'empty')
+    with pytest.raises(model_info.ModelInfoError, match='no checkpoint in directory'):
+        model_info.resolve_checkpoint(str(tmp_path / 'empty'))

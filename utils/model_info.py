@@ -1,0 +1,77 @@
+"""What a trained model needs to be rebuilt: ``model_info.json`` beside its checkpoints.
+
+The trainer writes it into ``--train_model_dir``; the detector, the evaluator and the exporter read
+it so that users never repeat ``--num_classes`` or class names. Fields:
+``model_name``, ``num_classes`` (background included), ``class_names`` (id order, no background),
+``width_multiplier``, ``dataset_name``, ``img_shape``.
+"""
+import json
+import os
+
+MODEL_INFO_FILENAME = 'model_info.json'
+_CHECKPOINT_SUFFIXES = ('.index', '.meta')
+
+
+class ModelInfoError(ValueError):
+    """A checkpoint path or its model_info.json is missing or inconsistent."""
+
+
+def write_model_info(train_dir, **fields):
+    """Writes ``fields`` as ``<train_dir>/model_info.json`` atomically; returns the path."""
+    os.makedirs(train_dir, exist_ok=True)
+    path = os.path.join(train_dir, MODEL_INFO_FILENAME)
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(fields, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+def _checkpoint_dir(path):
+    return path if os.path.isdir(path) else os.path.dirname(path) or '.'
+
+
+def read_model_info(path):
+    """Reads model_info.json for a checkpoint directory or prefix (``dir/model.ckpt-100``)."""
+    info_path = os.path.join(_checkpoint_dir(path), MODEL_INFO_FILENAME)
+    if not os.path.isfile(info_path):
+        raise ModelInfoError('%s not found: train with train_ssd_network.py, which writes it beside '
+                             'the checkpoints' % info_path)
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+    except ValueError as e:
+        raise ModelInfoError('%s is not valid JSON: %s' % (info_path, e))
+    for key in ('model_name', 'num_classes', 'class_names'):
+        if key not in info:
+            raise ModelInfoError('%s lacks the field %r' % (info_path, key))
+    if len(info['class_names']) != info['num_classes'] - 1:
+        raise ModelInfoError('%s: %d class names for num_classes=%d (background included)'
+                             % (info_path, len(info['class_names']), info['num_classes']))
+    info.setdefault('width_multiplier', 1.0)
+    info.setdefault('img_shape', [300, 300])
+    return info
+
+
+def resolve_checkpoint(path):
+    """Returns the checkpoint prefix for a directory (its newest checkpoint) or a prefix.
+
+    A ``.index``/``.data-*``/``.meta`` file given instead of the prefix is a common mistake: the
+    error names the prefix to use.
+    """
+    import tensorflow.compat.v1 as tf
+    if os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise ModelInfoError('no checkpoint in directory %s' % path)
+        return prefix
+    for suffix in _CHECKPOINT_SUFFIXES:
+        if path.endswith(suffix):
+            raise ModelInfoError('%s is a checkpoint file, not a checkpoint prefix: use %s'
+                                 % (path, path[:-len(suffix)]))
+    if '.data-' in os.path.basename(path):
+        raise ModelInfoError('%s is a checkpoint file, not a checkpoint prefix: use %s'
+                             % (path, path[:path.rindex('.data-')]))
+    if not os.path.isfile(path + '.index'):
+        raise ModelInfoError('no checkpoint at %s (expected %s.index)' % (path, path))
+    return path
