@@ -1,0 +1,90 @@
+"""Runs every benchmark and writes the report: ``python bench/run_all.py [--output=bench/REPORT.md]``.
+
+Each benchmark is a script under bench/ that prints its figures through ``bench.common.report``;
+this collects them into one markdown table with the machine and the date. A benchmark that fails
+is listed as failed in the report and makes the exit status non-zero.
+"""
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+from bench.common import FIGURE_PREFIX  # noqa: E402
+
+# (script, arguments, what it measures) in the order of the pipeline.
+BENCHMARKS = (
+    ('bench_data.py', [], 'conversion and input pipeline (shared VOC subset)'),
+    ('bench_network.py', [], 'SSD-VGG300 forward pass, encoding, post-processing'),
+    ('bench_training.py', [], 'training step and augmented input pipeline'),
+    ('bench_serving.py', [], 'export, local server latency and throughput'),
+    ('bench_learning.py', [], 'reduced-width SSD300 learning on generated data'),
+)
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    mem_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2.0 ** 30
+    import tensorflow as tf
+    return '%s, %d cores, %.0f GiB, Python %s, TensorFlow %s' % (
+        cpu, os.cpu_count(), mem_gib, platform.python_version(), tf.__version__)
+
+
+def run_benchmark(script, args):
+    """Runs one benchmark, echoing its output; returns (figures, seconds, ok)."""
+    command = [sys.executable, os.path.join(REPO_ROOT, 'bench', script)] + list(args)
+    print('\n=== %s' % ' '.join(command[1:]), flush=True)
+    start = time.time()
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    figures = []
+    for line in process.stdout:
+        sys.stdout.write(line)
+        if line.startswith(FIGURE_PREFIX):
+            figures.append([part.strip() for part in line[len(FIGURE_PREFIX):].split('|')])
+    return figures, time.time() - start, process.wait() == 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--output', default=os.path.join(REPO_ROOT, 'bench', 'REPORT.md'))
+    parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py)')
+    options = parser.parse_args()
+
+    lines = ['# Benchmark report', '',
+             '- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+             '- Machine: %s' % machine_description(),
+             '- Command: `python bench/run_all.py`', '',
+             '| benchmark | figure | value | unit | note |', '|---|---|---|---|---|']
+    failed = []
+    for script, args, _ in BENCHMARKS:
+        if options.only and script not in options.only:
+            continue
+        figures, seconds, ok = run_benchmark(script, args)
+        if not ok:
+            failed.append(script)
+            lines.append('| %s | **failed** (see its output) | | | |' % script)
+        for name, value, unit, note in figures:
+            lines.append('| %s | %s | %s | %s | %s |' % (script, name, value, unit, note))
+        lines.append('| %s | benchmark wall time | %.0f | s | |' % (script, seconds))
+    with open(options.output, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    print('\nreport written to %s' % options.output)
+    if failed:
+        print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
