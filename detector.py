@@ -1,0 +1,199 @@
+"""Detects objects in images with a trained SSD checkpoint and draws them (SPEC §7).
+
+    python detector.py --ckpt_path=ckpt/fine_tuning --image_path=../shared/data/test_images \
+        [--output_dir=output/detections] [--select_threshold=0.5] [--json]
+
+For each image (a file, or every .jpg/.jpeg/.png/.bmp/.gif of a folder): decode, resize to
+300×300, run the network, keep scores above --select_threshold, non-maximum suppression, then
+print the detections (class, score, box ``[ymin, xmin, ymax, xmax]`` in pixels of the original
+image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also shown on screen
+when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
+the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
+
+Exit status: 0 when at least one image was processed (unreadable images are reported on stderr,
+one line each, and skipped), 1 when the model cannot be loaded or no image could be processed,
+2 for bad flags.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from utils import inference  # noqa: E402
+from utils import model_info  # noqa: E402
+from utils import visualization  # noqa: E402
+from utils import voc_metric  # noqa: E402
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+DETECTIONS_JSON = 'detections.json'
+
+
+class DetectorError(Exception):
+    """A flag or model problem that stops the whole run (one-line message)."""
+
+
+def _define_flags():
+    flags = tf.app.flags
+    # Model.
+    flags.DEFINE_string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
+                        'directory (its newest checkpoint); model_info.json must sit beside it.')
+    # Input and output.
+    flags.DEFINE_string('image_path', None, 'An image file, or a folder whose images '
+                        '(%s) are all processed.' % ', '.join(IMAGE_EXTENSIONS))
+    flags.DEFINE_string('output_dir', os.path.join('output', 'detections'),
+                        'Folder for the annotated pictures (<image name>.png).')
+    flags.DEFINE_boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
+                         'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+    flags.DEFINE_boolean('show', True, 'Also show each picture on screen when a display exists '
+                         '(ignored without one); --noshow to only save them.')
+    # Post-processing.
+    flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
+    flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops '
+                       'the lower-scored box, in (0, 1].')
+    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
+    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.')
+    return flags.FLAGS
+
+
+FLAGS = _define_flags()
+
+
+def list_images(image_path):
+    """The image files to process: ``[image_path]`` for a file, the sorted images of a folder."""
+    if os.path.isfile(image_path):
+        return [image_path]
+    if os.path.isdir(image_path):
+        images = sorted(os.path.join(image_path, name) for name in os.listdir(image_path)
+                        if name.lower().endswith(IMAGE_EXTENSIONS)
+                        and os.path.isfile(os.path.join(image_path, name)))
+        if not images:
+            raise DetectorError('--image_path %s: no image files (%s) in this folder'
+                                % (image_path, ', '.join(IMAGE_EXTENSIONS)))
+        return images
+    raise DetectorError('--image_path %s: no such file or folder' % image_path)
+
+
+def output_names(paths):
+    """``<stem>.png`` per input; inputs sharing a stem (a.jpg, a.png) keep their extension."""
+    stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    names = []
+    for path, stem in zip(paths, stems):
+        if stems.count(stem) > 1:
+            stem = visualization.safe_filename(os.path.basename(path))
+        names.append(stem + '.png')
+    return names
+
+
+class Detector(object):
+    """One inference graph and session for a checkpoint; ``run(encoded)`` per image."""
+
+    def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=0.45, top_k=400,
+                 keep_top_k=200):
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            net, self.info, self.checkpoint = inference.load_model(ckpt_path)
+            self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
+            image = tf.io.decode_image(self._encoded, channels=3, expand_animations=False)
+            image.set_shape([None, None, 3])
+            inputs = inference.preprocess_for_detection(image, self.info['model_name'])
+            detections = inference.detect(net, inputs[None], tf.shape(image)[None, :2],
+                                          select_threshold, nms_threshold, top_k, keep_top_k)
+            self._fetches = {key: detections[key][0] for key in inference.DETECTION_KEYS}
+            self._fetches['image'] = image
+            self.session = tf.Session(graph=self.graph)
+            inference.restore(self.session, self.checkpoint)
+        self.class_names = self.info['class_names']
+
+    def run(self, encoded):
+        """Encoded JPEG/PNG/BMP/GIF bytes → ``(image uint8 [H, W, 3], boxes [D, 4] pixels,
+        scores [D], classes [D])``. Raises ``tf.errors.InvalidArgumentError`` for bad bytes."""
+        out = self.session.run(self._fetches, {self._encoded: encoded})
+        count = int(out['num_detections'])
+        return (out['image'], out['detection_boxes'][:count], out['detection_scores'][:count],
+                out['detection_classes'][:count])
+
+    def close(self):
+        self.session.close()
+
+
+def format_detections(name, image, boxes, scores, classes, class_names):
+    """The printed lines for one image: a header, then class, score and pixel box per detection."""
+    height, width = image.shape[:2]
+    lines = ['%s (%dx%d): %d detection%s' % (name, width, height, len(scores),
+                                             '' if len(scores) == 1 else 's')]
+    for box, score, label in zip(boxes, scores, classes):
+        lines.append('  %-14s %.3f  [ymin %.1f, xmin %.1f, ymax %.1f, xmax %.1f]'
+                     % ((class_names[label - 1],) + (score,) + tuple(box)))
+    return lines
+
+
+def _check_flags():
+    if not FLAGS.ckpt_path:
+        raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
+    if not FLAGS.image_path:
+        raise DetectorError('--image_path is required (an image file or a folder of images)')
+    if not 0. <= FLAGS.select_threshold <= 1.:
+        raise DetectorError('--select_threshold must be in [0, 1], got %g' % FLAGS.select_threshold)
+    if not 0. < FLAGS.nms_threshold <= 1.:
+        raise DetectorError('--nms_threshold must be in (0, 1], got %g' % FLAGS.nms_threshold)
+    if FLAGS.top_k < 1 or FLAGS.keep_top_k < 1:
+        raise DetectorError('--top_k and --keep_top_k must be positive')
+
+
+def detect_images(detector, paths, output_dir, show=False):
+    """Processes ``paths``; returns ``(entries for the detections file, failed paths)``."""
+    os.makedirs(output_dir, exist_ok=True)
+    entries, failed = [], []
+    for path, out_name in zip(paths, output_names(paths)):
+        name = os.path.basename(path)
+        try:
+            with open(path, 'rb') as f:
+                encoded = f.read()
+            image, boxes, scores, classes = detector.run(encoded)
+        except (OSError, tf.errors.InvalidArgumentError) as e:
+            message = e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)
+            print('error: %s: not a readable image (%s), skipped'
+                  % (path, message.splitlines()[0]), file=sys.stderr)
+            failed.append(path)
+            continue
+        print('\n'.join(format_detections(name, image, boxes, scores, classes,
+                                          detector.class_names)))
+        picture = visualization.save_detections(os.path.join(output_dir, out_name), image, boxes,
+                                                classes, scores, detector.class_names, title=name)
+        if show:
+            visualization.show_image(picture)
+        entries.append({'image': name, 'height': image.shape[0], 'width': image.shape[1],
+                        'boxes': boxes, 'scores': scores, 'classes': classes})
+    return entries, failed
+
+
+def main(_):
+    try:
+        _check_flags()
+        paths = list_images(FLAGS.image_path)
+        detector = Detector(FLAGS.ckpt_path, FLAGS.select_threshold, FLAGS.nms_threshold,
+                            FLAGS.top_k, FLAGS.keep_top_k)
+    except (DetectorError, model_info.ModelInfoError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2 if isinstance(e, DetectorError) else 1
+    except tf.errors.OpError as e:
+        print('error: cannot load the model from %s: %s'
+              % (FLAGS.ckpt_path, e.message.splitlines()[0]), file=sys.stderr)
+        return 1
+    try:
+        entries, failed = detect_images(detector, paths, FLAGS.output_dir, FLAGS.show)
+    finally:
+        detector.close()
+    if FLAGS.json and entries:
+        voc_metric.write_detections_file(os.path.join(FLAGS.output_dir, DETECTIONS_JSON),
+                                         entries, detector.class_names)
+    print('%d of %d image%s processed, pictures in %s%s'
+          % (len(entries), len(paths), '' if len(paths) == 1 else 's', FLAGS.output_dir,
+             ' (%d skipped: unreadable)' % len(failed) if failed else ''), file=sys.stderr)
+    return 0 if entries else 1
+
+
+if __name__ == '__main__':
+    tf.app.run(main)

@@ -1,0 +1,206 @@
+"""Exports a trained SSD checkpoint as a versioned SavedModel for TF Serving (SPEC §8).
+
+    python export_saved_model.py --ckpt_path=ckpt/fine_tuning --export_dir=export \
+        --model_name=ssd_vgg_300 [--model_version=N] [--overwrite]
+
+Writes ``<export_dir>/<model_name>/<version>/`` (tag ``serve``) with two signatures in one graph
+that share the variables:
+- ``detected_model``: the raw network on one preprocessed image, input ``images`` float32
+  ``[300, 300, 3]`` (RGB minus the VGG means), outputs ``predict0..5`` ``[1, H_i, W_i, A_i, C]``
+  and ``local0..5`` ``[1, H_i, W_i, A_i, 4]``.
+- ``serving_default``: input ``encoded_image`` string ``[-1]`` (JPEG or PNG bytes, any size),
+  outputs ``detection_boxes`` float32 ``[-1, K, 4]`` (``[ymin, xmin, ymax, xmax]`` in pixels of
+  each input image), ``detection_scores`` ``[-1, K]``, ``detection_classes`` int64 ``[-1, K]``,
+  ``num_detections`` int32 ``[-1]``; rows past ``num_detections`` are zero.
+plus ``assets.extra/model_info.json`` (class names for clients). The version is written into a
+temporary sibling folder with a non-integer name (servers ignore those) and renamed when complete.
+"""
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from utils import inference  # noqa: E402
+from utils import model_info as model_info_lib  # noqa: E402
+
+DETECTED_MODEL = 'detected_model'
+SERVING_DEFAULT = 'serving_default'
+# Ops that run Python: TF Serving's C++ runtime cannot execute them.
+FORBIDDEN_OPS = frozenset(['PyFunc', 'PyFuncStateless', 'EagerPyFunc'])
+ASSETS_EXTRA = 'assets.extra'
+DETECTION_KEYS = inference.DETECTION_KEYS
+
+
+class ExportError(ValueError):
+    """A flag or an export folder that makes the export impossible."""
+
+
+def existing_versions(model_dir):
+    """Sorted integer versions present in ``model_dir`` (other folder names are ignored)."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(name) for name in os.listdir(model_dir)
+                  if name.isdigit() and os.path.isdir(os.path.join(model_dir, name)))
+
+
+def choose_version(model_dir, requested=None, overwrite=False):
+    """The version to write: ``requested`` (an int > 0) or the next after the newest existing.
+
+    Raises ExportError when ``requested`` exists and ``overwrite`` is False.
+    """
+    if requested is None:
+        versions = existing_versions(model_dir)
+        return versions[-1] + 1 if versions else 1
+    if requested < 1:
+        raise ExportError('--model_version must be a positive integer, got %d' % requested)
+    if os.path.exists(os.path.join(model_dir, str(requested))) and not overwrite:
+        raise ExportError('version %d already exists in %s: pass --overwrite to replace it, or '
+                          'omit --model_version to write version %d'
+                          % (requested, model_dir, choose_version(model_dir)))
+    return requested
+
+
+def forbidden_ops(graph_def):
+    """Names of Python-backed ops in ``graph_def`` or its function library (should be empty)."""
+    ops = set(node.op for node in graph_def.node)
+    for function in graph_def.library.function:
+        ops.update(node.op for node in function.node_def)
+    return sorted(ops & FORBIDDEN_OPS)
+
+
+def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200):
+    """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
+
+    ``detected_model`` creates the variables; ``serving_default`` reuses them, running decode,
+    preprocessing, network and post-processing once per image inside ``tf.map_fn``: each image
+    has its own size, and a batch of one is exactly what detector.py computes.
+    """
+    info = tf.saved_model.utils.build_tensor_info
+    predict = tf.saved_model.signature_constants.PREDICT_METHOD_NAME
+
+    image = tf.placeholder(tf.float32, [300, 300, 3], name='images')
+    raw = inference.detect(net, tf.expand_dims(image, 0), tf.constant([[300, 300]], tf.int32))
+    raw_outputs = {}
+    for i, (prediction, localisation) in enumerate(zip(raw['predictions'], raw['localisations'])):
+        raw_outputs['predict%d' % i] = info(prediction)
+        raw_outputs['local%d' % i] = info(localisation)
+    detected_model = tf.saved_model.signature_def_utils.build_signature_def(
+        inputs={'images': info(image)}, outputs=raw_outputs, method_name=predict)
+
+    def detect_one(encoded):
+        decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        decoded.set_shape([None, None, 3])
+        detections = inference.detect(
+            net, inference.preprocess_for_detection(decoded)[None], tf.shape(decoded)[None, :2],
+            select_threshold=select_threshold, nms_threshold=nms_threshold, top_k=top_k,
+            keep_top_k=keep_top_k, reuse=True)
+        return tuple(detections[key][0] for key in DETECTION_KEYS)
+
+    encoded = tf.placeholder(tf.string, [None], name='encoded_image')
+    outputs = tf.map_fn(detect_one, encoded, back_prop=False,
+                        dtype=(tf.float32, tf.float32, tf.int64, tf.int32))
+    serving_default = tf.saved_model.signature_def_utils.build_signature_def(
+        inputs={'encoded_image': info(encoded)},
+        outputs={key: info(tensor) for key, tensor in zip(DETECTION_KEYS, outputs)},
+        method_name=predict)
+    return {SERVING_DEFAULT: serving_default, DETECTED_MODEL: detected_model}
+
+
+def _write_model_info(version_dir, info, thresholds):
+    assets = os.path.join(version_dir, ASSETS_EXTRA)
+    os.makedirs(assets, exist_ok=True)
+    model_info_lib.write_model_info(assets, **dict(info, **thresholds))
+
+
+def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
+           select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200):
+    """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder."""
+    if not model_name or os.sep in model_name or model_name in ('.', '..'):
+        raise ExportError('--model_name must be a plain folder name, got %r' % model_name)
+    model_dir = os.path.join(export_dir, model_name)
+    version = choose_version(model_dir, model_version, overwrite)
+    final_dir = os.path.join(model_dir, str(version))
+    tmp_dir = os.path.join(model_dir, '.tmp-%d-%d' % (version, os.getpid()))
+    thresholds = dict(select_threshold=select_threshold, nms_threshold=nms_threshold,
+                      top_k=top_k, keep_top_k=keep_top_k)
+    try:
+        with tf.Graph().as_default() as graph:
+            net, info, prefix = inference.load_model(ckpt_path)
+            signatures = build_signatures(net, **thresholds)
+            bad = forbidden_ops(graph.as_graph_def())
+            if bad:
+                raise ExportError('the graph holds Python ops TF Serving cannot run: %s'
+                                  % ', '.join(bad))
+            with tf.Session(graph=graph) as sess:
+                inference.restore(sess, prefix)
+                builder = tf.saved_model.builder.SavedModelBuilder(tmp_dir)
+                builder.add_meta_graph_and_variables(
+                    sess, [tf.saved_model.tag_constants.SERVING],
+                    signature_def_map=signatures, strip_default_attrs=True)
+                builder.save()
+        _write_model_info(tmp_dir, dict(info, checkpoint=os.path.basename(prefix)), thresholds)
+        if os.path.exists(final_dir):  # Only reached with --overwrite.
+            old_dir = os.path.join(model_dir, '.old-%d-%d' % (version, os.getpid()))
+            os.rename(final_dir, old_dir)
+            os.rename(tmp_dir, final_dir)
+            shutil.rmtree(old_dir)
+        else:
+            os.rename(tmp_dir, final_dir)
+    finally:
+        if os.path.exists(tmp_dir):
+            shutil.rmtree(tmp_dir)
+    return final_dir
+
+
+def _define_flags():
+    flags = tf.app.flags
+    # Input.
+    flags.DEFINE_string('ckpt_path', None,
+                        'Checkpoint prefix (dir/model.ckpt-1000) or training directory (its newest '
+                        'checkpoint); model_info.json must sit beside it.')
+    # Output.
+    flags.DEFINE_string('export_dir', 'export', 'Base folder of exports; the model goes to '
+                        '<export_dir>/<model_name>/<version>/.')
+    flags.DEFINE_string('model_name', 'ssd_vgg_300', 'Model name, as the server is told it.')
+    flags.DEFINE_integer('model_version', None,
+                         'Integer version to write (default: next after the newest existing).')
+    flags.DEFINE_boolean('overwrite', False, 'Replace --model_version when it already exists.')
+    # Post-processing baked into serving_default.
+    flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection.')
+    flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops a box.')
+    flags.DEFINE_integer('top_k', 400, 'Boxes kept per image before non-maximum suppression.')
+    flags.DEFINE_integer('keep_top_k', 200, 'Detections per image after NMS (K of the outputs).')
+    return flags.FLAGS
+
+
+
+def main(_):
+    tf.logging.set_verbosity(tf.logging.WARN)
+    if not FLAGS.ckpt_path:
+        print('error: --ckpt_path is required (checkpoint prefix or training directory)',
+              file=sys.stderr)
+        return 2
+    if not 0. <= FLAGS.select_threshold <= 1. or not 0. < FLAGS.nms_threshold <= 1.:
+        print('error: --select_threshold must be in [0, 1] and --nms_threshold in (0, 1]',
+              file=sys.stderr)
+        return 2
+    try:
+        path = export(FLAGS.ckpt_path, FLAGS.export_dir, FLAGS.model_name, FLAGS.model_version,
+                      FLAGS.overwrite, FLAGS.select_threshold, FLAGS.nms_threshold, FLAGS.top_k,
+                      FLAGS.keep_top_k)
+    except (ExportError, model_info_lib.ModelInfoError, tf.errors.OpError) as e:
+        message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+        print('error: %s' % message.splitlines()[0], file=sys.stderr)
+        return 1
+    print('exported %s' % path)
+    return 0
+
+
+if __name__ == '__main__':
+    # Flags are defined only when run as a script, so tests can import this module beside
+    # detector.py, which defines flags of the same names.
+    FLAGS = _define_flags()
+    tf.app.run(main)

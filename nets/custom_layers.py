@@ -1,0 +1,54 @@
+"""Small layers SSD needs beyond slim: L2 normalisation with learnable scale, explicit padding,
+and moving channels last. All take `data_format` ('NHWC' or 'NCHW') and accept slim arg_scopes.
+"""
+import tensorflow.compat.v1 as tf
+
+from utils import slim_compat
+
+slim = slim_compat.import_slim()
+
+
+def _channel_axis(data_format):
+    if data_format not in ('NHWC', 'NCHW'):
+        raise ValueError('data_format must be NHWC or NCHW, got %r' % (data_format,))
+    return -1 if data_format == 'NHWC' else 1
+
+
+@slim.add_arg_scope
+def l2_normalization(inputs, scale_initializer=20., trainable=True, data_format='NHWC', scope=None):
+    """Normalises each spatial position to unit L2 norm over channels, then multiplies by a learnable
+    per-channel scale `gamma` (ParseNet; SSD uses it on conv4_3 with initial scale 20).
+
+    inputs: [B, H, W, C] (NHWC) or [B, C, H, W] (NCHW); output has the same shape.
+    The variable is `<scope>/gamma` (scope default 'L2Normalization', as the public checkpoints).
+    """
+    axis = _channel_axis(data_format)
+    with tf.variable_scope(scope, 'L2Normalization', [inputs]):
+        channels = inputs.get_shape().as_list()[axis]
+        outputs = tf.nn.l2_normalize(inputs, axis=axis, epsilon=1e-12)
+        gamma = slim.model_variable('gamma', shape=[channels], dtype=inputs.dtype.base_dtype,
+                                    initializer=tf.constant_initializer(scale_initializer),
+                                    trainable=trainable)
+        shape = [channels] if axis == -1 else [channels, 1, 1]
+        return outputs * tf.reshape(gamma, shape)
+
+
+@slim.add_arg_scope
+def pad2d(inputs, pad=(1, 1), data_format='NHWC', scope=None):
+    """Zero-pads the spatial dimensions by `pad` = (rows, columns) on each side (before a VALID conv)."""
+    spatial = [[pad[0], pad[0]], [pad[1], pad[1]]]
+    if _channel_axis(data_format) == -1:
+        paddings = [[0, 0]] + spatial + [[0, 0]]
+    else:
+        paddings = [[0, 0], [0, 0]] + spatial
+    with tf.name_scope(scope, 'pad2d', [inputs]):
+        return tf.pad(inputs, paddings)
+
+
+@slim.add_arg_scope
+def channel_to_last(inputs, data_format='NHWC', scope=None):
+    """[B, C, H, W] → [B, H, W, C] when data_format is NCHW; NHWC inputs are returned unchanged."""
+    if _channel_axis(data_format) == -1:
+        return inputs
+    with tf.name_scope(scope, 'channel_to_last', [inputs]):
+        return tf.transpose(inputs, [0, 2, 3, 1])

@@ -1,0 +1,271 @@
+"""SSD-VGG300 pre-processing: the paper's training augmentation and the evaluation resize.
+
+Input: ``image`` uint8 RGB ``[H, W, 3]`` of any (dynamic) size, ``labels`` int ``[N]``, ``bboxes``
+float32 ``[N, 4]`` as ``[ymin, xmin, ymax, xmax]`` normalised to the image. Output image: float32
+``[out_h, out_w, 3]`` (``[3, out_h, out_w]`` for ``data_format='NCHW'``), RGB minus ``VGG_MEANS``;
+output boxes are normalised to the output image.
+
+Training (``is_training=True``) follows SSD (Liu et al. 2016, section 3.6):
+  1. photometric distortion of the original image: brightness, contrast, saturation and hue, each
+     applied with probability 1/2, in a random order;
+  2. zoom-out: with probability ``zoom_out_probability`` the image is placed at a random spot of a
+     canvas up to ``max_zoom_out`` times its size filled with the mean colour;
+  3. crop sampling: one minimum overlap is drawn from ``crop_min_overlaps`` (0 = no constraint);
+     ``crop_max_trials`` windows of scale [0.3, 1] and aspect ratio [1/2, 2] (relative to the
+     canvas) are drawn at once and the first one is taken in which some box both has its centre
+     inside and a Jaccard overlap (IoU, computed exactly, as in the paper) of at least the minimum
+     with the window; when none qualifies, the whole canvas is used. Boxes whose centre leaves
+     the window are dropped and the rest are clipped to it. So an image with at least one box
+     always keeps at least one: ``tf.shape(labels)[0] == 0`` only when the input had no box;
+  4. VGG mean subtraction; 5. resize to ``out_shape``; 6. random horizontal flip.
+The mean is subtracted before resampling so that the canvas (0 outside the image) is the mean
+colour; steps 2, 3 and 5 are one ``tf.image.crop_and_resize`` of the window, so neither the canvas
+nor the crop is ever materialised: the cost is that of the output image, whatever the zoom.
+``tf.image.sample_distorted_bounding_box`` is not used: its ``min_object_covered`` is the share of
+a box inside the crop (intersection / box area), not the paper's IoU, and it cannot leave the image
+for a zoom-out canvas; the batched trials above give the paper's criterion at similar cost.
+
+Evaluation returns ``(image, labels, bboxes, bbox_img)``: ``bbox_img`` is where the original image
+lies in the output frame (``[0, 0, 1, 1]`` for ``Resize.WARP_RESIZE``). ``labels``/``bboxes`` may
+be None (detection of an unannotated image); then they are returned as None.
+
+Only standard TensorFlow ops are used (no py_func), so both branches run inside
+``tf.data.Dataset.map``, in a plain ``tf.Graph`` and in an exported SavedModel.
+"""
+import enum
+
+import tensorflow.compat.v1 as tf
+
+from preprocessing.processing import tf_bboxes
+
+VGG_MEANS = (123.68, 116.78, 103.94)  # RGB, pixel scale [0, 255]
+OUT_SHAPE = (300, 300)
+
+# Photometric ranges of the SSD Caffe implementation, here on images in [0, 1].
+_BRIGHTNESS_DELTA = 32. / 255.
+_CONTRAST_RANGE = (0.5, 1.5)
+_SATURATION_RANGE = (0.5, 1.5)
+_HUE_DELTA = 18. / 360.
+_DISTORT_PROBABILITY = 0.5
+_CROP_SCALE_RANGE = (0.3, 1.0)
+_CROP_ASPECT_RANGE = (0.5, 2.0)
+_UNIT_BOX = (0., 0., 1., 1.)
+
+
+class Resize(enum.Enum):
+    """How evaluation maps the image onto ``out_shape``."""
+    WARP_RESIZE = 'warp_resize'        # stretch the whole image; bbox_img = [0, 0, 1, 1]
+    PAD_AND_RESIZE = 'pad_and_resize'  # keep the aspect ratio, centre it on a mean-coloured square
+
+
+TRAIN_DEFAULTS = {
+    'photometric_distortion': True,
+    'zoom_out': True,
+    'zoom_out_probability': 0.5,
+    'max_zoom_out': 4.0,
+    'random_crop': True,
+    'crop_min_overlaps': (0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
+    'crop_max_trials': 50,
+    'flip': True,
+}
+EVAL_DEFAULTS = {'resize': Resize.WARP_RESIZE}
+
+
+def whiten_image(image):
+    """Float RGB in [0, 255] ``[..., 3]`` → minus ``VGG_MEANS`` (channels last)."""
+    return tf.cast(image, tf.float32) - tf.constant(VGG_MEANS, tf.float32)
+
+
+def unwhiten_image(image, data_format='NHWC'):
+    """Inverse of the pre-processing colour transform, for summaries: uint8 RGB, channels last.
+
+    ``image`` is ``[..., H, W, 3]``, or ``[..., 3, H, W]`` with ``data_format='NCHW'``.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    if data_format == 'NCHW':
+        rank = image.shape.ndims
+        image = tf.transpose(image, list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3])
+    image = image + tf.constant(VGG_MEANS, tf.float32)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0., 255.)), tf.uint8)
+
+
+def _options(is_training, kwargs):
+    """Training or evaluation defaults updated with ``kwargs``; unknown keys are a ValueError."""
+    defaults = TRAIN_DEFAULTS if is_training else EVAL_DEFAULTS
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        raise ValueError('unknown %s pre-processing option(s) %s; known: %s' % (
+            'training' if is_training else 'evaluation', ', '.join(unknown),
+            ', '.join(sorted(defaults))))
+    options = dict(defaults)
+    options.update(kwargs)
+    return options
+
+
+def _check_image(image):
+    image = tf.convert_to_tensor(image)
+    if image.dtype != tf.uint8:
+        raise ValueError('image must be uint8 RGB [H, W, 3], got dtype %s' % image.dtype.name)
+    rank = image.shape.ndims
+    if rank is not None and (rank != 3 or image.shape[-1] not in (None, 3)):
+        raise ValueError('image must be uint8 RGB [H, W, 3], got shape %s' % image.shape)
+    return image
+
+
+def _random_apply(transform, image):
+    """``transform(image)`` clipped to [0, 1], or ``image`` (probability 1/2 each)."""
+    # Clipping after each step keeps the HSV-based steps on valid colours.
+    return tf.cond(tf.random.uniform([]) < _DISTORT_PROBABILITY,
+                   lambda: tf.clip_by_value(transform(image), 0., 1.), lambda: image)
+
+
+def distort_colour(image):
+    """SSD photometric distortion of a float RGB image ``[H, W, 3]`` in [0, 1]; stays in [0, 1]."""
+    transforms = [
+        lambda x: tf.image.random_brightness(x, _BRIGHTNESS_DELTA),
+        lambda x: tf.image.random_contrast(x, *_CONTRAST_RANGE),
+        lambda x: tf.image.random_saturation(x, *_SATURATION_RANGE),
+        lambda x: tf.image.random_hue(x, _HUE_DELTA),
+    ]
+    order = tf.random.shuffle(tf.range(len(transforms)))
+    for step in range(len(transforms)):
+        # Only the selected branch runs: step k applies transform order[k].
+        branches = [lambda t=t, x=image: _random_apply(t, x) for t in transforms]
+        image = tf.switch_case(order[step], branches)
+        image.set_shape([None, None, 3])
+    return image
+
+
+def _sample_canvas(max_zoom_out, probability):
+    """Zoom-out canvas ``[4]``, image-normalised: the image, or up to ``max_zoom_out`` times larger."""
+    ratio = tf.random.uniform([], 1., max_zoom_out)
+    ratio = tf.where(tf.random.uniform([]) < probability, ratio, 1.)
+    # Distance (in image sizes) from the canvas's top-left corner to the image's: uniform in the margin.
+    offset = tf.random.uniform([2]) * (ratio - 1.)
+    return tf.concat([-offset, ratio - offset], axis=0)
+
+
+def _sample_crop(canvas, bboxes, min_overlaps, max_trials):
+    """SSD crop window ``[4]`` in image-normalised coordinates, inside ``canvas [4]``.
+
+    All ``max_trials`` candidates are drawn at once (no while loop); the first one that keeps the
+    centre of a box overlapping it by at least the drawn minimum IoU wins, else the whole canvas.
+    """
+    scale = tf.random.uniform([max_trials], *_CROP_SCALE_RANGE)
+    # Aspect range narrowed so that both sides stay <= 1 (fraction of the canvas).
+    aspect_lo = tf.maximum(_CROP_ASPECT_RANGE[0], tf.square(scale))
+    aspect_hi = tf.minimum(_CROP_ASPECT_RANGE[1], 1. / tf.square(scale))
+    aspect = aspect_lo + tf.random.uniform([max_trials]) * (aspect_hi - aspect_lo)
+    size = tf.stack([scale / tf.sqrt(aspect), scale * tf.sqrt(aspect)], axis=1)  # [T, (h, w)]
+    corner = tf.random.uniform([max_trials, 2]) * (1. - size)
+    canvas_size = canvas[2:] - canvas[:2]
+    crops = tf.concat([canvas[:2] + corner * canvas_size,
+                       canvas[:2] + (corner + size) * canvas_size], axis=1)
+
+    min_overlaps = tf.constant(min_overlaps, tf.float32)
+    min_iou = min_overlaps[tf.random.uniform([], 0, tf.size(min_overlaps), tf.int32)]
+    good = (tf_bboxes.bboxes_intersection_over_union(crops, bboxes) >= min_iou) & \
+        tf_bboxes.bboxes_centre_in(crops, bboxes)
+    valid = tf.reduce_any(good, axis=1)
+    first = tf.argmax(tf.cast(valid, tf.int32))  # argmax returns the first maximum
+    return tf.where(tf.reduce_any(valid), crops[first], canvas)
+
+
+def _crop_and_resize(image, window, out_shape):
+    """Bilinear resampling of ``window [4]`` (image-normalised, may exceed [0, 1]) of a float
+    ``image [H, W, 3]`` to ``out_shape``; outside the image the result is 0.
+
+    Pixel k covers [k, k + 1) in continuous coordinates, so output sample centres map to the same
+    points as ``tf.image.resize`` (half-pixel centres) would. A one-pixel edge replica keeps the
+    border pixels from fading to 0 where samples fall up to half a pixel past the image.
+    """
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    out = tf.constant(out_shape, tf.float32)
+    extent = (window[2:] - window[:2]) * size
+    first = window[:2] * size + extent * 0.5 / out - 0.5          # pixel index of sample 0
+    last = window[:2] * size + extent * (out - 0.5) / out - 0.5   # ... and of the last sample
+    padded = tf.pad(image, [[1, 1], [1, 1], [0, 0]], mode='SYMMETRIC')
+    box = tf.concat([(first + 1.) / (size + 1.), (last + 1.) / (size + 1.)], axis=0)
+    resized = tf.image.crop_and_resize(padded[None], box[None], box_indices=tf.zeros([1], tf.int32),
+                                       crop_size=list(out_shape), extrapolation_value=0.)
+    return resized[0]
+
+
+def _finish_image(image, out_shape, data_format):
+    image.set_shape(list(out_shape) + [3])
+    if data_format == 'NCHW':
+        image = tf.transpose(image, [2, 0, 1])
+    return image
+
+
+def _check_data_format(data_format):
+    if data_format not in ('NHWC', 'NCHW'):
+        raise ValueError("data_format must be 'NHWC' or 'NCHW', got %r" % (data_format,))
+
+
+def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format='NHWC', **kwargs):
+    """Training branch (module docstring); returns ``(image, labels [M], bboxes [M, 4])``, M <= N."""
+    options = _options(True, kwargs)
+    _check_data_format(data_format)
+    image = _check_image(image)
+    with tf.name_scope('ssd_preprocessing_train'):
+        labels = tf.convert_to_tensor(labels)
+        bboxes = tf.reshape(tf.cast(bboxes, tf.float32), [-1, 4])
+        pixels = image
+        if options['photometric_distortion']:
+            pixels = distort_colour(tf.image.convert_image_dtype(image, tf.float32)) * 255.
+        # Whitened before resampling so that the zoom-out canvas (filled with 0) is the mean colour.
+        pixels = whiten_image(pixels)
+
+        canvas = tf.constant(_UNIT_BOX)
+        if options['zoom_out']:
+            canvas = _sample_canvas(options['max_zoom_out'], options['zoom_out_probability'])
+        window = canvas
+        if options['random_crop']:
+            window = _sample_crop(canvas, bboxes, options['crop_min_overlaps'],
+                                  options['crop_max_trials'])
+        pixels = _crop_and_resize(pixels, window, out_shape)
+
+        keep = tf_bboxes.bboxes_centre_in(window[None], bboxes)[0]
+        labels, bboxes = tf_bboxes.bboxes_filter(keep, labels, bboxes)
+        bboxes = tf_bboxes.bboxes_clip(_UNIT_BOX, tf_bboxes.bboxes_resize(window, bboxes))
+
+        if options['flip']:
+            flip = tf.random.uniform([]) < 0.5
+            pixels = tf.cond(flip, lambda: tf.image.flip_left_right(pixels), lambda: pixels)
+            bboxes = tf.cond(flip, lambda: tf_bboxes.bboxes_flip_left_right(bboxes), lambda: bboxes)
+        return _finish_image(pixels, out_shape, data_format), labels, bboxes
+
+
+def _pad_window(image):
+    """Window ``[4]`` (image-normalised) of the square canvas centred on ``image`` for PAD_AND_RESIZE."""
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    half = 0.5 * tf.reduce_max(size) / size
+    return tf.concat([0.5 - half, 0.5 + half], axis=0)
+
+
+def preprocess_for_eval(image, labels, bboxes, out_shape=OUT_SHAPE, data_format='NHWC', **kwargs):
+    """Evaluation branch; returns ``(image, labels, bboxes, bbox_img)``, boxes in the output frame."""
+    options = _options(False, kwargs)
+    _check_data_format(data_format)
+    image = _check_image(image)
+    if not isinstance(options['resize'], Resize):
+        raise ValueError('resize must be a Resize member (%s), got %r' % (
+            ', '.join(r.name for r in Resize), options['resize']))
+    with tf.name_scope('ssd_preprocessing_eval'):
+        window = tf.constant(_UNIT_BOX)
+        if options['resize'] is Resize.PAD_AND_RESIZE:
+            window = _pad_window(image)
+        pixels = _crop_and_resize(whiten_image(image), window, out_shape)
+        bbox_img = tf_bboxes.bboxes_resize(window, tf.constant([_UNIT_BOX]))[0]
+        if bboxes is not None:
+            bboxes = tf_bboxes.bboxes_resize(window, tf.reshape(tf.cast(bboxes, tf.float32), [-1, 4]))
+        return _finish_image(pixels, out_shape, data_format), labels, bboxes, bbox_img
+
+
+def preprocess_image(image, labels, bboxes, out_shape=OUT_SHAPE, data_format='NHWC',
+                     is_training=False, **kwargs):
+    """SSD pre-processing (SPEC section 5); ``kwargs`` override ``TRAIN_DEFAULTS``/``EVAL_DEFAULTS``."""
+    if is_training:
+        return preprocess_for_train(image, labels, bboxes, out_shape, data_format, **kwargs)
+    return preprocess_for_eval(image, labels, bboxes, out_shape, data_format, **kwargs)

@@ -1,0 +1,208 @@
+"""Local model server speaking TF Serving's gRPC and REST APIs, for machines without Docker.
+
+    python -m serving.model_server --model_name=ssd --model_base_path=/path/to/export/ssd \\
+        [--port=8500] [--rest_api_port=8501] [--file_system_poll_wait_seconds=1] [--host=127.0.0.1]
+
+``--model_base_path`` holds integer version folders (``1/``, ``2/`` ... each a SavedModel with tag
+``serve``). The newest loadable version is served and new versions are picked up without a
+restart (see ``serving/version_manager.py``). SIGTERM / SIGINT stop accepting requests, let the
+ones in flight finish, unload the model and exit 0.
+
+Unlike tensorflow_model_server, the default ``--host`` is 127.0.0.1: the server has no
+authentication, so other machines (or Docker containers) reach it only with ``--host=0.0.0.0``.
+
+Tests and demos start it in-process with ``start_server(...)``, which returns a ``ModelServer``
+with the bound ``grpc_port`` / ``rest_api_port`` and ``stop()``.
+"""
+import os
+import sys
+
+if __name__ == '__main__':
+    # Run as a file: make the repo root importable; keep TensorFlow's C++ start-up chatter quiet.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import logging  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from serving.grpc_service import create_grpc_server  # noqa: E402
+from serving.rest_api import RestApiServer  # noqa: E402
+from serving.version_manager import VersionManager  # noqa: E402
+
+logger = logging.getLogger('serving.model_server')
+
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+DEFAULT_GRPC_THREADS = 16
+SHUTDOWN_GRACE_SECONDS = 30.
+
+
+class UsageError(Exception):
+    """A bad flag or start-up condition, reported as one line without a traceback."""
+
+
+class ModelServer(object):
+    """A running server: ``grpc_port``, ``rest_api_port`` (None when disabled), ``manager``.
+
+    Use ``stop()`` (or ``with``) to shut down: stops accepting, finishes in-flight requests,
+    unloads the model.
+    """
+
+    def __init__(self, manager, grpc_server, grpc_port, rest_server):
+        self.manager = manager
+        self.grpc_port = grpc_port
+        self.rest_api_port = rest_server.port if rest_server is not None else None
+        self._grpc_server = grpc_server
+        self._rest_server = rest_server
+        self._stopped = False
+
+    def stop(self, grace_seconds=SHUTDOWN_GRACE_SECONDS):
+        if self._stopped:
+            return
+        self._stopped = True
+        done = self._grpc_server.stop(grace_seconds)
+        if self._rest_server is not None:
+            self._rest_server.stop()
+        done.wait()
+        self.manager.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait_seconds=1.,
+                 host='127.0.0.1', max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
+                 grpc_max_threads=DEFAULT_GRPC_THREADS, session_config=None,
+                 version_labels=None):
+    """Binds the ports, loads the newest version, then starts serving; returns a ``ModelServer``.
+
+    ``port`` / ``rest_api_port``: 0 picks a free port, ``rest_api_port=None`` disables REST.
+    ``version_labels``: dict label -> version. Raises ``UsageError`` when a port cannot be bound
+    or the base path is not a folder.
+    """
+    if not os.path.isdir(model_base_path):
+        raise UsageError('--model_base_path %s is not a folder' % model_base_path)
+    manager = VersionManager(model_name, model_base_path, session_config, version_labels)
+    # Bind both ports before the (slow) model load, so a taken port fails at once.
+    try:
+        grpc_server, grpc_port = create_grpc_server(
+            manager, '%s:%d' % (host, port), max_request_bytes, grpc_max_threads)
+    except RuntimeError as err:
+        raise UsageError('--port %d on %s: cannot bind (%s)' % (port, host, err))
+    rest_server = None
+    if rest_api_port is not None:
+        try:
+            rest_server = RestApiServer(manager, host, rest_api_port, max_request_bytes)
+        except OSError as err:
+            grpc_server.stop(None)
+            raise UsageError('--rest_api_port %d on %s: cannot bind (%s)' % (
+                rest_api_port, host, err.strerror))
+    manager.start(poll_wait_seconds)
+    grpc_server.start()
+    if rest_server is not None:
+        rest_server.start()
+    logger.info('serving model %r from %s: gRPC on %s:%d, REST %s', model_name, model_base_path,
+                host, grpc_port,
+                'on %s:%d' % (host, rest_server.port) if rest_server is not None else 'disabled')
+    return ModelServer(manager, grpc_server, grpc_port, rest_server)
+
+
+FLAGS = tf.app.flags.FLAGS
+
+
+def define_flags():
+    """Defines the CLI flags (only when run as a program, so importing never clashes with the
+    flags of other tools loaded in the same process)."""
+    flags = tf.app.flags
+    # Model
+    flags.DEFINE_string('model_name', None, 'Name clients use in model_spec / the REST path.')
+    flags.DEFINE_string('model_base_path', None,
+                        'Folder holding integer version subfolders (SavedModels with tag "serve").')
+    flags.DEFINE_float('file_system_poll_wait_seconds', 1.,
+                       'Seconds between scans of --model_base_path for new versions.')
+    flags.DEFINE_string('version_labels', '',
+                        'Optional version labels as label=version pairs, e.g. "stable=2,canary=3".')
+
+    # Network
+    flags.DEFINE_integer('port', 8500, 'gRPC port (0 picks a free one).')
+    flags.DEFINE_integer('rest_api_port', 8501, 'REST port; 0 disables the REST API.')
+    flags.DEFINE_string('host', '127.0.0.1',
+                        'Interface to bind; 0.0.0.0 exposes the server to other machines.')
+    flags.DEFINE_integer('max_request_bytes', DEFAULT_MAX_REQUEST_BYTES,
+                         'Largest accepted request (gRPC message or REST body) in bytes.')
+    flags.DEFINE_integer('grpc_max_threads', DEFAULT_GRPC_THREADS,
+                         'Threads answering gRPC calls concurrently.')
+
+    # TensorFlow session
+    flags.DEFINE_integer('tensorflow_intra_op_parallelism', 0,
+                         'Threads inside one op (0 = TensorFlow chooses).')
+    flags.DEFINE_integer('tensorflow_inter_op_parallelism', 0,
+                         'Ops run in parallel (0 = TensorFlow chooses).')
+
+
+def parse_version_labels(text):
+    """'stable=2,canary=3' -> {'stable': 2, 'canary': 3}; UsageError on a malformed pair."""
+    labels = {}
+    for pair in filter(None, (p.strip() for p in text.split(','))):
+        label, _, version = pair.partition('=')
+        if not label or not version.isdigit():
+            raise UsageError('--version_labels: %r is not label=version (e.g. stable=2)' % pair)
+        labels[label] = int(version)
+    return labels
+
+
+def _server_from_flags():
+    for name in ('model_name', 'model_base_path'):
+        if not getattr(FLAGS, name):
+            raise UsageError('--%s is required' % name)
+    if FLAGS.file_system_poll_wait_seconds <= 0:
+        raise UsageError('--file_system_poll_wait_seconds must be > 0, got %g' %
+                         FLAGS.file_system_poll_wait_seconds)
+    for name in ('port', 'rest_api_port'):
+        if not 0 <= getattr(FLAGS, name) <= 65535:
+            raise UsageError('--%s must be in 0..65535, got %d' % (name, getattr(FLAGS, name)))
+    if FLAGS.max_request_bytes <= 0 or FLAGS.grpc_max_threads <= 0:
+        raise UsageError('--max_request_bytes and --grpc_max_threads must be > 0')
+    session_config = tf.ConfigProto(
+        intra_op_parallelism_threads=FLAGS.tensorflow_intra_op_parallelism,
+        inter_op_parallelism_threads=FLAGS.tensorflow_inter_op_parallelism)
+    return start_server(
+        FLAGS.model_name, os.path.abspath(FLAGS.model_base_path), port=FLAGS.port,
+        rest_api_port=FLAGS.rest_api_port or None,
+        poll_wait_seconds=FLAGS.file_system_poll_wait_seconds, host=FLAGS.host,
+        max_request_bytes=FLAGS.max_request_bytes, grpc_max_threads=FLAGS.grpc_max_threads,
+        session_config=session_config, version_labels=parse_version_labels(FLAGS.version_labels))
+
+
+def main(_):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # absl's root handler would print every line twice
+    # TensorFlow's deprecation and "Restoring parameters" lines would bury the load/unload log.
+    tf.get_logger().setLevel(logging.ERROR)
+    try:
+        server = _server_from_flags()
+    except UsageError as err:
+        print('error: %s' % err, file=sys.stderr)
+        return 1
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    while not stop_requested.wait(0.5):
+        pass
+    logger.info('shutting down: finishing requests in flight')
+    server.stop()
+    logger.info('server stopped')
+    return 0
+
+
+if __name__ == '__main__':
+    define_flags()
+    tf.app.run(main)

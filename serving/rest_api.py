@@ -1,0 +1,328 @@
+"""TF Serving's REST API over a ``VersionManager`` (threaded ``http.server``, JSON in and out).
+
+Routes (``<v>`` an integer version, ``<label>`` a version label):
+- ``POST /v1/models/<name>[/versions/<v>|/labels/<label>]:predict`` with ``signature_name``
+  (default ``serving_default``) and either ``instances`` (row format: a list, one entry per batch
+  row, stacked along a new first axis; entries are objects naming the inputs, or bare values
+  when the signature has one input) answered with ``predictions`` (one entry per row), or
+  ``inputs`` (columnar: an object naming the inputs, or a bare value for a single input)
+  answered with ``outputs`` (an object, or the bare value for a single output). String tensors
+  accept plain strings or ``{"b64": "..."}``; output aliases ending in ``_bytes`` come back as
+  ``{"b64": ...}``.
+- ``GET /v1/models/<name>[/versions/<v>|/labels/<label>]``: ``{"model_version_status": [...]}``.
+- ``GET /v1/models/<name>[/versions/<v>|/labels/<label>]/metadata``: ``{"model_spec": ...,
+  "metadata": {"signature_def": {"signature_def": {...}}}}``.
+
+Errors are ``{"error": "..."}`` with the HTTP status of the gRPC code (400 bad request, 404 not
+found, 413 oversized body, 501 unsupported verb). Each connection carries one request (HTTP/1.0),
+so shutdown only waits for requests in flight, never for idle keep-alive connections.
+"""
+import base64
+import binascii
+import http.server
+import json
+import logging
+import re
+import threading
+
+import grpc
+import numpy as np
+import tensorflow.compat.v1 as tf
+from google.protobuf import json_format
+
+from serving.servable import DEFAULT_SIGNATURE, ServingError, check_input_names
+
+logger = logging.getLogger('serving.model_server')
+
+_ROUTE = re.compile(r'^/v1/models/(?P<name>[^/:]+)'
+                    r'(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?'
+                    r'(?P<action>/metadata|:predict|:classify|:regress)?$')
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+# Oversized bodies are read and dropped (closing with unread data would reset the connection
+# before the client sees the 413), but only up to this much; beyond it we just close.
+_MAX_DRAIN_BYTES = 256 * 1024 * 1024
+_DRAIN_CHUNK = 1024 * 1024
+# Which JSON number kinds (NumPy dtype.kind after np.asarray) each tensor dtype accepts.
+_ACCEPTED_KINDS = {'f': 'iuf', 'c': 'iufc', 'i': 'iu', 'u': 'iu', 'b': 'b'}
+_KIND_NAMES = {'U': 'string', 'S': 'string', 'O': 'mixed or null', 'b': 'bool', 'i': 'integer',
+               'u': 'integer', 'f': 'float'}
+
+
+def _invalid(message):
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _is_b64(value):
+    return isinstance(value, dict) and len(value) == 1 and 'b64' in value
+
+
+def _to_bytes(alias, value):
+    """One JSON string element (text or ``{"b64": ...}``) -> bytes."""
+    if _is_b64(value):
+        try:
+            return base64.b64decode(value['b64'], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise _invalid("input '%s': invalid base64 in {\"b64\": ...}" % alias)
+    if isinstance(value, str):
+        return value.encode('utf-8')
+    raise _invalid("input '%s': expected strings or {\"b64\": ...}, got %s" % (
+        alias, type(value).__name__))
+
+
+def _nested_bytes(alias, value):
+    if isinstance(value, list):
+        return [_nested_bytes(alias, item) for item in value]
+    return _to_bytes(alias, value)
+
+
+def json_to_ndarray(alias, value, tensor_info):
+    """A JSON value (nested lists) -> NumPy array of the input's dtype.
+
+    Raises INVALID_ARGUMENT naming ``alias`` for ragged lists or values of the wrong type.
+    """
+    dtype = tf.as_dtype(tensor_info.dtype)
+    ragged = _invalid("input '%s': not a rectangular array (nested lists of unequal lengths)"
+                      % alias)
+    if dtype == tf.string:
+        try:
+            array = np.array(_nested_bytes(alias, value), dtype=object)
+        except ValueError:
+            raise ragged
+        # With dtype=object NumPy may keep ragged rows as list elements instead of failing.
+        if any(not isinstance(item, bytes) for item in array.flat):
+            raise ragged
+        return array
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        raise ragged
+    numpy_dtype = np.dtype(dtype.as_numpy_dtype)
+    if array.size and array.dtype.kind not in _ACCEPTED_KINDS.get(numpy_dtype.kind, ''):
+        raise _invalid("input '%s': expected dtype %s, got JSON values of type %s" % (
+            alias, dtype.name, _KIND_NAMES.get(array.dtype.kind, array.dtype.name)))
+    return array.astype(numpy_dtype)
+
+
+def _named_inputs_from_instances(instances, signature):
+    """Row format -> dict alias -> list of per-row JSON values."""
+    if not isinstance(instances, list) or not instances:
+        raise _invalid("'instances' must be a non-empty list (one entry per batch row)")
+    named = [isinstance(row, dict) and not _is_b64(row) for row in instances]
+    if all(named):
+        aliases = set(instances[0])
+        for row in instances:
+            if set(row) != aliases:
+                raise _invalid("'instances': every row must name the same inputs (%s)" %
+                               ', '.join(sorted(aliases)))
+        return {alias: [row[alias] for row in instances] for alias in aliases}
+    if any(named):
+        raise _invalid("'instances': rows mix named-input objects and bare values")
+    return {_single_input(signature, 'instances'): instances}
+
+
+def _named_inputs_from_columns(inputs, signature):
+    """Columnar format -> dict alias -> JSON value."""
+    if isinstance(inputs, dict) and not _is_b64(inputs):
+        return inputs
+    return {_single_input(signature, 'inputs'): inputs}
+
+
+def _single_input(signature, key):
+    if len(signature.inputs) != 1:
+        raise _invalid("'%s' must name the inputs (%s): the signature has %d" % (
+            key, ', '.join(sorted(signature.inputs)), len(signature.inputs)))
+    return next(iter(signature.inputs))
+
+
+def request_inputs(body, signature_name, signature):
+    """Parsed predict body -> ``(dict alias -> ndarray, row_format)``."""
+    if ('instances' in body) == ('inputs' in body):
+        raise _invalid("the request must have exactly one of 'instances' or 'inputs'")
+    row_format = 'instances' in body
+    if row_format:
+        values = _named_inputs_from_instances(body['instances'], signature)
+    else:
+        values = _named_inputs_from_columns(body['inputs'], signature)
+    check_input_names(signature_name, signature, values)
+    inputs = {alias: json_to_ndarray(alias, value, signature.inputs[alias])
+              for alias, value in values.items()}
+    return inputs, row_format
+
+
+def _to_json(alias, array):
+    """An output array -> JSON-ready nested lists (strings decoded, ``*_bytes`` as b64)."""
+    if array.dtype != object:
+        return array.tolist()
+    as_b64 = alias.endswith('_bytes')
+
+    def convert(item):
+        if isinstance(item, list):
+            return [convert(x) for x in item]
+        if as_b64:
+            return {'b64': base64.b64encode(item).decode('ascii')}
+        return item.decode('utf-8', errors='replace')
+    return convert(array.tolist())
+
+
+def response_body(outputs, row_format):
+    """TF Serving's ``{"predictions": ...}`` (rows) or ``{"outputs": ...}`` (columns)."""
+    if not row_format:
+        if len(outputs) == 1:
+            (alias, value), = outputs.items()
+            return {'outputs': _to_json(alias, value)}
+        return {'outputs': {alias: _to_json(alias, value) for alias, value in outputs.items()}}
+    batch_sizes = {value.shape[0] if value.ndim else None for value in outputs.values()}
+    if len(batch_sizes) != 1 or None in batch_sizes:
+        raise _invalid("outputs have no common batch dimension; use the columnar 'inputs' format")
+    if len(outputs) == 1:
+        (alias, value), = outputs.items()
+        return {'predictions': _to_json(alias, value)}
+    rows = batch_sizes.pop()
+    columns = {alias: _to_json(alias, value) for alias, value in outputs.items()}
+    return {'predictions': [{alias: column[i] for alias, column in columns.items()}
+                            for i in range(rows)]}
+
+
+def _proto_to_dict(message):
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = 'ssd-model-server'
+    protocol_version = 'HTTP/1.0'
+
+    def log_message(self, fmt, *args):  # per-request lines would drown the load/unload log
+        logger.debug('%s - %s', self.address_string(), fmt % args)
+
+    def do_GET(self):
+        self._dispatch('GET')
+
+    def do_POST(self):
+        self._dispatch('POST')
+
+    def _refuse_method(self):
+        self._send_json(405, {'error': 'method %s is not supported; use GET or POST' %
+                              self.command})
+
+    do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse_method
+
+    def _send_json(self, status, payload):
+        data = json.dumps(payload).encode('utf-8')
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _dispatch(self, method):
+        try:
+            body = self._read_body() if method == 'POST' else None
+            self._send_json(200, self._route(method, body))
+        except ServingError as err:
+            self._send_json(_HTTP_STATUS.get(err.code, 500), {'error': err.message})
+        except Exception as err:  # a handler bug must cost one request, not the server
+            logger.exception('REST %s %s failed', method, self.path)
+            self._send_json(500, {'error': 'internal error: %s' % err})
+
+    def _read_body(self):
+        """The request body; RESOURCE_EXHAUSTED (413) above the server's limit."""
+        length = self.headers.get('Content-Length')
+        if length is None or not length.isdigit():
+            raise _invalid('a POST needs a Content-Length header (chunked bodies are not '
+                           'supported)')
+        length = int(length)
+        limit = self.server.max_request_bytes
+        if length > limit:
+            self._drain(length)
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               'request body of %d bytes exceeds the limit of %d bytes '
+                               '(--max_request_bytes)' % (length, limit))
+        return self.rfile.read(length)
+
+    def _drain(self, length):
+        if length > _MAX_DRAIN_BYTES:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, _DRAIN_CHUNK))
+            if not chunk:
+                return
+            length -= len(chunk)
+
+    def _route(self, method, body):
+        match = _ROUTE.match(self.path.split('?', 1)[0])
+        action = match.group('action') if match else None
+        if match is None or (method == 'GET') != (action in (None, '/metadata')):
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               'no such endpoint: %s %s (see /v1/models/<name>[:predict|'
+                               '/metadata])' % (method, self.path))
+        if action in (':classify', ':regress'):
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                               '%s is not supported by this server; use :predict' % action[1:])
+        name, label = match.group('name'), match.group('label')
+        version = int(match.group('version')) if match.group('version') else None
+        manager = self.server.manager
+        if action is None:
+            return _proto_to_dict(manager.status_response(name, version))
+        with manager.acquire(name, version, label) as servable:
+            if action == '/metadata':
+                return {'model_spec': {'name': name, 'signature_name': '',
+                                       'version': str(servable.version)},
+                        'metadata': {'signature_def': _proto_to_dict(
+                            servable.signature_def_map())}}
+            return self._predict(servable, body)
+
+    def _predict(self, servable, body):
+        try:
+            request = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise _invalid('JSON parse error: %s' % err)
+        if not isinstance(request, dict):
+            raise _invalid('the request body must be a JSON object')
+        signature_name = request.get('signature_name') or DEFAULT_SIGNATURE
+        if not isinstance(signature_name, str):
+            raise _invalid("'signature_name' must be a string")
+        signature = servable.signature_def(signature_name)
+        inputs, row_format = request_inputs(request, signature_name, signature)
+        return response_body(servable.run(signature_name, inputs), row_format)
+
+
+class _ThreadingServer(http.server.ThreadingHTTPServer):
+    # Non-daemon handler threads are joined by server_close(): in-flight requests finish.
+    daemon_threads = False
+    block_on_close = True
+
+
+class RestApiServer(object):
+    """The REST API on ``(host, port)`` (port 0 = any free); ``port`` is the bound one.
+
+    Binding happens in the constructor (``OSError`` if the port is taken); ``start`` serves in
+    a background thread; ``stop`` stops accepting and waits for requests in flight.
+    """
+
+    def __init__(self, manager, host, port, max_request_bytes):
+        self._httpd = _ThreadingServer((host, port), _Handler)
+        self._httpd.manager = manager
+        self._httpd.max_request_bytes = max_request_bytes
+        self.port = self._httpd.server_address[1]
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name='rest-api',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+        self._httpd.server_close()

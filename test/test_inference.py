@@ -1,0 +1,133 @@
+"""The shared inference graph: pixel boxes equal the NumPy post-processing reference, restore errors."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from nets import nets_factory
+from nets import np_postprocess
+from utils import inference
+from utils import model_info
+from utils.model_info import ModelInfoError
+
+CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
+WIDTH = 0.125
+VGG_MEANS = np.array([123.68, 116.78, 103.94])
+
+
+def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0,
+                    info_num_classes=None):
+    """Saves a randomly initialised SSD as ``<directory>/model.ckpt-<step>`` with model_info.json.
+
+    ``info_num_classes`` writes a different class count into model_info.json (a mismatch).
+    Returns the checkpoint prefix.
+    """
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        net = nets_factory.build_network('ssd_vgg_300', num_classes, width_multiplier=width_multiplier)
+        with inference.slim.arg_scope(net.arg_scope()):
+            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'),
+                                           global_step=step)
+    info_classes = info_num_classes or num_classes
+    names = (CLASS_NAMES + ['class%d' % i for i in range(6, info_classes)])[:info_classes - 1]
+    model_info.write_model_info(directory, model_name='ssd_vgg_300', num_classes=info_classes,
+                                class_names=names, width_multiplier=width_multiplier,
+                                dataset_name='vehicle', img_shape=[300, 300])
+    return prefix
+
+
+@pytest.fixture(scope='module')
+def checkpoint_dir(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp('inference_ckpt'))
+    make_checkpoint(directory)
+    return directory
+
+
+def test_load_model_resolves_newest_and_builds_from_info(checkpoint_dir):
+    with tf.Graph().as_default():
+        net, info, prefix = inference.load_model(checkpoint_dir)
+    assert prefix == os.path.join(checkpoint_dir, 'model.ckpt-1')
+    assert info['class_names'] == CLASS_NAMES
+    assert net.params.num_classes == 6
+
+
+def test_preprocess_uniform_image_is_colour_minus_means():
+    with tf.Graph().as_default(), tf.Session() as sess:
+        image = tf.constant(np.full((37, 81, 3), [200, 100, 50], np.uint8))
+        out = sess.run(inference.preprocess_for_detection(image))
+    assert out.shape == (300, 300, 3) and out.dtype == np.float32
+    np.testing.assert_allclose(out, np.broadcast_to([200, 100, 50] - VGG_MEANS, out.shape),
+                               atol=1e-3)
+
+
+def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir):
+    """Batch of two images of different sizes; reference: nets.np_postprocess on the raw outputs."""
+    shapes = [(120, 300), (240, 160)]
+    rng = np.random.RandomState(1)
+    with tf.Graph().as_default():
+        net, _, prefix = inference.load_model(checkpoint_dir)
+        images = tf.placeholder(tf.float32, [None, 300, 300, 3])
+        detections = inference.detect(net, images, tf.constant(shapes, tf.int32),
+                                      select_threshold=0.3, nms_threshold=0.45, keep_top_k=20)
+        assert len(detections['predictions']) == 6 and len(detections['localisations']) == 6
+        with tf.Session() as sess:
+            inference.restore(sess, prefix)
+            out = sess.run(detections, {images: rng.uniform(-120, 120, (2, 300, 300, 3))})
+    for i, (height, width) in enumerate(shapes):
+        reference = np_postprocess.detect(
+            [p[i] for p in out['predictions']], [loc[i] for loc in out['localisations']],
+            net.anchors(), net.params.prior_scaling, select_threshold=0.3, nms_threshold=0.45,
+            keep_top_k=20)
+        count = reference['num_detections']
+        assert count > 0 and out['num_detections'][i] == count
+        np.testing.assert_allclose(out['detection_boxes'][i],
+                                   reference['detection_boxes'] * [height, width, height, width],
+                                   atol=1e-3)
+        np.testing.assert_allclose(out['detection_scores'][i], reference['detection_scores'],
+                                   atol=1e-6)
+        np.testing.assert_array_equal(out['detection_classes'][i], reference['detection_classes'])
+
+
+def test_detect_reuse_shares_variables(checkpoint_dir):
+    with tf.Graph().as_default():
+        net, _, _ = inference.load_model(checkpoint_dir)
+        inference.detect(net, tf.zeros([1, 300, 300, 3]), [[300, 300]])
+        count = len(tf.global_variables())
+        inference.detect(net, tf.zeros([2, 300, 300, 3]), [[10, 20], [30, 40]], reuse=True)
+        assert len(tf.global_variables()) == count
+
+
+def test_restore_names_both_class_counts(tmp_path):
+    make_checkpoint(str(tmp_path), num_classes=6, info_num_classes=21)
+    with tf.Graph().as_default():
+        net, _, prefix = inference.load_model(str(tmp_path))
+        inference.detect(net, tf.zeros([1, 300, 300, 3]), [[300, 300]])
+        with tf.Session() as sess:
+            with pytest.raises(ModelInfoError, match='trained with 6 classes .*num_classes=21'):
+                inference.restore(sess, prefix)
+
+
+def test_restore_reports_other_shape_mismatch(tmp_path):
+    make_checkpoint(str(tmp_path), width_multiplier=WIDTH)
+    info = model_info.read_model_info(str(tmp_path))
+    model_info.write_model_info(str(tmp_path), **dict(info, width_multiplier=0.25))
+    with tf.Graph().as_default():
+        net, _, prefix = inference.load_model(str(tmp_path))
+        inference.detect(net, tf.zeros([1, 300, 300, 3]), [[300, 300]])
+        with tf.Session() as sess:
+            with pytest.raises(ModelInfoError, match=r'conv1/conv1_1/weights has shape \[3, 3, 3, 8\].*'
+                                                     r'expects \[3, 3, 3, 16\]'):
+                inference.restore(sess, prefix)
+
+
+def test_unknown_model_name_is_a_model_info_error(tmp_path):
+    make_checkpoint(str(tmp_path))
+    info = model_info.read_model_info(str(tmp_path))
+    model_info.write_model_info(str(tmp_path), **dict(info, model_name='resnet_9000'))
+    with tf.Graph().as_default():
+        with pytest.raises(ModelInfoError, match="cannot build the network: unknown network 'resnet_9000'"):
+            inference.load_model(str(tmp_path))

@@ -1,0 +1,177 @@
+"""train_ssd_network.py end to end on the generated sample TFRecords (tiny width, small batches):
+clones, logging, TensorBoard, model_info.json, class-count refusal, kill -9 resume, SIGTERM."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+import tensorflow.compat.v1 as tf
+
+import train_ssd_network
+from test.conftest import REPO_ROOT
+
+SCRIPT = os.path.join(REPO_ROOT, 'train_ssd_network.py')
+LEARNING_STEPS = 30
+STEP_LINE = re.compile(r'^step (\d+): loss ([0-9.]+) \((.*)\) lr ([0-9.e-]+) \| '
+                       r'([0-9.]+) s/step, ([0-9.]+) images/s$', re.M)
+
+
+def _command(train_dir, dataset_dir, *extra):
+    return [sys.executable, SCRIPT, '--train_model_dir=%s' % train_dir,
+            '--dataset_dir=%s' % dataset_dir, '--dataset_name=vehicle', '--train_or_test=train',
+            '--width_multiplier=0.125', '--batch_size=2', '--clone_on_cpu',
+            '--optimizer=adam', '--learning_rate=0.002', '--learning_rate_decay_type=fixed',
+            '--log_every_n_steps=1', '--save_summaries_secs=1', '--shuffle_seed=3',
+            '--num_preprocessing_threads=2'] + list(extra)
+
+
+def _env():
+    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2')
+    env['PYTHONPATH'] = REPO_ROOT
+    return env
+
+
+def _run(command, timeout=180):
+    result = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
+                            timeout=timeout)
+    return result.returncode, result.stdout, result.stderr
+
+
+def _latest_step(train_dir):
+    prefix = tf.train.latest_checkpoint(train_dir)
+    return int(prefix.rsplit('-', 1)[1]) if prefix else None
+
+
+def _logged_steps(stdout):
+    return [(int(m.group(1)), float(m.group(2))) for m in STEP_LINE.finditer(stdout)]
+
+
+@pytest.fixture(scope='module')
+def two_clone_run(sample_tfrecords, tmp_path_factory):
+    """LEARNING_STEPS steps with two CPU clones of batch 2 each."""
+    train_dir = str(tmp_path_factory.mktemp('two_clones'))
+    rc, out, err = _run(_command(train_dir, sample_tfrecords, '--num_clones=2', '--batch_size=4',
+                                 '--max_number_of_steps=%d' % LEARNING_STEPS))
+    assert rc == 0, err[-3000:]
+    return train_dir, out, sample_tfrecords
+
+
+def test_run_writes_checkpoints_model_info_and_logs(two_clone_run):
+    train_dir, out, _ = two_clone_run
+    assert _latest_step(train_dir) == LEARNING_STEPS
+    with open(os.path.join(train_dir, 'model_info.json')) as f:
+        info = json.load(f)
+    assert info == {'model_name': 'ssd_vgg_300', 'num_classes': 6, 'dataset_name': 'vehicle',
+                    'class_names': ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck'],
+                    'width_multiplier': 0.125, 'img_shape': [300, 300]}
+    assert os.path.isfile(os.path.join(train_dir, 'training_config.txt'))
+    logged = STEP_LINE.findall(out)
+    assert [int(m[0]) for m in logged] == list(range(1, LEARNING_STEPS + 1))
+    parts = logged[0][2]
+    for name in ('cross_entropy_pos', 'cross_entropy_neg', 'localization', 'regularization'):
+        assert name in parts
+    assert float(logged[0][3]) == pytest.approx(0.002)
+    assert 'training stopped at global step %d' % LEARNING_STEPS in out
+
+
+def test_loss_falls_by_a_third_in_the_first_steps(two_clone_run):
+    losses = [loss for _, loss in _logged_steps(two_clone_run[1])]
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last <= first * 2 / 3, losses
+
+
+def test_tensorboard_holds_losses_learning_rate_and_boxed_images(two_clone_run):
+    train_dir = two_clone_run[0]
+    tags = set()
+    for name in os.listdir(train_dir):
+        if name.startswith('events.out.tfevents'):
+            for event in tf.train.summary_iterator(os.path.join(train_dir, name)):
+                tags.update(v.tag for v in event.summary.value)
+    for tag in ('losses/total_loss', 'losses/cross_entropy_pos', 'losses/localization',
+                'learning_rate'):
+        assert tag in tags
+    assert any(t.startswith('inputs_with_boxes') for t in tags)
+
+
+def test_class_count_mismatch_is_one_clear_error(two_clone_run):
+    train_dir, _, dataset_dir = two_clone_run
+    info_before = open(os.path.join(train_dir, 'model_info.json')).read()
+    rc, _, err = _run(_command(train_dir, dataset_dir, '--num_classes=4',
+                               '--max_number_of_steps=%d' % (LEARNING_STEPS + 5)))
+    assert rc == 1
+    assert err.strip().count('\n') == 0 and 'Traceback' not in err, err
+    assert err.startswith('error: ') and 'num_classes=6' in err and 'num_classes=4' in err
+    assert '--num_classes' in err
+    assert open(os.path.join(train_dir, 'model_info.json')).read() == info_before
+
+
+def _wait_for(predicate, timeout, proc):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    raise AssertionError('timed out')
+
+
+def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, tmp_path):
+    train_dir = str(tmp_path)
+    endless = _command(train_dir, sample_tfrecords, '--save_interval_secs=1',
+                       '--max_number_of_steps=100000')
+    proc = subprocess.Popen(endless, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (_latest_step(train_dir) or 0) >= 2, 120, proc)
+    finally:
+        proc.kill()  # SIGKILL: no chance to save anything more
+        proc.communicate()
+    killed_at = _latest_step(train_dir)
+
+    proc = subprocess.Popen(endless, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: (_latest_step(train_dir) or 0) >= killed_at + 2, 120, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    steps = [s for s, _ in _logged_steps(out)]
+    assert steps[0] == killed_at + 1  # continues the global step instead of restarting at 1
+    assert 'SIGTERM received' in out
+    final = int(re.search(r'training stopped at global step (\d+) \(SIGTERM\)', out).group(1))
+    assert final == steps[-1] and _latest_step(train_dir) == final
+
+
+def _flags(**overrides):
+    values = dict(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4, num_clones=1,
+                  num_classes=None, width_multiplier=1.0, data_format='NHWC',
+                  max_number_of_steps=None)
+    values.update(overrides)
+    return types.SimpleNamespace(**values)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(train_model_dir=None), '--train_model_dir is required'),
+    (dict(dataset_dir='/no/such/dir'), '--dataset_dir=/no/such/dir is not a directory'),
+    (dict(batch_size=5, num_clones=2), '--batch_size=5 must be a positive multiple of --num_clones=2'),
+    (dict(num_classes=1), '--num_classes=1 must be >= 2'),
+    (dict(data_format='NCWH'), '--data_format=NCWH'),
+])
+def test_bad_flags_are_named(overrides, message):
+    with pytest.raises(train_ssd_network.TrainError, match=re.escape(message)):
+        train_ssd_network.check_flags(_flags(**overrides))
+
+
+def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
+    rc, _, err = _run([sys.executable, SCRIPT, '--train_model_dir=%s' % tmp_path,
+                       '--dataset_dir=%s' % tmp_path, '--model_name=resnet'], timeout=120)
+    assert rc == 1 and 'Traceback' not in err
+    assert err.strip().splitlines()[-1].startswith('error: ')

@@ -1,0 +1,65 @@
+"""Drawing: boxes land on the right pixels of a same-size PNG; PR curves one file per scored class."""
+import matplotlib.image as mpimg
+import numpy as np
+
+from utils import visualization
+from utils.voc_metric import VOCMetric
+
+GRAY = 128.
+
+
+def _read_rgb(path):
+    return np.round(mpimg.imread(path)[..., :3] * 255.)
+
+
+def _near_color(pixels, color, tolerance=12.):
+    """True when one of ``pixels [K, 3]`` is within ``tolerance`` of ``color`` (0..255)."""
+    return bool(np.min(np.abs(pixels - np.asarray(color) * 255.).max(axis=1)) < tolerance)
+
+
+def test_boxes_drawn_at_pixel_coordinates(tmp_path):
+    image = np.full((160, 200, 3), GRAY, np.uint8)
+    path = visualization.save_detections(
+        str(tmp_path / 'out.png'), image, boxes=[[40, 30, 120, 100], [10, 150, 60, 190]],
+        classes=[2, 1], scores=[.87, .5], class_names=['Bus', 'Car'])
+    drawn = _read_rgb(path)
+    assert drawn.shape == (160, 200, 3)  # one image pixel per picture pixel
+    car, bus = visualization.class_color(2), visualization.class_color(1)
+    assert car != bus
+    # Box edges (within a pixel of the coordinates) in the class colour.
+    assert _near_color(drawn[80, 28:33], car)     # left edge x = 30
+    assert _near_color(drawn[80, 98:103], car)    # right edge x = 100
+    assert _near_color(drawn[118:123, 65], car)   # bottom edge y = 120
+    assert _near_color(drawn[35, 148:153], bus)   # second box, left edge x = 150
+    assert not _near_color(drawn[80, 28:33], bus)
+    # Inside and outside the boxes the picture is untouched.
+    np.testing.assert_array_equal(drawn[80, 65], [GRAY] * 3)
+    np.testing.assert_array_equal(drawn[150, 10], [GRAY] * 3)
+    # The label sits above the box's top-left corner.
+    assert np.any(np.abs(drawn[25:40, 30:60] - GRAY).max(axis=-1) > 40)
+
+
+def test_no_detections_keeps_image(tmp_path):
+    rng = np.random.RandomState(0)
+    image = rng.randint(0, 256, size=(70, 90, 3)).astype(np.uint8)
+    path = visualization.save_detections(str(tmp_path / 'plain.png'), image, np.zeros((0, 4)),
+                                         [], [], ['Car'])
+    np.testing.assert_allclose(_read_rgb(path), image, atol=1)
+
+
+def test_precision_recall_png_per_scored_class(tmp_path):
+    metric = VOCMetric(['Car', 'Bus/Coach', 'Truck'])
+    metric.add(0, [[0, 0, .5, .5], [.5, .5, 1, 1]], [1, 2], None,
+               [[0, 0, .5, .5], [.5, .5, 1, 1], [0, .5, .5, 1]], [.9, .8, .7], [1, 2, 3])
+    paths = visualization.save_precision_recall_curves(str(tmp_path / 'pr'), metric.evaluate())
+    # Truck has no ground truth: no curve. The slash is not allowed in a file name.
+    assert sorted(p.rsplit('/', 1)[1] for p in paths) == ['pr_Bus_Coach.png', 'pr_Car.png']
+    assert mpimg.imread(paths[0]).shape[:2] == (400, 480)
+
+
+def test_headless_machine_has_no_display(monkeypatch):
+    monkeypatch.setattr(visualization.sys, 'platform', 'linux')
+    monkeypatch.delenv('DISPLAY', raising=False)
+    monkeypatch.delenv('WAYLAND_DISPLAY', raising=False)
+    assert not visualization.has_display()
+    assert visualization.show_image('/nonexistent.png') is False

@@ -1,0 +1,125 @@
+"""The inference graph shared by detector.py, eval_ssd_network.py and export_saved_model.py.
+
+Rebuilds the network a checkpoint was trained with (from its ``model_info.json``), turns
+uint8 images of any size into the network input, runs the network and its post-processing, and
+returns detections in pixels of each original image. Only standard TensorFlow ops, so the same
+graph can be exported for TF Serving.
+
+Boxes are ``[ymin, xmin, ymax, xmax]``; the pixel frame is continuous and 0-based, so a box
+normalised to the image maps to pixels by multiplying by ``(H, W, H, W)``.
+"""
+import tensorflow.compat.v1 as tf
+
+from nets import nets_factory
+from preprocessing import preprocessing_factory
+from utils import model_info
+from utils import slim_compat
+
+slim = slim_compat.import_slim()
+
+DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes', 'num_detections')
+# The layer whose output channels are num_anchors * num_classes: the class count a checkpoint
+# was trained with can be read from its shape.
+_CLASS_HEAD_SUFFIX = 'conv_cls/weights'
+
+
+def load_model(ckpt_path):
+    """Resolves ``ckpt_path`` (prefix or directory → newest) and rebuilds its network.
+
+    Returns ``(net, info, checkpoint_prefix)``: the ``SSDNet``, the ``model_info.json`` dict and
+    the checkpoint prefix. Raises ``model_info.ModelInfoError`` with a one-line message.
+    """
+    prefix = model_info.resolve_checkpoint(ckpt_path)
+    info = model_info.read_model_info(prefix)
+    try:
+        net = nets_factory.build_network(info['model_name'], info['num_classes'],
+                                         info['width_multiplier'])
+    except (KeyError, ValueError) as e:
+        raise model_info.ModelInfoError('model_info.json beside %s: cannot build the network: %s'
+                                        % (prefix, e))
+    return net, info, prefix
+
+
+def preprocess_for_detection(image, model_name='ssd_vgg_300'):
+    """uint8 ``[H, W, 3]`` RGB image tensor → float32 ``[300, 300, 3]`` network input.
+
+    The evaluation branch of the network's pre-processing: warp-resize (so the original image
+    covers the whole input, ``bbox_img = [0, 0, 1, 1]``) and VGG-mean subtraction.
+    """
+    preprocess = preprocessing_factory.get_preprocessing(model_name, is_training=False)
+    return preprocess(image, None, None, is_training=False)[0]
+
+
+def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=0.45, top_k=400,
+           keep_top_k=200, reuse=None):
+    """Runs the network and post-processing on a batch of preprocessed images.
+
+    Args:
+      images: float32 ``[B, 300, 300, 3]`` from ``preprocess_for_detection``.
+      image_shapes: int32 ``[B, 2]``, each original image's ``(height, width)``.
+      reuse: True to share the variables of an earlier ``detect`` call in the same graph.
+    Returns a dict: ``detection_boxes [B, K, 4]`` float32 in pixels of each original image,
+    ``detection_scores [B, K]``, ``detection_classes [B, K]`` int64, ``num_detections [B]``
+    int32 (rows past it are zero; sorted by score), and ``predictions``/``localisations``: the
+    raw per-layer network outputs (``[B, H_i, W_i, A_i, C]`` / ``[B, H_i, W_i, A_i, 4]``).
+    """
+    with slim.arg_scope(net.arg_scope(data_format='NHWC')):
+        predictions, localisations, _, _ = net.net(images, is_training=False, reuse=reuse)
+    with tf.name_scope('detections'):
+        detections = net.detected_bboxes(predictions, localisations,
+                                         select_threshold=select_threshold,
+                                         nms_threshold=nms_threshold, top_k=top_k,
+                                         keep_top_k=keep_top_k)
+        # Warp-resize maps the whole original image onto the input: normalised boxes are
+        # already relative to it, so scaling by its size gives pixels.
+        size = tf.cast(tf.convert_to_tensor(image_shapes, tf.int32), tf.float32)
+        scale = tf.concat([size, size], axis=1)[:, None, :]
+        result = {key: detections[key] for key in DETECTION_KEYS}
+        result['detection_boxes'] = detections['detection_boxes'] * scale
+    result['predictions'] = list(predictions)
+    result['localisations'] = list(localisations)
+    return result
+
+
+def _class_count_error(prefix, name, checkpoint_shape, graph_shape, num_classes):
+    # conv_cls has num_anchors * num_classes output channels in both checkpoint and graph.
+    anchors = graph_shape[-1] // num_classes
+    trained = checkpoint_shape[-1] / float(anchors)
+    trained = ('%d' % trained) if trained == int(trained) else 'an incompatible number of'
+    return model_info.ModelInfoError(
+        'checkpoint %s was trained with %s classes (%s), but model_info.json says num_classes=%d '
+        '(background included)' % (prefix, trained, name, num_classes))
+
+
+def restore(sess, checkpoint_prefix, var_list=None):
+    """Restores the model variables (default: all global variables of the graph) from the checkpoint.
+
+    Raises ``model_info.ModelInfoError`` naming the checkpoint when a variable is missing, or
+    when shapes differ (for the class heads the message names both class counts).
+    """
+    if var_list is None:
+        var_list = tf.global_variables()
+    try:
+        reader = tf.train.load_checkpoint(checkpoint_prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise model_info.ModelInfoError('cannot read checkpoint %s: %s'
+                                        % (checkpoint_prefix, str(e).splitlines()[0]))
+    saved_shapes = reader.get_variable_to_shape_map()
+    num_classes = model_info.read_model_info(checkpoint_prefix)['num_classes']
+    variables = {}
+    for variable in var_list:
+        name = variable.op.name
+        if name not in saved_shapes:
+            raise model_info.ModelInfoError(
+                'checkpoint %s lacks the variable %s: it was not written for this network '
+                '(see model_name / width_multiplier in model_info.json)' % (checkpoint_prefix, name))
+        graph_shape = variable.shape.as_list()
+        if list(saved_shapes[name]) != graph_shape:
+            if name.endswith(_CLASS_HEAD_SUFFIX):
+                raise _class_count_error(checkpoint_prefix, name, saved_shapes[name], graph_shape,
+                                         num_classes)
+            raise model_info.ModelInfoError(
+                'checkpoint %s: variable %s has shape %s, the network built from model_info.json '
+                'expects %s' % (checkpoint_prefix, name, list(saved_shapes[name]), graph_shape))
+        variables[name] = variable
+    tf.train.Saver(var_list=variables).restore(sess, checkpoint_prefix)

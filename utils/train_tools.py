@@ -1,0 +1,356 @@
+"""Training helpers shared by the trainer and the benchmarks: LR, optimizer, train op, init fn.
+
+Graph mode (``tensorflow.compat.v1``). Nothing here reads flags: the trainer passes values in.
+"""
+import os
+import signal
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from deployment import model_deploy
+
+LEARNING_RATE_DECAY_TYPES = ('fixed', 'exponential', 'polynomial')
+OPTIMIZERS = ('adadelta', 'adagrad', 'adam', 'ftrl', 'momentum', 'sgd', 'rmsprop')
+
+
+class TrainConfigError(ValueError):
+    """A training setting or checkpoint does not fit the run (message names the flag/file)."""
+
+
+def reshape_list(values, shape=None):
+    """Flattens a list of tensors and lists of tensors, or regroups a flat list.
+
+    Without ``shape``: ``[a, [b, c], d]`` -> ``[a, b, c, d]`` (what tf.data and ``batch`` take).
+    With ``shape``, a list of group sizes (1 = a single item): ``reshape_list([a, b, c, d],
+    [1, 2, 1])`` -> ``[a, [b, c], d]``.
+    """
+    if shape is None:
+        flat = []
+        for item in values:
+            if isinstance(item, (list, tuple)):
+                flat.extend(item)
+            else:
+                flat.append(item)
+        return flat
+    if sum(shape) != len(values):
+        raise ValueError('shape %s needs %d items, got %d' % (shape, sum(shape), len(values)))
+    grouped, start = [], 0
+    for size in shape:
+        grouped.append(values[start] if size == 1 else list(values[start:start + size]))
+        start += size
+    return grouped
+
+
+def configure_learning_rate(decay_type, learning_rate, global_step, decay_steps=None,
+                            decay_factor=0.94, end_learning_rate=0.0001, staircase=True):
+    """Learning-rate tensor: ``fixed``, ``exponential`` or ``polynomial`` (to end_learning_rate).
+
+    ``decay_steps``: steps per decay period (exponential) or to reach the end rate (polynomial).
+    """
+    if decay_type == 'fixed':
+        return tf.constant(learning_rate, tf.float32, name='fixed_learning_rate')
+    if decay_type not in LEARNING_RATE_DECAY_TYPES:
+        raise TrainConfigError('--learning_rate_decay_type=%s is not one of %s'
+                               % (decay_type, ', '.join(LEARNING_RATE_DECAY_TYPES)))
+    if not decay_steps or decay_steps <= 0:
+        raise TrainConfigError('learning-rate decay needs decay_steps > 0, got %s' % decay_steps)
+    if decay_type == 'exponential':
+        return tf.train.exponential_decay(learning_rate, global_step, decay_steps, decay_factor,
+                                          staircase=staircase, name='exponential_decay_learning_rate')
+    return tf.train.polynomial_decay(learning_rate, global_step, decay_steps, end_learning_rate,
+                                     power=1.0, cycle=False, name='polynomial_decay_learning_rate')
+
+
+def configure_optimizer(name, learning_rate, momentum=0.9, rmsprop_decay=0.9,
+                        rmsprop_momentum=0.9, opt_epsilon=1.0, adam_beta1=0.9, adam_beta2=0.999,
+                        adadelta_rho=0.95, adagrad_initial_accumulator_value=0.1,
+                        ftrl_learning_rate_power=-0.5, ftrl_initial_accumulator_value=0.1,
+                        ftrl_l1=0.0, ftrl_l2=0.0):
+    """A ``tf.train`` optimizer by name (see OPTIMIZERS) with its hyper-parameters."""
+    if name == 'adadelta':
+        return tf.train.AdadeltaOptimizer(learning_rate, rho=adadelta_rho, epsilon=opt_epsilon)
+    if name == 'adagrad':
+        return tf.train.AdagradOptimizer(
+            learning_rate, initial_accumulator_value=adagrad_initial_accumulator_value)
+    if name == 'adam':
+        return tf.train.AdamOptimizer(learning_rate, beta1=adam_beta1, beta2=adam_beta2,
+                                      epsilon=opt_epsilon)
+    if name == 'ftrl':
+        return tf.train.FtrlOptimizer(
+            learning_rate, learning_rate_power=ftrl_learning_rate_power,
+            initial_accumulator_value=ftrl_initial_accumulator_value,
+            l1_regularization_strength=ftrl_l1, l2_regularization_strength=ftrl_l2)
+    if name == 'momentum':
+        return tf.train.MomentumOptimizer(learning_rate, momentum=momentum, name='Momentum')
+    if name == 'sgd':
+        return tf.train.GradientDescentOptimizer(learning_rate)
+    if name == 'rmsprop':
+        return tf.train.RMSPropOptimizer(learning_rate, decay=rmsprop_decay,
+                                         momentum=rmsprop_momentum, epsilon=opt_epsilon)
+    raise TrainConfigError('--optimizer=%s is not one of %s' % (name, ', '.join(OPTIMIZERS)))
+
+
+def _scopes(comma_separated):
+    return [s.strip() for s in (comma_separated or '').split(',') if s.strip()]
+
+
+def get_variables_to_train(trainable_scopes=None):
+    """Trainable variables under the comma-separated ``trainable_scopes`` (all when empty)."""
+    scopes = _scopes(trainable_scopes)
+    if not scopes:
+        return tf.trainable_variables()
+    variables = []
+    for scope in scopes:
+        found = tf.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES, scope)
+        if not found:
+            raise TrainConfigError('--trainable_scopes: no trainable variable under %r' % scope)
+        variables.extend(found)
+    return variables
+
+
+def deploy_loss_summary(clones, optimizer, var_list=None, regularization_losses=None):
+    """Averages the clones' gradients and adds loss summaries; returns (total_loss, grads_and_vars).
+
+    Summaries: ``total_loss``, ``regularization_loss`` and every loss part averaged over clones
+    under its own name (``cross_entropy_pos``, ``localization``, ... as the network named them).
+    """
+    if regularization_losses is None:
+        regularization_losses = tf.losses.get_regularization_losses()
+    total_loss, grads_and_vars = model_deploy.optimize_clones(
+        clones, optimizer, regularization_losses=regularization_losses, var_list=var_list)
+    tf.summary.scalar('losses/total_loss', total_loss)
+    if regularization_losses:
+        tf.summary.scalar('losses/regularization_loss', tf.add_n(regularization_losses))
+    for name, loss in sorted(mean_loss_parts(clones).items()):
+        tf.summary.scalar('losses/%s' % name, loss)
+    return total_loss, grads_and_vars
+
+
+def loss_name(loss):
+    """Short name of a loss tensor: 'clone_0/ssd_losses/localization' -> 'localization'."""
+    parts = loss.op.name.split('/')
+    # tf.losses helpers name their output 'value' inside a scope named after the loss.
+    return parts[-2] if parts[-1] == 'value' and len(parts) > 1 else parts[-1]
+
+
+def mean_loss_parts(clones):
+    """{name: loss averaged over clones} for every loss the clones added (batch-level parts)."""
+    by_name = {}
+    for clone in clones:
+        for loss in tf.losses.get_losses(clone.scope):
+            by_name.setdefault(loss_name(loss), []).append(loss)
+    return dict((name, tf.add_n(losses) / float(len(losses))) for name, losses in by_name.items())
+
+
+def get_trainop(optimizer, grads_and_vars, global_step, total_loss, update_ops=None):
+    """One op that applies the gradients, runs ``update_ops`` (batch-norm) and returns the loss.
+
+    Also returns whether the step is finite (loss and gradient norm), so a guard can refuse to
+    checkpoint weights a non-finite update has spoilt: ``(train_tensor, is_finite)``.
+    """
+    if not grads_and_vars:
+        raise TrainConfigError('no variable to train: check --trainable_scopes')
+    grad_norm = tf.global_norm([g for g, _ in grads_and_vars])
+    is_finite = tf.logical_and(tf.is_finite(total_loss), tf.is_finite(grad_norm),
+                               name='step_is_finite')
+    apply_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
+    update_op = tf.group(apply_op, *(update_ops or []))
+    with tf.control_dependencies([update_op]):
+        train_tensor = tf.identity(total_loss, name='train_op')
+    return train_tensor, is_finite
+
+
+def checkpoint_variable_shapes(checkpoint_path):
+    """{name: shape} of the variables stored in a checkpoint prefix or directory."""
+    path = tf.train.latest_checkpoint(checkpoint_path) if os.path.isdir(checkpoint_path) \
+        else checkpoint_path
+    if path is None:
+        raise TrainConfigError('no checkpoint in directory %s' % checkpoint_path)
+    try:
+        return dict(tf.train.list_variables(path))
+    except (tf.errors.OpError, ValueError) as e:
+        raise TrainConfigError('cannot read checkpoint %s: %s' % (path, str(e).split('\n')[0]))
+
+
+def checkpoint_num_classes(checkpoint_shapes, class_variables, num_classes):
+    """Class count a checkpoint was trained with, judged by the class-prediction layers.
+
+    ``class_variables``: the run's class-prediction weights (``.../conv_cls/weights``), whose
+    last dimension is ``anchors_per_cell * num_classes``. The checkpoint variable with the same
+    name below the model scope gives its own count. Returns None when the checkpoint holds no
+    class layer (e.g. VGG-16 weights).
+    """
+    for var in class_variables:
+        relative = var.op.name.split('/', 1)[-1]
+        run_depth = var.shape.as_list()[-1]
+        anchors_per_cell = run_depth // num_classes
+        for name, shape in checkpoint_shapes.items():
+            if name.split('/', 1)[-1] == relative and shape:
+                return int(shape[-1] // anchors_per_cell)
+    return None
+
+
+def check_num_classes(checkpoint_path, num_classes, what, remedy, exclude_scopes=()):
+    """Raises TrainConfigError naming both class counts when a checkpoint disagrees with the run.
+
+    ``what`` says which checkpoint ('the resume checkpoint in', '--pre_trained_path'); ``remedy``
+    names the flag to use (``%(found)d`` is the checkpoint's count). Class layers under
+    ``exclude_scopes`` are not restored, so they are not compared.
+    """
+    class_variables = [v for v in tf.global_variables() if v.op.name.endswith('conv_cls/weights')
+                       and not any(v.op.name.startswith(s) for s in exclude_scopes)]
+    found = checkpoint_num_classes(checkpoint_variable_shapes(checkpoint_path), class_variables,
+                                   num_classes)
+    if found is not None and found != num_classes:
+        raise TrainConfigError('%s %s was trained with num_classes=%d (background included) but '
+                               'this run has num_classes=%d: %s'
+                               % (what, checkpoint_path, found, num_classes,
+                                  remedy % {'found': found}))
+
+
+def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd_300_vgg',
+                checkpoint_model_scope=None, checkpoint_exclude_scopes=None,
+                ignore_missing_vars=False):
+    """fn(sess) initialising the model from ``pre_trained_path``, or None.
+
+    None when ``train_model_dir`` already holds a checkpoint (the session resumes from it, which
+    wins over fine-tuning) or when no ``pre_trained_path`` is given (training from scratch).
+    Either checkpoint must have the run's class count unless its class layers are excluded.
+    Call it after the network is built (it compares against the graph's variables).
+    """
+    if train_model_dir and tf.train.latest_checkpoint(train_model_dir):
+        check_num_classes(train_model_dir, num_classes, 'the resume checkpoint in',
+                          'pass --num_classes=%(found)d or use a new --train_model_dir')
+        return None
+    if not pre_trained_path:
+        return None
+    exclude = tuple(_scopes(checkpoint_exclude_scopes))
+    class_scopes = ','.join(v.op.name[:-len('/weights')] for v in tf.global_variables()
+                            if v.op.name.endswith('conv_cls/weights'))
+    check_num_classes(pre_trained_path, num_classes, '--pre_trained_path',
+                      'pass --num_classes=%(found)d, or leave the class layers out with '
+                      '--checkpoint_exclude_scopes=' + class_scopes, exclude_scopes=exclude)
+    from nets import pretrained
+    return pretrained.init_fn_from_checkpoint(
+        pre_trained_path, model_scope=model_scope, checkpoint_model_scope=checkpoint_model_scope,
+        exclude_scopes=exclude, ignore_missing_vars=ignore_missing_vars)
+
+
+def print_configuration(flag_values, params, data_sources, save_dir=None):
+    """Prints the flags, the network parameters and the data files; also saves them to
+    ``save_dir/training_config.txt`` so a run can be reproduced."""
+    lines = ['# Training flags']
+    lines += ['%s: %s' % (k, flag_values[k]) for k in sorted(flag_values)]
+    lines += ['', '# Network parameters']
+    for field, value in params._asdict().items():
+        lines.append('%s: %s' % (field, np.asarray(value).tolist()
+                                 if isinstance(value, np.ndarray) else value))
+    lines += ['', '# Data sources'] + list(data_sources)
+    text = '\n'.join(lines) + '\n'
+    print(text, flush=True)
+    if save_dir:
+        os.makedirs(save_dir, exist_ok=True)
+        with open(os.path.join(save_dir, 'training_config.txt'), 'w') as f:
+            f.write(text)
+    return text
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradients became NaN/inf; the message names the step."""
+
+
+class NonFiniteGuardHook(tf.train.SessionRunHook):
+    """Stops training at the first non-finite step, before any later hook can checkpoint it.
+
+    Put it first in the hook list: hooks run ``after_run`` in order, and raising here also skips
+    the final save at session close, so no checkpoint holds the spoilt weights.
+    """
+
+    def __init__(self, is_finite, total_loss, global_step):
+        self._fetches = [is_finite, total_loss]
+        self._global_step = global_step
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._fetches)
+
+    def after_run(self, run_context, run_values):
+        finite, loss = run_values.results
+        if not finite:
+            step = run_context.session.run(self._global_step)
+            raise NonFiniteLossError(
+                'non-finite training step %d (total loss %s, or an infinite gradient): stopped '
+                'without checkpointing it; lower --learning_rate or check the data' % (step, loss))
+
+
+class LoggingHook(tf.train.SessionRunHook):
+    """Prints every ``every_n_steps`` local steps: step, losses, learning rate, s/step, images/s."""
+
+    def __init__(self, every_n_steps, batch_size, global_step, total_loss, learning_rate,
+                 loss_parts, printer=print):
+        self._every = max(1, int(every_n_steps))
+        self._batch_size = batch_size
+        self._fetches = {'step': global_step, 'total': total_loss, 'lr': learning_rate,
+                         'parts': loss_parts}
+        self._printer = printer
+        self._local_step = 0
+        self._last_time = None
+        self._last_local_step = 0
+
+    def before_run(self, run_context):
+        if self._last_time is None:
+            self._last_time = time.time()
+        if (self._local_step + 1) % self._every == 0:
+            return tf.train.SessionRunArgs(self._fetches)
+        return None
+
+    def after_run(self, run_context, run_values):
+        self._local_step += 1
+        if run_values.results is None:
+            return
+        values = run_values.results
+        now = time.time()
+        sec_per_step = (now - self._last_time) / (self._local_step - self._last_local_step)
+        self._last_time, self._last_local_step = now, self._local_step
+        parts = ', '.join('%s %.4f' % (k, v) for k, v in sorted(values['parts'].items()))
+        self._printer('step %d: loss %.4f (%s) lr %.6g | %.3f s/step, %.1f images/s' % (
+            values['step'], values['total'], parts, values['lr'], sec_per_step,
+            self._batch_size / sec_per_step))
+
+
+class SignalStopHook(tf.train.SessionRunHook):
+    """Turns SIGINT/SIGTERM into a clean stop after the current step (the session's
+    CheckpointSaverHook then writes a final checkpoint). A second signal interrupts at once.
+
+    Use ``install()`` before training and ``uninstall()`` in a ``finally``.
+    """
+
+    def __init__(self, printer=print):
+        self._printer = printer
+        self._signal = None
+        self._previous = {}
+
+    def install(self):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def uninstall(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @property
+    def stopped_by(self):
+        """Name of the signal that stopped training, or None."""
+        return self._signal
+
+    def _handle(self, signum, frame):
+        if self._signal is not None:
+            raise KeyboardInterrupt
+        self._signal = signal.Signals(signum).name
+
+    def after_run(self, run_context, run_values):
+        if self._signal is not None:
+            self._printer('%s received: saving a final checkpoint and stopping' % self._signal)
+            run_context.request_stop()

@@ -1,0 +1,146 @@
+"""Pictures for people: detections drawn on an image, precision-recall curves per class.
+
+NumPy + matplotlib only. Figures are built with the object-oriented API on an Agg canvas, so
+saving works without a display and without pyplot's global state; only ``show_image`` touches
+pyplot, and only when a display exists (``has_display()``).
+
+Boxes are ``[ymin, xmin, ymax, xmax]`` in pixels of the image they are drawn on.
+"""
+import os
+import sys
+
+import matplotlib
+import matplotlib.patches
+
+_NON_INTERACTIVE = ('agg', 'pdf', 'pgf', 'ps', 'svg', 'cairo', 'template')
+
+
+def _display_available():
+    if sys.platform in ('win32', 'darwin'):
+        return True
+    return bool(os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+
+
+if not _display_available():
+    # Headless: make sure pyplot, if anyone imports it later, cannot try a GUI backend.
+    matplotlib.use('Agg')
+
+import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+_DPI = 100
+
+
+def has_display():
+    """True when figures can be shown on screen (a display and an interactive backend)."""
+    backend = matplotlib.get_backend().lower()
+    return _display_available() and not any(backend.endswith(name) for name in _NON_INTERACTIVE)
+
+
+def class_color(label):
+    """A stable RGB colour (floats in [0, 1]) for a class id: tab10, cycling."""
+    return matplotlib.colormaps['tab10'](int(label) % 10)[:3]
+
+
+def _new_figure(width_px, height_px):
+    figure = Figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def detections_figure(image, boxes, classes, scores, class_names, title=None):
+    """A figure of ``image`` (uint8 ``[H, W, 3]`` RGB or ``[H, W]``) with its detections.
+
+    ``boxes [D, 4]`` pixels, ``classes [D]`` ids 1..N (names from ``class_names``, id i is
+    ``class_names[i - 1]``; unknown ids print as the number), ``scores [D]``. The figure has the
+    image's own size (one image pixel = one figure pixel) so small images stay legible.
+    """
+    image = np.asarray(image)
+    height, width = image.shape[:2]
+    figure = _new_figure(max(width, 64), max(height, 64))
+    axes = figure.add_axes([0, 0, 1, 1])
+    # Continuous pixel frame: the image spans [0, W] x [0, H], so box xmax = W is the right edge.
+    axes.imshow(image, cmap='gray' if image.ndim == 2 else None, extent=(0, width, height, 0),
+                interpolation='nearest')
+    axes.set_axis_off()
+    font_size = max(6, min(12, width / 40.))
+    for box, label, score in zip(np.asarray(boxes).reshape(-1, 4), classes, scores):
+        ymin, xmin, ymax, xmax = [float(v) for v in box]
+        color = class_color(label)
+        axes.add_patch(matplotlib.patches.Rectangle(
+            (xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=color, linewidth=2))
+        label = int(label)
+        name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
+        axes.text(xmin, ymin, '%s %.2f' % (name, score), color='white', fontsize=font_size,
+                  verticalalignment='bottom', clip_on=True,
+                  bbox=dict(facecolor=color, edgecolor=color, pad=1, alpha=0.8))
+    if title:
+        axes.text(2, 2, title, color='white', fontsize=font_size, verticalalignment='top',
+                  bbox=dict(facecolor='black', alpha=0.5, pad=1))
+    return figure
+
+
+def save_detections(path, image, boxes, classes, scores, class_names, title=None):
+    """Draws the detections (see ``detections_figure``) and saves a PNG at ``path``; returns path."""
+    figure = detections_figure(image, boxes, classes, scores, class_names, title)
+    figure.savefig(path, dpi=_DPI, format='png')
+    return path
+
+
+def show_image(path):
+    """Shows a saved picture in a window (blocks until closed); no-op without a display."""
+    if not has_display():
+        return False
+    import matplotlib.pyplot as plt
+    plt.figure(os.path.basename(path))
+    plt.imshow(plt.imread(path))
+    plt.axis('off')
+    plt.show()
+    return True
+
+
+def save_precision_recall(path, precision, recall, class_name, ap_voc07=None, ap_voc2010=None):
+    """Saves one class's precision-recall curve (``precision [D]``, ``recall [D]``) as a PNG."""
+    figure = _new_figure(480, 400)
+    axes = figure.add_subplot(1, 1, 1)
+    if len(recall):
+        # Start the curve at recall 0 so the first detection's precision is visible as a step.
+        axes.step(np.concatenate(([0.], recall)), np.concatenate(([precision[0]], precision)),
+                  where='post', color=class_color(1))
+    title = class_name
+    if ap_voc07 is not None:
+        title += '  AP07 %.3f' % ap_voc07
+    if ap_voc2010 is not None:
+        title += '  AP10+ %.3f' % ap_voc2010
+    axes.set_title(title)
+    axes.set_xlabel('recall')
+    axes.set_ylabel('precision')
+    axes.set_xlim(0., 1.)
+    axes.set_ylim(0., 1.05)
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=_DPI, format='png')
+    return path
+
+
+def safe_filename(name):
+    """A class or image name made safe as a file name component."""
+    cleaned = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(name))
+    return cleaned or '_'
+
+
+def save_precision_recall_curves(output_dir, results):
+    """One ``pr_<class>.png`` per class with ground truth from ``VOCMetric.evaluate()`` results.
+
+    Returns the list of written paths.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    for name, entry in results['classes'].items():
+        if entry['ap_voc07'] is None:
+            continue
+        path = os.path.join(output_dir, 'pr_%s.png' % safe_filename(name))
+        paths.append(save_precision_recall(path, entry['precision'], entry['recall'], name,
+                                           entry['ap_voc07'], entry['ap_voc2010']))
+    return paths
