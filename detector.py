@@ -16,10 +16,12 @@ one line each, and skipped), 1 when the model cannot be loaded or no image could
 """
 import os
 import sys
+import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow.compat.v1 as tf  # noqa: E402
+from absl import flags  # noqa: E402
 
 from utils import inference  # noqa: E402
 from utils import model_info  # noqa: E402
@@ -34,30 +36,43 @@ class DetectorError(Exception):
     """A flag or model problem that stops the whole run (one-line message)."""
 
 
+# The script's own flag set, so that importing it next to other CLIs (tests, notebooks) never
+# collides with their flags of the same names in absl's global registry.
+FLAGS = flags.FlagValues()
+
+
 def _define_flags():
-    flags = tf.app.flags
+    define = dict(flag_values=FLAGS)
     # Model.
     flags.DEFINE_string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                        'directory (its newest checkpoint); model_info.json must sit beside it.')
+                        'directory (its newest checkpoint); model_info.json must sit beside it.',
+                        **define)
     # Input and output.
     flags.DEFINE_string('image_path', None, 'An image file, or a folder whose images '
-                        '(%s) are all processed.' % ', '.join(IMAGE_EXTENSIONS))
+                        '(%s) are all processed.' % ', '.join(IMAGE_EXTENSIONS), **define)
     flags.DEFINE_string('output_dir', os.path.join('output', 'detections'),
-                        'Folder for the annotated pictures (<image name>.png).')
+                        'Folder for the annotated pictures (<image name>.png).', **define)
     flags.DEFINE_boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
-                         'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+                         'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON,
+                         **define)
     flags.DEFINE_boolean('show', True, 'Also show each picture on screen when a display exists '
-                         '(ignored without one); --noshow to only save them.')
+                         '(ignored without one); --noshow to only save them.', **define)
     # Post-processing.
-    flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
+    flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].',
+                       **define)
     flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops '
-                       'the lower-scored box, in (0, 1].')
-    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
-    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.')
-    return flags.FLAGS
+                       'the lower-scored box, in (0, 1].', **define)
+    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.',
+                         **define)
+    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.',
+                         **define)
+    flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h', **define)
 
 
-FLAGS = _define_flags()
+_define_flags()
+FLAG_GROUPS = (('Model', ('ckpt_path',)),
+               ('Input and output', ('image_path', 'output_dir', 'json', 'show')),
+               ('Post-processing', ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')))
 
 
 def list_images(image_path):
@@ -169,7 +184,7 @@ def detect_images(detector, paths, output_dir, show=False):
     return entries, failed
 
 
-def main(_):
+def main():
     try:
         _check_flags()
         paths = list_images(FLAGS.image_path)
@@ -195,5 +210,43 @@ def main(_):
     return 0 if entries else 1
 
 
+def format_help(doc, flag_values, groups):
+    """``doc`` followed by the flags of ``flag_values``, theme by theme (``groups``)."""
+    lines = [doc.strip(), '']
+    for theme, names in groups:
+        lines.append('%s:' % theme)
+        for name in names:
+            flag = flag_values[name]
+            lines.append('  --%s (default: %s)' % (name, flag.default))
+            lines.append(textwrap.fill(flag.help, width=98, initial_indent=' ' * 6,
+                                       subsequent_indent=' ' * 6))
+    return '\n'.join(lines)
+
+
+def run_cli(argv, flag_values, groups, doc, main_fn):
+    """Parses ``argv`` (program name first) into ``flag_values``, answers --help, runs
+    ``main_fn()``; returns the exit status (2 for an unknown or malformed flag).
+    Shared by detector.py and eval_ssd_network.py."""
+    flag_values.unparse_flags()
+    try:
+        rest = flag_values(argv)
+    except flags.Error as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    if flag_values.help:
+        print(format_help(doc, flag_values, groups))
+        return 0
+    if len(rest) > 1:
+        print('error: unexpected argument %r (flags look like --name=value)' % rest[1],
+              file=sys.stderr)
+        return 2
+    return main_fn()
+
+
+def run(argv):
+    """The command line: ``run(['detector.py', '--ckpt_path=...', ...])`` → exit status."""
+    return run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
+
+
 if __name__ == '__main__':
-    tf.app.run(main)
+    sys.exit(run(sys.argv))

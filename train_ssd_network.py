@@ -179,8 +179,12 @@ def load_dataset(f):
                          % (f.dataset_dir, f.dataset_name, f.train_or_test, e))
     if not spec.data_sources or not spec.num_samples:
         raise TrainError('--train_or_test=%s: no samples in %s' % (f.train_or_test, f.dataset_dir))
-    if f.num_classes is not None and f.num_classes != spec.num_classes:
-        print('warning: --num_classes=%d differs from the dataset (%d incl. background)'
+    if f.num_classes is not None and f.num_classes < spec.num_classes:
+        raise TrainError('--num_classes=%d is smaller than the %d classes (background included) '
+                         'of dataset %s: drop the flag to use the dataset\'s count'
+                         % (f.num_classes, spec.num_classes, f.dataset_name))
+    if f.num_classes is not None and f.num_classes > spec.num_classes:
+        print('warning: --num_classes=%d exceeds the dataset\'s %d (background included)'
               % (f.num_classes, spec.num_classes), flush=True)
     return spec
 

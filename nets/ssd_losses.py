@@ -63,12 +63,12 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores, match_t
         negative = tf.logical_and(candidate, rank < max_negatives[:, None])
         fnegative = tf.cast(negative, tf.float32)
 
-        cross_entropy_pos = tf.div(tf.reduce_sum(cross_entropy * fpositive), normaliser,
+        cross_entropy_pos = tf.divide(tf.reduce_sum(cross_entropy * fpositive), normaliser,
                                    name='cross_entropy_pos')
-        cross_entropy_neg = tf.div(tf.reduce_sum(cross_entropy * fnegative), normaliser,
+        cross_entropy_neg = tf.divide(tf.reduce_sum(cross_entropy * fnegative), normaliser,
                                    name='cross_entropy_neg')
         location = tf.reduce_sum(smooth_l1(localisations - glocalisations), axis=-1)
-        localization = tf.div(alpha * tf.reduce_sum(location * fpositive), normaliser, name='localization')
+        localization = tf.divide(alpha * tf.reduce_sum(location * fpositive), normaliser, name='localization')
         for loss in (cross_entropy_pos, cross_entropy_neg, localization):
             tf.losses.add_loss(loss)
         return tf.add_n([cross_entropy_pos, cross_entropy_neg, localization], name='total')

@@ -13,24 +13,18 @@ authentication, so other machines (or Docker containers) reach it only with ``--
 
 Tests and demos start it in-process with ``start_server(...)``, which returns a ``ModelServer``
 with the bound ``grpc_port`` / ``rest_api_port`` and ``stop()``.
+
+This module imports the serving stack (and so TensorFlow, several seconds) only inside
+``start_server``, after the flags are checked, so a mistyped flag is reported at once.
 """
+import logging
 import os
+import signal
 import sys
+import threading
 
-if __name__ == '__main__':
-    # Run as a file: make the repo root importable; keep TensorFlow's C++ start-up chatter quiet.
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-
-import logging  # noqa: E402
-import signal  # noqa: E402
-import threading  # noqa: E402
-
-import tensorflow.compat.v1 as tf  # noqa: E402
-
-from serving.grpc_service import create_grpc_server  # noqa: E402
-from serving.rest_api import RestApiServer  # noqa: E402
-from serving.version_manager import VersionManager  # noqa: E402
+from absl import app
+from absl import flags
 
 logger = logging.getLogger('serving.model_server')
 
@@ -77,17 +71,25 @@ class ModelServer(object):
 
 def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait_seconds=1.,
                  host='127.0.0.1', max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
-                 grpc_max_threads=DEFAULT_GRPC_THREADS, session_config=None,
+                 grpc_max_threads=DEFAULT_GRPC_THREADS, intra_op_threads=0, inter_op_threads=0,
                  version_labels=None):
     """Binds the ports, loads the newest version, then starts serving; returns a ``ModelServer``.
 
     ``port`` / ``rest_api_port``: 0 picks a free port, ``rest_api_port=None`` disables REST.
+    ``intra_op_threads`` / ``inter_op_threads``: TensorFlow session threads (0 = TF chooses).
     ``version_labels``: dict label -> version. Raises ``UsageError`` when a port cannot be bound
     or the base path is not a folder.
     """
     if not os.path.isdir(model_base_path):
         raise UsageError('--model_base_path %s is not a folder' % model_base_path)
-    manager = VersionManager(model_name, model_base_path, session_config, version_labels)
+    # Imported here: they pull in TensorFlow (seconds), and the CLI checks its flags before that.
+    from serving.grpc_service import create_grpc_server
+    from serving.rest_api import RestApiServer
+    from serving.servable import session_config
+    from serving.version_manager import VersionManager
+
+    manager = VersionManager(model_name, model_base_path,
+                             session_config(intra_op_threads, inter_op_threads), version_labels)
     # Bind both ports before the (slow) model load, so a taken port fails at once.
     try:
         grpc_server, grpc_port = create_grpc_server(
@@ -112,14 +114,13 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
     return ModelServer(manager, grpc_server, grpc_port, rest_server)
 
 
-FLAGS = tf.app.flags.FLAGS
+FLAGS = flags.FLAGS
 
 
 def define_flags():
     """Defines the CLI flags (only when run as a program, so importing never clashes with the
     flags of other tools loaded in the same process)."""
-    flags = tf.app.flags
-    # Model
+        # Model
     flags.DEFINE_string('model_name', None, 'Name clients use in model_spec / the REST path.')
     flags.DEFINE_string('model_base_path', None,
                         'Folder holding integer version subfolders (SavedModels with tag "serve").')
@@ -156,45 +157,49 @@ def parse_version_labels(text):
     return labels
 
 
-def _server_from_flags():
+def server_from_flags(values):
+    """Validates parsed flag ``values`` (``FLAGS`` or any object with the same attributes) and
+    starts the server; ``UsageError`` names the bad flag."""
     for name in ('model_name', 'model_base_path'):
-        if not getattr(FLAGS, name):
+        if not getattr(values, name):
             raise UsageError('--%s is required' % name)
-    if FLAGS.file_system_poll_wait_seconds <= 0:
+    if values.file_system_poll_wait_seconds <= 0:
         raise UsageError('--file_system_poll_wait_seconds must be > 0, got %g' %
-                         FLAGS.file_system_poll_wait_seconds)
+                         values.file_system_poll_wait_seconds)
     for name in ('port', 'rest_api_port'):
-        if not 0 <= getattr(FLAGS, name) <= 65535:
-            raise UsageError('--%s must be in 0..65535, got %d' % (name, getattr(FLAGS, name)))
-    if FLAGS.max_request_bytes <= 0 or FLAGS.grpc_max_threads <= 0:
+        if not 0 <= getattr(values, name) <= 65535:
+            raise UsageError('--%s must be in 0..65535, got %d' % (name, getattr(values, name)))
+    if values.max_request_bytes <= 0 or values.grpc_max_threads <= 0:
         raise UsageError('--max_request_bytes and --grpc_max_threads must be > 0')
-    session_config = tf.ConfigProto(
-        intra_op_parallelism_threads=FLAGS.tensorflow_intra_op_parallelism,
-        inter_op_parallelism_threads=FLAGS.tensorflow_inter_op_parallelism)
     return start_server(
-        FLAGS.model_name, os.path.abspath(FLAGS.model_base_path), port=FLAGS.port,
-        rest_api_port=FLAGS.rest_api_port or None,
-        poll_wait_seconds=FLAGS.file_system_poll_wait_seconds, host=FLAGS.host,
-        max_request_bytes=FLAGS.max_request_bytes, grpc_max_threads=FLAGS.grpc_max_threads,
-        session_config=session_config, version_labels=parse_version_labels(FLAGS.version_labels))
+        values.model_name, os.path.abspath(values.model_base_path), port=values.port,
+        rest_api_port=values.rest_api_port or None,
+        poll_wait_seconds=values.file_system_poll_wait_seconds, host=values.host,
+        max_request_bytes=values.max_request_bytes, grpc_max_threads=values.grpc_max_threads,
+        intra_op_threads=values.tensorflow_intra_op_parallelism,
+        inter_op_threads=values.tensorflow_inter_op_parallelism,
+        version_labels=parse_version_labels(values.version_labels))
 
 
-def main(_):
+def main(argv):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # absl's root handler would print every line twice
     # TensorFlow's deprecation and "Restoring parameters" lines would bury the load/unload log.
-    tf.get_logger().setLevel(logging.ERROR)
-    try:
-        server = _server_from_flags()
-    except UsageError as err:
-        print('error: %s' % err, file=sys.stderr)
-        return 1
+    logging.getLogger('tensorflow').setLevel(logging.ERROR)
+    # Installed before the (slow) start so a signal during loading also ends in a clean stop.
     stop_requested = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_requested.set())
+    try:
+        if len(argv) > 1:
+            raise UsageError('unexpected argument %r (all options are --flags)' % argv[1])
+        server = server_from_flags(FLAGS)
+    except UsageError as err:
+        print('error: %s' % err, file=sys.stderr)
+        return 1
     while not stop_requested.wait(0.5):
         pass
     logger.info('shutting down: finishing requests in flight')
@@ -204,5 +209,8 @@ def main(_):
 
 
 if __name__ == '__main__':
+    # Run as a file: make the repo root importable; keep TensorFlow's C++ start-up chatter quiet.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     define_flags()
-    tf.app.run(main)
+    app.run(main)

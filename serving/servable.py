@@ -46,6 +46,12 @@ def summarize_tf_error(err):
                                                 else 'no message')
 
 
+def session_config(intra_op_threads=0, inter_op_threads=0):
+    """The ``tf.ConfigProto`` of every version's session (0 threads = TensorFlow chooses)."""
+    return tf.ConfigProto(intra_op_parallelism_threads=intra_op_threads,
+                          inter_op_parallelism_threads=inter_op_threads)
+
+
 def format_shape(dims):
     """``[300,300,3]`` style text for a list of sizes (-1 = any)."""
     return '[%s]' % ','.join(str(d) for d in dims)

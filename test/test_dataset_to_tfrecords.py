@@ -177,7 +177,7 @@ def test_messy_folder_converts_what_it_can_and_says_why(messy_voc_dir, tmp_path)
         'no usable object': 1}                  # onlyzero.xml
     assert summary.events == {
         '<filename> differs from the image on disk': 2, 'boxes clipped to the image': 1,
-        'zero-area boxes dropped': 2, 'missing or wrong <size> (decoded size used)': 3,
+        'zero-area boxes dropped': 2, 'missing or wrong <size> (decoded size used)': 4,
         'non-JPEG images re-encoded as JPEG': 1}
     examples = {os.path.splitext(e['image/filename'][0].decode())[0]: e
                 for e in read_examples(out, 'all')}
@@ -236,6 +236,8 @@ def test_bad_split_arguments(sample_voc_dir, tmp_path):
         converter.convert(voc, str(tmp_path / 'o'), 'vehicle', split='val')
     with pytest.raises(converter.ConversionError, match='samples_per_file'):
         converter.convert(voc, str(tmp_path / 'o'), 'vehicle', samples_per_file=0)
+    with pytest.raises(converter.ConversionError, match='--num_workers=-1'):
+        converter.convert(voc, str(tmp_path / 'o'), 'vehicle', num_workers=-1)
     with pytest.raises(converter.ConversionError, match='no Annotations folder'):
         converter.convert(str(tmp_path), str(tmp_path / 'o'), 'vehicle')
 

@@ -9,6 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+import detector
 from test.conftest import REPO_ROOT, shared_path
 from test.test_inference import CLASS_NAMES, make_checkpoint
 
@@ -20,12 +21,21 @@ def checkpoint_dir(tmp_path_factory):
     return directory
 
 
-def run_detector(*args):
+def run_script(*args):
+    """``python detector.py args`` in a headless subprocess (the real command line)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', MPLBACKEND='Agg')
     env.pop('DISPLAY', None)
     env.pop('WAYLAND_DISPLAY', None)
-    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'detector.py')] + list(args),
-                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'detector.py')] + list(args),
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout, result.stderr
+
+
+def run_in_process(capsys, *args):
+    """The same through ``detector.run`` (no new TensorFlow start-up): (status, stdout, stderr)."""
+    status = detector.run(['detector.py', '--noshow'] + list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def _printed_detections(stdout):
@@ -52,18 +62,19 @@ def test_folder_with_garbage_file(checkpoint_dir, tmp_path):
     (images / 'notes.txt').write_text('ignored: not an image extension')
     out = tmp_path / 'out'
 
-    result = run_detector('--ckpt_path=%s' % checkpoint_dir, '--image_path=%s' % images,
-                          '--output_dir=%s' % out, '--select_threshold=0.3', '--json')
+    status, stdout, stderr = run_script('--ckpt_path=%s' % checkpoint_dir,
+                                        '--image_path=%s' % images, '--output_dir=%s' % out,
+                                        '--select_threshold=0.3', '--keep_top_k=10', '--json')
 
-    assert result.returncode == 0, result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+    assert status == 0, stderr
+    error_lines = [line for line in stderr.splitlines() if line.startswith('error:')]
     assert len(error_lines) == 1 and 'broken.jpg' in error_lines[0]
-    assert '2 of 3 images processed' in result.stderr
+    assert '2 of 3 images processed' in stderr
     assert sorted(os.listdir(str(out))) == ['detections.json', 'tall.png', 'wide.png']
     assert mpimg.imread(str(out / 'wide.png')).shape[:2] == (90, 240)
     assert mpimg.imread(str(out / 'tall.png')).shape[:2] == (200, 120)
 
-    printed = _printed_detections(result.stdout)
+    printed = _printed_detections(stdout)
     with open(str(out / 'detections.json')) as f:
         saved = json.load(f)
     assert saved['class_names'] == CLASS_NAMES
@@ -83,36 +94,43 @@ def test_folder_with_garbage_file(checkpoint_dir, tmp_path):
         assert entry['scores'] == sorted(entry['scores'], reverse=True)
 
 
-def test_only_garbage_exits_nonzero(checkpoint_dir, tmp_path):
+def test_only_garbage_exits_nonzero(checkpoint_dir, tmp_path, capsys):
     garbage = tmp_path / 'garbage.png'
     garbage.write_bytes(b'\x89PNG but not really')
-    result = run_detector('--ckpt_path=%s' % checkpoint_dir, '--image_path=%s' % garbage,
-                          '--output_dir=%s' % (tmp_path / 'out'))
-    assert result.returncode == 1
-    assert 'garbage.png: not a readable image' in result.stderr
-    assert 'Traceback' not in result.stderr
+    status, _, stderr = run_in_process(capsys, '--ckpt_path=%s' % checkpoint_dir,
+                                       '--image_path=%s' % garbage,
+                                       '--output_dir=%s' % (tmp_path / 'out'))
+    assert status == 1
+    assert 'garbage.png: not a readable image' in stderr
 
 
-def test_bad_flags_and_missing_model(tmp_path):
-    result = run_detector('--ckpt_path=%s' % tmp_path, '--image_path=%s' % tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        'error: --image_path %s: no image files (.jpg, .jpeg, .png, .bmp, .gif) in this folder'
-        % tmp_path)
+def test_bad_flags_and_missing_model(tmp_path, capsys):
+    status, _, stderr = run_in_process(capsys, '--ckpt_path=%s' % tmp_path,
+                                       '--image_path=%s' % tmp_path)
+    assert status == 2
+    assert stderr.strip() == ('error: --image_path %s: no image files (.jpg, .jpeg, .png, .bmp, '
+                              '.gif) in this folder' % tmp_path)
     cv2.imwrite(str(tmp_path / 'a.jpg'), np.zeros((8, 8, 3), np.uint8))
-    result = run_detector('--ckpt_path=%s' % tmp_path, '--image_path=%s' % tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == 'error: no checkpoint in directory %s' % tmp_path
-    result = run_detector('--image_path=%s' % tmp_path)
-    assert result.returncode == 2 and '--ckpt_path is required' in result.stderr
+    status, _, stderr = run_in_process(capsys, '--ckpt_path=%s' % tmp_path,
+                                       '--image_path=%s' % tmp_path)
+    assert status == 1 and stderr.strip() == 'error: no checkpoint in directory %s' % tmp_path
+    status, _, stderr = run_in_process(capsys, '--image_path=%s' % tmp_path)
+    assert status == 2 and stderr.strip() == ('error: --ckpt_path is required (checkpoint prefix '
+                                              'or training directory)')
+    status, _, stderr = run_in_process(capsys, '--select_threshold=abc')
+    assert status == 2 and stderr.startswith('error:') and 'select_threshold' in stderr
+    assert detector.run(['detector.py', '--help']) == 0
+    assert '--select_threshold (default: 0.5)' in capsys.readouterr().out
 
 
-def test_shared_test_images(checkpoint_dir, tmp_path):
+def test_shared_test_images(checkpoint_dir, tmp_path, capsys):
     folder = shared_path('test_images')
     names = sorted(name for name in os.listdir(folder) if name.lower().endswith('.jpg'))
-    result = run_detector('--ckpt_path=%s' % checkpoint_dir, '--image_path=%s' % folder,
-                          '--output_dir=%s' % tmp_path)
-    assert result.returncode == 0, result.stderr
+    status, stdout, stderr = run_in_process(capsys, '--ckpt_path=%s' % checkpoint_dir,
+                                            '--image_path=%s' % folder, '--output_dir=%s' % tmp_path,
+                                            '--keep_top_k=3')  # an untrained net finds hundreds
+    assert status == 0, stderr
+    assert sorted(_printed_detections(stdout)) == names
     assert sorted(os.listdir(str(tmp_path))) == sorted(n[:-4] + '.png' for n in names)
     for name in names:
         height, width = cv2.imread(os.path.join(folder, name)).shape[:2]

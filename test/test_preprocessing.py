@@ -234,7 +234,7 @@ def test_training_runs_in_tf_data_map_and_prints_throughput(capsys):
         assert out_boxes.shape.as_list() == [None, 4]
         with tf.Session() as sess:
             sess.run(out_image)
-            count = 60
+            count = 40
             start = time.perf_counter()
             for _ in range(count):
                 _, labels, boxes = sess.run([out_image, out_labels, out_boxes])

@@ -17,8 +17,9 @@ TensorFlow is imported inside the writing functions only: the worker processes (
 import os
 import sys
 
-if __name__ == '__main__':  # run as a script: make the repository root importable
+if __name__ == '__main__':  # run as a script: make the repository root importable, TF quiet
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import collections
 import multiprocessing
@@ -102,7 +103,7 @@ def list_image_ids(dataset_dir, split):
     return ids
 
 
-def _check_arguments(dataset_dir, output_dir, dataset_name, samples_per_file):
+def _check_arguments(dataset_dir, output_dir, dataset_name, samples_per_file, num_workers):
     if not os.path.isdir(os.path.join(dataset_dir, 'Annotations')):
         raise ConversionError('--dataset_dir=%s: no Annotations folder (VOC layout expected)'
                               % dataset_dir)
@@ -111,6 +112,8 @@ def _check_arguments(dataset_dir, output_dir, dataset_name, samples_per_file):
                               % dataset_name)
     if samples_per_file < 1:
         raise ConversionError('--samples_per_file=%d: must be at least 1' % samples_per_file)
+    if num_workers is not None and num_workers < 0:
+        raise ConversionError('--num_workers=%d: must be 0 or more' % num_workers)
     if os.path.abspath(output_dir) == os.path.abspath(dataset_dir):
         raise ConversionError('--output_dir must differ from --dataset_dir')
 
@@ -162,6 +165,13 @@ def _read_records(tasks, num_workers):
             yield result
 
 
+def _available_cpus():
+    """CPUs this process may run on (a container's share, not the host's count when known)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _serialize(record):
     """VocRecord -> serialized tf.train.Example (SPEC section 3 keys)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see module docstring)
@@ -202,7 +212,6 @@ def _write_shards(results, final_paths, output_dir, dataset_name, split, samples
                   summary, progress):
     """Writes ``results`` into temporary shards, appending each shard's final path to
     ``final_paths`` as soon as its temporary file exists (so the caller can clean up)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see module docstring)
     writer = None
     try:
         for result in results:
@@ -213,6 +222,8 @@ def _write_shards(results, final_paths, output_dir, dataset_name, split, samples
                 summary.skip(result.skip_category, result.skip_detail)
                 continue
             if summary.records_written % samples_per_file == 0:
+                # Imported once the workers run (see module docstring), so both overlap.
+                import tensorflow as tf  # pylint: disable=import-outside-toplevel
                 if writer is not None:
                     writer.close()
                 final_paths.append(os.path.join(output_dir, dataset_utils.shard_name(
@@ -243,10 +254,12 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
 
     ``split``: name of ``ImageSets/Main/<split>.txt``; None converts every annotation as split
     ``all``. ``labels_file``: one class name per line (line 1 = id 1), else the built-in list of
-    ``dataset_name``. ``num_workers``: image-reading processes (None: one per CPU).
+    ``dataset_name``. ``num_workers``: image-reading processes (None: one per available CPU;
+    0 or 1: read in this process). Workers are spawned and re-import the caller's main module,
+    so a caller whose main module imports TensorFlow pays that import once per worker.
     """
     start = time.time()
-    _check_arguments(dataset_dir, output_dir, dataset_name, samples_per_file)
+    _check_arguments(dataset_dir, output_dir, dataset_name, samples_per_file, num_workers)
     class_names = dataset_config.class_names_for(dataset_name, labels_file)
     split_name = split or ALL_SPLIT
     summary = ConversionSummary(dataset_name, split_name, output_dir)
@@ -261,7 +274,7 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
         raise ConversionError('--output_dir=%s: cannot create it (%s)' % (output_dir, error))
 
     tasks = [(annotation, image_path, names_to_labels) for annotation, image_path in parsed]
-    workers = os.cpu_count() if num_workers is None else num_workers
+    workers = _available_cpus() if num_workers is None else num_workers
     final_paths = []
     try:
         with tqdm.tqdm(total=len(tasks), desc='%s/%s' % (dataset_name, split_name), unit='img',

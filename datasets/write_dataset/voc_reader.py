@@ -26,7 +26,7 @@ JPEG_QUALITY = 95
 
 # Skip categories (the converter's summary groups skipped images by these).
 SKIP_NO_IMAGE = 'annotation without image'
-SKIP_NO_ANNOTATION = 'image id without annotation'
+SKIP_NO_ANNOTATION = 'image without annotation'
 SKIP_BAD_XML = 'unreadable annotation'
 SKIP_BAD_IMAGE = 'corrupt or unsupported image'
 SKIP_NO_OBJECTS = 'no usable object'
@@ -120,7 +120,7 @@ def index_images(image_dir):
     """Maps image id (file name without extension) -> path of its best image file in ``image_dir``."""
     rank = {ext: position for position, ext in enumerate(IMAGE_EXTENSIONS)}
     best = {}
-    for name in os.listdir(image_dir) if os.path.isdir(image_dir) else ():
+    for name in sorted(os.listdir(image_dir)) if os.path.isdir(image_dir) else ():  # stable ties
         stem, ext = os.path.splitext(name)
         ext = ext.lower()
         if ext in rank and (stem not in best or rank[ext] < rank[best[stem][0]]):

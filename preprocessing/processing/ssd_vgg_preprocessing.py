@@ -19,8 +19,9 @@ Training (``is_training=True``) follows SSD (Liu et al. 2016, section 3.6):
      always keeps at least one: ``tf.shape(labels)[0] == 0`` only when the input had no box;
   4. VGG mean subtraction; 5. resize to ``out_shape``; 6. random horizontal flip.
 The mean is subtracted before resampling so that the canvas (0 outside the image) is the mean
-colour; steps 2, 3 and 5 are one ``tf.image.crop_and_resize`` of the window, so neither the canvas
-nor the crop is ever materialised: the cost is that of the output image, whatever the zoom.
+colour; steps 2, 3, 5 and 6 are one ``tf.image.crop_and_resize`` of the window (read right to left
+for the flip), so neither the canvas nor the crop is ever materialised: the cost is that of the
+output image, whatever the zoom.
 ``tf.image.sample_distorted_bounding_box`` is not used: its ``min_object_covered`` is the share of
 a box inside the crop (intersection / box area), not the paper's IoU, and it cannot leave the image
 for a zoom-out canvas; the batched trials above give the paper's criterion at similar cost.
@@ -72,7 +73,7 @@ EVAL_DEFAULTS = {'resize': Resize.WARP_RESIZE}
 
 
 def whiten_image(image):
-    """Float RGB in [0, 255] ``[..., 3]`` → minus ``VGG_MEANS`` (channels last)."""
+    """RGB in [0, 255] ``[..., H, W, 3]`` (uint8 or float) → float32 minus ``VGG_MEANS``."""
     return tf.cast(image, tf.float32) - tf.constant(VGG_MEANS, tf.float32)
 
 
@@ -173,7 +174,8 @@ def _sample_crop(canvas, bboxes, min_overlaps, max_trials):
 
 def _crop_and_resize(image, window, out_shape):
     """Bilinear resampling of ``window [4]`` (image-normalised, may exceed [0, 1]) of a float
-    ``image [H, W, 3]`` to ``out_shape``; outside the image the result is 0.
+    ``image [H, W, 3]`` to ``out_shape``; outside the image the result is 0. A window with
+    xmin > xmax gives the mirrored output.
 
     Pixel k covers [k, k + 1) in continuous coordinates, so output sample centres map to the same
     points as ``tf.image.resize`` (half-pixel centres) would. A one-pixel edge replica keeps the
@@ -224,16 +226,15 @@ def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format
         if options['random_crop']:
             window = _sample_crop(canvas, bboxes, options['crop_min_overlaps'],
                                   options['crop_max_trials'])
-        pixels = _crop_and_resize(pixels, window, out_shape)
+        flip = tf.random.uniform([]) < 0.5 if options['flip'] else tf.constant(False)
+        # Sampling the window from xmax to xmin mirrors the output: the flip costs no extra pass.
+        pixels = _crop_and_resize(pixels, tf.where(flip, tf.gather(window, [0, 3, 2, 1]), window),
+                                  out_shape)
 
         keep = tf_bboxes.bboxes_centre_in(window[None], bboxes)[0]
         labels, bboxes = tf_bboxes.bboxes_filter(keep, labels, bboxes)
         bboxes = tf_bboxes.bboxes_clip(_UNIT_BOX, tf_bboxes.bboxes_resize(window, bboxes))
-
-        if options['flip']:
-            flip = tf.random.uniform([]) < 0.5
-            pixels = tf.cond(flip, lambda: tf.image.flip_left_right(pixels), lambda: pixels)
-            bboxes = tf.cond(flip, lambda: tf_bboxes.bboxes_flip_left_right(bboxes), lambda: bboxes)
+        bboxes = tf.where(flip, tf_bboxes.bboxes_flip_left_right(bboxes), bboxes)
         return _finish_image(pixels, out_shape, data_format), labels, bboxes
 
 

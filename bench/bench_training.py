@@ -1,0 +1,94 @@
+"""Training speed: full-width SSD300 training images/s at batch 8, and the input pipeline's
+images/s with training augmentation (decode, SSD crops/flip/colour, resize, anchor encoding).
+
+    python bench/bench_training.py                       # generated sample data, batch 8
+    python bench/bench_training.py --dataset_dir=Images/tfrecords --batch_size=8 --repeats=5
+
+Any flag of train_ssd_network.py applies (--width_multiplier, --num_clones, --optimizer, ...).
+Prints the median of ``--repeats`` timed runs of ``--steps_per_repeat`` steps each.
+"""
+import os
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+import train_ssd_network  # noqa: E402  (defines the training flags used here)
+from bench import common  # noqa: E402
+
+flags = tf.app.flags
+flags.DEFINE_integer('repeats', 5, 'Timed runs (the median is reported).')
+flags.DEFINE_integer('steps_per_repeat', 3, 'Training steps per timed run.')
+flags.DEFINE_integer('pipeline_batches', 10, 'Input batches per timed pipeline run.')
+FLAGS = flags.FLAGS
+
+
+def _sample_tfrecords():
+    from datasets.write_dataset import dataset_to_tfrecords, sample_data
+    work = tempfile.mkdtemp(prefix='bench_training_')
+    sample_data.generate_voc_dataset(os.path.join(work, 'voc'), num_images=64, seed=1)
+    dataset_to_tfrecords.convert(os.path.join(work, 'voc'), os.path.join(work, 'tfrecords'),
+                                 'vehicle', split='train')
+    return os.path.join(work, 'tfrecords')
+
+
+def _time_pipeline(f, spec, net, config):
+    """Median seconds per batch of the training input pipeline alone."""
+    with tf.Graph().as_default():
+        iterator, batch = train_ssd_network.build_batches(
+            f, spec, net, net.anchors(net.params.img_shape), config)
+        flat = [t.op for t in tf.nest.flatten(batch)]
+        with tf.Session() as sess:
+            sess.run(iterator.initializer)
+            seconds = common.median_seconds(
+                lambda: [sess.run(flat) for _ in range(FLAGS.pipeline_batches)],
+                repeats=FLAGS.repeats)
+    return seconds / FLAGS.pipeline_batches
+
+
+def _time_training(f, spec, net, config):
+    """Median seconds per training step (forward, backward, update) with the real pipeline."""
+    with tf.Graph().as_default():
+        global_step = tf.train.get_or_create_global_step()
+        handles = train_ssd_network.build_training_graph(f, net, spec, config, global_step)
+        with tf.Session(config=train_ssd_network.session_config(f)) as sess:
+            sess.run([tf.global_variables_initializer(), handles['iterator'].initializer])
+            seconds = common.median_seconds(
+                lambda: [sess.run(handles['train_tensor']) for _ in range(FLAGS.steps_per_repeat)],
+                repeats=FLAGS.repeats)
+    return seconds / FLAGS.steps_per_repeat
+
+
+def main(_):
+    f = FLAGS
+    if not f.dataset_dir:
+        f.dataset_dir = _sample_tfrecords()
+    f.train_model_dir = f.train_model_dir or tempfile.mkdtemp(prefix='bench_training_run_')
+    train_ssd_network.check_flags(f)
+    config = train_ssd_network.setup_cluster(f)[0]
+    spec = train_ssd_network.load_dataset(f)
+    from nets import nets_factory
+    net = nets_factory.build_network(f.model_name, f.num_classes or spec.num_classes,
+                                     f.width_multiplier)
+    note = 'width %g, batch %d, %d clone(s), %s' % (f.width_multiplier, f.batch_size,
+                                                   f.num_clones, f.optimizer)
+    pipeline = _time_pipeline(f, spec, net, config)
+    common.report('input_pipeline_images_per_s', f.batch_size / pipeline, 'images/s',
+                  'training augmentation + anchor encoding, %d parallel calls'
+                  % f.num_preprocessing_threads)
+    step = _time_training(f, spec, net, config)
+    common.report('training_images_per_s', f.batch_size / step, 'images/s', note)
+    common.report('training_seconds_per_image', step / f.batch_size, 's/image', note)
+    common.report('pipeline_to_training_ratio', step / pipeline, 'x', 'target >= 5')
+    common.report('training_peak_memory', common.peak_memory_mb(), 'MiB', note)
+    return 0
+
+
+if __name__ == '__main__':
+    # Benchmark defaults: batch 8 on the CPU, one clone.
+    sys.exit(tf.app.run(main, argv=[sys.argv[0], '--batch_size=8', '--clone_on_cpu']
+                        + sys.argv[1:]))

@@ -1,0 +1,206 @@
+"""serving.client / serving.protocols: gRPC and REST answers through the local model server equal
+the in-process SavedModel's, the NumPy path (detected_model) agrees with the graph path, the CLI
+prints detector.py's lines without TensorFlow for REST, and the mAP mode reads records right."""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from serving import client as client_lib
+from serving import protocols
+from test.conftest import REPO_ROOT
+from test.test_export import CLASS_NAMES, KEEP_TOP_K, SELECT_THRESHOLD, exported_model, \
+    run_signature
+
+PYTHON = sys.executable
+
+
+@pytest.fixture(scope='module')
+def served(tmp_path_factory):
+    """(export case, running local server) for the whole module."""
+    from serving import model_server
+    case = exported_model(tmp_path_factory)
+    server = model_server.start_server('ssd', os.path.join(case[1], 'ssd'), poll_wait_seconds=60)
+    yield case, server
+    server.stop()
+
+
+def assert_same_detections(got, expected, score_tol=0.01, box_tol=1.):
+    """Every detection has one partner of the same class, score within ``score_tol`` and box
+    within ``box_tol`` pixels (one-to-one; order free among near-equal scores)."""
+    assert len(got.scores) == len(expected.scores)
+    free = np.ones(len(got.scores), bool)
+    for box, score, label in zip(expected.boxes, expected.scores, expected.classes):
+        partners = free & (got.classes == label) & (np.abs(got.scores - score) <= score_tol) & \
+            (np.abs(got.boxes - box).max(axis=1) <= box_tol)
+        assert partners.any(), 'no partner for class %d score %.4f box %s' % (label, score, box)
+        free[np.argmax(partners)] = False
+
+
+def _transport(server, protocol):
+    port = server.grpc_port if protocol == 'grpc' else server.rest_api_port
+    return protocols.make_transport(protocol, 'localhost:%d' % port)
+
+
+def test_resize_bilinear_hand_worked():
+    # 2x2 -> 4x4 with half-pixel centres: output centres sit at -0.25, 0.25, 0.75, 1.25 input
+    # pixels, clamped to the edge, so each axis reads 0, 1/4, 3/4, 1 of the way across.
+    image = np.array([[0., 4.], [8., 12.]], np.float32)[..., None]
+    expected = np.array([[0, 1, 3, 4], [2, 3, 5, 6], [6, 7, 9, 10], [8, 9, 11, 12]], np.float32)
+    np.testing.assert_allclose(client_lib.resize_bilinear(image, (4, 4))[..., 0], expected)
+    # Downscaling 4 -> 2 samples at input 0.5 and 2.5: the means of neighbouring pairs.
+    row = np.arange(4, dtype=np.float32)[None, :, None]
+    np.testing.assert_allclose(client_lib.resize_bilinear(row, (1, 2))[0, :, 0], [0.5, 2.5])
+
+
+def test_numpy_preprocessing_matches_the_graph(served):
+    import tensorflow.compat.v1 as tf
+    from utils import inference
+    image = client_lib.decode_image(open(served[0][3][1], 'rb').read())  # the PNG (150x200)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        expected = sess.run(inference.preprocess_for_detection(tf.constant(image)))
+    # crop_and_resize places samples through float32 box coordinates: ~3e-3 of a grey level.
+    np.testing.assert_allclose(client_lib.preprocess(image), expected, atol=1e-2)
+
+
+@pytest.mark.parametrize('protocol', ['grpc', 'rest'])
+def test_server_answers_equal_in_process(served, protocol):
+    (_, _, version_dir, image_paths), server = served
+    encoded = [open(path, 'rb').read() for path in image_paths]
+    image = np.random.RandomState(5).uniform(-120., 130., (300, 300, 3)).astype(np.float32)
+    with _transport(server, protocol) as transport:
+        for signature, feeds in (('serving_default', {'encoded_image': encoded}),
+                                 ('detected_model', {'images': image})):
+            expected = run_signature(version_dir, signature, feeds)
+            wire = {key: value if key != 'encoded_image' else np.array(value, dtype=object)
+                    for key, value in feeds.items()}
+            answer = transport.predict('ssd', wire, signature)
+            assert sorted(answer) == sorted(expected)
+            for key in expected:
+                assert answer[key].shape == expected[key].shape, key
+                # gRPC carries the raw bytes; REST's JSON keeps float32's 7 significant digits.
+                np.testing.assert_allclose(answer[key], expected[key], rtol=1e-6, atol=1e-6,
+                                           err_msg=key)
+
+
+@pytest.mark.parametrize('protocol', ['grpc', 'rest'])
+def test_detected_model_path_agrees_with_serving_default(served, protocol):
+    (_, _, _, image_paths), server = served
+    with _transport(server, protocol) as transport:
+        graph = client_lib.DetectionClient(transport, 'ssd', 'serving_default')
+        numpy = client_lib.DetectionClient(transport, 'ssd', 'detected_model',
+                                           select_threshold=SELECT_THRESHOLD,
+                                           keep_top_k=KEEP_TOP_K)
+        for path in image_paths:
+            data = open(path, 'rb').read()
+            expected, got = graph.detect(data), numpy.detect(data)
+            assert len(expected.scores) > 0
+            # Decoders and resamplers differ in rounding only: same boxes, classes, scores, up
+            # to the order of near-equal scores.
+            assert_same_detections(got, expected)
+
+
+def test_format_matches_detector():
+    import detector
+    detections = client_lib.Detections(boxes=np.array([[1.25, 2., 30.5, 40.]], np.float32),
+                                       scores=np.array([0.8765], np.float32),
+                                       classes=np.array([3], np.int64))
+    expected = detector.format_detections('a.jpg', np.zeros((50, 60, 3), np.uint8),
+                                          detections.boxes, detections.scores,
+                                          detections.classes, CLASS_NAMES)
+    assert client_lib.format_detections('a.jpg', 50, 60, detections, CLASS_NAMES) == expected
+    assert expected[1].split()[0] == 'Car'
+
+
+def _run_client_without_tensorflow(*args):
+    """``python -m serving.client ARGS`` in a process where importing TensorFlow fails."""
+    code = ('import runpy, sys; sys.modules["tensorflow"] = None; '
+            'sys.argv = ["serving.client"] + sys.argv[1:]; '
+            'runpy.run_module("serving.client", run_name="__main__", alter_sys=True)')
+    return subprocess.run([PYTHON, '-c', code] + list(args), cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_rest_prints_detector_lines_without_tensorflow(served):
+    import detector
+    (prefix, _, version_dir, image_paths), server = served
+    result = _run_client_without_tensorflow(
+        '--server=localhost:%d' % server.rest_api_port, '--protocol=rest', '--model_name=ssd',
+        '--image_path=%s' % image_paths[1], '--model_info=%s' % version_dir)
+    assert result.returncode == 0, result.stderr
+    local = detector.Detector(prefix, select_threshold=SELECT_THRESHOLD, keep_top_k=KEEP_TOP_K)
+    try:
+        image, boxes, scores, classes = local.run(open(image_paths[1], 'rb').read())
+    finally:
+        local.close()
+    expected = detector.format_detections(os.path.basename(image_paths[1]), image, boxes, scores,
+                                          classes, CLASS_NAMES)
+    assert result.stdout.splitlines() == expected
+
+
+def test_cli_errors_are_one_line(served, tmp_path):
+    (_, _, _, image_paths), server = served
+    base = ['--server=localhost:%d' % server.rest_api_port, '--protocol=rest']
+    not_image = tmp_path / 'notes.png'
+    not_image.write_text('hello')
+    cases = [
+        (['--model_name=nope', '--image_path=%s' % image_paths[0]],
+         "error: 404: model 'nope' not found"),
+        (['--model_name=ssd', '--image_path=%s' % not_image, '--signature=detected_model'],
+         'error: %s is not a JPEG or PNG image' % not_image),
+        (['--model_name=ssd', '--image_path=%s' % (tmp_path / 'missing.jpg')],
+         'error: --image_path %s: no such file or folder' % (tmp_path / 'missing.jpg')),
+    ]
+    for args, message in cases:
+        result = _run_client_without_tensorflow(*(base + args))
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+        assert 'Traceback' not in result.stderr
+
+
+class _GroundTruthClient(object):
+    """Answers every image with its VOC XML boxes (pixels): a perfect detector."""
+
+    signature = 'serving_default'
+
+    def __init__(self, voc_dir):
+        self.voc_dir = voc_dir
+
+    def detect(self, data, name):
+        root = ET.parse(os.path.join(self.voc_dir, 'Annotations',
+                                     os.path.splitext(name)[0] + '.xml')).getroot()
+        boxes, classes = [], []
+        for obj in root.iter('object'):
+            box = obj.find('bndbox')
+            boxes.append([float(box.find(k).text) for k in ('ymin', 'xmin', 'ymax', 'xmax')])
+            classes.append(CLASS_NAMES.index(obj.find('name').text) + 1)
+        return client_lib.Detections(np.array(boxes, np.float32).reshape(-1, 4),
+                                     np.linspace(0.9, 0.5, len(boxes)).astype(np.float32),
+                                     np.array(classes, np.int64))
+
+
+def test_evaluate_reads_records_in_pixels(sample_voc_dir, sample_tfrecords):
+    from datasets import dataset_factory
+    spec = dataset_factory.get_dataset('vehicle', 'test', sample_tfrecords)
+    records = list(client_lib.read_records(spec.data_sources, 3))
+    assert len(records) == 3
+    results = client_lib.evaluate(_GroundTruthClient(sample_voc_dir), records, CLASS_NAMES)
+    assert results['num_images'] == 3
+    assert results['map_voc07'] == pytest.approx(1.)
+    assert results['map_voc2010'] == pytest.approx(1.)
+
+
+def test_cli_num_tests_prints_map(served, sample_tfrecords):
+    _, server = served
+    result = subprocess.run(
+        [PYTHON, '-m', 'serving.client', '--server=localhost:%d' % server.grpc_port,
+         '--protocol=grpc', '--model_name=ssd', '--num_tests=2',
+         '--dataset_dir=%s' % sample_tfrecords, '--dataset_name=vehicle'],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith('2 images of vehicle/test through grpc')
+    assert lines[-1].startswith('mAP VOC07 ')

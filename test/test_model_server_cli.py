@@ -1,0 +1,124 @@
+"""``python -m serving.model_server`` as users run it: serves, finishes the request in flight on
+SIGTERM and exits 0; bad flags give one ``error:`` line and a non-zero exit."""
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+import requests
+
+from serving.model_server import UsageError, server_from_flags, start_server
+from test.serving_fixtures import sample_jpeg, write_model_version
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+START_TIMEOUT = 90.  # importing TensorFlow on a busy shared machine
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _run_cli(*args, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    return subprocess.Popen([sys.executable, '-m', 'serving.model_server'] + list(args),
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _wait_until_serving(proc, status_url):
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail('server exited early: %s' % proc.stderr.read())
+        try:
+            if requests.get(status_url, timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail('server did not start within %.0f s' % START_TIMEOUT)
+
+
+def test_cli_finishes_in_flight_request_on_sigterm_and_exits_0(tmp_path):
+    write_model_version(str(tmp_path), 1)
+    grpc_port, rest_port = _free_port(), _free_port()
+    proc = _run_cli('--model_name=cars', '--model_base_path=%s' % tmp_path,
+                    '--port=%d' % grpc_port, '--rest_api_port=%d' % rest_port)
+    try:
+        _wait_until_serving(proc, 'http://127.0.0.1:%d/v1/models/cars' % rest_port)
+        body = json.dumps({'instances': [
+            {'b64': base64.b64encode(sample_jpeg(120, 160, 0)).decode()}]}).encode()
+        # Send the headers and half the body, so the request is in flight when SIGTERM arrives.
+        conn = socket.create_connection(('127.0.0.1', rest_port))
+        conn.sendall(b'POST /v1/models/cars:predict HTTP/1.1\r\nHost: x\r\n'
+                     b'Content-Length: %d\r\n\r\n' % len(body) + body[:len(body) // 2])
+        time.sleep(1.)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        conn.sendall(body[len(body) // 2:])
+        answer = b''
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        conn.close()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    head, _, payload = answer.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.0 200'), answer[:300]
+    assert len(json.loads(payload)['predictions']) == 1
+    assert proc.returncode == 0, stderr
+    assert "loaded version 1" in stderr
+    assert "unloaded version 1" in stderr
+    assert 'Traceback' not in stderr
+    with pytest.raises(requests.ConnectionError):
+        requests.get('http://127.0.0.1:%d/v1/models/cars' % rest_port, timeout=5)
+
+
+def test_cli_bad_flag_gives_one_error_line():
+    proc = _run_cli('--model_name=cars', '--model_base_path=/no/such/folder')
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert stderr.strip().splitlines()[-1] == (
+        'error: --model_base_path /no/such/folder is not a folder')
+    assert 'Traceback' not in stderr
+
+
+@pytest.mark.parametrize('changes, message', [
+    (dict(model_base_path=None), '--model_base_path is required'),
+    (dict(file_system_poll_wait_seconds=0), '--file_system_poll_wait_seconds must be > 0'),
+    (dict(port=70000), '--port must be in 0..65535'),
+    (dict(version_labels='stable'), "--version_labels: 'stable' is not label=version"),
+])
+def test_flag_validation_names_the_flag(tmp_path, changes, message):
+    values = dict(model_name='cars', model_base_path=str(tmp_path), port=0, rest_api_port=0,
+                  file_system_poll_wait_seconds=1., host='127.0.0.1', max_request_bytes=1000,
+                  grpc_max_threads=2, tensorflow_intra_op_parallelism=0,
+                  tensorflow_inter_op_parallelism=0, version_labels='')
+    values.update(changes)
+    with pytest.raises(UsageError) as raised:
+        server_from_flags(types.SimpleNamespace(**values)).stop()
+    assert str(raised.value).startswith(message)
+
+
+def test_taken_port_is_a_usage_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match='--port %d' % port):
+            start_server('cars', str(tmp_path), port=port)
+        with pytest.raises(UsageError, match='--rest_api_port %d' % port):
+            start_server('cars', str(tmp_path), rest_api_port=port)

@@ -1,0 +1,157 @@
+"""Initialisation from SSD-Tensorflow-format and slim vgg_16 checkpoints the tests create."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from nets import nets_factory, pretrained
+from utils import slim_compat
+
+slim = slim_compat.import_slim()
+tf.disable_eager_execution()
+
+WIDTH = 0.125   # channels: conv1 8, conv2 16, conv3 32, conv4/5 64, conv6/7 128
+
+
+def _model(num_classes=6, scope='ssd_300_vgg'):
+    """Builds a narrow SSD300 in the default graph; returns its model variables."""
+    net = nets_factory.build_network('ssd_vgg_300', num_classes, WIDTH)
+    with slim.arg_scope(net.arg_scope()):
+        net.net(tf.placeholder(tf.float32, [1, 300, 300, 3]), scope=scope)
+    return slim.get_model_variables(scope)
+
+
+def _save_random_model(path, num_classes=6, scope='ssd_300_vgg', drop=()):
+    """Saves a model with random values (except variables named in `drop`); returns name → value."""
+    with tf.Graph().as_default():
+        variables = [v for v in _model(num_classes, scope) if v.op.name not in drop]
+        rng = np.random.RandomState(1)
+        values = {v.op.name: rng.randn(*v.get_shape().as_list()).astype(np.float32) for v in variables}
+        with tf.Session() as sess:
+            for v in variables:
+                v.load(values[v.op.name], sess)
+            tf.train.Saver(variables).save(sess, path)
+    return values
+
+
+def _load(checkpoint, num_classes=6, **kwargs):
+    """Fresh model, initialisers, then init_fn; returns (name → value before, name → value after)."""
+    with tf.Graph().as_default():
+        variables = _model(num_classes)
+        init_fn = pretrained.init_fn_from_checkpoint(checkpoint, **kwargs)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            before = dict(zip([v.op.name for v in variables], sess.run(variables)))
+            init_fn(sess)
+            after = dict(zip([v.op.name for v in variables], sess.run(variables)))
+    return before, after
+
+
+def test_ssd_checkpoint_loads_every_variable(tmp_path):
+    saved = _save_random_model(str(tmp_path / 'model.ckpt'))
+    _, after = _load(str(tmp_path / 'model.ckpt'))
+    assert set(after) == set(saved) and 'ssd_300_vgg/block4_box/L2Normalization/gamma' in after
+    for name, value in saved.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    _, from_dir = _load(str(tmp_path))     # a directory means its newest checkpoint
+    np.testing.assert_array_equal(from_dir['ssd_300_vgg/conv6/weights'], saved['ssd_300_vgg/conv6/weights'])
+
+
+def test_checkpoint_model_scope(tmp_path):
+    saved = _save_random_model(str(tmp_path / 'model.ckpt'), scope='other_net')
+    with pytest.raises(pretrained.CheckpointError, match='other_net'):
+        _load(str(tmp_path / 'model.ckpt'))
+    _, after = _load(str(tmp_path / 'model.ckpt'), checkpoint_model_scope='other_net')
+    np.testing.assert_array_equal(after['ssd_300_vgg/block8/conv3x3/weights'],
+                                  saved['other_net/block8/conv3x3/weights'])
+
+
+def test_class_count_mismatch_and_exclude_scopes(tmp_path):
+    saved = _save_random_model(str(tmp_path / 'model.ckpt'), num_classes=21)
+    with pytest.raises(pretrained.CheckpointError) as error:
+        _load(str(tmp_path / 'model.ckpt'), num_classes=6)
+    message = str(error.value)
+    assert 'ssd_300_vgg/block4_box/conv_cls/weights' in message
+    assert '[3, 3, 64, 84]' in message and '[3, 3, 64, 24]' in message
+    assert 'has 21 classes, the model 6' in message and '--checkpoint_exclude_scopes' in message
+
+    heads = ['ssd_300_vgg/%s_box/conv_cls' % b for b in
+             ('block4', 'block7', 'block8', 'block9', 'block10', 'block11')]
+    before, after = _load(str(tmp_path / 'model.ckpt'), num_classes=6, exclude_scopes=','.join(heads))
+    for name in after:
+        if '/conv_cls/' in name:
+            np.testing.assert_array_equal(after[name], before[name], err_msg=name)   # initialiser kept
+        else:
+            np.testing.assert_array_equal(after[name], saved[name], err_msg=name)
+
+
+def test_missing_variables(tmp_path):
+    missing = 'ssd_300_vgg/block11/conv3x3/biases'
+    saved = _save_random_model(str(tmp_path / 'model.ckpt'), drop=(missing,))
+    with pytest.raises(pretrained.CheckpointError, match=missing):
+        _load(str(tmp_path / 'model.ckpt'))
+    before, after = _load(str(tmp_path / 'model.ckpt'), ignore_missing_vars=True)
+    np.testing.assert_array_equal(after[missing], before[missing])
+    np.testing.assert_array_equal(after['ssd_300_vgg/block11/conv3x3/weights'],
+                                  saved['ssd_300_vgg/block11/conv3x3/weights'])
+
+
+def _save_vgg16(path, conv6_channels=128):
+    """A slim-style vgg_16 checkpoint whose conv widths match the narrow model; returns name → value."""
+    rng = np.random.RandomState(2)
+    shapes = {}
+    previous = 3
+    for block, (repeats, channels) in enumerate(((2, 8), (2, 16), (3, 32), (3, 64), (3, 64)), 1):
+        for i in range(1, repeats + 1):
+            shapes['vgg_16/conv%d/conv%d_%d/weights' % (block, block, i)] = (3, 3, previous, channels)
+            shapes['vgg_16/conv%d/conv%d_%d/biases' % (block, block, i)] = (channels,)
+            previous = channels
+    fc = 4 * conv6_channels
+    shapes.update({'vgg_16/fc6/weights': (7, 7, 64, fc), 'vgg_16/fc6/biases': (fc,),
+                   'vgg_16/fc7/weights': (1, 1, fc, fc), 'vgg_16/fc7/biases': (fc,),
+                   'vgg_16/fc8/weights': (1, 1, fc, 1000), 'vgg_16/fc8/biases': (1000,)})
+    values = {name: rng.randn(*shape).astype(np.float32) for name, shape in shapes.items()}
+    with tf.Graph().as_default():
+        variables = [tf.Variable(value, name=name) for name, value in values.items()]
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver(variables).save(sess, path)
+    return values
+
+
+def test_vgg16_checkpoint_with_fc6_fc7_subsampling(tmp_path):
+    vgg = _save_vgg16(str(tmp_path / 'vgg_16.ckpt'))
+    before, after = _load(str(tmp_path / 'vgg_16.ckpt'))
+    np.testing.assert_array_equal(after['ssd_300_vgg/conv1/conv1_1/weights'], vgg['vgg_16/conv1/conv1_1/weights'])
+    np.testing.assert_array_equal(after['ssd_300_vgg/conv5/conv5_3/biases'], vgg['vgg_16/conv5/conv5_3/biases'])
+    taps, every4 = [0, 3, 6], np.arange(0, 512, 4)
+    np.testing.assert_array_equal(after['ssd_300_vgg/conv6/weights'],
+                                  vgg['vgg_16/fc6/weights'][taps][:, taps][:, :, :, every4])
+    np.testing.assert_array_equal(after['ssd_300_vgg/conv6/biases'], vgg['vgg_16/fc6/biases'][every4])
+    np.testing.assert_array_equal(after['ssd_300_vgg/conv7/weights'],
+                                  vgg['vgg_16/fc7/weights'][:, :, every4][:, :, :, every4])
+    np.testing.assert_array_equal(after['ssd_300_vgg/conv7/biases'], vgg['vgg_16/fc7/biases'][every4])
+    for name in ('ssd_300_vgg/block8/conv1x1/weights', 'ssd_300_vgg/block4_box/conv_cls/weights',
+                 'ssd_300_vgg/block4_box/L2Normalization/gamma'):
+        np.testing.assert_array_equal(after[name], before[name])   # not in VGG-16: initialiser kept
+
+
+def test_vgg16_width_mismatch_names_both_shapes(tmp_path):
+    _save_vgg16(str(tmp_path / 'vgg_16.ckpt'), conv6_channels=64)
+    with pytest.raises(pretrained.CheckpointError) as error:
+        _load(str(tmp_path / 'vgg_16.ckpt'))
+    message = str(error.value)
+    assert 'ssd_300_vgg/conv6/weights' in message and 'vgg_16/fc6/weights' in message
+    assert '[7, 7, 64, 256]' in message and '[3, 3, 64, 64]' in message and '[3, 3, 64, 128]' in message
+
+
+def test_bad_paths(tmp_path):
+    with pytest.raises(pretrained.CheckpointError, match='not found'):
+        _load(str(tmp_path / 'nothing.ckpt'))
+    with pytest.raises(pretrained.CheckpointError, match='no checkpoint found in directory'):
+        _load(str(tmp_path))
+    (tmp_path / 'broken.ckpt.index').write_bytes(b'not a checkpoint')
+    with pytest.raises(pretrained.CheckpointError, match='cannot read checkpoint'):
+        _load(str(tmp_path / 'broken.ckpt'))
+    assert os.path.exists(str(tmp_path / 'broken.ckpt.index'))
