@@ -23,7 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
+from absl import flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
+
+import detector  # noqa: E402
 
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
@@ -41,33 +44,52 @@ class EvalError(Exception):
     """A flag, model or data problem that stops the evaluation (one-line message)."""
 
 
+# The script's own flag set (see detector.py): no collision with other CLIs' flags.
+FLAGS = flags.FlagValues()
+
+
 def _define_flags():
-    flags = tf.app.flags
+    define = dict(flag_values=FLAGS)
     # What to evaluate.
     flags.DEFINE_string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                        'directory (its newest checkpoint); model_info.json must sit beside it.')
+                        'directory (its newest checkpoint); model_info.json must sit beside it.',
+                        **define)
     flags.DEFINE_string('detections_file', None, 'Score this detections JSON (format in '
-                        'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
+                        'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.',
+                        **define)
     # Data.
-    flags.DEFINE_string('dataset_dir', None, 'Folder of the TFRecords and dataset_description.json.')
-    flags.DEFINE_string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle or a custom name.')
-    flags.DEFINE_string('train_or_test', 'test', 'Split to evaluate (as the trainer names it).')
-    flags.DEFINE_string('split_name', None, 'Alias of --train_or_test.')
-    flags.DEFINE_integer('batch_size', 8, 'Images per batch.')
-    flags.DEFINE_integer('max_num_batches', None, 'Evaluate only the first N batches (default: all).')
+    flags.DEFINE_string('dataset_dir', None, 'Folder of the TFRecords and '
+                        'dataset_description.json.', **define)
+    flags.DEFINE_string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle or a custom name.',
+                        **define)
+    flags.DEFINE_string('train_or_test', 'test', 'Split to evaluate (as the trainer names it).',
+                        **define)
+    flags.DEFINE_string('split_name', None, 'Alias of --train_or_test.', **define)
+    flags.DEFINE_integer('batch_size', 8, 'Images per batch.', **define)
+    flags.DEFINE_integer('max_num_batches', None, 'Evaluate only the first N batches '
+                         '(default: all).', **define)
     # Post-processing (checkpoint only).
-    flags.DEFINE_float('select_threshold', 0.01, 'Minimum class score of a detection, in [0, 1].')
+    flags.DEFINE_float('select_threshold', 0.01, 'Minimum class score of a detection, in [0, 1].',
+                       **define)
     flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops '
-                       'the lower-scored box, in (0, 1].')
-    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
-    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.')
+                       'the lower-scored box, in (0, 1].', **define)
+    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.',
+                         **define)
+    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.',
+                         **define)
     # Output.
     flags.DEFINE_string('output_dir', os.path.join('output', 'eval'),
-                        'Folder for results.json, pr_<class>.png and detections.json.')
-    return flags.FLAGS
+                        'Folder for results.json, pr_<class>.png and detections.json.', **define)
+    flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h', **define)
 
 
-FLAGS = _define_flags()
+_define_flags()
+FLAG_GROUPS = (('What to evaluate', ('ckpt_path', 'detections_file')),
+               ('Data', ('dataset_dir', 'dataset_name', 'train_or_test', 'split_name',
+                         'batch_size', 'max_num_batches')),
+               ('Post-processing (checkpoint only)', ('select_threshold', 'nms_threshold', 'top_k',
+                                                      'keep_top_k')),
+               ('Output', ('output_dir',)))
 
 
 def _ground_truth_pixels(example):
@@ -270,7 +292,7 @@ def _run(split_name):
     print('results written to %s' % write_results(FLAGS.output_dir, results, settings))
 
 
-def main(_):
+def main():
     try:
         split_name = _check_flags()
     except EvalError as e:
@@ -288,5 +310,10 @@ def main(_):
     return 0
 
 
+def run(argv):
+    """The command line: ``run(['eval_ssd_network.py', '--ckpt_path=...', ...])`` → exit status."""
+    return detector.run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
+
+
 if __name__ == '__main__':
-    tf.app.run(main)
+    sys.exit(run(sys.argv))

@@ -101,8 +101,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @_abort_on_serving_error
     def GetModelStatus(self, request, context):
-        version, _ = _requested_version(request.model_spec)
-        return self._manager.status_response(request.model_spec.name, version)
+        version, label = _requested_version(request.model_spec)
+        return self._manager.status_response(request.model_spec.name, version, label)
 
 
 def create_grpc_server(manager, address, max_request_bytes, max_threads):

@@ -200,6 +200,8 @@ def _proto_to_dict(message):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = 'ssd-model-server'
     protocol_version = 'HTTP/1.0'
+    # Headers and body leave in separate writes; Nagle would hold the body for the client's ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):  # per-request lines would drown the load/unload log
         logger.debug('%s - %s', self.address_string(), fmt % args)
@@ -214,15 +216,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send_json(405, {'error': 'method %s is not supported; use GET or POST' %
                               self.command})
 
-    do_PUT = do_DELETE = do_PATCH = do_HEAD = _refuse_method
+    do_PUT = do_DELETE = do_PATCH = _refuse_method
 
     def _send_json(self, status, payload):
         data = json.dumps(payload).encode('utf-8')
-        self.send_response(status)
-        self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up; nobody to tell
+            logger.debug('REST client %s left before the answer', self.address_string())
 
     def _dispatch(self, method):
         try:
@@ -247,7 +252,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                'request body of %d bytes exceeds the limit of %d bytes '
                                '(--max_request_bytes)' % (length, limit))
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _invalid('request body ended after %d of %d bytes' % (len(body), length))
+        return body
 
     def _drain(self, length):
         if length > _MAX_DRAIN_BYTES:
@@ -272,7 +280,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         version = int(match.group('version')) if match.group('version') else None
         manager = self.server.manager
         if action is None:
-            return _proto_to_dict(manager.status_response(name, version))
+            return _proto_to_dict(manager.status_response(name, version, label))
         with manager.acquire(name, version, label) as servable:
             if action == '/metadata':
                 return {'model_spec': {'name': name, 'signature_name': '',
@@ -300,6 +308,8 @@ class _ThreadingServer(http.server.ThreadingHTTPServer):
     # Non-daemon handler threads are joined by server_close(): in-flight requests finish.
     daemon_threads = False
     block_on_close = True
+    # One connection per request: a deep backlog keeps bursts of clients from being refused.
+    request_queue_size = 128
 
 
 class RestApiServer(object):

@@ -12,7 +12,6 @@ maps it to an HTTP status).
 import threading
 
 import grpc
-import numpy as np
 import tensorflow.compat.v1 as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
@@ -34,7 +33,7 @@ class ServingError(Exception):
         self.message = message
 
 
-def summarize_tf_error(err):
+def summarize_error(err):
     """``(grpc.StatusCode, one-line message)`` for any exception, TensorFlow's OpError included."""
     if isinstance(err, tf.errors.OpError):
         lines = [line.strip() for line in err.message.splitlines()]
@@ -173,7 +172,7 @@ class Servable(object):
         try:
             values = self._session.run([sig.outputs[alias].name for alias in aliases], feed)
         except tf.errors.OpError as err:
-            code, message = summarize_tf_error(err)
+            code, message = summarize_error(err)
             raise ServingError(code, "signature '%s': %s" % (signature_name, message))
         return dict(zip(aliases, values))
 

@@ -21,7 +21,7 @@ import time
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving.servable import Servable, ServingError, summarize_tf_error
+from serving.servable import Servable, ServingError, summarize_error
 
 logger = logging.getLogger('serving.model_server')
 
@@ -124,7 +124,7 @@ class VersionManager(object):
         try:
             servable = Servable(path, version, self._session_config)
         except Exception as err:  # any failure must leave the served version in place
-            code, message = summarize_tf_error(err)
+            code, message = summarize_error(err)
             self._failed[version] = fingerprint
             self._set_status(version, 'END', code, message)
             logger.error('model %r: failed to load version %d from %s: %s', self.model_name,
@@ -163,6 +163,17 @@ class VersionManager(object):
                                "model '%s' not found (this server serves '%s')" % (
                                    model_name, self.model_name))
 
+    def _resolve(self, model_name, version, label):
+        """The version a request names (``label`` wins when given); NOT_FOUND for unknown ones."""
+        self.check_model_name(model_name)
+        if not label:
+            return version
+        if label not in self._labels:
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               "version label '%s' of model '%s' is not assigned" % (
+                                   label, model_name))
+        return self._labels[label]
+
     @contextlib.contextmanager
     def acquire(self, model_name, version=None, label=None):
         """Yields the servable for a request: the served one, or ``version`` / ``label`` if it is
@@ -171,13 +182,7 @@ class VersionManager(object):
         Raises ServingError: NOT_FOUND for an unknown model, version or label, or when no version
         is loaded.
         """
-        self.check_model_name(model_name)
-        if label:
-            if label not in self._labels:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   "version label '%s' of model '%s' is not assigned" % (
-                                       label, model_name))
-            version = self._labels[label]
+        version = self._resolve(model_name, version, label)
         with self._lock:
             servable = self._current
             if servable is None:
@@ -193,13 +198,14 @@ class VersionManager(object):
         finally:
             servable.exit()
 
-    def statuses(self, model_name, version=None):
-        """List of ``VersionStatus``, newest version first; only ``version`` if given.
+    def statuses(self, model_name, version=None, label=None):
+        """List of ``VersionStatus``, newest version first; only ``version`` (or the version of
+        ``label``) if given.
 
-        Raises ServingError NOT_FOUND for an unknown model, a model without versions yet, or a
-        version never seen.
+        Raises ServingError NOT_FOUND for an unknown model or label, a model without versions
+        yet, or a version never seen.
         """
-        self.check_model_name(model_name)
+        version = self._resolve(model_name, version, label)
         with self._lock:
             found = sorted(self._statuses.values(), key=lambda s: s.version, reverse=True)
         if version is not None:
@@ -214,10 +220,10 @@ class VersionManager(object):
                                    model_name, self.base_path))
         return found
 
-    def status_response(self, model_name, version=None):
-        """``GetModelStatusResponse`` proto of ``statuses(model_name, version)``."""
+    def status_response(self, model_name, version=None, label=None):
+        """``GetModelStatusResponse`` proto of ``statuses(model_name, version, label)``."""
         response = get_model_status_pb2.GetModelStatusResponse()
-        for status in self.statuses(model_name, version):
+        for status in self.statuses(model_name, version, label):
             entry = response.model_version_status.add()
             entry.version = status.version
             entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)

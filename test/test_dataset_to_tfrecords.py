@@ -319,3 +319,20 @@ def test_cli_bad_input_one_line_error(sample_voc_dir, tmp_path, flags, message):
     assert done.returncode == 1
     assert done.stderr.startswith(message) and done.stderr.count('\n') == 1, done.stderr
     assert 'Traceback' not in done.stderr
+
+
+def test_automatic_worker_count_grows_with_the_image_count(sample_voc_dir, tmp_path, monkeypatch):
+    seen = []
+    read = converter._read_records
+    monkeypatch.setattr(converter, '_read_records',
+                        lambda tasks, workers: seen.append(workers) or read(tasks, 1))
+    monkeypatch.setattr(converter, '_available_cpus', lambda: 2)
+    convert = converter.convert
+    convert(sample_voc_dir, str(tmp_path / 'a'), 'vehicle', split='train', show_progress=False)
+    monkeypatch.setattr(converter, 'IMAGES_PER_AUTO_WORKER', 9)   # 19 train images -> 2 workers
+    convert(sample_voc_dir, str(tmp_path / 'b'), 'vehicle', split='train', show_progress=False)
+    monkeypatch.setattr(converter, 'IMAGES_PER_AUTO_WORKER', 5)   # would be 3, capped at 2 CPUs
+    convert(sample_voc_dir, str(tmp_path / 'c'), 'vehicle', split='train', show_progress=False)
+    convert(sample_voc_dir, str(tmp_path / 'd'), 'vehicle', split='train', num_workers=1,
+            show_progress=False)
+    assert seen == [1, 2, 2, 1]

@@ -50,19 +50,21 @@ def make_checkpoint(train_dir, step=10, seed=1):
 
 def make_images(directory):
     """Two synthetic pictures of different sizes: ``scene.jpg`` (240x320) and ``scene.png``
-    (200x150); returns their paths. Smooth shapes keep JPEG decoders in close agreement."""
+    (200x150); returns their paths. A smooth random field under a few rectangles: no flat area
+    (flat areas make exact score ties, whose NMS winner is arbitrary), few JPEG artefacts."""
     import cv2
     paths = []
     for name, (height, width), seed in (('scene.jpg', (240, 320), 3), ('scene.png', (200, 150), 4)):
         rng = np.random.RandomState(seed)
-        image = np.zeros((height, width, 3), np.uint8)
-        image[:] = rng.randint(60, 200, 3)
+        field = rng.uniform(40, 215, (6, 8, 3)).astype(np.float32)
+        image = cv2.resize(field, (width, height), interpolation=cv2.INTER_CUBIC)
+        image = np.clip(image, 0, 255).astype(np.uint8)
         for _ in range(4):
             y, x = rng.randint(0, height - 40), rng.randint(0, width - 40)
             cv2.rectangle(image, (x, y), (x + rng.randint(20, 60), y + rng.randint(20, 60)),
-                          [int(v) for v in rng.randint(0, 255, 3)], -1)
+                          [int(v) for v in rng.randint(0, 255, 3)], 3)
         path = os.path.join(directory, name)
-        cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 95] if name.endswith('.jpg') else [])
         paths.append(path)
     return paths
 

@@ -1,5 +1,6 @@
 """The shared inference graph: pixel boxes equal the NumPy post-processing reference, restore errors."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -16,12 +17,9 @@ WIDTH = 0.125
 VGG_MEANS = np.array([123.68, 116.78, 103.94])
 
 
-def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0,
-                    info_num_classes=None):
-    """Saves a randomly initialised SSD as ``<directory>/model.ckpt-<step>`` with model_info.json.
-
-    ``info_num_classes`` writes a different class count into model_info.json (a mismatch).
-    Returns the checkpoint prefix.
+def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0):
+    """Saves a randomly initialised SSD as ``<directory>/model.ckpt-<step>`` with model_info.json
+    (vehicle classes, then ``class6``...). Returns the checkpoint prefix.
     """
     with tf.Graph().as_default():
         tf.set_random_seed(seed)
@@ -32,12 +30,28 @@ def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, se
             sess.run(tf.global_variables_initializer())
             prefix = tf.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'),
                                            global_step=step)
-    info_classes = info_num_classes or num_classes
-    names = (CLASS_NAMES + ['class%d' % i for i in range(6, info_classes)])[:info_classes - 1]
-    model_info.write_model_info(directory, model_name='ssd_vgg_300', num_classes=info_classes,
-                                class_names=names, width_multiplier=width_multiplier,
-                                dataset_name='vehicle', img_shape=[300, 300])
+    model_info.write_model_info(directory, model_name='ssd_vgg_300', num_classes=num_classes,
+                                class_names=_class_names(num_classes),
+                                width_multiplier=width_multiplier, dataset_name='vehicle',
+                                img_shape=[300, 300])
     return prefix
+
+
+def _class_names(num_classes):
+    return (CLASS_NAMES + ['class%d' % i for i in range(6, num_classes)])[:num_classes - 1]
+
+
+def copy_with_info(checkpoint_dir, directory, **changes):
+    """Copies the checkpoint files of ``checkpoint_dir`` with a model_info.json altered by
+    ``changes``; returns the copy's prefix (the ``checkpoint`` index, which holds absolute
+    paths to the original, is left behind)."""
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(checkpoint_dir):
+        if name.startswith('model.ckpt-'):
+            shutil.copy(os.path.join(checkpoint_dir, name), directory)
+    model_info.write_model_info(directory, **dict(model_info.read_model_info(checkpoint_dir),
+                                                  **changes))
+    return os.path.join(directory, 'model.ckpt-1')
 
 
 @pytest.fixture(scope='module')
@@ -101,22 +115,21 @@ def test_detect_reuse_shares_variables(checkpoint_dir):
         assert len(tf.global_variables()) == count
 
 
-def test_restore_names_both_class_counts(tmp_path):
-    make_checkpoint(str(tmp_path), num_classes=6, info_num_classes=21)
+def test_restore_names_both_class_counts(checkpoint_dir, tmp_path):
+    copy = copy_with_info(checkpoint_dir, str(tmp_path), num_classes=21,
+                          class_names=_class_names(21))
     with tf.Graph().as_default():
-        net, _, prefix = inference.load_model(str(tmp_path))
+        net, _, prefix = inference.load_model(copy)
         inference.detect(net, tf.zeros([1, 300, 300, 3]), [[300, 300]])
         with tf.Session() as sess:
             with pytest.raises(ModelInfoError, match='trained with 6 classes .*num_classes=21'):
                 inference.restore(sess, prefix)
 
 
-def test_restore_reports_other_shape_mismatch(tmp_path):
-    make_checkpoint(str(tmp_path), width_multiplier=WIDTH)
-    info = model_info.read_model_info(str(tmp_path))
-    model_info.write_model_info(str(tmp_path), **dict(info, width_multiplier=0.25))
+def test_restore_reports_other_shape_mismatch(checkpoint_dir, tmp_path):
+    copy = copy_with_info(checkpoint_dir, str(tmp_path), width_multiplier=0.25)
     with tf.Graph().as_default():
-        net, _, prefix = inference.load_model(str(tmp_path))
+        net, _, prefix = inference.load_model(copy)
         inference.detect(net, tf.zeros([1, 300, 300, 3]), [[300, 300]])
         with tf.Session() as sess:
             with pytest.raises(ModelInfoError, match=r'conv1/conv1_1/weights has shape \[3, 3, 3, 8\].*'
@@ -124,10 +137,8 @@ def test_restore_reports_other_shape_mismatch(tmp_path):
                 inference.restore(sess, prefix)
 
 
-def test_unknown_model_name_is_a_model_info_error(tmp_path):
-    make_checkpoint(str(tmp_path))
-    info = model_info.read_model_info(str(tmp_path))
-    model_info.write_model_info(str(tmp_path), **dict(info, model_name='resnet_9000'))
+def test_unknown_model_name_is_a_model_info_error(checkpoint_dir, tmp_path):
+    copy = copy_with_info(checkpoint_dir, str(tmp_path), model_name='resnet_9000')
     with tf.Graph().as_default():
         with pytest.raises(ModelInfoError, match="cannot build the network: unknown network 'resnet_9000'"):
-            inference.load_model(str(tmp_path))
+            inference.load_model(copy)

@@ -170,6 +170,11 @@ def test_requests_for_an_unloaded_version_are_not_found(tmp_path):
             stub.Predict(request, timeout=30)
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
         assert 'serving version 2' in raised.value.details()
+        status_request = get_model_status_pb2.GetModelStatusRequest()
+        status_request.model_spec.name = MODEL
+        status_request.model_spec.version_label = 'stable'
+        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(status_request)
+        assert [s.version for s in response.model_version_status] == [2]
         channel.close()
         # Version 1 was never loaded: the newest version is the only one the server touched.
         assert sorted(_statuses(server.grpc_port)) == [2]

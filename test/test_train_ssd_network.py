@@ -101,13 +101,13 @@ def test_tensorboard_holds_losses_learning_rate_and_boxed_images(two_clone_run):
 def test_class_count_mismatch_is_one_clear_error(two_clone_run):
     train_dir, _, dataset_dir = two_clone_run
     info_before = open(os.path.join(train_dir, 'model_info.json')).read()
-    rc, _, err = _run(_command(train_dir, dataset_dir, '--num_classes=4',
+    rc, _, err = _run(_command(train_dir, dataset_dir, '--num_classes=8',
                                '--max_number_of_steps=%d' % (LEARNING_STEPS + 5)))
     assert rc == 1
     # TensorFlow's own warnings may precede it; the error itself is the one last line.
     assert 'Traceback' not in err, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith('error: ') and 'num_classes=6' in last and 'num_classes=4' in last
+    assert last.startswith('error: ') and 'num_classes=6' in last and 'num_classes=8' in last
     assert [line for line in err.splitlines() if line.startswith('error')] == [last]
     assert '--num_classes' in last
     assert open(os.path.join(train_dir, 'model_info.json')).read() == info_before
@@ -178,3 +178,14 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
                        '--dataset_dir=%s' % tmp_path, '--model_name=resnet'], timeout=120)
     assert rc == 1 and 'Traceback' not in err
     assert err.strip().splitlines()[-1].startswith('error: ')
+
+
+def test_num_classes_comes_from_the_dataset_and_may_not_undercut_it(sample_tfrecords):
+    flags = _flags(dataset_dir=sample_tfrecords, dataset_name='vehicle', train_or_test='train')
+    spec = train_ssd_network.load_dataset(flags)
+    assert spec.num_classes == 6
+    assert train_ssd_network.class_names(spec, 8) == [
+        'Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck', 'class_6', 'class_7']
+    flags.num_classes = 4
+    with pytest.raises(train_ssd_network.TrainError, match='--num_classes=4 is smaller than the 6'):
+        train_ssd_network.load_dataset(flags)

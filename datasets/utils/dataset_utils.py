@@ -135,10 +135,10 @@ class TFRecordsReaderBase(object):
 
     def _from_description(self, description):
         path = description_path(self.dataset_dir)
-        name = description.get('dataset_name', self.param.dataset_name)
-        if name != self.param.dataset_name:
+        described = description.get('dataset_name', self.param.dataset_name)
+        if described != self.param.dataset_name:
             raise DatasetError('%s describes dataset %r, not %r'
-                               % (path, name, self.param.dataset_name))
+                               % (path, described, self.param.dataset_name))
         splits = description['splits']
         if self.split_name not in splits:
             raise DatasetError('%s has no split %r (available: %s)'

@@ -24,6 +24,7 @@ if __name__ == '__main__':  # run as a script: make the repository root importab
 import collections
 import multiprocessing
 import re
+import signal
 import time
 
 from absl import app
@@ -35,6 +36,9 @@ from datasets.utils import dataset_utils
 from datasets.write_dataset import voc_reader
 
 ALL_SPLIT = 'all'
+# Starting a worker (spawn + imports) costs about what reading a few hundred JPEGs in-process
+# does, so the automatic worker count adds one worker per this many images, up to the CPUs.
+IMAGES_PER_AUTO_WORKER = 500
 TEMP_SUFFIX = '.tmp'
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
@@ -160,7 +164,9 @@ def _read_records(tasks, num_workers):
     # Windows does anyway.
     context = multiprocessing.get_context('spawn')
     chunksize = max(1, min(16, len(tasks) // (4 * num_workers)))
-    with context.Pool(num_workers) as pool:
+    # Workers ignore Ctrl-C: the parent alone handles it (one message, no worker tracebacks).
+    with context.Pool(num_workers, initializer=signal.signal,
+                      initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
         for result in pool.imap(voc_reader.read_example, tasks, chunksize=chunksize):
             yield result
 
@@ -254,8 +260,8 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
 
     ``split``: name of ``ImageSets/Main/<split>.txt``; None converts every annotation as split
     ``all``. ``labels_file``: one class name per line (line 1 = id 1), else the built-in list of
-    ``dataset_name``. ``num_workers``: image-reading processes (None: one per available CPU;
-    0 or 1: read in this process). Workers are spawned and re-import the caller's main module,
+    ``dataset_name``. ``num_workers``: image-reading processes (None: one per 500 images, at
+    most one per available CPU; 0 or 1: read in this process). Workers are spawned and re-import the caller's main module,
     so a caller whose main module imports TensorFlow pays that import once per worker.
     """
     start = time.time()
@@ -274,7 +280,9 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
         raise ConversionError('--output_dir=%s: cannot create it (%s)' % (output_dir, error))
 
     tasks = [(annotation, image_path, names_to_labels) for annotation, image_path in parsed]
-    workers = _available_cpus() if num_workers is None else num_workers
+    workers = num_workers
+    if workers is None:
+        workers = max(1, min(_available_cpus(), len(tasks) // IMAGES_PER_AUTO_WORKER))
     final_paths = []
     try:
         with tqdm.tqdm(total=len(tasks), desc='%s/%s' % (dataset_name, split_name), unit='img',
@@ -318,7 +326,8 @@ def define_flags():
     flags.DEFINE_string('output_dir', None, 'Folder for the shards and dataset_description.json.')
     flags.DEFINE_integer('samples_per_file', 200, 'Records per shard.')
     # Performance
-    flags.DEFINE_integer('num_workers', None, 'Image-reading processes (default: one per CPU).')
+    flags.DEFINE_integer('num_workers', None, 'Image-reading processes (default: one per 500 '
+                         'images, at most one per CPU; 1: no extra process).')
 
 
 def main(argv):

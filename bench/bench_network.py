@@ -1,0 +1,99 @@
+"""Network benchmarks: SSD-VGG300 forward pass (full width, batch 1 and 8), target encoding and
+post-processing (TF graph and NumPy) per image. Prints `[figure]` lines (medians of several runs).
+
+    python bench/bench_network.py [--repeats=5] [--num_classes=21]
+Targets on the 2-core CPU machine: forward >= 3 images/s at batch 8, encoding < 5 ms/image,
+post-processing < 10 ms/image.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from bench import common  # noqa: E402
+from nets import nets_factory, np_postprocess  # noqa: E402
+from utils import slim_compat  # noqa: E402
+
+slim = slim_compat.import_slim()
+flags = tf.app.flags
+flags.DEFINE_integer('repeats', 5, 'Timed runs per figure (the median is reported).')
+flags.DEFINE_integer('num_classes', 21, 'Classes including background (21 = Pascal VOC).')
+flags.DEFINE_integer('boxes_per_image', 8, 'Ground-truth boxes per image for the encoding benchmark.')
+FLAGS = flags.FLAGS
+
+
+def bench_forward(net, batch_sizes=(1, 8)):
+    """Full-width forward pass images/s (network outputs only, no post-processing)."""
+    with tf.Graph().as_default():
+        images = tf.placeholder(tf.float32, [None, 300, 300, 3])
+        with slim.arg_scope(net.arg_scope()):
+            predictions, localisations, _, _ = net.net(images, is_training=False)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for batch in batch_sizes:
+                feed = {images: np.random.RandomState(0).randn(batch, 300, 300, 3).astype(np.float32)}
+                seconds = common.median_seconds(lambda: sess.run([predictions, localisations], feed),
+                                                repeats=FLAGS.repeats)
+                common.report('forward_full_width_batch%d' % batch, batch / seconds, 'images/s',
+                              'SSD-VGG300, width 1.0, %d classes' % FLAGS.num_classes)
+
+
+def bench_encode(net, anchors):
+    """bboxes_encode (matching + encoding of one image's boxes against the 8732 anchors)."""
+    rng = np.random.RandomState(1)
+    with tf.Graph().as_default():
+        labels = tf.placeholder(tf.int64, [None])
+        bboxes = tf.placeholder(tf.float32, [None, 4])
+        targets = net.bboxes_encode(labels, bboxes, anchors)
+        with tf.Session() as sess:
+            corner = rng.uniform(0, .6, size=(FLAGS.boxes_per_image, 2))
+            boxes = np.concatenate([corner, corner + rng.uniform(.05, .4, size=corner.shape)], 1)
+            feed = {labels: rng.randint(1, FLAGS.num_classes, FLAGS.boxes_per_image), bboxes: boxes}
+            seconds = common.median_seconds(lambda: sess.run(targets, feed), repeats=FLAGS.repeats * 4)
+    common.report('bboxes_encode', seconds * 1e3, 'ms/image', '%d boxes, 8732 anchors' % FLAGS.boxes_per_image)
+
+
+def network_like_outputs(net, batch, rng):
+    """Random softmax outputs and offsets shaped like the network's (an untrained net's worst case:
+    many scores above the 0.01 default threshold)."""
+    predictions, localisations = [], []
+    for (h, w), (_, _, sizes, _) in zip(net.params.feat_shapes, net.anchors()):
+        logits = rng.randn(batch, h, w, len(sizes), net.params.num_classes) * 2
+        e = np.exp(logits)
+        predictions.append((e / e.sum(-1, keepdims=True)).astype(np.float32))
+        localisations.append((rng.randn(batch, h, w, len(sizes), 4) * .5).astype(np.float32))
+    return predictions, localisations
+
+
+def bench_postprocess(net, anchors, batch=8):
+    """detected_bboxes in the graph (batch 8, per image) and np_postprocess.detect (one image)."""
+    predictions, localisations = network_like_outputs(net, batch, np.random.RandomState(2))
+    with tf.Graph().as_default():
+        p_in = [tf.placeholder(tf.float32, [None] + list(p.shape[1:])) for p in predictions]
+        l_in = [tf.placeholder(tf.float32, [None] + list(l.shape[1:])) for l in localisations]
+        detections = net.detected_bboxes(p_in, l_in)
+        with tf.Session() as sess:
+            feed = dict(zip(p_in + l_in, predictions + localisations))
+            seconds = common.median_seconds(lambda: sess.run(detections, feed), repeats=FLAGS.repeats)
+    note = 'select 0.01, top_k 400, NMS 0.45, keep 200, %d classes' % FLAGS.num_classes
+    common.report('postprocess_tf', seconds * 1e3 / batch, 'ms/image', note + ', batch %d' % batch)
+    one = ([p[0] for p in predictions], [l[0] for l in localisations])
+    seconds = common.median_seconds(lambda: np_postprocess.detect(one[0], one[1], anchors, net.params.prior_scaling),
+                                    repeats=FLAGS.repeats)
+    common.report('postprocess_numpy', seconds * 1e3, 'ms/image', note)
+
+
+def main(_):
+    net = nets_factory.build_network('ssd_vgg_300', FLAGS.num_classes)
+    anchors = net.anchors()
+    bench_encode(net, anchors)
+    bench_postprocess(net, anchors)
+    bench_forward(net)
+
+
+if __name__ == '__main__':
+    tf.disable_eager_execution()
+    tf.app.run(main)
