@@ -80,14 +80,11 @@ def nms(boxes, scores, iou_threshold, max_output):
     strictly greater than `iou_threshold`. Returns the kept indices, by decreasing score.
     """
     order = np.argsort(-scores, kind='stable')
-    overlaps = iou(boxes[order], boxes[order])
-    kept = []
+    # later[i, j]: box j comes after box i and overlaps it too much. Only rows with such a j can
+    # suppress anything, so the greedy pass visits those rows alone.
+    later = np.triu(iou(boxes[order], boxes[order]) > iou_threshold, k=1)
     suppressed = np.zeros(len(order), dtype=bool)
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        kept.append(order[i])
-        if len(kept) == max_output:
-            break
-        suppressed |= overlaps[i] > iou_threshold
-    return np.asarray(kept, dtype=np.int64)
+    for i in np.nonzero(later.any(axis=1))[0]:
+        if not suppressed[i]:
+            suppressed |= later[i]
+    return order[~suppressed][:max_output].astype(np.int64)

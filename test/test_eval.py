@@ -46,9 +46,10 @@ def oracle_entries(images, drop=None):
 
 
 def run_eval(capsys, *args):
+    """Runs the CLI in-process: (status, stdout, last stderr line, i.e. after the progress bar)."""
     status = eval_ssd_network.run(['eval_ssd_network.py'] + list(args))
     captured = capsys.readouterr()
-    return status, captured.out, captured.err
+    return status, captured.out, (captured.err.strip().splitlines() or [''])[-1]
 
 
 @pytest.fixture(scope='module')
@@ -177,4 +178,3 @@ def test_bad_input(sample_tfrecords, checkpoint_dir, tmp_path, capsys):
                            class_names=['a', 'b', 'c', 'd', 'e'])
     status, _, stderr = run_eval(capsys, '--ckpt_path=%s' % other, *common)
     assert status == 1 and "detects ['a', 'b', 'c', 'd', 'e'] (model_info.json)" in stderr
-    assert len(stderr.strip().splitlines()) == 1

@@ -1,0 +1,223 @@
+"""Serving benchmark: export time, per-request latency and request size in-process, over gRPC and
+over REST (both signatures), and throughput with concurrent clients, against the local model
+server (``python -m serving.model_server``, started here as a separate process).
+
+    python bench/bench_serving.py [--repeats=7] [--width_multiplier=1.0] [--clients=4] \
+        [--ckpt_path=ckpt/fine_tuning] [--image_path=picture.jpg]
+
+Without --ckpt_path a randomly initialised SSD-VGG300 (6 classes) is exported: latency does not
+depend on the weights. Prints ``[figure]`` lines (medians of --repeats runs). Target: gRPC with
+JPEG bytes adds under 15% to the in-process latency of the same signature.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import numpy as np  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from bench import common  # noqa: E402
+from serving import client as client_lib  # noqa: E402
+from serving import protocols  # noqa: E402
+
+MODEL_NAME = 'ssd'
+SHARED_IMAGE = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'test_images', 'vehicle_0.jpg')
+
+flags = tf.app.flags
+# Model.
+flags.DEFINE_string('ckpt_path', None, 'Checkpoint to export (default: a random one).')
+flags.DEFINE_float('width_multiplier', 1.0, 'Width of the random network (1.0 = SSD-VGG300).')
+# Load.
+flags.DEFINE_string('image_path', None, 'JPEG to send (default: a shared street photo, '
+                    'else a generated 432x320 picture).')
+flags.DEFINE_integer('repeats', 7, 'Timed requests per latency figure (the median is reported).')
+flags.DEFINE_integer('clients', 4, 'Concurrent clients of the throughput figure.')
+flags.DEFINE_integer('requests_per_client', 6, 'Requests each concurrent client sends.')
+FLAGS = flags.FLAGS
+
+
+def random_checkpoint(train_dir, width):
+    """A randomly initialised SSD-VGG300 checkpoint with model_info.json (vehicle classes)."""
+    from datasets import dataset_config
+    from nets import nets_factory
+    from utils import model_info, slim_compat
+    slim = slim_compat.import_slim()
+    names = list(dataset_config.VEHICLE_CLASSES)
+    with tf.Graph().as_default():
+        net = nets_factory.build_network('ssd_vgg_300', len(names) + 1, width_multiplier=width)
+        with slim.arg_scope(net.arg_scope(data_format='NHWC')):
+            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, os.path.join(train_dir, 'model.ckpt'),
+                                           global_step=0)
+    model_info.write_model_info(train_dir, model_name='ssd_vgg_300', num_classes=len(names) + 1,
+                                class_names=names, width_multiplier=width,
+                                dataset_name='vehicle', img_shape=[300, 300])
+    return prefix
+
+
+def read_image():
+    path = FLAGS.image_path or (SHARED_IMAGE if os.path.isfile(SHARED_IMAGE) else None)
+    if path:
+        with open(path, 'rb') as f:
+            return f.read(), os.path.basename(path)
+    import cv2
+    rng = np.random.RandomState(0)
+    field = cv2.resize(rng.uniform(0, 255, (8, 10, 3)).astype(np.float32), (432, 320))
+    return cv2.imencode('.jpg', field.astype(np.uint8))[1].tobytes(), 'generated 432x320'
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def start_model_server(base_path):
+    """``python -m serving.model_server`` in its own process; returns (process, grpc, rest)."""
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'serving.model_server', '--model_name=%s' % MODEL_NAME,
+         '--model_base_path=%s' % base_path, '--port=%d' % grpc_port,
+         '--rest_api_port=%d' % rest_port, '--file_system_poll_wait_seconds=60'],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import requests
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError('model server exited with status %d' % process.returncode)
+        try:
+            status = requests.get('http://127.0.0.1:%d/v1/models/%s' % (rest_port, MODEL_NAME),
+                                  timeout=2).json()
+            if any(v.get('state') == 'AVAILABLE' for v in status.get('model_version_status', [])):
+                return process, grpc_port, rest_port
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError('model server not ready after 300 s')
+
+
+def bench_in_process(version_dir, encoded, preprocessed):
+    """Median seconds of both signatures run in this process on the loaded SavedModel."""
+    graph = tf.Graph()
+    with graph.as_default():
+        sess = tf.Session(graph=graph)
+        meta = tf.saved_model.loader.load(sess, ['serve'], version_dir)
+    seconds = {}
+    for signature, key, value in (('serving_default', 'encoded_image', [encoded]),
+                                  ('detected_model', 'images', preprocessed)):
+        sig = meta.signature_def[signature]
+        fetches = {k: v.name for k, v in sig.outputs.items()}
+        feed = {sig.inputs[key].name: value}
+        seconds[signature] = common.median_seconds(lambda: sess.run(fetches, feed),
+                                                   repeats=FLAGS.repeats)
+    sess.close()
+    return seconds
+
+
+def throughput(make_transport, inputs, clients, requests_each):
+    """Requests per second of ``clients`` threads, each with its own connection."""
+    transports = [make_transport() for _ in range(clients)]
+    for transport in transports:  # connect and warm up outside the timing
+        transport.predict(MODEL_NAME, inputs)
+    errors = []
+
+    def work(transport):
+        try:
+            for _ in range(requests_each):
+                transport.predict(MODEL_NAME, inputs)
+        except protocols.ServingError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in transports]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    for transport in transports:
+        transport.close()
+    if errors:
+        raise RuntimeError('%d failed requests, first: %s' % (len(errors), errors[0]))
+    return clients * requests_each / elapsed
+
+
+def main(_):
+    tf.logging.set_verbosity(tf.logging.ERROR)
+    import export_saved_model
+    work_dir = tempfile.mkdtemp(prefix='bench_serving_')
+    server = None
+    try:
+        ckpt = FLAGS.ckpt_path or random_checkpoint(os.path.join(work_dir, 'train'),
+                                                    FLAGS.width_multiplier)
+        start = time.perf_counter()
+        version_dir = export_saved_model.export(ckpt, os.path.join(work_dir, 'export'),
+                                                MODEL_NAME)
+        common.report('export_saved_model', time.perf_counter() - start, 's',
+                      'both signatures, width %g' % FLAGS.width_multiplier)
+
+        encoded, image_name = read_image()
+        preprocessed = client_lib.preprocess(client_lib.decode_image(encoded))
+        jpeg_inputs = {'encoded_image': np.array([encoded], dtype=object)}
+        float_inputs = {'images': preprocessed}
+
+        local = bench_in_process(version_dir, encoded, preprocessed)
+        common.report('in_process_serving_default', local['serving_default'] * 1e3, 'ms',
+                      'JPEG %s, %d bytes' % (image_name, len(encoded)))
+        common.report('in_process_detected_model', local['detected_model'] * 1e3, 'ms',
+                      'preprocessed float32 [300,300,3]')
+
+        server, grpc_port, rest_port = start_model_server(os.path.dirname(version_dir))
+        grpc = protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
+        rest = protocols.RestTransport('127.0.0.1:%d' % rest_port)
+        cases = (
+            ('grpc_detected_model', grpc, float_inputs, 'detected_model',
+             grpc.make_request(MODEL_NAME, float_inputs, 'detected_model').ByteSize()),
+            ('grpc_serving_default_jpeg', grpc, jpeg_inputs, 'serving_default',
+             grpc.make_request(MODEL_NAME, jpeg_inputs).ByteSize()),
+            ('rest_serving_default_b64_jpeg', rest, jpeg_inputs, 'serving_default',
+             len(rest.encode_inputs(jpeg_inputs, 'serving_default'))),
+            ('rest_detected_model_json_floats', rest, float_inputs, 'detected_model',
+             len(rest.encode_inputs(float_inputs, 'detected_model'))),
+        )
+        latency = {}
+        for name, transport, inputs, signature, size in cases:
+            latency[name] = common.median_seconds(
+                lambda: transport.predict(MODEL_NAME, inputs, signature), repeats=FLAGS.repeats)
+            common.report(name, latency[name] * 1e3, 'ms', 'request %d bytes' % size)
+            common.report(name + '_request_size', size / 1024., 'KiB', signature)
+        overhead = latency['grpc_serving_default_jpeg'] / local['serving_default'] - 1.
+        common.report('grpc_jpeg_overhead_vs_in_process', overhead * 100., '%',
+                      'target < 15%%: %s' % ('met' if overhead < 0.15 else 'NOT met'))
+        grpc.close()
+        rest.close()
+
+        def new_grpc():
+            return protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
+
+        for clients in (1, FLAGS.clients):
+            rate = throughput(new_grpc, jpeg_inputs, clients, FLAGS.requests_per_client)
+            common.report('grpc_serving_default_throughput_%d_clients' % clients, rate,
+                          'requests/s', '%d requests each, %d cores' % (
+                              FLAGS.requests_per_client, os.cpu_count()))
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == '__main__':
+    tf.app.run(main)
