@@ -157,9 +157,15 @@ def _check_flags():
         raise DetectorError('--top_k and --keep_top_k must be positive')
 
 
+def _make_output_dir(output_dir):
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise DetectorError('--output_dir %s: cannot create it (%s)' % (output_dir, e.strerror))
+
+
 def detect_images(detector, paths, output_dir, show=False):
     """Processes ``paths``; returns ``(entries for the detections file, failed paths)``."""
-    os.makedirs(output_dir, exist_ok=True)
     entries, failed = [], []
     for path, out_name in zip(paths, output_names(paths)):
         name = os.path.basename(path)
@@ -168,9 +174,10 @@ def detect_images(detector, paths, output_dir, show=False):
                 encoded = f.read()
             image, boxes, scores, classes = detector.run(encoded)
         except (OSError, tf.errors.InvalidArgumentError) as e:
-            message = e.message if isinstance(e, tf.errors.OpError) else e.strerror or str(e)
-            print('error: %s: not a readable image (%s), skipped'
-                  % (path, message.splitlines()[0]), file=sys.stderr)
+            reason = (inference.op_error_reason(e) if isinstance(e, tf.errors.OpError)
+                      else e.strerror or str(e))
+            print('error: %s: not a readable image (%s), skipped' % (path, reason),
+                  file=sys.stderr)
             failed.append(path)
             continue
         print('\n'.join(format_detections(name, image, boxes, scores, classes,
@@ -190,12 +197,13 @@ def main():
         paths = list_images(FLAGS.image_path)
         detector = Detector(FLAGS.ckpt_path, FLAGS.select_threshold, FLAGS.nms_threshold,
                             FLAGS.top_k, FLAGS.keep_top_k)
+        _make_output_dir(FLAGS.output_dir)
     except (DetectorError, model_info.ModelInfoError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 2 if isinstance(e, DetectorError) else 1
     except tf.errors.OpError as e:
         print('error: cannot load the model from %s: %s'
-              % (FLAGS.ckpt_path, e.message.splitlines()[0]), file=sys.stderr)
+              % (FLAGS.ckpt_path, inference.op_error_reason(e)), file=sys.stderr)
         return 1
     try:
         entries, failed = detect_images(detector, paths, FLAGS.output_dir, FLAGS.show)

@@ -270,6 +270,7 @@ def _check_flags():
 
 def _run(split_name):
     spec = dataset_factory.get_dataset(FLAGS.dataset_name, split_name, FLAGS.dataset_dir)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)  # fails before a long evaluation, not after
     settings = {'dataset_name': spec.dataset_name, 'split_name': spec.split_name,
                 'dataset_dir': FLAGS.dataset_dir, 'num_samples': spec.num_samples,
                 'max_num_batches': FLAGS.max_num_batches, 'batch_size': FLAGS.batch_size}
@@ -284,7 +285,6 @@ def _run(split_name):
         settings.update(checkpoint=prefix, select_threshold=FLAGS.select_threshold,
                         nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k,
                         keep_top_k=FLAGS.keep_top_k)
-        os.makedirs(FLAGS.output_dir, exist_ok=True)
         voc_metric.write_detections_file(os.path.join(FLAGS.output_dir, DETECTIONS_JSON), entries,
                                          spec.class_names)
     results = metric.evaluate()
@@ -305,7 +305,10 @@ def main():
         print('error: %s' % e, file=sys.stderr)
         return 1
     except tf.errors.OpError as e:
-        print('error: %s' % e.message.splitlines()[0], file=sys.stderr)
+        print('error: evaluation failed: %s' % inference.op_error_reason(e), file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. an --output_dir that cannot be written
+        print('error: %s: %s' % (e.filename, e.strerror), file=sys.stderr)
         return 1
     return 0
 

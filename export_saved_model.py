@@ -1,4 +1,4 @@
-"""Exports a trained SSD checkpoint as a versioned SavedModel for TF Serving (SPEC §8).
+r"""Exports a trained SSD checkpoint as a versioned SavedModel for TF Serving (SPEC §8).
 
     python export_saved_model.py --ckpt_path=ckpt/fine_tuning --export_dir=export \
         --model_name=ssd_vgg_300 [--model_version=N] [--overwrite]
@@ -71,12 +71,23 @@ def forbidden_ops(graph_def):
     return sorted(ops & FORBIDDEN_OPS)
 
 
+@tf.autograph.experimental.do_not_convert
+def _decode_and_preprocess(encoded):
+    """One encoded image → (network input float32 [300, 300, 3], original (height, width) int32).
+
+    Built as plain graph code: autograph (map_fn's default) would rewrite the Python of the
+    preprocessing module, which is written for graph mode, not for it.
+    """
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return inference.preprocess_for_detection(image), tf.shape(image)[:2]
+
+
 def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
 
-    ``detected_model`` creates the variables; ``serving_default`` reuses them, running decode,
-    preprocessing, network and post-processing once per image inside ``tf.map_fn``: each image
-    has its own size, and a batch of one is exactly what detector.py computes.
+    ``detected_model`` creates the variables; ``serving_default`` reuses them on the batch of
+    images that ``tf.map_fn`` decoded and preprocessed one by one (each has its own size).
     """
     info = tf.saved_model.utils.build_tensor_info
     predict = tf.saved_model.signature_constants.PREDICT_METHOD_NAME
@@ -90,22 +101,15 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
     detected_model = tf.saved_model.signature_def_utils.build_signature_def(
         inputs={'images': info(image)}, outputs=raw_outputs, method_name=predict)
 
-    def detect_one(encoded):
-        decoded = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        decoded.set_shape([None, None, 3])
-        detections = inference.detect(
-            net, inference.preprocess_for_detection(decoded)[None], tf.shape(decoded)[None, :2],
-            select_threshold=select_threshold, nms_threshold=nms_threshold, top_k=top_k,
-            keep_top_k=keep_top_k, reuse=True)
-        return tuple(detections[key][0] for key in DETECTION_KEYS)
-
     encoded = tf.placeholder(tf.string, [None], name='encoded_image')
-    outputs = tf.map_fn(detect_one, encoded, back_prop=False,
-                        dtype=(tf.float32, tf.float32, tf.int64, tf.int32))
+    images, shapes = tf.map_fn(_decode_and_preprocess, encoded, back_prop=False,
+                               fn_output_signature=(tf.float32, tf.int32))
+    detections = inference.detect(net, images, shapes, select_threshold=select_threshold,
+                                  nms_threshold=nms_threshold, top_k=top_k,
+                                  keep_top_k=keep_top_k, reuse=True)
     serving_default = tf.saved_model.signature_def_utils.build_signature_def(
         inputs={'encoded_image': info(encoded)},
-        outputs={key: info(tensor) for key, tensor in zip(DETECTION_KEYS, outputs)},
-        method_name=predict)
+        outputs={key: info(detections[key]) for key in DETECTION_KEYS}, method_name=predict)
     return {SERVING_DEFAULT: serving_default, DETECTED_MODEL: detected_model}
 
 
@@ -170,7 +174,8 @@ def _define_flags():
     flags.DEFINE_boolean('overwrite', False, 'Replace --model_version when it already exists.')
     # Post-processing baked into serving_default.
     flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection.')
-    flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops a box.')
+    flags.DEFINE_float('nms_threshold', 0.45,
+                       'IoU above which non-maximum suppression drops a box.')
     flags.DEFINE_integer('top_k', 400, 'Boxes kept per image before non-maximum suppression.')
     flags.DEFINE_integer('keep_top_k', 200, 'Detections per image after NMS (K of the outputs).')
     return flags.FLAGS

@@ -36,12 +36,20 @@ flags.DEFINE_string('train_or_test', 'train', 'Split to train on (e.g. train, tr
 flags.DEFINE_integer('batch_size', 32, 'Images per step per worker (split over the clones).')
 flags.DEFINE_integer('num_preprocessing_threads', 4, 'Parallel calls of the pre-processing map.')
 flags.DEFINE_integer('shuffle_seed', None, 'Seed of the input shuffling (None: random).')
+flags.DEFINE_boolean('zoom_out', True, 'Augmentation: random zoom-out (objects shrink on a '
+                     'mean-coloured canvas); off speeds learning when objects are large.')
+flags.DEFINE_boolean('photometric_distortion', True,
+                     'Augmentation: random brightness/contrast/saturation/hue.')
 # --- Network ---
 flags.DEFINE_string('model_name', 'ssd_vgg_300', 'Network: ssd_vgg_300 (alias ssd_300_vgg).')
 flags.DEFINE_integer('num_classes', None, 'Classes incl. background (default: from the dataset).')
 flags.DEFINE_float('width_multiplier', 1.0, 'Scales every layer width (1.0 = the paper network).')
 flags.DEFINE_string('data_format', 'NHWC', 'NHWC (CPU) or NCHW (GPU only).')
 flags.DEFINE_float('weight_decay', 0.0005, 'L2 weight decay of the network layers.')
+flags.DEFINE_string('weights_initializer', 'network',
+                    'Initial conv weights of layers not restored from a checkpoint: network (its '
+                    'own, Xavier) or he (variance scaling for ReLU: the deep layers of SSD300 '
+                    'keep their signal, which training from scratch needs).')
 flags.DEFINE_float('match_threshold', 0.5, 'IoU above which an anchor is a positive.')
 flags.DEFINE_float('negative_ratio', 3.0, 'Hard negatives mined per positive.')
 flags.DEFINE_float('loss_alpha', 1.0, 'Weight of the localisation loss.')
@@ -70,7 +78,8 @@ flags.DEFINE_integer('max_number_of_steps', None, 'Stop at this global step (Non
 flags.DEFINE_float('momentum', 0.9, 'Momentum of the momentum optimizer.')
 flags.DEFINE_float('rmsprop_decay', 0.9, 'Decay of RMSProp.')
 flags.DEFINE_float('rmsprop_momentum', 0.9, 'Momentum of RMSProp.')
-flags.DEFINE_float('opt_epsilon', 1.0, 'Epsilon of adam, adadelta and rmsprop.')
+flags.DEFINE_float('opt_epsilon', None, 'Epsilon of adam, adadelta and rmsprop (default: 1.0 '
+                   'for rmsprop as in SSD-Tensorflow, 1e-8 for adam and adadelta).')
 flags.DEFINE_float('adam_beta1', 0.9, 'Adam beta1.')
 flags.DEFINE_float('adam_beta2', 0.999, 'Adam beta2.')
 flags.DEFINE_float('adadelta_rho', 0.95, 'Adadelta decay.')
@@ -94,6 +103,10 @@ flags.DEFINE_string('ps_hosts', '', 'Comma-separated host:port of the parameter 
 flags.DEFINE_string('worker_hosts', '', 'Comma-separated host:port of the workers.')
 
 NETWORK_SCOPE = 'ssd_300_vgg'
+# With Xavier weights the signal of SSD300's ~25 ReLU convs shrinks ~0.7x per layer (block11
+# ends ~1000x weaker than block1), so from scratch only the block4 head learns; He keeps it.
+WEIGHTS_INITIALIZERS = {'network': None,
+                        'he': lambda: slim.variance_scaling_initializer(factor=2.0, mode='FAN_IN')}
 SUMMARY_IMAGES = 3
 
 
@@ -163,6 +176,9 @@ def check_flags(f):
         raise TrainError('--num_classes=%d must be >= 2 (background included)' % f.num_classes)
     if f.width_multiplier <= 0:
         raise TrainError('--width_multiplier=%g must be > 0' % f.width_multiplier)
+    if f.weights_initializer not in WEIGHTS_INITIALIZERS:
+        raise TrainError('--weights_initializer=%s must be one of %s'
+                         % (f.weights_initializer, ', '.join(sorted(WEIGHTS_INITIALIZERS))))
     if f.data_format not in ('NHWC', 'NCHW'):
         raise TrainError('--data_format=%s must be NHWC or NCHW' % f.data_format)
     if f.max_number_of_steps is not None and f.max_number_of_steps < 1:
@@ -206,8 +222,10 @@ def build_batches(f, spec, net, anchors, config):
         dataset = input_pipeline.make_dataset(spec, shuffle=True, seed=seed)
 
         def encode(example):
-            image, labels, bboxes = preprocess(example['image'], example['labels'],
-                                               example['bboxes'], out_shape=net.params.img_shape)
+            image, labels, bboxes = preprocess(
+                example['image'], example['labels'], example['bboxes'],
+                out_shape=net.params.img_shape, zoom_out=f.zoom_out,
+                photometric_distortion=f.photometric_distortion)
             gclasses, glocalisations, gscores = net.bboxes_encode(labels, bboxes, anchors)
             return tuple(train_tools.reshape_list(
                 [image, labels, bboxes, gclasses, glocalisations, gscores]))
@@ -238,6 +256,12 @@ def add_image_summary(images, bboxes, data_format):
     tf.summary.image('inputs_with_boxes', drawn, max_outputs=SUMMARY_IMAGES)
 
 
+def initializer_scope(name):
+    """arg_scope overriding the conv weight initializer ('network' keeps the network's)."""
+    make = WEIGHTS_INITIALIZERS[name]
+    return slim.arg_scope([slim.conv2d], weights_initializer=make()) if make else slim.arg_scope([])
+
+
 def build_training_graph(f, net, spec, config, global_step):
     """Input pipeline, clones, losses, LR, optimizer and train op; returns a dict of handles."""
     anchors = net.anchors(net.params.img_shape)
@@ -248,7 +272,8 @@ def build_training_graph(f, net, spec, config, global_step):
         images, _, _, gclasses, glocalisations, gscores = clone_batches.pop(0)
         with slim.arg_scope(net.arg_scope(weight_decay=f.weight_decay,
                                           data_format=f.data_format)):
-            _, localisations, logits, end_points = net.net(images, is_training=True)
+            with initializer_scope(f.weights_initializer):
+                _, localisations, logits, end_points = net.net(images, is_training=True)
         net.losses(logits, localisations, gclasses, glocalisations, gscores,
                    match_threshold=f.match_threshold, negative_ratio=f.negative_ratio,
                    alpha=f.loss_alpha, label_smoothing=f.label_smoothing)
@@ -318,6 +343,13 @@ def build_hooks(f, handles, global_step, step_after, is_chief, scaffold, signal_
     return hooks
 
 
+def _first_line(error):
+    """The first informative line of a TensorFlow error (its message starts with a banner)."""
+    lines = [l.strip() for l in error.message.splitlines() if l.strip()]
+    useful = [l for l in lines if not l.startswith(('Graph execution error', 'Detected at node'))]
+    return (useful or lines or ['unknown error'])[0]
+
+
 class WorkerSessionCreator(tf.train.SessionCreator):
     """Session of a non-chief worker: waits for the chief to initialise the shared variables,
     polling every ``poll_secs`` (TensorFlow's own creator polls every 30 s)."""
@@ -357,10 +389,9 @@ def run_session(f, server, is_chief, scaffold, hooks, step_after):
     except tf.errors.OutOfRangeError:
         raise TrainError('--dataset_dir=%s: the input ran out of data' % f.dataset_dir)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-        # Typically a checkpoint in --train_model_dir built with other network flags.
+        # Typically a checkpoint in --train_model_dir written with other network flags.
         raise TrainError('--train_model_dir=%s: %s (was it trained with other --model_name/'
-                         '--width_multiplier flags?)' % (f.train_model_dir,
-                                                         e.message.split('\n')[0]))
+                         '--width_multiplier flags?)' % (f.train_model_dir, _first_line(e)))
     return final_step
 
 

@@ -3,7 +3,8 @@ post-processing (TF graph and NumPy) per image. Prints `[figure]` lines (medians
 
     python bench/bench_network.py [--repeats=5] [--num_classes=21]
 Targets on the 2-core CPU machine: forward >= 3 images/s at batch 8, encoding < 5 ms/image,
-post-processing < 10 ms/image.
+post-processing < 10 ms/image. TensorFlow leaves its oneDNN kernels off on some CPUs (e.g. AMD);
+`TF_ENABLE_ONEDNN_OPTS=1 python bench/bench_network.py` measures with them on.
 """
 import os
 import sys
@@ -38,7 +39,8 @@ def bench_forward(net, batch_sizes=(1, 8)):
                 seconds = common.median_seconds(lambda: sess.run([predictions, localisations], feed),
                                                 repeats=FLAGS.repeats)
                 common.report('forward_full_width_batch%d' % batch, batch / seconds, 'images/s',
-                              'SSD-VGG300, width 1.0, %d classes' % FLAGS.num_classes)
+                              'SSD-VGG300, width 1.0, %d classes, TF_ENABLE_ONEDNN_OPTS=%s'
+                              % (FLAGS.num_classes, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')))
 
 
 def bench_encode(net, anchors):
@@ -52,8 +54,10 @@ def bench_encode(net, anchors):
             corner = rng.uniform(0, .6, size=(FLAGS.boxes_per_image, 2))
             boxes = np.concatenate([corner, corner + rng.uniform(.05, .4, size=corner.shape)], 1)
             feed = {labels: rng.randint(1, FLAGS.num_classes, FLAGS.boxes_per_image), bboxes: boxes}
-            seconds = common.median_seconds(lambda: sess.run(targets, feed), repeats=FLAGS.repeats * 4)
-    common.report('bboxes_encode', seconds * 1e3, 'ms/image', '%d boxes, 8732 anchors' % FLAGS.boxes_per_image)
+            seconds = common.median_seconds(lambda: sess.run(targets, feed), repeats=FLAGS.repeats * 4,
+                                            warmup=3)
+    common.report('bboxes_encode', seconds * 1e3, 'ms/image',
+                  '%d boxes, 8732 anchors' % FLAGS.boxes_per_image)
 
 
 def network_like_outputs(net, batch, rng):
@@ -68,29 +72,32 @@ def network_like_outputs(net, batch, rng):
     return predictions, localisations
 
 
-def bench_postprocess(net, anchors, batch=8):
+def bench_postprocess(net, anchors, select_threshold, batch=8):
     """detected_bboxes in the graph (batch 8, per image) and np_postprocess.detect (one image)."""
     predictions, localisations = network_like_outputs(net, batch, np.random.RandomState(2))
     with tf.Graph().as_default():
-        p_in = [tf.placeholder(tf.float32, [None] + list(p.shape[1:])) for p in predictions]
-        l_in = [tf.placeholder(tf.float32, [None] + list(l.shape[1:])) for l in localisations]
-        detections = net.detected_bboxes(p_in, l_in)
+        p_in = [tf.placeholder(tf.float32, (None,) + p.shape[1:]) for p in predictions]
+        l_in = [tf.placeholder(tf.float32, (None,) + l.shape[1:]) for l in localisations]
+        detections = net.detected_bboxes(p_in, l_in, select_threshold=select_threshold)
         with tf.Session() as sess:
             feed = dict(zip(p_in + l_in, predictions + localisations))
             seconds = common.median_seconds(lambda: sess.run(detections, feed), repeats=FLAGS.repeats)
-    note = 'select 0.01, top_k 400, NMS 0.45, keep 200, %d classes' % FLAGS.num_classes
-    common.report('postprocess_tf', seconds * 1e3 / batch, 'ms/image', note + ', batch %d' % batch)
+    note = 'select %g, top_k 400, NMS 0.45, keep 200, %d classes' % (select_threshold, FLAGS.num_classes)
+    suffix = '_select%g' % select_threshold
+    common.report('postprocess_tf' + suffix, seconds * 1e3 / batch, 'ms/image', note + ', batch %d' % batch)
     one = ([p[0] for p in predictions], [l[0] for l in localisations])
-    seconds = common.median_seconds(lambda: np_postprocess.detect(one[0], one[1], anchors, net.params.prior_scaling),
-                                    repeats=FLAGS.repeats)
-    common.report('postprocess_numpy', seconds * 1e3, 'ms/image', note)
+    seconds = common.median_seconds(
+        lambda: np_postprocess.detect(one[0], one[1], anchors, net.params.prior_scaling, select_threshold),
+        repeats=FLAGS.repeats)
+    common.report('postprocess_numpy' + suffix, seconds * 1e3, 'ms/image', note)
 
 
 def main(_):
     net = nets_factory.build_network('ssd_vgg_300', FLAGS.num_classes)
     anchors = net.anchors()
     bench_encode(net, anchors)
-    bench_postprocess(net, anchors)
+    bench_postprocess(net, anchors, select_threshold=0.01)   # training/eval default, worst case
+    bench_postprocess(net, anchors, select_threshold=0.5)    # the detector's default
     bench_forward(net)
 
 

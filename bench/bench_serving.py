@@ -1,4 +1,4 @@
-"""Serving benchmark: export time, per-request latency and request size in-process, over gRPC and
+r"""Serving benchmark: export time, per-request latency and request size in-process, over gRPC and
 over REST (both signatures), and throughput with concurrent clients, against the local model
 server (``python -m serving.model_server``, started here as a separate process).
 
@@ -9,6 +9,7 @@ Without --ckpt_path a randomly initialised SSD-VGG300 (6 classes) is exported: l
 depend on the weights. Prints ``[figure]`` lines (medians of --repeats runs). Target: gRPC with
 JPEG bytes adds under 15% to the in-process latency of the same signature.
 """
+import collections
 import os
 import shutil
 import socket
@@ -107,22 +108,35 @@ def start_model_server(base_path):
     raise RuntimeError('model server not ready after 300 s')
 
 
-def bench_in_process(version_dir, encoded, preprocessed):
-    """Median seconds of both signatures run in this process on the loaded SavedModel."""
+def in_process_runners(version_dir, feeds):
+    """Loads the SavedModel in this process; returns ({signature: function running it on
+    ``feeds[signature]`` (input key → value)}, session to close)."""
     graph = tf.Graph()
     with graph.as_default():
         sess = tf.Session(graph=graph)
         meta = tf.saved_model.loader.load(sess, ['serve'], version_dir)
-    seconds = {}
-    for signature, key, value in (('serving_default', 'encoded_image', [encoded]),
-                                  ('detected_model', 'images', preprocessed)):
+
+    def runner(signature):
         sig = meta.signature_def[signature]
         fetches = {k: v.name for k, v in sig.outputs.items()}
-        feed = {sig.inputs[key].name: value}
-        seconds[signature] = common.median_seconds(lambda: sess.run(fetches, feed),
-                                                   repeats=FLAGS.repeats)
-    sess.close()
-    return seconds
+        feed = {sig.inputs[k].name: v for k, v in feeds[signature].items()}
+        return lambda: sess.run(fetches, feed)
+
+    return {signature: runner(signature) for signature in feeds}, sess
+
+
+def interleaved_medians(cases, repeats):
+    """Median seconds of each ``name → fn`` in ``cases``, timed round-robin (one warm-up each) so
+    that a change of background load hits every case alike."""
+    for fn in cases.values():
+        fn()
+    times = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def throughput(make_transport, inputs, clients, requests_each):
@@ -172,34 +186,47 @@ def main(_):
         jpeg_inputs = {'encoded_image': np.array([encoded], dtype=object)}
         float_inputs = {'images': preprocessed}
 
-        local = bench_in_process(version_dir, encoded, preprocessed)
-        common.report('in_process_serving_default', local['serving_default'] * 1e3, 'ms',
-                      'JPEG %s, %d bytes' % (image_name, len(encoded)))
-        common.report('in_process_detected_model', local['detected_model'] * 1e3, 'ms',
-                      'preprocessed float32 [300,300,3]')
-
         server, grpc_port, rest_port = start_model_server(os.path.dirname(version_dir))
         grpc = protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
         rest = protocols.RestTransport('127.0.0.1:%d' % rest_port)
-        cases = (
-            ('grpc_detected_model', grpc, float_inputs, 'detected_model',
-             grpc.make_request(MODEL_NAME, float_inputs, 'detected_model').ByteSize()),
-            ('grpc_serving_default_jpeg', grpc, jpeg_inputs, 'serving_default',
-             grpc.make_request(MODEL_NAME, jpeg_inputs).ByteSize()),
-            ('rest_serving_default_b64_jpeg', rest, jpeg_inputs, 'serving_default',
-             len(rest.encode_inputs(jpeg_inputs, 'serving_default'))),
-            ('rest_detected_model_json_floats', rest, float_inputs, 'detected_model',
-             len(rest.encode_inputs(float_inputs, 'detected_model'))),
-        )
-        latency = {}
-        for name, transport, inputs, signature, size in cases:
-            latency[name] = common.median_seconds(
-                lambda: transport.predict(MODEL_NAME, inputs, signature), repeats=FLAGS.repeats)
-            common.report(name, latency[name] * 1e3, 'ms', 'request %d bytes' % size)
-            common.report(name + '_request_size', size / 1024., 'KiB', signature)
-        overhead = latency['grpc_serving_default_jpeg'] / local['serving_default'] - 1.
+        local, sess = in_process_runners(version_dir, {
+            'serving_default': {'encoded_image': [encoded]}, 'detected_model': float_inputs})
+
+        def remote(transport, inputs, signature):
+            return lambda: transport.predict(MODEL_NAME, inputs, signature)
+
+        # name → (function, request bytes, note)
+        cases = collections.OrderedDict([
+            ('in_process_serving_default', (local['serving_default'], len(encoded),
+                                            'JPEG %s, session.run' % image_name)),
+            ('in_process_detected_model', (local['detected_model'], preprocessed.nbytes,
+                                           'float32 [300,300,3], session.run')),
+            ('grpc_detected_model', (remote(grpc, float_inputs, 'detected_model'),
+                                     grpc.make_request(MODEL_NAME, float_inputs,
+                                                       'detected_model').ByteSize(),
+                                     'PredictRequest, float32 tensor_content')),
+            ('grpc_serving_default_jpeg', (remote(grpc, jpeg_inputs, 'serving_default'),
+                                           grpc.make_request(MODEL_NAME, jpeg_inputs).ByteSize(),
+                                           'PredictRequest, JPEG bytes')),
+            ('rest_serving_default_b64_jpeg', (remote(rest, jpeg_inputs, 'serving_default'),
+                                               len(rest.encode_inputs(jpeg_inputs,
+                                                                      'serving_default')),
+                                               'JSON body, {"b64": JPEG}')),
+            ('rest_detected_model_json_floats', (remote(rest, float_inputs, 'detected_model'),
+                                                 len(rest.encode_inputs(float_inputs,
+                                                                        'detected_model')),
+                                                 'JSON body, 270000 floats')),
+        ])
+        latency = interleaved_medians(
+            collections.OrderedDict((name, case[0]) for name, case in cases.items()),
+            FLAGS.repeats)
+        for name, (_, size, note) in cases.items():
+            common.report(name, latency[name] * 1e3, 'ms/request', note)
+            common.report(name + '_request_size', size / 1024., 'KiB', note)
+        overhead = latency['grpc_serving_default_jpeg'] / latency['in_process_serving_default'] - 1.
         common.report('grpc_jpeg_overhead_vs_in_process', overhead * 100., '%',
                       'target < 15%%: %s' % ('met' if overhead < 0.15 else 'NOT met'))
+        sess.close()
         grpc.close()
         rest.close()
 

@@ -51,16 +51,18 @@ def anchor_grid(anchor_layer):
     return tuple(np.broadcast_to(a, shape) for a in (y, x, h, w))
 
 
-def flat_anchor_boxes(anchors):
-    """All layers' anchors as corner boxes [sum(H*W*A), 4] `[ymin, xmin, ymax, xmax]`, normalised.
+def flat_anchor_grid(anchors):
+    """All layers' anchors as four [sum(H*W*A)] arrays (y, x, h, w): layer by layer, each in
+    (H, W, A) order, as the flattened network outputs."""
+    grids = [anchor_grid(layer) for layer in anchors]
+    return tuple(np.concatenate([grid[k].reshape(-1) for grid in grids]) for k in range(4))
 
-    Order: layer by layer, each flattened in (H, W, A) order, as the flattened network outputs.
-    """
-    boxes = []
-    for layer in anchors:
-        y, x, h, w = (a.reshape(-1) for a in anchor_grid(layer))
-        boxes.append(np.stack([y - h / 2., x - w / 2., y + h / 2., x + w / 2.], axis=-1))
-    return np.concatenate(boxes, axis=0)
+
+def flat_anchor_boxes(anchors):
+    """All layers' anchors as corner boxes [sum(H*W*A), 4] `[ymin, xmin, ymax, xmax]`, normalised,
+    in the order of `flat_anchor_grid`."""
+    y, x, h, w = flat_anchor_grid(anchors)
+    return np.stack([y - h / 2., x - w / 2., y + h / 2., x + w / 2.], axis=-1)
 
 
 def total_anchors(params):

@@ -29,6 +29,8 @@ def match(gt_boxes, valid, anchor_boxes, match_threshold=0.5):
     """
     overlaps = np_box_ops.iou(gt_boxes, anchor_boxes, xp=tf)
     overlaps = overlaps * tf.cast(valid, overlaps.dtype)[:, None]   # invalid boxes overlap nothing
+    # A box overlapping no anchor at all (empty, or outside the image) forces no match.
+    valid = tf.logical_and(valid, tf.reduce_max(overlaps, axis=1) > 0.)
     best_anchor = tf.argmax(overlaps, axis=1, output_type=tf.int32)  # [N]
     forced = tf.logical_and(
         tf.one_hot(best_anchor, tf.shape(anchor_boxes)[0], on_value=True, off_value=False),
@@ -66,18 +68,15 @@ def bboxes_encode(labels, bboxes, anchors, prior_scaling, match_threshold=0.5, s
         gt_labels = tf.concat([tf.zeros([1], tf.int64), labels], axis=0)
         matched_index, positive, matched_iou = match(gt_boxes, gt_labels > 0, anchor_boxes,
                                                      match_threshold)
-        gclasses = tf.where(positive, tf.gather(gt_labels, matched_index), tf.zeros_like(matched_index, tf.int64))
+        gclasses = tf.where(positive, tf.gather(gt_labels, matched_index),
+                            tf.zeros_like(matched_index, tf.int64))
         # Background anchors are encoded against themselves (no log(0)), then zeroed.
         target_boxes = tf.where(positive, tf.gather(gt_boxes, matched_index), anchor_boxes)
+        encoded = box_coding.encode(target_boxes, anchors_lib.flat_anchor_grid(anchors), prior_scaling)
+        glocalisations = tf.where(positive, encoded, tf.zeros_like(encoded))
 
         shapes = [y.shape[:2] + h.shape for y, _, h, _ in anchors]   # (H, W, A) per layer
         sizes = [int(np.prod(shape)) for shape in shapes]
-        gclasses_l, glocal_l, gscores_l = [], [], []
-        for layer, shape, cls, boxes, scores, pos in zip(
-                anchors, shapes, tf.split(gclasses, sizes), tf.split(target_boxes, sizes),
-                tf.split(matched_iou, sizes), tf.split(positive, sizes)):
-            encoded = box_coding.encode_layer(tf.reshape(boxes, shape + (4,)), layer, prior_scaling)
-            glocal_l.append(encoded * tf.cast(tf.reshape(pos, shape + (1,)), tf.float32))
-            gclasses_l.append(tf.reshape(cls, shape))
-            gscores_l.append(tf.reshape(scores, shape))
-        return gclasses_l, glocal_l, gscores_l
+        split = lambda tensor, tail: [tf.reshape(t, shape + tail)
+                                      for t, shape in zip(tf.split(tensor, sizes), shapes)]
+        return split(gclasses, ()), split(glocalisations, (4,)), split(matched_iou, ())

@@ -16,11 +16,12 @@ from utils import slim_compat
 slim = slim_compat.import_slim()
 
 VGG_SCOPE = 'vgg_16'
-_VGG_CONVERSIONS = {  # model name (inside the scope) → (vgg name, slices applied to the vgg kernel)
-    'conv6/weights': ('fc6/weights', (slice(None, None, 3), slice(None, None, 3), slice(None), slice(None, None, 4))),
-    'conv6/biases': ('fc6/biases', (slice(None, None, 4),)),
-    'conv7/weights': ('fc7/weights', (slice(None), slice(None), slice(None, None, 4), slice(None, None, 4))),
-    'conv7/biases': ('fc7/biases', (slice(None, None, 4),)),
+_ALL, _EVERY3, _EVERY4 = slice(None), slice(None, None, 3), slice(None, None, 4)
+_VGG_CONVERSIONS = {  # model name (inside the scope) → (vgg name, slices applied to the vgg value)
+    'conv6/weights': ('fc6/weights', (_EVERY3, _EVERY3, _ALL, _EVERY4)),
+    'conv6/biases': ('fc6/biases', (_EVERY4,)),
+    'conv7/weights': ('fc7/weights', (_ALL, _ALL, _EVERY4, _EVERY4)),
+    'conv7/biases': ('fc7/biases', (_EVERY4,)),
 }
 
 
@@ -108,12 +109,13 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
     """
     if isinstance(exclude_scopes, str):
         exclude_scopes = [s.strip() for s in exclude_scopes.split(',')]
+    exclude_scopes = exclude_scopes or ()
     prefix = _resolve(checkpoint_path)
     try:
         reader = tf.train.NewCheckpointReader(prefix)
     except tf.errors.OpError as e:
         raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, e.message.splitlines()[0]))
-    if checkpoint_model_scope is None:
+    if not checkpoint_model_scope:   # None or an empty flag: detect
         scopes = sorted({n.split('/')[0] for n in reader.get_variable_to_shape_map()})
         if model_scope in scopes:
             checkpoint_model_scope = model_scope

@@ -11,7 +11,7 @@ SSDParams = collections.namedtuple('SSDParams', [
     'feat_layers',         # End-point names of the feature layers carrying a box head.
     'feat_shapes',         # (H_i, W_i) of each feature layer for `img_shape`.
     'anchor_size_bounds',  # [min, max] anchor scale as a fraction of the image (documentation of the sizes).
-    'anchor_sizes',        # Per layer (s_k, s_k+1) in pixels: square anchors of size s_k and sqrt(s_k * s_k+1).
+    'anchor_sizes',        # Per layer (s_k, s_k+1) pixels: squares of side s_k and sqrt(s_k * s_k+1).
     'anchor_ratios',       # Per layer the extra aspect ratios (w/h) of anchors of size s_k.
     'anchor_steps',        # Per layer the distance between anchor centres, pixels.
     'anchor_offset',       # Centre of cell (i, j) is at ((i + offset) * step, (j + offset) * step).

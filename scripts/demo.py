@@ -171,7 +171,7 @@ def main():
 
     print('\n[demo] done in %.1f min' % ((time.time() - started) / 60))
     print('  mAP@0.5 on the test split: VOC07 %.3f, VOC10+ %.3f   (%s)' % (
-        results['mAP_voc07'], results['mAP_voc10'], os.path.join(eval_dir, 'results.json')))
+        results['map_voc07'], results['map_voc2010'], os.path.join(eval_dir, 'results.json')))
     print('  pictures with detections:   %s' % detections_dir)
     print('  precision-recall curves:    %s' % eval_dir)
     print('  checkpoints + TensorBoard:  %s   (tensorboard --logdir %s)' % (train_dir, train_dir))

@@ -1,4 +1,4 @@
-"""Python client of the exported SSD model, over gRPC or REST (library + CLI).
+r"""Python client of the exported SSD model, over gRPC or REST (library + CLI).
 
     python -m serving.client --server=localhost:8500 --protocol=grpc --model_name=ssd_vgg_300 \
         --image_path=picture.jpg [--signature=serving_default|detected_model] \
@@ -149,7 +149,7 @@ class DetectionClient(object):
         return predictions, localisations
 
     def detect_array(self, image):
-        """RGB uint8 ``[H, W, 3]`` → ``Detections`` via ``detected_model`` + NumPy post-processing."""
+        """RGB uint8 ``[H, W, 3]`` → ``Detections``: ``detected_model`` + NumPy post-processing."""
         from nets import anchors as anchors_lib
         from nets import np_postprocess
         from nets import ssd_params
@@ -299,7 +299,8 @@ def _run_evaluation(client, flags, class_names):
     for name, entry in results['classes'].items():
         if entry['ap_voc07'] is not None:
             print('  %-20s AP07 %.4f  AP10+ %.4f' % (name, entry['ap_voc07'], entry['ap_voc2010']))
-    print('mAP VOC07 %.4f  VOC10+ %.4f' % (results['map_voc07'] or 0., results['map_voc2010'] or 0.))
+    print('mAP VOC07 %.4f  VOC10+ %.4f'
+          % (results['map_voc07'] or 0., results['map_voc2010'] or 0.))
 
 
 def main(argv):

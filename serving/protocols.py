@@ -14,6 +14,7 @@ status), so callers handle one error type whatever the protocol.
 """
 import base64
 import json
+import threading
 
 import numpy as np
 
@@ -70,7 +71,19 @@ class RestTransport(Transport):
         super(RestTransport, self).__init__(server, timeout)
         import requests
         self._requests = requests
-        self._session = requests.Session()
+        # One keep-alive session per thread: requests.Session is not documented thread-safe,
+        # and the web page and the benchmark call one transport from several threads.
+        self._local = threading.local()
+        self._sessions = []
+        self._lock = threading.Lock()
+
+    def _session(self):
+        session = getattr(self._local, 'session', None)
+        if session is None:
+            session = self._local.session = self._requests.Session()
+            with self._lock:
+                self._sessions.append(session)
+        return session
 
     def _url(self, model_name, version):
         base = 'http://%s/v1/models/%s' % (self.server, model_name)
@@ -94,7 +107,7 @@ class RestTransport(Transport):
 
     @staticmethod
     def decode_outputs(payload):
-        """``{"outputs": ...}`` → dict of arrays (floats as float32, as the server computes them)."""
+        """``{"outputs": ...}`` → dict of arrays (floats as float32, as the server has them)."""
         outputs = payload.get('outputs')
         if outputs is None:
             raise ServingError('REST answer has no "outputs" field', 'INTERNAL')
@@ -109,11 +122,12 @@ class RestTransport(Transport):
     def predict(self, model_name, inputs, signature_name='serving_default', version=None):
         url = self._url(model_name, version)
         try:
-            response = self._session.post(url, data=self.encode_inputs(inputs, signature_name),
+            response = self._session().post(url, data=self.encode_inputs(inputs, signature_name),
                                           headers={'Content-Type': 'application/json'},
                                           timeout=self.timeout)
         except self._requests.RequestException as e:
-            raise ServingError('cannot reach REST server %s: %s' % (self.server, e), 'UNAVAILABLE')
+            raise ServingError('cannot reach REST server %s (%s)'
+                               % (self.server, type(e).__name__), 'UNAVAILABLE')
         try:
             payload = response.json()
         except ValueError:
@@ -127,7 +141,10 @@ class RestTransport(Transport):
         return self.decode_outputs(payload)
 
     def close(self):
-        self._session.close()
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions = []
 
 
 class GrpcTransport(Transport):

@@ -1,4 +1,4 @@
-"""Flask web page of the SSD detector, talking to TF Serving or serving.model_server.
+r"""Flask web page of the SSD detector, talking to TF Serving or serving.model_server.
 
     python -m serving.web --server=localhost:8500 --protocol=grpc --model_name=ssd_vgg_300 \
         --model_info=export/ssd_vgg_300/1 --port=5000

@@ -23,7 +23,7 @@ def test_encode_hand_worked():
     box = np.array([[[[0.32, 0.47, 0.72, 0.57]]]], np.float32)
     expected = [2., 1., 0., 5 * np.log(2.)]
     np.testing.assert_allclose(np_box_ops.encode(box, ANCHOR, SCALING)[0, 0, 0], expected, atol=1e-5)
-    np.testing.assert_allclose(_run(box_coding.encode_layer(tf.constant(box), ANCHOR, SCALING))[0, 0, 0],
+    np.testing.assert_allclose(_run(box_coding.encode(tf.constant(box), ANCHOR, SCALING))[0, 0, 0],
                                expected, atol=1e-5)
 
 
@@ -36,10 +36,10 @@ def test_decode_inverts_encode_numpy_and_tf():
     boxes = np.concatenate([lo, lo + rng.uniform(.05, .5, size=lo.shape)], -1).astype(np.float32)
     offsets = np_box_ops.encode(boxes, layer, SCALING)
     np.testing.assert_allclose(np_box_ops.decode(offsets, layer, SCALING), boxes, atol=1e-6)
-    tf_offsets = _run(box_coding.encode_layer(tf.constant(boxes), layer, SCALING))
+    tf_offsets = _run(box_coding.encode(tf.constant(boxes), layer, SCALING))
     np.testing.assert_allclose(tf_offsets, offsets, atol=1e-5)
     batched = tf.constant(np.stack([offsets, offsets]))            # [2, H, W, A, 4]
-    np.testing.assert_allclose(_run(box_coding.decode_layer(batched, layer, SCALING)),
+    np.testing.assert_allclose(_run(box_coding.decode(batched, layer, SCALING)),
                                np.stack([boxes, boxes]), atol=1e-6)
 
 
@@ -49,7 +49,8 @@ def test_iou_hand_worked():
     # (0,0,1,1) vs (.5,.5,1.5,1.5): inter .25, union 1.75; (0,0,.5,.5) vs it: touch only -> 0.
     expected = [[1 / 7., 0., 0.], [0., 0., 0.]]
     np.testing.assert_allclose(np_box_ops.iou(a, b), expected, atol=1e-7)
-    np.testing.assert_allclose(_run(np_box_ops.iou(tf.constant(a), tf.constant(b), xp=tf)), expected, atol=1e-7)
+    np.testing.assert_allclose(_run(np_box_ops.iou(tf.constant(a), tf.constant(b), xp=tf)), expected,
+                               atol=1e-7)
 
 
 def test_clip_and_relative_to_window_hand_worked():
@@ -73,3 +74,10 @@ def test_nms_hand_worked():
     # Only an IoU strictly above the threshold suppresses: identical boxes survive threshold 1.
     assert list(np_box_ops.nms(boxes[[0, 0]], np.array([.5, .4]), 1., 10)) == [0, 1]
     assert np_box_ops.nms(boxes[:0], scores[:0], .5, 10).shape == (0,)
+
+
+def test_nms_is_greedy_a_suppressed_box_suppresses_nothing():
+    # IoU(A, B) = IoU(B, C) = .7/1.3 = .54 > .45, IoU(A, C) = .25: B goes, so C stays.
+    boxes = np.array([[0, 0, 1, 1], [0, .3, 1, 1.3], [0, .6, 1, 1.6]], np.float32)
+    assert list(np_box_ops.nms(boxes, np.array([.9, .8, .7]), .45, 10)) == [0, 2]
+    assert list(np_box_ops.nms(boxes, np.array([.8, .9, .7]), .45, 10)) == [1]

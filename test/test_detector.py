@@ -101,20 +101,24 @@ def test_only_garbage_exits_nonzero(checkpoint_dir, tmp_path, capsys):
                                        '--image_path=%s' % garbage,
                                        '--output_dir=%s' % (tmp_path / 'out'))
     assert status == 1
-    assert 'garbage.png: not a readable image' in stderr
+    assert stderr.splitlines()[0] == ('error: %s: not a readable image (Unknown image file format. '
+                                      'One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required.), '
+                                      'skipped' % garbage)
 
 
 def test_bad_flags_and_missing_model(tmp_path, capsys):
+    out = '--output_dir=%s' % (tmp_path / 'out')
     status, _, stderr = run_in_process(capsys, '--ckpt_path=%s' % tmp_path,
-                                       '--image_path=%s' % tmp_path)
+                                       '--image_path=%s' % tmp_path, out)
     assert status == 2
     assert stderr.strip() == ('error: --image_path %s: no image files (.jpg, .jpeg, .png, .bmp, '
                               '.gif) in this folder' % tmp_path)
     cv2.imwrite(str(tmp_path / 'a.jpg'), np.zeros((8, 8, 3), np.uint8))
     status, _, stderr = run_in_process(capsys, '--ckpt_path=%s' % tmp_path,
-                                       '--image_path=%s' % tmp_path)
+                                       '--image_path=%s' % tmp_path, out)
+    assert not (tmp_path / 'out').exists()
     assert status == 1 and stderr.strip() == 'error: no checkpoint in directory %s' % tmp_path
-    status, _, stderr = run_in_process(capsys, '--image_path=%s' % tmp_path)
+    status, _, stderr = run_in_process(capsys, '--image_path=%s' % tmp_path, out)
     assert status == 2 and stderr.strip() == ('error: --ckpt_path is required (checkpoint prefix '
                                               'or training directory)')
     status, _, stderr = run_in_process(capsys, '--select_threshold=abc')

@@ -46,7 +46,8 @@ def encode(labels, boxes):
 
 def test_shapes_follow_the_layers():
     with tf.Graph().as_default():
-        gclasses, glocal, gscores = NET.bboxes_encode(tf.constant([1]), tf.constant([[.1, .1, .5, .5]]), ANCHORS)
+        gclasses, glocal, gscores = NET.bboxes_encode(tf.constant([1]), tf.constant([[.1, .1, .5, .5]]),
+                                                      ANCHORS)
     for layer, c, l, s in zip(ANCHORS, gclasses, glocal, gscores):
         cells = layer[0].shape[:2] + layer[2].shape
         assert c.shape.as_list() == list(cells) and s.shape.as_list() == list(cells)
@@ -90,6 +91,14 @@ def test_shared_best_anchor_goes_to_the_better_box():
     loose = anchor + np.array([-.02, -.02, .03, .03])
     gclasses, _, _, _ = encode([1, 2], [anchor + .001, loose])
     assert gclasses[100] == 1
+
+
+def test_degenerate_boxes_are_not_matched():
+    # A zero-area box and a box outside the image overlap nothing: no positive, finite targets.
+    gclasses, glocal, _, _ = encode([1, 2, 3], [[.5, .5, .5, .5], [2., 2., 2.5, 2.5], [.1, .1, .5, .5]])
+    expected, _ = reference_match([3], [[.1, .1, .5, .5]])
+    np.testing.assert_array_equal(gclasses, expected)
+    assert np.isfinite(glocal).all()
 
 
 def test_image_without_boxes_is_all_background():

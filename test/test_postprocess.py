@@ -122,9 +122,8 @@ def test_nothing_above_threshold_gives_empty_padded_output():
 def test_graph_uses_only_standard_ops():
     with tf.Graph().as_default() as graph:
         predictions, localisations = _network_like(batch=1, seed=0)
-        postprocess.detected_bboxes([tf.placeholder(tf.float32, [None] + list(p.shape[1:])) for p in predictions],
-                                    [tf.placeholder(tf.float32, [None] + list(l.shape[1:])) for l in localisations],
-                                    ANCHORS, SCALING)
+        batch_free = lambda arrays: [tf.placeholder(tf.float32, (None,) + a.shape[1:]) for a in arrays]
+        postprocess.detected_bboxes(batch_free(predictions), batch_free(localisations), ANCHORS, SCALING)
         types = {op.type for op in graph.get_operations()}
     assert not types & {'PyFunc', 'EagerPyFunc', 'PyFuncStateless'}
     assert 'CombinedNonMaxSuppression' in types

@@ -119,8 +119,8 @@ def _save_vgg16(path, conv6_channels=128):
 def test_vgg16_checkpoint_with_fc6_fc7_subsampling(tmp_path):
     vgg = _save_vgg16(str(tmp_path / 'vgg_16.ckpt'))
     before, after = _load(str(tmp_path / 'vgg_16.ckpt'))
-    np.testing.assert_array_equal(after['ssd_300_vgg/conv1/conv1_1/weights'], vgg['vgg_16/conv1/conv1_1/weights'])
-    np.testing.assert_array_equal(after['ssd_300_vgg/conv5/conv5_3/biases'], vgg['vgg_16/conv5/conv5_3/biases'])
+    for name in ('conv1/conv1_1/weights', 'conv3/conv3_2/biases', 'conv5/conv5_3/weights'):
+        np.testing.assert_array_equal(after['ssd_300_vgg/' + name], vgg['vgg_16/' + name])
     taps, every4 = [0, 3, 6], np.arange(0, 512, 4)
     np.testing.assert_array_equal(after['ssd_300_vgg/conv6/weights'],
                                   vgg['vgg_16/fc6/weights'][taps][:, taps][:, :, :, every4])

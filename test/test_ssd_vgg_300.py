@@ -89,6 +89,13 @@ def test_nchw_graph_gives_channels_last_outputs():
         assert localisations[i].shape.as_list() == [1, CELLS[i], CELLS[i], ANCHORS_PER_CELL[i], 4]
 
 
+def test_wrong_input_size_is_refused():
+    net = nets_factory.build_network('ssd_vgg_300', 6, 0.125)
+    with tf.Graph().as_default(), pytest.raises(ValueError, match='block4 is \\[40, 40\\] cells .* 300x300'):
+        with slim.arg_scope(net.arg_scope()):
+            net.net(tf.placeholder(tf.float32, [1, 320, 320, 3]))
+
+
 def test_custom_layers_against_numpy():
     x = np.random.RandomState(1).randn(2, 3, 4, 5).astype(np.float32)
     with tf.Graph().as_default():

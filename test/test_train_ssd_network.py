@@ -36,7 +36,7 @@ def _env():
     return env
 
 
-def _run(command, timeout=180):
+def _run(command, timeout=900):
     result = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
                             timeout=timeout)
     return result.returncode, result.stdout, result.stderr
@@ -130,7 +130,7 @@ def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, t
     proc = subprocess.Popen(endless, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (_latest_step(train_dir) or 0) >= 2, 120, proc)
+        _wait_for(lambda: (_latest_step(train_dir) or 0) >= 2, 600, proc)
     finally:
         proc.kill()  # SIGKILL: no chance to save anything more
         proc.communicate()
@@ -139,9 +139,9 @@ def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, t
     proc = subprocess.Popen(endless, cwd=REPO_ROOT, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: (_latest_step(train_dir) or 0) >= killed_at + 2, 120, proc)
+        _wait_for(lambda: (_latest_step(train_dir) or 0) >= killed_at + 2, 600, proc)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -156,7 +156,7 @@ def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, t
 def _flags(**overrides):
     values = dict(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4, num_clones=1,
                   num_classes=None, width_multiplier=1.0, data_format='NHWC',
-                  max_number_of_steps=None)
+                  max_number_of_steps=None, weights_initializer='network')
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
@@ -167,6 +167,7 @@ def _flags(**overrides):
     (dict(batch_size=5, num_clones=2), '--batch_size=5 must be a positive multiple of --num_clones=2'),
     (dict(num_classes=1), '--num_classes=1 must be >= 2'),
     (dict(data_format='NCWH'), '--data_format=NCWH'),
+    (dict(weights_initializer='glorot'), '--weights_initializer=glorot must be one of he, network'),
 ])
 def test_bad_flags_are_named(overrides, message):
     with pytest.raises(train_ssd_network.TrainError, match=re.escape(message)):
@@ -175,7 +176,7 @@ def test_bad_flags_are_named(overrides, message):
 
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
     rc, _, err = _run([sys.executable, SCRIPT, '--train_model_dir=%s' % tmp_path,
-                       '--dataset_dir=%s' % tmp_path, '--model_name=resnet'], timeout=120)
+                       '--dataset_dir=%s' % tmp_path, '--model_name=resnet'], timeout=600)
     assert rc == 1 and 'Traceback' not in err
     assert err.strip().splitlines()[-1].startswith('error: ')
 
@@ -189,3 +190,20 @@ def test_num_classes_comes_from_the_dataset_and_may_not_undercut_it(sample_tfrec
     flags.num_classes = 4
     with pytest.raises(train_ssd_network.TrainError, match='--num_classes=4 is smaller than the 6'):
         train_ssd_network.load_dataset(flags)
+
+
+def test_he_initializer_keeps_relu_signal_scale():
+    from utils import slim_compat
+    slim = slim_compat.import_slim()
+    stds = {}
+    for name in ('network', 'he'):
+        with tf.Graph().as_default():
+            with slim.arg_scope([slim.conv2d], weights_initializer=slim.xavier_initializer()):
+                with train_ssd_network.initializer_scope(name):
+                    slim.conv2d(tf.zeros([1, 8, 8, 64]), 64, [3, 3], scope='conv')
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                stds[name] = sess.run(tf.global_variables('conv/weights')[0]).std()
+    fan_in = 3 * 3 * 64
+    assert stds['he'] == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.1)
+    assert stds['network'] == pytest.approx((2.0 / (fan_in + 3 * 3 * 64)) ** 0.5, rel=0.1)

@@ -224,3 +224,20 @@ def test_logging_hook_reports_losses_rate_and_speed():
     assert len(lines) == 2
     assert lines[0].startswith('step ') and 'loss 3.5000 (localization 1.2500) lr 0.01' in lines[0]
     assert 's/step' in lines[0] and 'images/s' in lines[0]
+
+
+def test_resume_checkpoint_of_another_width_is_refused(tmp_path):
+    prefix = _save_class_layer(str(tmp_path / 'run' / 'model.ckpt'), num_classes=6)
+    with tf.Graph().as_default():
+        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
+            tf.get_variable('weights', [3, 3, 4, 4 * 6])  # half the input channels
+        with pytest.raises(train_tools.TrainConfigError, match=r'ssd_300_vgg/block4_box/conv_cls/'
+                           r'weights is \[3, 3, 8, 24\] there and \[3, 3, 4, 24\] here'):
+            train_tools.get_init_fn(None, os.path.dirname(prefix), 6)
+
+
+def test_default_epsilon_per_optimizer():
+    # Adam with epsilon 1.0 (the RMSProp setting of SSD-Tensorflow) barely moves: keep 1e-8.
+    assert train_tools.configure_optimizer('adam', 0.01)._epsilon == pytest.approx(1e-8)
+    assert train_tools.configure_optimizer('rmsprop', 0.01)._epsilon == pytest.approx(1.0)
+    assert train_tools.configure_optimizer('adam', 0.01, opt_epsilon=0.1)._epsilon == 0.1

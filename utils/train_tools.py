@@ -63,12 +63,23 @@ def configure_learning_rate(decay_type, learning_rate, global_step, decay_steps=
                                      power=1.0, cycle=False, name='polynomial_decay_learning_rate')
 
 
+# Epsilon when none is given: 1.0 for RMSProp as in the public SSD-Tensorflow trainer (it damps the
+# first steps at its default learning rate 0.01); Adam and Adadelta keep their usual 1e-8, since
+# a large epsilon there shrinks every update by orders of magnitude and stalls training.
+DEFAULT_EPSILON = {'rmsprop': 1.0, 'adam': 1e-8, 'adadelta': 1e-8}
+
+
 def configure_optimizer(name, learning_rate, momentum=0.9, rmsprop_decay=0.9,
-                        rmsprop_momentum=0.9, opt_epsilon=1.0, adam_beta1=0.9, adam_beta2=0.999,
+                        rmsprop_momentum=0.9, opt_epsilon=None, adam_beta1=0.9, adam_beta2=0.999,
                         adadelta_rho=0.95, adagrad_initial_accumulator_value=0.1,
                         ftrl_learning_rate_power=-0.5, ftrl_initial_accumulator_value=0.1,
                         ftrl_l1=0.0, ftrl_l2=0.0):
-    """A ``tf.train`` optimizer by name (see OPTIMIZERS) with its hyper-parameters."""
+    """A ``tf.train`` optimizer by name (see OPTIMIZERS) with its hyper-parameters.
+
+    ``opt_epsilon`` None takes DEFAULT_EPSILON of the optimizer.
+    """
+    if opt_epsilon is None:
+        opt_epsilon = DEFAULT_EPSILON.get(name)
     if name == 'adadelta':
         return tf.train.AdadeltaOptimizer(learning_rate, rho=adadelta_rho, epsilon=opt_epsilon)
     if name == 'adagrad':
@@ -210,6 +221,20 @@ def check_num_classes(checkpoint_path, num_classes, what, remedy, exclude_scopes
                                   remedy % {'found': found}))
 
 
+def check_resume_shapes(train_model_dir):
+    """Raises TrainConfigError when the newest checkpoint of ``train_model_dir`` was written by
+    another network (a variable of another shape or missing), which restoring would not catch."""
+    saved = checkpoint_variable_shapes(train_model_dir)
+    for var in tf.global_variables():
+        name, shape = var.op.name, var.shape.as_list()
+        if name not in saved or list(saved[name]) != shape:
+            raise TrainConfigError(
+                'the resume checkpoint in %s does not fit this network: %s is %s there and %s '
+                'here (trained with other --model_name/--width_multiplier/--optimizer flags?): '
+                'use a new --train_model_dir or the original flags'
+                % (train_model_dir, name, saved.get(name, 'missing'), shape))
+
+
 def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd_300_vgg',
                 checkpoint_model_scope=None, checkpoint_exclude_scopes=None,
                 ignore_missing_vars=False):
@@ -223,6 +248,7 @@ def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd
     if train_model_dir and tf.train.latest_checkpoint(train_model_dir):
         check_num_classes(train_model_dir, num_classes, 'the resume checkpoint in',
                           'pass --num_classes=%(found)d or use a new --train_model_dir')
+        check_resume_shapes(train_model_dir)
         return None
     if not pre_trained_path:
         return None

@@ -47,44 +47,46 @@ class MetricInputError(ValueError):
     """Boxes, labels or a detections file that the metric cannot score."""
 
 
-def iou(boxes, box):
-    """Continuous IoU of ``boxes [N, 4]`` with one ``box [4]`` (both ymin, xmin, ymax, xmax) → [N]."""
-    ymin = np.maximum(boxes[:, 0], box[0])
-    xmin = np.maximum(boxes[:, 1], box[1])
-    ymax = np.minimum(boxes[:, 2], box[2])
-    xmax = np.minimum(boxes[:, 3], box[3])
-    intersection = np.clip(ymax - ymin, 0., None) * np.clip(xmax - xmin, 0., None)
-    area_boxes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_box = (box[2] - box[0]) * (box[3] - box[1])
-    union = area_boxes + area_box - intersection
+def iou(boxes_a, boxes_b):
+    """Continuous IoU of every box of ``boxes_a [A, 4]`` with every box of ``boxes_b [B, 4]`` → [A, B]."""
+    a, b = boxes_a[:, None, :], boxes_b[None, :, :]
+    height = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0., None)
+    width = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0., None)
+    intersection = height * width
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - intersection
     # A degenerate pair (zero union) overlaps nothing rather than dividing by zero.
     return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.)
 
 
-def match_image(gt_boxes, gt_difficult, det_boxes, det_scores, iou_threshold=DEFAULT_IOU_THRESHOLD):
-    """Matches the detections of ONE class in ONE image to its ground truth.
+def match_image(gt_boxes, gt_labels, gt_difficult, det_boxes, det_labels, det_scores,
+                iou_threshold=DEFAULT_IOU_THRESHOLD):
+    """Matches the detections of ONE image to its ground truth, all classes at once.
 
-    Args: ``gt_boxes [G, 4]``, ``gt_difficult [G]`` bool, ``det_boxes [D, 4]``, ``det_scores [D]``.
-    Returns ``(scores, is_tp)`` for the detections that count (those whose best ground truth is
-    difficult are dropped), in descending score order; ``is_tp`` is bool.
+    Args: ``gt_boxes [G, 4]``, ``gt_labels [G]``, ``gt_difficult [G]`` bool, ``det_boxes [D, 4]``,
+    ``det_labels [D]``, ``det_scores [D]``.
+    Returns ``(labels, scores, is_tp)`` of the detections that count (those whose best ground
+    truth is difficult are dropped), in descending score order (stable); ``is_tp`` is bool.
+
+    As in the devkit, each detection is compared with its best-overlapping box of its class only
+    (taken or not), so the TPs are, per box, the highest-scored detection hitting it: no loop.
     """
     order = np.argsort(-det_scores, kind='stable')
-    taken = np.zeros(len(gt_boxes), dtype=bool)
-    kept_scores, is_tp = [], []
-    for d in order:
-        if len(gt_boxes):
-            overlaps = iou(gt_boxes, det_boxes[d])
-            best = int(np.argmax(overlaps))
-            if overlaps[best] >= iou_threshold:
-                if gt_difficult[best]:
-                    continue
-                kept_scores.append(det_scores[d])
-                is_tp.append(not taken[best])
-                taken[best] = True
-                continue
-        kept_scores.append(det_scores[d])
-        is_tp.append(False)
-    return np.asarray(kept_scores, dtype=np.float64), np.asarray(is_tp, dtype=bool)
+    labels, scores = det_labels[order], det_scores[order]
+    is_tp = np.zeros(len(scores), dtype=bool)
+    counted = np.ones(len(scores), dtype=bool)
+    if len(gt_boxes) and len(scores):
+        overlaps = iou(det_boxes[order], gt_boxes)
+        overlaps[labels[:, None] != gt_labels[None, :]] = -1.
+        best = np.argmax(overlaps, axis=1)
+        hit = overlaps[np.arange(len(best)), best] >= iou_threshold
+        counted = ~(hit & gt_difficult[best])
+        hits = np.nonzero(hit & counted)[0]
+        # np.unique's return_index gives the first (highest-scored) detection of each box.
+        _, first = np.unique(best[hits], return_index=True)
+        is_tp[hits[first]] = True
+    return labels[counted], scores[counted], is_tp[counted]
 
 
 def precision_recall(scores, is_tp, num_positives):
@@ -146,8 +148,9 @@ class VOCMetric(object):
         self.iou_threshold = iou_threshold
         self._image_ids = set()
         self._num_positives = {}   # label -> non-difficult ground truths
-        self._scores = {}          # label -> list of score arrays (one per image)
-        self._is_tp = {}           # label -> list of bool arrays
+        self._labels = []          # per image: labels, scores and TP flags of counted detections
+        self._scores = []
+        self._is_tp = []
 
     @property
     def num_images(self):
@@ -184,21 +187,20 @@ class VOCMetric(object):
         self._check_labels(det_labels, 'det_labels')
         self._image_ids.add(image_id)
 
-        for label in np.union1d(gt_labels, det_labels):
-            label = int(label)
-            gt = gt_labels == label
-            det = det_labels == label
-            scores, is_tp = match_image(gt_boxes[gt], gt_difficult[gt], det_boxes[det],
-                                        det_scores[det], self.iou_threshold)
-            self._num_positives[label] = (self._num_positives.get(label, 0)
-                                          + int(np.sum(~gt_difficult[gt])))
-            self._scores.setdefault(label, []).append(scores)
-            self._is_tp.setdefault(label, []).append(is_tp)
+        for label in gt_labels:
+            self._num_positives.setdefault(int(label), 0)
+        for label in gt_labels[~gt_difficult]:
+            self._num_positives[int(label)] += 1
+        labels, scores, is_tp = match_image(gt_boxes, gt_labels, gt_difficult, det_boxes,
+                                            det_labels, det_scores, self.iou_threshold)
+        self._labels.append(labels)
+        self._scores.append(scores)
+        self._is_tp.append(is_tp)
 
-    def _labels(self):
+    def _all_labels(self, det_labels):
         if self.class_names is not None:
             return list(range(1, len(self.class_names) + 1))
-        return sorted(self._num_positives)
+        return sorted(set(self._num_positives) | set(int(label) for label in det_labels))
 
     def class_name(self, label):
         return self.class_names[label - 1] if self.class_names is not None else str(label)
@@ -212,11 +214,14 @@ class VOCMetric(object):
         'precision', 'recall'}`` (APs None without ground truth; precision/recall float64 arrays
         ordered by descending score, empty without ground truth).
         """
+        # Image by image in insertion order, so that the stable ranking breaks score ties by it.
+        all_labels = np.concatenate([np.zeros(0, np.int64)] + self._labels)
+        all_scores = np.concatenate([np.zeros(0)] + self._scores)
+        all_is_tp = np.concatenate([np.zeros(0, bool)] + self._is_tp)
         classes = {}
-        for label in self._labels():
+        for label in self._all_labels(all_labels):
             num_positives = self._num_positives.get(label, 0)
-            scores = np.concatenate(self._scores.get(label, [np.zeros(0)]))
-            is_tp = np.concatenate(self._is_tp.get(label, [np.zeros(0, dtype=bool)]))
+            scores, is_tp = all_scores[all_labels == label], all_is_tp[all_labels == label]
             entry = {'label': label, 'num_positives': num_positives,
                      'num_detections': int(len(scores)), 'num_tp': int(is_tp.sum()),
                      'ap_voc07': None, 'ap_voc2010': None,

@@ -55,9 +55,9 @@ class SSDNet(object):
         end_points = {}
         with tf.variable_scope(scope, 'ssd_300_vgg', [inputs], reuse=reuse):
             net = inputs
-            for block, (repeats, channels) in enumerate(((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)), 1):
-                name = 'conv%d' % block
-                net = slim.repeat(net, repeats, slim.conv2d, width(channels), [3, 3], scope=name)
+            vgg_blocks = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))   # (convs, channels)
+            for block, (repeats, channels) in enumerate(vgg_blocks, 1):
+                net = slim.repeat(net, repeats, slim.conv2d, width(channels), [3, 3], scope='conv%d' % block)
                 end_points['block%d' % block] = net
                 if block < 5:
                     net = slim.max_pool2d(net, [2, 2], scope='pool%d' % block)
@@ -97,6 +97,10 @@ class SSDNet(object):
                           scope='conv_cls')
         loc, cls = custom_layers.channel_to_last(loc), custom_layers.channel_to_last(cls)
         cells = loc.get_shape().as_list()[1:3]   # static for a fixed-size input; batch stays dynamic
+        if tuple(cells) != tuple(params.feat_shapes[layer_index]):
+            raise ValueError('feature layer %s is %s cells but the anchors expect %s: the input must be '
+                             '%dx%d' % (params.feat_layers[layer_index], cells,
+                                        list(params.feat_shapes[layer_index]), *params.img_shape))
         loc = tf.reshape(loc, [-1] + cells + [num_anchors, 4])
         cls = tf.reshape(cls, [-1] + cells + [num_anchors, params.num_classes])
         return cls, loc
