@@ -16,19 +16,19 @@ one line each, and skipped), 1 when the model cannot be loaded or no image could
 """
 import os
 import sys
-import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 from absl import flags  # noqa: E402
 
+from utils import cli  # noqa: E402
+from utils import detection_io  # noqa: E402
 from utils import inference  # noqa: E402
 from utils import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 DETECTIONS_JSON = 'detections.json'
 
 
@@ -48,8 +48,8 @@ def _define_flags():
                         'directory (its newest checkpoint); model_info.json must sit beside it.',
                         **define)
     # Input and output.
-    flags.DEFINE_string('image_path', None, 'An image file, or a folder whose images '
-                        '(%s) are all processed.' % ', '.join(IMAGE_EXTENSIONS), **define)
+    flags.DEFINE_string('image_path', None, 'An image file, or a folder whose images (%s) are '
+                        'all processed.' % ', '.join(detection_io.IMAGE_EXTENSIONS), **define)
     flags.DEFINE_string('output_dir', os.path.join('output', 'detections'),
                         'Folder for the annotated pictures (<image name>.png).', **define)
     flags.DEFINE_boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
@@ -73,21 +73,6 @@ _define_flags()
 FLAG_GROUPS = (('Model', ('ckpt_path',)),
                ('Input and output', ('image_path', 'output_dir', 'json', 'show')),
                ('Post-processing', ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')))
-
-
-def list_images(image_path):
-    """The image files to process: ``[image_path]`` for a file, the sorted images of a folder."""
-    if os.path.isfile(image_path):
-        return [image_path]
-    if os.path.isdir(image_path):
-        images = sorted(os.path.join(image_path, name) for name in os.listdir(image_path)
-                        if name.lower().endswith(IMAGE_EXTENSIONS)
-                        and os.path.isfile(os.path.join(image_path, name)))
-        if not images:
-            raise DetectorError('--image_path %s: no image files (%s) in this folder'
-                                % (image_path, ', '.join(IMAGE_EXTENSIONS)))
-        return images
-    raise DetectorError('--image_path %s: no such file or folder' % image_path)
 
 
 def output_names(paths):
@@ -133,17 +118,6 @@ class Detector(object):
         self.session.close()
 
 
-def format_detections(name, image, boxes, scores, classes, class_names):
-    """The printed lines for one image: a header, then class, score and pixel box per detection."""
-    height, width = image.shape[:2]
-    lines = ['%s (%dx%d): %d detection%s' % (name, width, height, len(scores),
-                                             '' if len(scores) == 1 else 's')]
-    for box, score, label in zip(boxes, scores, classes):
-        lines.append('  %-14s %.3f  [ymin %.1f, xmin %.1f, ymax %.1f, xmax %.1f]'
-                     % ((class_names[label - 1],) + (score,) + tuple(box)))
-    return lines
-
-
 def _check_flags():
     if not FLAGS.ckpt_path:
         raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
@@ -180,8 +154,9 @@ def detect_images(detector, paths, output_dir, show=False):
                   file=sys.stderr)
             failed.append(path)
             continue
-        print('\n'.join(format_detections(name, image, boxes, scores, classes,
-                                          detector.class_names)))
+        print('\n'.join(detection_io.format_detections(name, image.shape[0], image.shape[1],
+                                                       boxes, scores, classes,
+                                                       detector.class_names)))
         picture = visualization.save_detections(os.path.join(output_dir, out_name), image, boxes,
                                                 classes, scores, detector.class_names, title=name)
         if show:
@@ -194,13 +169,13 @@ def detect_images(detector, paths, output_dir, show=False):
 def main():
     try:
         _check_flags()
-        paths = list_images(FLAGS.image_path)
+        paths = detection_io.list_images(FLAGS.image_path)
         detector = Detector(FLAGS.ckpt_path, FLAGS.select_threshold, FLAGS.nms_threshold,
                             FLAGS.top_k, FLAGS.keep_top_k)
         _make_output_dir(FLAGS.output_dir)
-    except (DetectorError, model_info.ModelInfoError) as e:
+    except (DetectorError, detection_io.ImagePathError, model_info.ModelInfoError) as e:
         print('error: %s' % e, file=sys.stderr)
-        return 2 if isinstance(e, DetectorError) else 1
+        return 1 if isinstance(e, model_info.ModelInfoError) else 2
     except tf.errors.OpError as e:
         print('error: cannot load the model from %s: %s'
               % (FLAGS.ckpt_path, inference.op_error_reason(e)), file=sys.stderr)
@@ -218,42 +193,9 @@ def main():
     return 0 if entries else 1
 
 
-def format_help(doc, flag_values, groups):
-    """``doc`` followed by the flags of ``flag_values``, theme by theme (``groups``)."""
-    lines = [doc.strip(), '']
-    for theme, names in groups:
-        lines.append('%s:' % theme)
-        for name in names:
-            flag = flag_values[name]
-            lines.append('  --%s (default: %s)' % (name, flag.default))
-            lines.append(textwrap.fill(flag.help, width=98, initial_indent=' ' * 6,
-                                       subsequent_indent=' ' * 6))
-    return '\n'.join(lines)
-
-
-def run_cli(argv, flag_values, groups, doc, main_fn):
-    """Parses ``argv`` (program name first) into ``flag_values``, answers --help, runs
-    ``main_fn()``; returns the exit status (2 for an unknown or malformed flag).
-    Shared by detector.py and eval_ssd_network.py."""
-    flag_values.unparse_flags()
-    try:
-        rest = flag_values(argv)
-    except flags.Error as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    if flag_values.help:
-        print(format_help(doc, flag_values, groups))
-        return 0
-    if len(rest) > 1:
-        print('error: unexpected argument %r (flags look like --name=value)' % rest[1],
-              file=sys.stderr)
-        return 2
-    return main_fn()
-
-
 def run(argv):
     """The command line: ``run(['detector.py', '--ckpt_path=...', ...])`` → exit status."""
-    return run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
+    return cli.run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
 
 
 if __name__ == '__main__':

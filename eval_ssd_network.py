@@ -26,10 +26,9 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from absl import flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-import detector  # noqa: E402
-
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
+from utils import cli  # noqa: E402
 from utils import inference  # noqa: E402
 from utils import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
@@ -315,7 +314,7 @@ def main():
 
 def run(argv):
     """The command line: ``run(['eval_ssd_network.py', '--ckpt_path=...', ...])`` → exit status."""
-    return detector.run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
+    return cli.run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
 
 
 if __name__ == '__main__':

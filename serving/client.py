@@ -22,12 +22,12 @@ import sys
 import numpy as np
 
 from serving import protocols
+from utils import detection_io
 
 SIGNATURES = ('serving_default', 'detected_model')
 # The network input and the VGG channel means (RGB) of preprocessing/ssd_vgg_preprocessing.
 INPUT_SIZE = (300, 300)
 VGG_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 
 Detections = collections.namedtuple('Detections', ['boxes', 'scores', 'classes'])
 
@@ -166,44 +166,19 @@ class DetectionClient(object):
                           classes=np.asarray(result['detection_classes'][:count], np.int64))
 
 
-def format_detections(name, height, width, detections, class_names=None):
-    """The printed lines for one image, in detector.py's format: a header with the image size,
-    then class, score and pixel box per detection. Class ids without a name print as numbers."""
-    count = len(detections.scores)
-    lines = ['%s (%dx%d): %d detection%s' % (name, width, height, count, '' if count == 1 else 's')]
-    for box, score, label in zip(detections.boxes, detections.scores, detections.classes):
-        label = int(label)
-        label_name = class_names[label - 1] if class_names and 0 < label <= len(class_names) \
-            else str(label)
-        lines.append('  %-14s %.3f  [ymin %.1f, xmin %.1f, ymax %.1f, xmax %.1f]'
-                     % ((label_name, score) + tuple(box)))
-    return lines
-
-
-def list_images(image_path):
-    """``image_path`` itself, or the JPEG/PNG files of a folder (sorted)."""
-    if os.path.isdir(image_path):
-        paths = sorted(os.path.join(image_path, name) for name in os.listdir(image_path)
-                       if name.lower().endswith(IMAGE_EXTENSIONS))
-        if not paths:
-            raise ClientError('--image_path %s: no %s files in this folder'
-                              % (image_path, '/'.join(IMAGE_EXTENSIONS)))
-        return paths
-    if not os.path.isfile(image_path):
-        raise ClientError('--image_path %s: no such file or folder' % image_path)
-    return [image_path]
-
-
 def read_records(data_sources, limit):
     """The first ``limit`` records of TFRecord shards as dicts: ``encoded`` bytes, ``filename``,
     ``height``, ``width``, ``bboxes [N, 4]`` normalised, ``labels [N]``, ``difficult [N]``.
 
-    Reading TFRecords needs TensorFlow (eager); only this evaluation mode imports it.
+    Reading TFRecords needs TensorFlow; only this evaluation mode imports it. The record iterator
+    works in eager and graph mode alike.
     """
-    import tensorflow as tf
+    import itertools
+    import tensorflow.compat.v1 as tf
     from datasets import dataset_config as keys
-    for raw in tf.data.TFRecordDataset(data_sources).take(limit):
-        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    raws = itertools.chain.from_iterable(tf.io.tf_record_iterator(path) for path in data_sources)
+    for raw in itertools.islice(raws, limit):
+        feature = tf.train.Example.FromString(raw).features.feature
 
         def floats(key):
             return np.asarray(feature[key].float_list.value, np.float32)
@@ -249,7 +224,8 @@ def _define_flags():
                       'preprocessed tensor and post-processes here.')
     flags.DEFINE_float('timeout', protocols.DEFAULT_TIMEOUT, 'Seconds to wait for one answer.')
     # Input.
-    flags.DEFINE_string('image_path', None, 'JPEG/PNG image, or a folder of them.')
+    flags.DEFINE_string('image_path', None, 'An image file, or a folder whose images (%s) '
+                        'are all processed.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
     # Class names.
     flags.DEFINE_string('model_info', None, 'model_info.json, or the export version folder '
                         '(its assets.extra/model_info.json) or checkpoint folder holding it.')
@@ -270,7 +246,7 @@ def _define_flags():
 
 
 def _run_images(client, flags, class_names):
-    for path in list_images(flags.image_path):
+    for path in detection_io.list_images(flags.image_path):
         try:
             with open(path, 'rb') as f:
                 data = f.read()
@@ -278,8 +254,9 @@ def _run_images(client, flags, class_names):
             raise ClientError('--image_path %s: %s' % (path, e.strerror or e))
         height, width = decode_image(data, path).shape[:2]
         detections = client.detect(data, path)
-        print('\n'.join(format_detections(os.path.basename(path), height, width, detections,
-                                           class_names)))
+        print('\n'.join(detection_io.format_detections(
+            os.path.basename(path), height, width, detections.boxes, detections.scores,
+            detections.classes, class_names)))
 
 
 def _run_evaluation(client, flags, class_names):
@@ -321,7 +298,7 @@ def main(argv):
                 _run_evaluation(client, flags, class_names)
             else:
                 _run_images(client, flags, class_names)
-    except (ClientError, protocols.ServingError) as e:
+    except (ClientError, detection_io.ImagePathError, protocols.ServingError) as e:
         code = getattr(e, 'code', None)
         prefix = '%s: ' % code if code is not None else ''
         print('error: %s%s' % (prefix, str(e).strip().splitlines()[0] if str(e).strip() else

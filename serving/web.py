@@ -22,6 +22,7 @@ import flask
 
 from serving import client as client_lib
 from serving import protocols
+from utils import detection_io
 
 DEFAULT_MAX_UPLOAD_MB = 8
 _MAGIC = ((b'\xff\xd8\xff', 'JPEG'), (b'\x89PNG\r\n\x1a\n', 'PNG'))
@@ -63,10 +64,9 @@ def detections_json(detections, class_names):
     """``Detections`` → list of JSON-ready dicts (boxes in pixels)."""
     rows = []
     for box, score, label in zip(detections.boxes, detections.scores, detections.classes):
-        label = int(label)
-        name = class_names[label - 1] if class_names and 0 < label <= len(class_names) \
-            else str(label)
-        rows.append({'class_id': label, 'class_name': name, 'score': round(float(score), 4),
+        rows.append({'class_id': int(label),
+                     'class_name': detection_io.class_label(label, class_names),
+                     'score': round(float(score), 4),
                      'box': [round(float(v), 2) for v in box]})
     return rows
 

@@ -14,6 +14,7 @@ from serving import protocols
 from test.conftest import REPO_ROOT
 from test.test_export import CLASS_NAMES, KEEP_TOP_K, SELECT_THRESHOLD, exported_model, \
     run_signature
+from utils import detection_io
 
 PYTHON = sys.executable
 
@@ -105,15 +106,19 @@ def test_detected_model_path_agrees_with_serving_default(served, protocol):
 
 
 def test_format_matches_detector():
-    import detector
+    # detector.py and the client both print through utils.detection_io.format_detections.
     detections = client_lib.Detections(boxes=np.array([[1.25, 2., 30.5, 40.]], np.float32),
                                        scores=np.array([0.8765], np.float32),
                                        classes=np.array([3], np.int64))
-    expected = detector.format_detections('a.jpg', np.zeros((50, 60, 3), np.uint8),
-                                          detections.boxes, detections.scores,
-                                          detections.classes, CLASS_NAMES)
-    assert client_lib.format_detections('a.jpg', 50, 60, detections, CLASS_NAMES) == expected
+    expected = detection_io.format_detections('a.jpg', 50, 60, detections.boxes,
+                                              detections.scores, detections.classes, CLASS_NAMES)
+    assert detection_io.format_detections('a.jpg', 50, 60, *detections,
+                                          class_names=CLASS_NAMES) == expected
     assert expected[1].split()[0] == 'Car'
+    assert expected == ['a.jpg (60x50): 1 detection',
+                        '  Car            0.877  [ymin 1.2, xmin 2.0, ymax 30.5, xmax 40.0]']
+    # Class ids without a name print as the number.
+    assert detection_io.format_detections('a.jpg', 50, 60, *detections)[1].split()[0] == '3'
 
 
 def _run_client_without_tensorflow(*args):
@@ -137,8 +142,8 @@ def test_cli_rest_prints_detector_lines_without_tensorflow(served):
         image, boxes, scores, classes = local.run(open(image_paths[1], 'rb').read())
     finally:
         local.close()
-    expected = detector.format_detections(os.path.basename(image_paths[1]), image, boxes, scores,
-                                          classes, CLASS_NAMES)
+    expected = detection_io.format_detections(os.path.basename(image_paths[1]), image.shape[0],
+                                              image.shape[1], boxes, scores, classes, CLASS_NAMES)
     assert result.stdout.splitlines() == expected
 
 

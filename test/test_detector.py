@@ -11,7 +11,7 @@ import pytest
 
 import detector
 from test.conftest import REPO_ROOT, shared_path
-from test.test_inference import CLASS_NAMES, make_checkpoint
+from test.checkpoints import CLASS_NAMES, make_checkpoint
 
 
 @pytest.fixture(scope='module')

@@ -9,7 +9,7 @@ import tensorflow.compat.v1 as tf
 
 import detector
 import eval_ssd_network
-from test.test_inference import copy_with_info, make_checkpoint
+from test.checkpoints import copy_with_info, make_checkpoint
 from utils import voc_metric
 
 CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']

@@ -1,57 +1,16 @@
 """The shared inference graph: pixel boxes equal the NumPy post-processing reference, restore errors."""
 import os
-import shutil
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets import nets_factory
 from nets import np_postprocess
+from test.checkpoints import CLASS_NAMES, class_names_for, copy_with_info, make_checkpoint
 from utils import inference
-from utils import model_info
 from utils.model_info import ModelInfoError
 
-CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
-WIDTH = 0.125
 VGG_MEANS = np.array([123.68, 116.78, 103.94])
-
-
-def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0):
-    """Saves a randomly initialised SSD as ``<directory>/model.ckpt-<step>`` with model_info.json
-    (vehicle classes, then ``class6``...). Returns the checkpoint prefix.
-    """
-    with tf.Graph().as_default():
-        tf.set_random_seed(seed)
-        net = nets_factory.build_network('ssd_vgg_300', num_classes, width_multiplier=width_multiplier)
-        with inference.slim.arg_scope(net.arg_scope()):
-            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            prefix = tf.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'),
-                                           global_step=step)
-    model_info.write_model_info(directory, model_name='ssd_vgg_300', num_classes=num_classes,
-                                class_names=_class_names(num_classes),
-                                width_multiplier=width_multiplier, dataset_name='vehicle',
-                                img_shape=[300, 300])
-    return prefix
-
-
-def _class_names(num_classes):
-    return (CLASS_NAMES + ['class%d' % i for i in range(6, num_classes)])[:num_classes - 1]
-
-
-def copy_with_info(checkpoint_dir, directory, **changes):
-    """Copies the checkpoint files of ``checkpoint_dir`` with a model_info.json altered by
-    ``changes``; returns the copy's prefix (the ``checkpoint`` index, which holds absolute
-    paths to the original, is left behind)."""
-    os.makedirs(directory, exist_ok=True)
-    for name in os.listdir(checkpoint_dir):
-        if name.startswith('model.ckpt-'):
-            shutil.copy(os.path.join(checkpoint_dir, name), directory)
-    model_info.write_model_info(directory, **dict(model_info.read_model_info(checkpoint_dir),
-                                                  **changes))
-    return os.path.join(directory, 'model.ckpt-1')
 
 
 @pytest.fixture(scope='module')
@@ -117,7 +76,7 @@ def test_detect_reuse_shares_variables(checkpoint_dir):
 
 def test_restore_names_both_class_counts(checkpoint_dir, tmp_path):
     copy = copy_with_info(checkpoint_dir, str(tmp_path), num_classes=21,
-                          class_names=_class_names(21))
+                          class_names=class_names_for(21))
     with tf.Graph().as_default():
         net, _, prefix = inference.load_model(copy)
         inference.detect(net, tf.zeros([1, 300, 300, 3]), [[300, 300]])

@@ -1,0 +1,50 @@
+"""Checkpoint helpers shared by the test modules (not a test file): a randomly initialised SSD
+saved with its model_info.json, and copies of it with an altered model_info.json."""
+import os
+import shutil
+
+import tensorflow.compat.v1 as tf
+
+from nets import nets_factory
+from utils import inference
+from utils import model_info
+
+CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
+WIDTH = 0.125
+
+
+def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0):
+    """Saves a randomly initialised SSD as ``<directory>/model.ckpt-<step>`` with model_info.json
+    (vehicle classes, then ``class6``...). Returns the checkpoint prefix.
+    """
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        net = nets_factory.build_network('ssd_vgg_300', num_classes, width_multiplier=width_multiplier)
+        with inference.slim.arg_scope(net.arg_scope()):
+            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            prefix = tf.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'),
+                                           global_step=step)
+    model_info.write_model_info(directory, model_name='ssd_vgg_300', num_classes=num_classes,
+                                class_names=class_names_for(num_classes),
+                                width_multiplier=width_multiplier, dataset_name='vehicle',
+                                img_shape=[300, 300])
+    return prefix
+
+
+def class_names_for(num_classes):
+    return (CLASS_NAMES + ['class%d' % i for i in range(6, num_classes)])[:num_classes - 1]
+
+
+def copy_with_info(checkpoint_dir, directory, **changes):
+    """Copies the checkpoint files of ``checkpoint_dir`` with a model_info.json altered by
+    ``changes``; returns the copy's prefix (the ``checkpoint`` index, which holds absolute
+    paths to the original, is left behind)."""
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(checkpoint_dir):
+        if name.startswith('model.ckpt-'):
+            shutil.copy(os.path.join(checkpoint_dir, name), directory)
+    model_info.write_model_info(directory, **dict(model_info.read_model_info(checkpoint_dir),
+                                                  **changes))
+    return os.path.join(directory, 'model.ckpt-1')
