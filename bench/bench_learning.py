@@ -35,7 +35,7 @@ flags.DEFINE_float('learning_rate', 0.001, 'Initial learning rate.')
 flags.DEFINE_string('learning_rate_decay_type', 'polynomial', 'fixed, exponential or polynomial.')
 flags.DEFINE_float('end_learning_rate', 0.0001, 'Final learning rate of the polynomial decay.')
 flags.DEFINE_float('weight_decay', 0.0001, 'L2 weight decay.')
-flags.DEFINE_integer('max_number_of_steps', 400, 'Training steps.')
+flags.DEFINE_integer('max_number_of_steps', 900, 'Training steps.')
 flags.DEFINE_boolean('zoom_out', False, 'Zoom-out augmentation (the trainer flag).')
 flags.DEFINE_string('weights_initializer', 'he', 'Trainer flag: he (for training from scratch).')
 # --- Evaluation ---
