@@ -4,6 +4,7 @@ REM Resumes automatically from ckpt\fine_tuning if it already holds a checkpoint
 REM Extra flags are passed through, e.g.: command.bat --num_clones=2 --max_number_of_steps=200
 cd /d "%~dp0"
 if "%PYTHON%"=="" set PYTHON=.venv\Scripts\python.exe
+if "%TF_ENABLE_ONEDNN_OPTS%"=="" set TF_ENABLE_ONEDNN_OPTS=1
 set INIT_FLAGS=
 REM Fine-tune from the public SSD-Tensorflow VOC checkpoint when present (its 21-class heads are left out).
 if exist ckpt\pre_trained\ssd_300_vgg.ckpt.index set INIT_FLAGS=--pre_trained_path=ckpt\pre_trained\ssd_300_vgg.ckpt --checkpoint_exclude_scopes=ssd_300_vgg/block4_box/conv_cls,ssd_300_vgg/block7_box/conv_cls,ssd_300_vgg/block8_box/conv_cls,ssd_300_vgg/block9_box/conv_cls,ssd_300_vgg/block10_box/conv_cls,ssd_300_vgg/block11_box/conv_cls

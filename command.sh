@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-.venv/bin/python}"
+# oneDNN kernels are off by default on some CPUs (AMD) and faster for this network.
+export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
 PRE_TRAINED=ckpt/pre_trained/ssd_300_vgg.ckpt
 INIT_FLAGS=()
 # Fine-tune from the public SSD-Tensorflow VOC checkpoint when present (its 21-class heads are

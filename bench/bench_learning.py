@@ -25,18 +25,20 @@ from bench import common  # noqa: E402
 flags = tf.app.flags
 # --- Data ---
 flags.DEFINE_string('work_dir', None, 'Folder for data and checkpoints (default: a temp folder).')
-flags.DEFINE_integer('num_images', 400, 'Generated images (80 % train, 20 % held-out test).')
+flags.DEFINE_integer('num_images', 300, 'Generated images (80 % train, 20 % held-out test).')
 flags.DEFINE_integer('seed', 0, 'Seed of the generated images.')
 # --- Training (the settings the demo uses) ---
 flags.DEFINE_float('width_multiplier', 0.125, 'Width of the reduced SSD300.')
 flags.DEFINE_integer('batch_size', 8, 'Training batch size.')
 flags.DEFINE_string('optimizer', 'adam', 'Optimizer.')
-flags.DEFINE_float('learning_rate', 0.001, 'Initial learning rate.')
+flags.DEFINE_float('learning_rate', 0.002, 'Initial learning rate.')
 flags.DEFINE_string('learning_rate_decay_type', 'polynomial', 'fixed, exponential or polynomial.')
 flags.DEFINE_float('end_learning_rate', 0.0001, 'Final learning rate of the polynomial decay.')
 flags.DEFINE_float('weight_decay', 0.0001, 'L2 weight decay.')
 flags.DEFINE_integer('max_number_of_steps', 900, 'Training steps.')
 flags.DEFINE_boolean('zoom_out', False, 'Zoom-out augmentation (the trainer flag).')
+flags.DEFINE_boolean('photometric_distortion', False, 'Colour distortion (the trainer flag); '
+                     'the generated classes differ by colour.')
 flags.DEFINE_string('weights_initializer', 'he', 'Trainer flag: he (for training from scratch).')
 # --- Evaluation ---
 flags.DEFINE_float('select_threshold', 0.01, 'Score threshold of the detections scored by mAP.')
@@ -69,6 +71,7 @@ def train(tfrecords_dir, train_dir):
                '--num_epochs_per_decay=%g' % _epochs(tfrecords_dir),
                '--weight_decay=%g' % FLAGS.weight_decay,
                '--zoom_out=%s' % FLAGS.zoom_out,
+               '--photometric_distortion=%s' % FLAGS.photometric_distortion,
                '--weights_initializer=%s' % FLAGS.weights_initializer,
                '--max_number_of_steps=%d' % FLAGS.max_number_of_steps,
                '--log_every_n_steps=50', '--save_interval_secs=600', '--save_summaries_secs=600']
@@ -118,9 +121,10 @@ def main(_):
     train_dir = os.path.join(work_dir, 'train')
     minutes = train(tfrecords_dir, train_dir)
     results = evaluate(tfrecords_dir, train_dir)
-    note = ('width %g, batch %d, %s lr %g (%s), zoom_out %s, %s init, %d steps, %d generated '
+    note = ('width %g, batch %d, %s lr %g (%s), zoom_out %s, photometric %s, %s init, %d steps, %d generated '
             'images' % (FLAGS.width_multiplier, FLAGS.batch_size, FLAGS.optimizer,
                         FLAGS.learning_rate, FLAGS.learning_rate_decay_type, FLAGS.zoom_out,
+                        FLAGS.photometric_distortion,
                         FLAGS.weights_initializer, FLAGS.max_number_of_steps, FLAGS.num_images))
     common.report('learning_steps', FLAGS.max_number_of_steps, 'steps', note)
     common.report('learning_train_minutes', minutes, 'min', note)

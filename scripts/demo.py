@@ -17,14 +17,22 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 
-# Reduced width and schedule chosen by bench/bench_learning.py to learn the sample data in minutes.
+# Reduced width and schedule measured by bench/bench_learning.py: mAP@0.5 about 0.88 on the
+# held-out generated images after 900 steps (about 7 minutes on 2 cores). Colour tells the sample
+# classes apart, so the photometric distortion (hue) and zoom-out are off for this data.
 TRAIN_SETTINGS = {
-    'width_multiplier': '0.25',
-    'batch_size': '16',
-    'max_number_of_steps': '600',
+    'width_multiplier': '0.125',
+    'batch_size': '8',
+    'max_number_of_steps': '900',
     'optimizer': 'adam',
-    'learning_rate': '0.001',
-    'learning_rate_decay_type': 'fixed',
+    'learning_rate': '0.002',
+    'learning_rate_decay_type': 'polynomial',
+    'end_learning_rate': '0.0001',
+    'num_epochs_per_decay': '30',
+    'weight_decay': '0.0001',
+    'weights_initializer': 'he',
+    'zoom_out': 'false',
+    'photometric_distortion': 'false',
 }
 
 
@@ -88,6 +96,8 @@ def main():
     parser.add_argument('--fresh', action='store_true', help='delete the work dir first')
     options = parser.parse_args()
 
+    # oneDNN kernels are off by default on some CPUs (AMD); they are faster for this network.
+    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     work = os.path.abspath(options.work_dir)
     if options.fresh and os.path.isdir(work):
         shutil.rmtree(work)
