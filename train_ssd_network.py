@@ -46,10 +46,10 @@ flags.DEFINE_integer('num_classes', None, 'Classes incl. background (default: fr
 flags.DEFINE_float('width_multiplier', 1.0, 'Scales every layer width (1.0 = the paper network).')
 flags.DEFINE_string('data_format', 'NHWC', 'NHWC (CPU) or NCHW (GPU only).')
 flags.DEFINE_float('weight_decay', 0.0005, 'L2 weight decay of the network layers.')
-flags.DEFINE_string('weights_initializer', 'he',
-                    'Initial conv weights of layers not restored from a checkpoint: he (variance '
-                    'scaling for ReLU: the deep layers of SSD300 keep their signal, which training '
-                    'from scratch needs) or network (its own Xavier, as SSD-Tensorflow).')
+flags.DEFINE_string('weights_initializer', 'network',
+                    'Initial conv weights of layers not restored from a checkpoint: network (its '
+                    'own, Xavier) or he (variance scaling for ReLU: the deep layers of SSD300 '
+                    'keep their signal, which training from scratch needs).')
 flags.DEFINE_float('match_threshold', 0.5, 'IoU above which an anchor is a positive.')
 flags.DEFINE_float('negative_ratio', 3.0, 'Hard negatives mined per positive.')
 flags.DEFINE_float('loss_alpha', 1.0, 'Weight of the localisation loss.')

@@ -77,8 +77,9 @@ def main():
         for name, value, unit, note in figures:
             lines.append('| %s | %s | %s | %s | %s |' % (script, name, value, unit, note))
         lines.append('| %s | benchmark wall time | %.0f | s | |' % (script, seconds))
-    with open(options.output, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+        # Written after every benchmark, so an interrupted run still leaves its figures.
+        with open(options.output, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
     print('\nreport written to %s' % options.output)
     if failed:
         print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)
