@@ -29,23 +29,9 @@ KEEP_TOP_K = 50
 
 def make_checkpoint(train_dir, step=10, seed=1):
     """A tiny SSD-VGG300 (width 1/8, 6 classes) initialised and saved as model.ckpt-<step>."""
-    import tensorflow.compat.v1 as tf
-    from nets import nets_factory
-    from utils import model_info, slim_compat
-    slim = slim_compat.import_slim()
-    with tf.Graph().as_default():
-        tf.set_random_seed(seed)
-        net = nets_factory.build_network('ssd_vgg_300', NUM_CLASSES, width_multiplier=WIDTH)
-        with slim.arg_scope(net.arg_scope(data_format='NHWC')):
-            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            prefix = tf.train.Saver().save(sess, os.path.join(train_dir, 'model.ckpt'),
-                                           global_step=step)
-    model_info.write_model_info(train_dir, model_name='ssd_vgg_300', num_classes=NUM_CLASSES,
-                                class_names=CLASS_NAMES, width_multiplier=WIDTH,
-                                dataset_name='vehicle', img_shape=[300, 300])
-    return prefix
+    from test import checkpoints
+    return checkpoints.make_checkpoint(train_dir, num_classes=NUM_CLASSES, width_multiplier=WIDTH,
+                                       step=step, seed=seed)
 
 
 def make_images(directory):
