@@ -11,8 +11,10 @@ import os
 import sys
 
 import tensorflow.compat.v1 as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 from deployment import model_deploy
+from nets import pretrained
 from utils import model_info
 from utils import slim_compat
 from utils import train_tools
@@ -72,6 +74,8 @@ flags.DEFINE_string('learning_rate_decay_type', 'exponential',
                     'One of %s.' % ', '.join(train_tools.LEARNING_RATE_DECAY_TYPES))
 flags.DEFINE_float('end_learning_rate', 0.0001, 'Final rate of the polynomial decay.')
 flags.DEFINE_float('learning_rate_decay_factor', 0.94, 'Exponential decay factor.')
+flags.DEFINE_integer('warmup_steps', 0, 'Steps of linear learning-rate warm-up from 0 (fine-tuning '
+                     'from VGG-16: the fresh layers\' first updates are large).')
 flags.DEFINE_float('num_epochs_per_decay', 2.0,
                    'Epochs per exponential decay period / until the polynomial end rate.')
 flags.DEFINE_integer('max_number_of_steps', None, 'Stop at this global step (None: never).')
@@ -94,6 +98,9 @@ flags.DEFINE_boolean('clone_on_cpu', False, 'Put every clone on the CPU.')
 flags.DEFINE_float('gpu_memory_fraction', 0.9, 'Fraction of GPU memory the process may take.')
 flags.DEFINE_boolean('allow_growth', False, 'Grow GPU memory on demand instead of reserving it.')
 flags.DEFINE_boolean('log_device_placement', False, 'Log the device of every op.')
+flags.DEFINE_string('precision', 'float32', 'float32, or bfloat16: mixed precision (oneDNN '
+                    'rewrites the convolutions to bfloat16 on CPUs that support it; variables and '
+                    'checkpoints stay float32).')
 # --- Distributed training (parameter servers and workers) ---
 flags.DEFINE_integer('num_replicas', 1, 'Worker processes (1 = not distributed).')
 flags.DEFINE_integer('num_ps_tasks', 0, 'Parameter-server tasks holding the variables.')
@@ -108,6 +115,7 @@ NETWORK_SCOPE = 'ssd_300_vgg'
 WEIGHTS_INITIALIZERS = {'network': None,
                         'he': lambda: slim.variance_scaling_initializer(factor=2.0, mode='FAN_IN')}
 SUMMARY_IMAGES = 3
+PRECISIONS = ('float32', 'bfloat16')
 
 
 class TrainError(ValueError):
@@ -181,6 +189,8 @@ def check_flags(f):
                          % (f.weights_initializer, ', '.join(sorted(WEIGHTS_INITIALIZERS))))
     if f.data_format not in ('NHWC', 'NCHW'):
         raise TrainError('--data_format=%s must be NHWC or NCHW' % f.data_format)
+    if f.precision not in PRECISIONS:
+        raise TrainError('--precision=%s must be one of %s' % (f.precision, ', '.join(PRECISIONS)))
     if f.max_number_of_steps is not None and f.max_number_of_steps < 1:
         raise TrainError('--max_number_of_steps=%d must be >= 1' % f.max_number_of_steps)
 
@@ -287,7 +297,8 @@ def build_training_graph(f, net, spec, config, global_step):
         decay_steps = int(spec.num_samples / f.batch_size * f.num_epochs_per_decay) or 1
         learning_rate = train_tools.configure_learning_rate(
             f.learning_rate_decay_type, f.learning_rate, global_step, decay_steps=decay_steps,
-            decay_factor=f.learning_rate_decay_factor, end_learning_rate=f.end_learning_rate)
+            decay_factor=f.learning_rate_decay_factor, end_learning_rate=f.end_learning_rate,
+            warmup_steps=f.warmup_steps)
         tf.summary.scalar('learning_rate', learning_rate)
         optimizer = train_tools.configure_optimizer(
             f.optimizer, learning_rate, momentum=f.momentum, rmsprop_decay=f.rmsprop_decay,
@@ -320,8 +331,12 @@ def class_names(spec, num_classes):
 def session_config(f):
     gpu_options = tf.GPUOptions(per_process_gpu_memory_fraction=f.gpu_memory_fraction,
                                 allow_growth=f.allow_growth)
-    return tf.ConfigProto(allow_soft_placement=True, log_device_placement=f.log_device_placement,
-                          gpu_options=gpu_options)
+    config = tf.ConfigProto(allow_soft_placement=True, log_device_placement=f.log_device_placement,
+                            gpu_options=gpu_options)
+    if f.precision == 'bfloat16':
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
+    return config
 
 
 def build_hooks(f, handles, global_step, step_after, is_chief, scaffold, signal_hook):
@@ -388,7 +403,7 @@ def run_session(f, server, is_chief, scaffold, hooks, step_after):
                 final_step = sess.run(step_after)
     except tf.errors.OutOfRangeError:
         raise TrainError('--dataset_dir=%s: the input ran out of data' % f.dataset_dir)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as e:
         # Typically a checkpoint in --train_model_dir written with other network flags.
         raise TrainError('--train_model_dir=%s: %s (was it trained with other --model_name/'
                          '--width_multiplier flags?)' % (f.train_model_dir, _first_line(e)))
@@ -449,7 +464,7 @@ def main(_):
     try:
         train(FLAGS)
     except (TrainError, train_tools.TrainConfigError, train_tools.NonFiniteLossError,
-            model_info.ModelInfoError) as e:
+            model_info.ModelInfoError, pretrained.CheckpointError) as e:
         print('error: %s' % e, file=sys.stderr)
         return 1
     return 0

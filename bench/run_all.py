@@ -14,6 +14,7 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+from bench import common  # noqa: E402
 from bench.common import FIGURE_PREFIX  # noqa: E402
 
 # (script, arguments, what it measures) in the order of the pipeline.
@@ -77,9 +78,10 @@ def main():
         for name, value, unit, note in figures:
             lines.append('| %s | %s | %s | %s | %s |' % (script, name, value, unit, note))
         lines.append('| %s | benchmark wall time | %.0f | s | |' % (script, seconds))
-        # Written after every benchmark, so an interrupted run still leaves its figures.
-        with open(options.output, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
+        # Written after every benchmark, so an interrupted run still leaves its figures; the
+        # sections that long benchmarks (bench_finetune.py) write themselves are kept.
+        common.write_report(options.output, '\n'.join(lines),
+                            common.read_report_sections(options.output))
     print('\nreport written to %s' % options.output)
     if failed:
         print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)

@@ -5,8 +5,10 @@ Two checkpoint formats are recognised from their variable names:
   model variable is loaded from the same name with the scope swapped.
 - slim's VGG-16 classifier (`vgg_16/...`): conv1..conv5 load directly; fc6 [7, 7, 512, 4096] and
   fc7 [1, 1, 4096, 4096] become the dilated conv6 [3, 3, 512, 1024] and conv7 [1, 1, 1024, 1024]
-  by subsampling as in the SSD paper (every 3rd spatial tap, every 4th channel). The extra blocks,
-  the box heads and the L2 scale keep their initialisers.
+  by subsampling as in the SSD paper (every 3rd spatial tap, every 4th channel). A conv-only
+  VGG-16 checkpoint (no fc6/fc7, as ImageNet conv weights often come) is normal input: conv6 and
+  conv7 then keep their initialisers. The extra blocks, the box heads and the L2 scale always do.
+The loader prints one line saying how many variables it restored and which scopes start fresh.
 Values are assigned through placeholders, so the converted weights never enter the graph.
 """
 import tensorflow.compat.v1 as tf
@@ -59,7 +61,10 @@ def _class_count_hint(var_name, model_shape, ckpt_shape, ckpt_shapes, ckpt_name)
 
 
 def _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore_missing_vars):
-    """List of (variable, checkpoint name, slices or None) to load; raises CheckpointError."""
+    """List of (variable, checkpoint name, slices or None) to load; raises CheckpointError.
+
+    Variables left out of the plan keep their initialisers.
+    """
     ckpt_shapes = reader.get_variable_to_shape_map()
     plan = []
     for var in variables:
@@ -69,9 +74,11 @@ def _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore
             if local in _VGG_CONVERSIONS:
                 local, slices = _VGG_CONVERSIONS[local]
             elif not local.startswith(('conv1/', 'conv2/', 'conv3/', 'conv4/', 'conv5/')):
-                continue  # not part of VGG-16: keeps its initialiser
+                continue  # not part of VGG-16
         name = '%s/%s' % (checkpoint_model_scope, local)
         if name not in ckpt_shapes:
+            if slices is not None:
+                continue  # a conv-only VGG-16 checkpoint: no fc6/fc7 to make conv6/conv7 from
             if ignore_missing_vars:
                 tf.logging.warning('variable %s not in the checkpoint; keeping its initialiser', name)
                 continue
@@ -91,8 +98,26 @@ def _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore
     return plan
 
 
+def _top_scopes(variables, model_scope):
+    """Sorted first scope names below ``model_scope`` ('conv6', 'block4_box', ...)."""
+    return sorted({v.op.name[len(model_scope) + 1:].split('/')[0] for v in variables})
+
+
+def describe_plan(prefix, is_vgg, plan, variables, model_scope):
+    """The one log line of a restore: how many variables from where, and which scopes start fresh."""
+    loaded = {var.op.name for var, _, _ in plan}
+    fresh = _top_scopes([v for v in variables if v.op.name not in loaded], model_scope)
+    line = 'restored %d of %d model variables from %s (%s format)' % (
+        len(plan), len(variables), prefix, 'vgg_16' if is_vgg else 'SSD')
+    if fresh:
+        line += '; starting from their initialisers: %s' % ', '.join(fresh)
+    if is_vgg and {'conv6', 'conv7'} & set(fresh):
+        line += ' (the checkpoint has no fc6/fc7 to convert into conv6/conv7)'
+    return line
+
+
 def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoint_model_scope=None,
-                            exclude_scopes=(), ignore_missing_vars=False):
+                            exclude_scopes=(), ignore_missing_vars=False, log=print):
     """A function(sess) that loads `checkpoint_path` into the model variables under `model_scope`.
 
     Args:
@@ -103,6 +128,7 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
       exclude_scopes: variable-name prefixes (full names, e.g. 'ssd_300_vgg/block4_box/conv_cls')
         left at their initialisers; a comma-separated string is accepted.
       ignore_missing_vars: skip model variables absent from the checkpoint instead of failing.
+      log: called once with the line of ``describe_plan``.
     Raises:
       CheckpointError: missing checkpoint, missing variable, or a shape mismatch (message names
       the variable and both shapes; for class heads also both class counts).
@@ -126,17 +152,20 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
                                   'set --checkpoint_model_scope' % (prefix, model_scope, VGG_SCOPE,
                                                                     ', '.join(scopes)))
     is_vgg = checkpoint_model_scope == VGG_SCOPE
-    variables = [v for v in slim.get_model_variables(model_scope)
-                 if v.op.name.startswith(model_scope + '/') and not _excluded(v.op.name, exclude_scopes)]
+    model_variables = [v for v in slim.get_model_variables(model_scope)
+                       if v.op.name.startswith(model_scope + '/')]
+    variables = [v for v in model_variables if not _excluded(v.op.name, exclude_scopes)]
     if not variables:
         raise CheckpointError('no model variables under scope %r to initialise' % model_scope)
     plan = _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore_missing_vars)
+    if not plan:
+        raise CheckpointError('checkpoint %s holds none of the model variables under %s/'
+                              % (prefix, checkpoint_model_scope))
 
     placeholders = [tf.placeholder(var.dtype.base_dtype, var.get_shape()) for var, _, _ in plan]
     assign_op = tf.group(*[tf.assign(var, ph) for (var, _, _), ph in zip(plan, placeholders)],
                          name='init_from_checkpoint')
-    tf.logging.info('initialising %d variables from %s (%s format)', len(plan), prefix,
-                    'vgg_16' if is_vgg else 'SSD')
+    log(describe_plan(prefix, is_vgg, plan, model_variables, model_scope))
 
     def init_fn(sess):
         feed = {}

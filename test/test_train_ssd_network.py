@@ -156,7 +156,7 @@ def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, t
 def _flags(**overrides):
     values = dict(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4, num_clones=1,
                   num_classes=None, width_multiplier=1.0, data_format='NHWC',
-                  max_number_of_steps=None, weights_initializer='network')
+                  max_number_of_steps=None, weights_initializer='network', precision='float32')
     values.update(overrides)
     return types.SimpleNamespace(**values)
 

@@ -36,6 +36,13 @@ def test_learning_rate_schedules_match_hand_computed_values():
     # Linear from 0.1 to 0.01 over 100 steps, then flat.
     assert _lr_values('polynomial', [0, 50, 100, 200], decay_steps=100,
                       end_learning_rate=0.01) == pytest.approx([0.1, 0.055, 0.01, 0.01])
+    # Warm-up: (step + 1) / 4 of the schedule for the first 4 steps.
+    assert _lr_values('fixed', [0, 1, 3, 4, 100], warmup_steps=4) == \
+        pytest.approx([0.025, 0.05, 0.1, 0.1, 0.1])
+    assert _lr_values('polynomial', [1, 50], decay_steps=100, end_learning_rate=0.01,
+                      warmup_steps=4) == pytest.approx([0.5 * 0.0991, 0.055])
+    with pytest.raises(train_tools.TrainConfigError, match='--warmup_steps=-1'):
+        _lr_values('fixed', [0], warmup_steps=-1)
     with pytest.raises(train_tools.TrainConfigError, match='--learning_rate_decay_type=cosine'):
         _lr_values('cosine', [0], decay_steps=10)
     with pytest.raises(train_tools.TrainConfigError, match='decay_steps'):

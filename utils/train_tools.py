@@ -44,11 +44,26 @@ def reshape_list(values, shape=None):
 
 
 def configure_learning_rate(decay_type, learning_rate, global_step, decay_steps=None,
-                            decay_factor=0.94, end_learning_rate=0.0001, staircase=True):
+                            decay_factor=0.94, end_learning_rate=0.0001, staircase=True,
+                            warmup_steps=0):
     """Learning-rate tensor: ``fixed``, ``exponential`` or ``polynomial`` (to end_learning_rate).
 
     ``decay_steps``: steps per decay period (exponential) or to reach the end rate (polynomial).
+    ``warmup_steps`` > 0 multiplies the schedule by ``(step + 1) / warmup_steps`` until that step,
+    so freshly initialised layers cannot throw pretrained ones off with their first large updates.
     """
+    if warmup_steps < 0:
+        raise TrainConfigError('--warmup_steps=%d must be >= 0' % warmup_steps)
+    schedule = _decayed_learning_rate(decay_type, learning_rate, global_step, decay_steps,
+                                      decay_factor, end_learning_rate, staircase)
+    if not warmup_steps:
+        return schedule
+    progress = tf.cast(global_step + 1, tf.float32) / float(warmup_steps)
+    return tf.multiply(schedule, tf.minimum(1., progress), name='warmup_learning_rate')
+
+
+def _decayed_learning_rate(decay_type, learning_rate, global_step, decay_steps, decay_factor,
+                           end_learning_rate, staircase):
     if decay_type == 'fixed':
         return tf.constant(learning_rate, tf.float32, name='fixed_learning_rate')
     if decay_type not in LEARNING_RATE_DECAY_TYPES:
