@@ -7,6 +7,7 @@ Resumes from the newest checkpoint in --train_model_dir, else fine-tunes from --
 else starts from scratch. Writes model.ckpt-<step>, TensorBoard events, model_info.json and
 training_config.txt into --train_model_dir. SIGINT/SIGTERM save a final checkpoint.
 """
+import contextlib
 import os
 import sys
 
@@ -14,6 +15,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from deployment import model_deploy
+from nets import custom_layers
 from nets import pretrained
 from utils import model_info
 from utils import slim_compat
@@ -52,6 +54,11 @@ flags.DEFINE_string('weights_initializer', 'network',
                     'Initial conv weights of layers not restored from a checkpoint: network (its '
                     'own, Xavier) or he (variance scaling for ReLU: the deep layers of SSD300 '
                     'keep their signal, which training from scratch needs).')
+flags.DEFINE_float('head_init_stddev', 0.0,
+                   'When > 0, the box heads start from a truncated normal of this std instead of '
+                   'the network\'s initialiser. Fine-tuning from VGG-16 without fc6/fc7 wants '
+                   '0.001: fresh conv7 over VGG\'s conv5 has features of rms ~4, on which Xavier '
+                   'heads start with logits up to ~24 (confident errors the first steps undo).')
 flags.DEFINE_float('match_threshold', 0.5, 'IoU above which an anchor is a positive.')
 flags.DEFINE_float('negative_ratio', 3.0, 'Hard negatives mined per positive.')
 flags.DEFINE_float('loss_alpha', 1.0, 'Weight of the localisation loss.')
@@ -189,6 +196,8 @@ def check_flags(f):
                          % (f.weights_initializer, ', '.join(sorted(WEIGHTS_INITIALIZERS))))
     if f.data_format not in ('NHWC', 'NCHW'):
         raise TrainError('--data_format=%s must be NHWC or NCHW' % f.data_format)
+    if f.head_init_stddev < 0:
+        raise TrainError('--head_init_stddev=%g must be >= 0' % f.head_init_stddev)
     if f.precision not in PRECISIONS:
         raise TrainError('--precision=%s must be one of %s' % (f.precision, ', '.join(PRECISIONS)))
     if f.max_number_of_steps is not None and f.max_number_of_steps < 1:
@@ -219,7 +228,7 @@ def build_batches(f, spec, net, anchors, config):
     """The tf.data pipeline: decode -> training pre-processing -> per-image anchor encoding ->
     padded batch (drop_remainder) -> prefetch; returns (iterator, batch tensors).
 
-    The batch is ``[images [B,300,300,3], labels [B,N], bboxes [B,N,4], gclasses(6),
+    The batch is ``[images [B,300,300,3] ([B,3,300,300] for NCHW), labels [B,N], bboxes [B,N,4], gclasses(6),
     glocalisations(6), gscores(6)]`` with boxes normalised ``[ymin, xmin, ymax, xmax]`` and
     zero-padded to the largest object count of the batch (labels/bboxes only serve summaries).
     """
@@ -234,7 +243,7 @@ def build_batches(f, spec, net, anchors, config):
         def encode(example):
             image, labels, bboxes = preprocess(
                 example['image'], example['labels'], example['bboxes'],
-                out_shape=net.params.img_shape, zoom_out=f.zoom_out,
+                out_shape=net.params.img_shape, data_format=f.data_format, zoom_out=f.zoom_out,
                 photometric_distortion=f.photometric_distortion)
             gclasses, glocalisations, gscores = net.bboxes_encode(labels, bboxes, anchors)
             return tuple(train_tools.reshape_list(
@@ -266,10 +275,16 @@ def add_image_summary(images, bboxes, data_format):
     tf.summary.image('inputs_with_boxes', drawn, max_outputs=SUMMARY_IMAGES)
 
 
-def initializer_scope(name):
-    """arg_scope overriding the conv weight initializer ('network' keeps the network's)."""
+@contextlib.contextmanager
+def initializer_scope(name, head_init_stddev=0.0):
+    """arg_scopes overriding the initial conv weights: ``name`` for every conv ('network' keeps
+    the network's), and a truncated normal of ``head_init_stddev`` (when > 0) for the box heads."""
     make = WEIGHTS_INITIALIZERS[name]
-    return slim.arg_scope([slim.conv2d], weights_initializer=make()) if make else slim.arg_scope([])
+    with slim.arg_scope([slim.conv2d], **({'weights_initializer': make()} if make else {})):
+        head = {'weights_initializer': tf.truncated_normal_initializer(stddev=head_init_stddev)} \
+            if head_init_stddev > 0 else {}
+        with slim.arg_scope([custom_layers.box_head_conv], **head) as scope:
+            yield scope
 
 
 def build_training_graph(f, net, spec, config, global_step):
@@ -282,7 +297,7 @@ def build_training_graph(f, net, spec, config, global_step):
         images, _, _, gclasses, glocalisations, gscores = clone_batches.pop(0)
         with slim.arg_scope(net.arg_scope(weight_decay=f.weight_decay,
                                           data_format=f.data_format)):
-            with initializer_scope(f.weights_initializer):
+            with initializer_scope(f.weights_initializer, f.head_init_stddev):
                 _, localisations, logits, end_points = net.net(images, is_training=True)
         net.losses(logits, localisations, gclasses, glocalisations, gscores,
                    match_threshold=f.match_threshold, negative_ratio=f.negative_ratio,
@@ -290,7 +305,7 @@ def build_training_graph(f, net, spec, config, global_step):
         return end_points
 
     clones = model_deploy.create_clones(config, clone_fn, [clone_batches])
-    add_image_summary(batch[0], batch[2], 'NHWC')
+    add_image_summary(batch[0], batch[2], f.data_format)
     update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, clones[0].scope)
 
     with tf.device(config.optimizer_device()):

@@ -41,6 +41,7 @@ BATCH_SIZE = 8
 RECIPE = [
     '--trainable_scopes=%s' % TRAINABLE_SCOPES,   # conv1-conv3 frozen: generic edges, 40 % of the cost
     '--weights_initializer=he',                   # conv6/conv7 and the extra blocks start fresh
+    '--head_init_stddev=0.001',                   # ... and the heads predict ~nothing at first
     '--optimizer=adam', '--learning_rate=0.0001', '--warmup_steps=100',
     '--learning_rate_decay_type=polynomial', '--end_learning_rate=0.00001',
     '--weight_decay=0.0005', '--batch_size=%d' % BATCH_SIZE,
@@ -119,7 +120,7 @@ def train(tfrecords_dir, train_dir, progress_path):
                '--clone_on_cpu', '--log_every_n_steps=10', '--save_interval_secs=600',
                '--save_summaries_secs=300'] + RECIPE
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1'),
-               TF_CPP_MIN_LOG_LEVEL='2')
+               TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
     log('training from step %d to %d (%s)' % (start_step, FLAGS.max_number_of_steps,
                                              'resuming' if start_step else 'from VGG-16'))
     started = time.time()

@@ -1,5 +1,6 @@
 """Small layers SSD needs beyond slim: L2 normalisation with learnable scale, explicit padding,
-and moving channels last. All take `data_format` ('NHWC' or 'NCHW') and accept slim arg_scopes.
+moving channels last and the box-head convolution. All accept slim arg_scopes; the first three
+take `data_format` ('NHWC' or 'NCHW'), the head conv takes it from slim.conv2d's scope.
 """
 import tensorflow.compat.v1 as tf
 
@@ -52,3 +53,14 @@ def channel_to_last(inputs, data_format='NHWC', scope=None):
         return inputs
     with tf.name_scope(scope, 'channel_to_last', [inputs]):
         return tf.transpose(inputs, [0, 2, 3, 1])
+
+
+@slim.add_arg_scope
+def box_head_conv(inputs, num_outputs, weights_initializer=None, scope=None):
+    """3x3 linear conv of a box head (class logits or box offsets).
+
+    Its own arg_scope target, so that the heads can start from another initialiser than the
+    layers below them: `weights_initializer` None keeps slim.conv2d's (the network's) one.
+    """
+    overrides = {} if weights_initializer is None else {'weights_initializer': weights_initializer}
+    return slim.conv2d(inputs, num_outputs, [3, 3], activation_fn=None, scope=scope, **overrides)

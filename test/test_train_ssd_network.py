@@ -9,6 +9,7 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
@@ -156,7 +157,8 @@ def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, t
 def _flags(**overrides):
     values = dict(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4, num_clones=1,
                   num_classes=None, width_multiplier=1.0, data_format='NHWC',
-                  max_number_of_steps=None, weights_initializer='network', precision='float32')
+                  max_number_of_steps=None, weights_initializer='network', precision='float32',
+                  head_init_stddev=0.0)
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
@@ -207,3 +209,21 @@ def test_he_initializer_keeps_relu_signal_scale():
     fan_in = 3 * 3 * 64
     assert stds['he'] == pytest.approx((2.0 / fan_in) ** 0.5, rel=0.1)
     assert stds['network'] == pytest.approx((2.0 / (fan_in + 3 * 3 * 64)) ** 0.5, rel=0.1)
+
+
+def test_head_init_stddev_sets_only_the_box_heads():
+    from nets import nets_factory
+    from utils import slim_compat
+    slim = slim_compat.import_slim()
+    net = nets_factory.build_network('ssd_vgg_300', 6, 0.25)
+    with tf.Graph().as_default():
+        with slim.arg_scope(net.arg_scope()):
+            with train_ssd_network.initializer_scope('he', head_init_stddev=0.001):
+                net.net(tf.zeros([1, 300, 300, 3]))
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            head = sess.run(tf.global_variables('ssd_300_vgg/block7_box/conv_cls/weights')[0])
+            conv6 = sess.run(tf.global_variables('ssd_300_vgg/conv6/weights')[0])
+    # Truncated at 2 std, the normal's std shrinks to 0.88 of its parameter.
+    assert head.std() == pytest.approx(0.00088, rel=0.05) and np.abs(head).max() <= 0.002
+    assert conv6.std() == pytest.approx((2.0 / (3 * 3 * 128)) ** 0.5, rel=0.1)   # He kept below

@@ -270,13 +270,17 @@ def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd
     exclude = tuple(_scopes(checkpoint_exclude_scopes))
     class_scopes = ','.join(v.op.name[:-len('/weights')] for v in tf.global_variables()
                             if v.op.name.endswith('conv_cls/weights'))
-    check_num_classes(pre_trained_path, num_classes, '--pre_trained_path',
-                      'pass --num_classes=%(found)d, or leave the class layers out with '
-                      '--checkpoint_exclude_scopes=' + class_scopes, exclude_scopes=exclude)
     from nets import pretrained
-    return pretrained.init_fn_from_checkpoint(
-        pre_trained_path, model_scope=model_scope, checkpoint_model_scope=checkpoint_model_scope,
-        exclude_scopes=exclude, ignore_missing_vars=ignore_missing_vars)
+    try:
+        check_num_classes(pre_trained_path, num_classes, 'the checkpoint',
+                          'pass --num_classes=%(found)d, or leave the class layers out with '
+                          '--checkpoint_exclude_scopes=' + class_scopes, exclude_scopes=exclude)
+        return pretrained.init_fn_from_checkpoint(
+            pre_trained_path, model_scope=model_scope,
+            checkpoint_model_scope=checkpoint_model_scope, exclude_scopes=exclude,
+            ignore_missing_vars=ignore_missing_vars)
+    except (TrainConfigError, pretrained.CheckpointError) as e:
+        raise TrainConfigError('--pre_trained_path=%s: %s' % (pre_trained_path, e))
 
 
 def print_configuration(flag_values, params, data_sources, save_dir=None):

@@ -23,10 +23,6 @@ slim = slim_compat.import_slim()
 
 default_params = ssd_params.SSD300_PARAMS
 MIN_CHANNELS = 8
-# The box heads start with near-zero outputs (uniform class scores, boxes = anchors) whatever the
-# scale of their feature layer: with the layer initialiser, a fresh conv7 over VGG's conv5 (rms
-# ~4) gave logits up to ~24, and the first hundred steps went into undoing those confident errors.
-HEAD_WEIGHTS_STDDEV = 0.001
 
 
 class SSDNet(object):
@@ -96,11 +92,9 @@ class SSDNet(object):
             features = custom_layers.l2_normalization(
                 features, scale_initializer=float(params.normalizations[layer_index]))
         num_anchors = ssd_params.num_anchors_per_cell(params, layer_index)
-        head = dict(activation_fn=None,
-                    weights_initializer=tf.truncated_normal_initializer(stddev=HEAD_WEIGHTS_STDDEV))
-        loc = slim.conv2d(features, num_anchors * 4, [3, 3], scope='conv_loc', **head)
-        cls = slim.conv2d(features, num_anchors * params.num_classes, [3, 3], scope='conv_cls',
-                          **head)
+        loc = custom_layers.box_head_conv(features, num_anchors * 4, scope='conv_loc')
+        cls = custom_layers.box_head_conv(features, num_anchors * params.num_classes,
+                                          scope='conv_cls')
         loc, cls = custom_layers.channel_to_last(loc), custom_layers.channel_to_last(cls)
         cells = loc.get_shape().as_list()[1:3]   # static for a fixed-size input; batch stays dynamic
         if tuple(cells) != tuple(params.feat_shapes[layer_index]):
