@@ -1,27 +1,41 @@
 @echo off
-REM Ready training command (README): fine-tunes SSD-VGG300 on the vehicle TFRecords in Images\tfrecords.
+REM Ready fine-tuning command (README "Real data"): SSD-VGG300 from ImageNet VGG-16 on the vehicle
+REM TFRecords in Images\tfrecords (split train), with the recipe measured by bench\bench_finetune.py.
+REM VGG-16: ckpt\pre_trained\vgg_16.ckpt (slim's, with or without fc6/fc7), or set PRE_TRAINED.
 REM Resumes automatically from ckpt\fine_tuning if it already holds a checkpoint.
-REM Extra flags are passed through, e.g.: command.bat --num_clones=2 --max_number_of_steps=200
+REM Extra flags are passed through and win, e.g.: command.bat --max_number_of_steps=3000
 cd /d "%~dp0"
 if "%PYTHON%"=="" set PYTHON=.venv\Scripts\python.exe
 if "%TF_ENABLE_ONEDNN_OPTS%"=="" set TF_ENABLE_ONEDNN_OPTS=1
-set INIT_FLAGS=
-REM Fine-tune from the public SSD-Tensorflow VOC checkpoint when present (its 21-class heads are left out).
-if exist ckpt\pre_trained\ssd_300_vgg.ckpt.index set INIT_FLAGS=--pre_trained_path=ckpt\pre_trained\ssd_300_vgg.ckpt --checkpoint_exclude_scopes=ssd_300_vgg/block4_box/conv_cls,ssd_300_vgg/block7_box/conv_cls,ssd_300_vgg/block8_box/conv_cls,ssd_300_vgg/block9_box/conv_cls,ssd_300_vgg/block10_box/conv_cls,ssd_300_vgg/block11_box/conv_cls
+if "%PRE_TRAINED%"=="" set PRE_TRAINED=ckpt\pre_trained\vgg_16.ckpt
+if not exist "%PRE_TRAINED%.index" if not exist ckpt\fine_tuning\checkpoint (
+  echo error: %PRE_TRAINED%.index not found: put slim's vgg_16.ckpt ^(or any VGG-16 checkpoint in its names^) there, or set PRE_TRAINED 1>&2
+  exit /b 1
+)
 "%PYTHON%" train_ssd_network.py ^
   --train_model_dir=ckpt\fine_tuning ^
   --dataset_dir=Images\tfrecords ^
   --dataset_name=vehicle ^
   --train_or_test=train ^
   --model_name=ssd_vgg_300 ^
-  %INIT_FLAGS% ^
-  --save_summaries_secs=60 ^
-  --save_interval_secs=600 ^
-  --weight_decay=0.0005 ^
+  --pre_trained_path=%PRE_TRAINED% ^
+  --trainable_scopes=ssd_300_vgg/conv4,ssd_300_vgg/conv5,ssd_300_vgg/conv6,ssd_300_vgg/conv7,ssd_300_vgg/block8,ssd_300_vgg/block9,ssd_300_vgg/block10,ssd_300_vgg/block11,ssd_300_vgg/block4_box,ssd_300_vgg/block7_box,ssd_300_vgg/block8_box,ssd_300_vgg/block9_box,ssd_300_vgg/block10_box,ssd_300_vgg/block11_box ^
+  --weights_initializer=he ^
+  --head_init_stddev=0.001 ^
   --optimizer=adam ^
-  --learning_rate=0.001 ^
-  --learning_rate_decay_factor=0.94 ^
-  --batch_size=32 ^
+  --learning_rate=0.0001 ^
+  --warmup_steps=100 ^
+  --learning_rate_decay_type=polynomial ^
+  --end_learning_rate=0.00001 ^
+  --num_epochs_per_decay=0 ^
+  --max_number_of_steps=1600 ^
+  --weight_decay=0.0005 ^
+  --batch_size=8 ^
+  --zoom_out=false ^
+  --photometric_distortion=true ^
+  --precision=bfloat16 ^
   --clone_on_cpu=true ^
   --num_clones=1 ^
+  --save_summaries_secs=60 ^
+  --save_interval_secs=600 ^
   %*

@@ -66,11 +66,12 @@ def _define_flags():
                          **define)
     flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.',
                          **define)
+    cli.define_precision_flag(FLAGS)
     flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h', **define)
 
 
 _define_flags()
-FLAG_GROUPS = (('Model', ('ckpt_path',)),
+FLAG_GROUPS = (('Model', ('ckpt_path', 'precision')),
                ('Input and output', ('image_path', 'output_dir', 'json', 'show')),
                ('Post-processing', ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')))
 
@@ -90,7 +91,7 @@ class Detector(object):
     """One inference graph and session for a checkpoint; ``run(encoded)`` per image."""
 
     def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=0.45, top_k=400,
-                 keep_top_k=200):
+                 keep_top_k=200, precision='float32'):
         self.graph = tf.Graph()
         with self.graph.as_default():
             net, self.info, self.checkpoint = inference.load_model(ckpt_path)
@@ -99,7 +100,8 @@ class Detector(object):
             image.set_shape([None, None, 3])
             inputs = inference.preprocess_for_detection(image, self.info['model_name'])
             detections = inference.detect(net, inputs[None], tf.shape(image)[None, :2],
-                                          select_threshold, nms_threshold, top_k, keep_top_k)
+                                          select_threshold, nms_threshold, top_k, keep_top_k,
+                                          precision=precision)
             self._fetches = {key: detections[key][0] for key in inference.DETECTION_KEYS}
             self._fetches['image'] = image
             self.session = tf.Session(graph=self.graph)
@@ -171,7 +173,7 @@ def main():
         _check_flags()
         paths = detection_io.list_images(FLAGS.image_path)
         detector = Detector(FLAGS.ckpt_path, FLAGS.select_threshold, FLAGS.nms_threshold,
-                            FLAGS.top_k, FLAGS.keep_top_k)
+                            FLAGS.top_k, FLAGS.keep_top_k, FLAGS.precision)
         _make_output_dir(FLAGS.output_dir)
     except (DetectorError, detection_io.ImagePathError, model_info.ModelInfoError) as e:
         print('error: %s' % e, file=sys.stderr)

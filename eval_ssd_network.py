@@ -79,11 +79,12 @@ def _define_flags():
     # Output.
     flags.DEFINE_string('output_dir', os.path.join('output', 'eval'),
                         'Folder for results.json, pr_<class>.png and detections.json.', **define)
+    cli.define_precision_flag(FLAGS)
     flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h', **define)
 
 
 _define_flags()
-FLAG_GROUPS = (('What to evaluate', ('ckpt_path', 'detections_file')),
+FLAG_GROUPS = (('What to evaluate', ('ckpt_path', 'detections_file', 'precision')),
                ('Data', ('dataset_dir', 'dataset_name', 'train_or_test', 'split_name',
                          'batch_size', 'max_num_batches')),
                ('Post-processing (checkpoint only)', ('select_threshold', 'nms_threshold', 'top_k',
@@ -137,8 +138,10 @@ def _batches(session, next_batch, num_batches, description):
 
 
 def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_num_batches=None,
-                        select_threshold=0.01, nms_threshold=0.45, top_k=400, keep_top_k=200):
-    """Runs the model of ``ckpt_path`` over the split ``spec`` (a DatasetSpec).
+                        select_threshold=0.01, nms_threshold=0.45, top_k=400, keep_top_k=200,
+                        precision='float32'):
+    """Runs the model of ``ckpt_path`` over the split ``spec`` (a DatasetSpec), computing in
+    ``precision``.
 
     Returns ``(metric, detections, info, checkpoint_prefix)``: the filled ``VOCMetric``, the
     detections per image (detections-file entries, pixel boxes), model_info and the checkpoint.
@@ -152,7 +155,8 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_num_batches=None,
         batch = tf.data.make_one_shot_iterator(
             _batched_ground_truth(spec, batch_size, with_images=True)).get_next()
         detections = inference.detect(net, batch['inputs'], batch['shape'][:, :2],
-                                      select_threshold, nms_threshold, top_k, keep_top_k)
+                                      select_threshold, nms_threshold, top_k, keep_top_k,
+                                      precision=precision)
         fetches = {key: batch[key] for key in _GROUND_TRUTH_KEYS + ('num_objects',)}
         fetches.update({key: detections[key] for key in inference.DETECTION_KEYS})
         metric = voc_metric.VOCMetric(spec.class_names)
@@ -280,8 +284,10 @@ def _run(split_name):
     else:
         metric, entries, _, prefix = evaluate_checkpoint(
             FLAGS.ckpt_path, spec, FLAGS.batch_size, FLAGS.max_num_batches,
-            FLAGS.select_threshold, FLAGS.nms_threshold, FLAGS.top_k, FLAGS.keep_top_k)
-        settings.update(checkpoint=prefix, select_threshold=FLAGS.select_threshold,
+            FLAGS.select_threshold, FLAGS.nms_threshold, FLAGS.top_k, FLAGS.keep_top_k,
+            FLAGS.precision)
+        settings.update(checkpoint=prefix, precision=FLAGS.precision,
+                        select_threshold=FLAGS.select_threshold,
                         nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k,
                         keep_top_k=FLAGS.keep_top_k)
         voc_metric.write_detections_file(os.path.join(FLAGS.output_dir, DETECTIONS_JSON), entries,

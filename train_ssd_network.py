@@ -84,7 +84,8 @@ flags.DEFINE_float('learning_rate_decay_factor', 0.94, 'Exponential decay factor
 flags.DEFINE_integer('warmup_steps', 0, 'Steps of linear learning-rate warm-up from 0 (fine-tuning '
                      'from VGG-16: the fresh layers\' first updates are large).')
 flags.DEFINE_float('num_epochs_per_decay', 2.0,
-                   'Epochs per exponential decay period / until the polynomial end rate.')
+                   'Epochs per exponential decay period / until the polynomial end rate; 0 with '
+                   'the polynomial decay: it ends at --max_number_of_steps.')
 flags.DEFINE_integer('max_number_of_steps', None, 'Stop at this global step (None: never).')
 flags.DEFINE_float('momentum', 0.9, 'Momentum of the momentum optimizer.')
 flags.DEFINE_float('rmsprop_decay', 0.9, 'Decay of RMSProp.')
@@ -200,6 +201,11 @@ def check_flags(f):
         raise TrainError('--head_init_stddev=%g must be >= 0' % f.head_init_stddev)
     if f.precision not in PRECISIONS:
         raise TrainError('--precision=%s must be one of %s' % (f.precision, ', '.join(PRECISIONS)))
+    if f.num_epochs_per_decay < 0 or (f.num_epochs_per_decay == 0 and not (
+            f.learning_rate_decay_type == 'polynomial' and f.max_number_of_steps)):
+        raise TrainError('--num_epochs_per_decay=%g must be > 0 (or 0 with '
+                         '--learning_rate_decay_type=polynomial and --max_number_of_steps)'
+                         % f.num_epochs_per_decay)
     if f.max_number_of_steps is not None and f.max_number_of_steps < 1:
         raise TrainError('--max_number_of_steps=%d must be >= 1' % f.max_number_of_steps)
 
@@ -287,6 +293,13 @@ def initializer_scope(name, head_init_stddev=0.0):
             yield scope
 
 
+def decay_steps_of(f, num_samples):
+    """Steps per learning-rate decay period (exponential) or to the end rate (polynomial)."""
+    if f.num_epochs_per_decay == 0:
+        return f.max_number_of_steps
+    return int(num_samples / f.batch_size * f.num_epochs_per_decay) or 1
+
+
 def build_training_graph(f, net, spec, config, global_step):
     """Input pipeline, clones, losses, LR, optimizer and train op; returns a dict of handles."""
     anchors = net.anchors(net.params.img_shape)
@@ -309,7 +322,7 @@ def build_training_graph(f, net, spec, config, global_step):
     update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, clones[0].scope)
 
     with tf.device(config.optimizer_device()):
-        decay_steps = int(spec.num_samples / f.batch_size * f.num_epochs_per_decay) or 1
+        decay_steps = decay_steps_of(f, spec.num_samples)
         learning_rate = train_tools.configure_learning_rate(
             f.learning_rate_decay_type, f.learning_rate, global_step, decay_steps=decay_steps,
             decay_factor=f.learning_rate_decay_factor, end_learning_rate=f.end_learning_rate,

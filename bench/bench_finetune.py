@@ -44,6 +44,7 @@ RECIPE = [
     '--head_init_stddev=0.001',                   # ... and the heads predict ~nothing at first
     '--optimizer=adam', '--learning_rate=0.0001', '--warmup_steps=100',
     '--learning_rate_decay_type=polynomial', '--end_learning_rate=0.00001',
+    '--num_epochs_per_decay=0',                   # the decay ends at --max_number_of_steps
     '--weight_decay=0.0005', '--batch_size=%d' % BATCH_SIZE,
     '--zoom_out=false', '--photometric_distortion=true',
     '--precision=bfloat16',
@@ -105,8 +106,6 @@ def save_progress(path, progress):
 def train(tfrecords_dir, train_dir, progress_path):
     """Runs (or resumes) the trainer; returns the global step of the newest checkpoint."""
     progress = load_progress(progress_path)
-    with open(os.path.join(tfrecords_dir, 'dataset_description.json')) as f:
-        num_train = json.load(f)['splits']['train']['num_samples']
     start_step = latest_step(train_dir)
     if start_step >= FLAGS.max_number_of_steps:
         log('training already finished at step %d' % start_step)
@@ -115,8 +114,6 @@ def train(tfrecords_dir, train_dir, progress_path):
                '--dataset_dir=%s' % tfrecords_dir, '--dataset_name=vehicle',
                '--train_or_test=train', '--pre_trained_path=%s' % FLAGS.pre_trained_path,
                '--max_number_of_steps=%d' % FLAGS.max_number_of_steps,
-               # Polynomial decay ends at the last step: epochs = steps * batch / images.
-               '--num_epochs_per_decay=%g' % (FLAGS.max_number_of_steps * BATCH_SIZE / num_train),
                '--clone_on_cpu', '--log_every_n_steps=10', '--save_interval_secs=600',
                '--save_summaries_secs=300'] + RECIPE
     env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1'),

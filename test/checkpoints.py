@@ -13,19 +13,33 @@ CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
 WIDTH = 0.125
 
 
-def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0):
-    """Saves a randomly initialised SSD as ``<directory>/model.ckpt-<step>`` with model_info.json
-    (vehicle classes, then ``class6``...). Returns the checkpoint prefix.
+def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0,
+                    train_on=None):
+    """Saves an SSD as ``<directory>/model.ckpt-<step>`` with model_info.json (vehicle classes,
+    then ``class6``...). Returns the checkpoint prefix.
+
+    The weights are random, or with ``train_on=(image float32 [300, 300, 3] VGG-whitened,
+    labels [N], boxes [N, 4] normalised)`` trained ``step`` Adam steps on that one image, so
+    that it detects those boxes confidently.
     """
     with tf.Graph().as_default():
         tf.set_random_seed(seed)
         net = nets_factory.build_network('ssd_vgg_300', num_classes, width_multiplier=width_multiplier)
+        image = tf.zeros([1, 300, 300, 3]) if train_on is None else tf.constant(train_on[0][None])
         with inference.slim.arg_scope(net.arg_scope()):
-            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
+            _, localisations, logits, _ = net.net(image, is_training=False)
+        train = None
+        if train_on is not None:
+            targets = net.bboxes_encode(tf.constant(train_on[1]), tf.constant(train_on[2]),
+                                        net.anchors())
+            loss = net.losses(logits, localisations, *[[t[None] for t in ts] for ts in targets])
+            train = tf.train.AdamOptimizer(4e-3).minimize(loss)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
-            prefix = tf.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'),
-                                           global_step=step)
+            for _ in range(step if train is not None else 0):
+                sess.run(train)
+            saver = tf.train.Saver(inference.slim.get_model_variables())
+            prefix = saver.save(sess, os.path.join(directory, 'model.ckpt'), global_step=step)
     model_info.write_model_info(directory, model_name='ssd_vgg_300', num_classes=num_classes,
                                 class_names=class_names_for(num_classes),
                                 width_multiplier=width_multiplier, dataset_name='vehicle',

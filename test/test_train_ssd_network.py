@@ -158,7 +158,8 @@ def _flags(**overrides):
     values = dict(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4, num_clones=1,
                   num_classes=None, width_multiplier=1.0, data_format='NHWC',
                   max_number_of_steps=None, weights_initializer='network', precision='float32',
-                  head_init_stddev=0.0)
+                  head_init_stddev=0.0, num_epochs_per_decay=2.0,
+                  learning_rate_decay_type='exponential')
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
@@ -170,6 +171,11 @@ def _flags(**overrides):
     (dict(num_classes=1), '--num_classes=1 must be >= 2'),
     (dict(data_format='NCWH'), '--data_format=NCWH'),
     (dict(weights_initializer='glorot'), '--weights_initializer=glorot must be one of he, network'),
+    (dict(num_epochs_per_decay=0), '--num_epochs_per_decay=0 must be > 0 (or 0 with'),
+    (dict(num_epochs_per_decay=0, learning_rate_decay_type='polynomial'),
+     '--num_epochs_per_decay=0 must be > 0'),
+    (dict(head_init_stddev=-1), '--head_init_stddev=-1 must be >= 0'),
+    (dict(precision='float16'), '--precision=float16 must be one of float32, bfloat16'),
 ])
 def test_bad_flags_are_named(overrides, message):
     with pytest.raises(train_ssd_network.TrainError, match=re.escape(message)):
@@ -227,3 +233,11 @@ def test_head_init_stddev_sets_only_the_box_heads():
     # Truncated at 2 std, the normal's std shrinks to 0.88 of its parameter.
     assert head.std() == pytest.approx(0.00088, rel=0.05) and np.abs(head).max() <= 0.002
     assert conv6.std() == pytest.approx((2.0 / (3 * 3 * 128)) ** 0.5, rel=0.1)   # He kept below
+
+
+def test_polynomial_decay_over_the_whole_run():
+    flags = _flags(num_epochs_per_decay=0, learning_rate_decay_type='polynomial',
+                   max_number_of_steps=1600, batch_size=8)
+    train_ssd_network.check_flags(flags)
+    assert train_ssd_network.decay_steps_of(flags, 565) == 1600
+    assert train_ssd_network.decay_steps_of(_flags(batch_size=8), 565) == 141   # 2 epochs

@@ -8,6 +8,8 @@ graph can be exported for TF Serving.
 Boxes are ``[ymin, xmin, ymax, xmax]``; the pixel frame is continuous and 0-based, so a box
 normalised to the image maps to pixels by multiplying by ``(H, W, H, W)``.
 """
+import contextlib
+
 import tensorflow.compat.v1 as tf
 
 from nets import nets_factory
@@ -17,6 +19,7 @@ from utils import slim_compat
 
 slim = slim_compat.import_slim()
 
+PRECISIONS = ('float32', 'bfloat16')
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes', 'num_detections')
 # The layer whose output channels are num_anchors * num_classes: the class count a checkpoint
 # was trained with can be read from its shape.
@@ -50,21 +53,61 @@ def preprocess_for_detection(image, model_name='ssd_vgg_300'):
     return preprocess(image, None, None, is_training=False)[0]
 
 
+@contextlib.contextmanager
+def compute_precision(precision):
+    """Variable scope in which layers compute in ``precision`` while their variables stay float32.
+
+    Variables asked for in bfloat16 (slim creates them in the input's dtype) are made float32,
+    so checkpoints of either precision are the same, and read through a cast in the graph: a
+    bfloat16 graph needs no session option, which is what TF Serving runs.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError('precision must be one of %s, got %r' % (', '.join(PRECISIONS), precision))
+    if precision == 'float32':
+        yield
+        return
+
+    def float32_variables(getter, name, *args, dtype=None, **kwargs):
+        variable = getter(name, *args, dtype=tf.float32, **kwargs)
+        return tf.cast(variable, tf.bfloat16) if dtype == tf.bfloat16 else variable
+
+    with tf.variable_scope(tf.get_variable_scope(), custom_getter=float32_variables,
+                           auxiliary_name_scope=False):
+        yield
+
+
+def network_outputs(net, images, precision='float32', reuse=None):
+    """``(predictions, localisations)`` of the network, float32, computed in ``precision``.
+
+    In bfloat16 the softmax runs on float32 logits: 8 bits of mantissa would round scores.
+    """
+    with slim.arg_scope(net.arg_scope(data_format='NHWC')):
+        with compute_precision(precision):
+            predictions, localisations, logits, _ = net.net(
+                tf.cast(images, tf.as_dtype(precision)), is_training=False, reuse=reuse)
+    if precision == 'float32':
+        return predictions, localisations
+    with tf.name_scope('to_float32'):
+        return ([tf.nn.softmax(tf.cast(l, tf.float32)) for l in logits],
+                [tf.cast(l, tf.float32) for l in localisations])
+
+
 def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=0.45, top_k=400,
-           keep_top_k=200, reuse=None):
+           keep_top_k=200, reuse=None, precision='float32'):
     """Runs the network and post-processing on a batch of preprocessed images.
 
     Args:
       images: float32 ``[B, 300, 300, 3]`` from ``preprocess_for_detection``.
       image_shapes: int32 ``[B, 2]``, each original image's ``(height, width)``.
       reuse: True to share the variables of an earlier ``detect`` call in the same graph.
+      precision: ``float32`` or ``bfloat16`` (the network's compute; inputs, outputs and
+        variables stay float32).
     Returns a dict: ``detection_boxes [B, K, 4]`` float32 in pixels of each original image,
     ``detection_scores [B, K]``, ``detection_classes [B, K]`` int64, ``num_detections [B]``
     int32 (rows past it are zero; sorted by score), and ``predictions``/``localisations``: the
     raw per-layer network outputs (``[B, H_i, W_i, A_i, C]`` / ``[B, H_i, W_i, A_i, 4]``).
     """
-    with slim.arg_scope(net.arg_scope(data_format='NHWC')):
-        predictions, localisations, _, _ = net.net(images, is_training=False, reuse=reuse)
+    predictions, localisations = network_outputs(net, images, precision, reuse)
     with tf.name_scope('detections'):
         detections = net.detected_bboxes(predictions, localisations,
                                          select_threshold=select_threshold,
