@@ -364,6 +364,9 @@ def session_config(f):
     if f.precision == 'bfloat16':
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
+        if os.environ.get('TF_ENABLE_ONEDNN_OPTS') != '1':
+            print('warning: --precision=bfloat16 trains through oneDNN\'s bfloat16 rewrite: set '
+                  'TF_ENABLE_ONEDNN_OPTS=1 (command.sh does), or it may run in float32', flush=True)
     return config
 
 

@@ -1,7 +1,7 @@
 """Network benchmarks: SSD-VGG300 forward pass (full width, batch 1 and 8), target encoding and
 post-processing (TF graph and NumPy) per image. Prints `[figure]` lines (medians of several runs).
 
-    python bench/bench_network.py [--repeats=5] [--num_classes=21]
+    python bench/bench_network.py [--repeats=5] [--num_classes=21] [--precision=both]
 Targets on the 2-core CPU machine: forward >= 3 images/s at batch 8, encoding < 5 ms/image,
 post-processing < 10 ms/image. TensorFlow leaves its oneDNN kernels off on some CPUs (e.g. AMD);
 `TF_ENABLE_ONEDNN_OPTS=1 python bench/bench_network.py` measures with them on.
@@ -16,31 +16,35 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from bench import common  # noqa: E402
 from nets import nets_factory, np_postprocess  # noqa: E402
+from utils import inference  # noqa: E402
 from utils import slim_compat  # noqa: E402
 
 slim = slim_compat.import_slim()
 flags = tf.app.flags
 flags.DEFINE_integer('repeats', 5, 'Timed runs per figure (the median is reported).')
 flags.DEFINE_integer('num_classes', 21, 'Classes including background (21 = Pascal VOC).')
+flags.DEFINE_string('precision', 'both', 'Forward-pass precision: float32, bfloat16 or both.')
 flags.DEFINE_integer('boxes_per_image', 8, 'Ground-truth boxes per image for the encoding benchmark.')
 FLAGS = flags.FLAGS
 
 
-def bench_forward(net, batch_sizes=(1, 8)):
-    """Full-width forward pass images/s (network outputs only, no post-processing)."""
+def bench_forward(net, precision, batch_sizes=(1, 8)):
+    """Full-width forward pass in ``precision`` (network outputs as float32, no post-processing):
+    seconds per batch and images/s, through the detector's own ``inference.network_outputs``."""
     with tf.Graph().as_default():
         images = tf.placeholder(tf.float32, [None, 300, 300, 3])
-        with slim.arg_scope(net.arg_scope()):
-            predictions, localisations, _, _ = net.net(images, is_training=False)
+        outputs = inference.network_outputs(net, images, precision)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             for batch in batch_sizes:
                 feed = {images: np.random.RandomState(0).randn(batch, 300, 300, 3).astype(np.float32)}
-                seconds = common.median_seconds(lambda: sess.run([predictions, localisations], feed),
+                seconds = common.median_seconds(lambda: sess.run(outputs, feed),
                                                 repeats=FLAGS.repeats)
-                common.report('forward_full_width_batch%d' % batch, batch / seconds, 'images/s',
-                              'SSD-VGG300, width 1.0, %d classes, TF_ENABLE_ONEDNN_OPTS=%s'
-                              % (FLAGS.num_classes, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')))
+                note = 'SSD-VGG300, width 1.0, %d classes, %s, TF_ENABLE_ONEDNN_OPTS=%s' % (
+                    FLAGS.num_classes, precision, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))
+                common.report('forward_%s_batch%d' % (precision, batch), seconds, 's/batch', note)
+                common.report('forward_%s_batch%d_images_per_s' % (precision, batch),
+                              batch / seconds, 'images/s', note)
 
 
 def bench_encode(net, anchors):
@@ -98,7 +102,8 @@ def main(_):
     bench_encode(net, anchors)
     bench_postprocess(net, anchors, select_threshold=0.01)   # training/eval default, worst case
     bench_postprocess(net, anchors, select_threshold=0.5)    # the detector's default
-    bench_forward(net)
+    for precision in inference.PRECISIONS if FLAGS.precision == 'both' else [FLAGS.precision]:
+        bench_forward(net, precision)
 
 
 if __name__ == '__main__':

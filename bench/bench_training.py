@@ -3,6 +3,7 @@ images/s with training augmentation (decode, SSD crops/flip/colour, resize, anch
 
     python bench/bench_training.py                       # generated sample data, batch 8
     python bench/bench_training.py --dataset_dir=Images/tfrecords --batch_size=8 --repeats=5
+    python bench/bench_training.py --precision=bfloat16   # one precision (default: both)
 
 Any flag of train_ssd_network.py applies (--width_multiplier, --num_clones, --optimizer, ...).
 Prints the median of ``--repeats`` timed runs of ``--steps_per_repeat`` steps each.
@@ -74,17 +75,24 @@ def main(_):
     from nets import nets_factory
     net = nets_factory.build_network(f.model_name, f.num_classes or spec.num_classes,
                                      f.width_multiplier)
-    note = 'width %g, batch %d, %d clone(s), %s' % (f.width_multiplier, f.batch_size,
-                                                   f.num_clones, f.optimizer)
     pipeline = _time_pipeline(f, spec, net, config)
     common.report('input_pipeline_images_per_s', f.batch_size / pipeline, 'images/s',
                   'training augmentation + anchor encoding, %d parallel calls'
                   % f.num_preprocessing_threads)
-    step = _time_training(f, spec, net, config)
-    common.report('training_images_per_s', f.batch_size / step, 'images/s', note)
-    common.report('training_seconds_per_image', step / f.batch_size, 's/image', note)
-    common.report('pipeline_to_training_ratio', step / pipeline, 'x', 'target >= 5')
-    common.report('training_peak_memory', common.peak_memory_mb(), 'MiB', note)
+    # Both precisions unless --precision is given.
+    precisions = [f.precision] if f['precision'].present else list(train_ssd_network.PRECISIONS)
+    for precision in precisions:
+        f.precision = precision
+        note = 'width %g, batch %d, %d clone(s), %s, %s' % (
+            f.width_multiplier, f.batch_size, f.num_clones, f.optimizer, precision)
+        step = _time_training(f, spec, net, config)
+        common.report('training_%s_seconds_per_step' % precision, step, 's/step', note)
+        common.report('training_%s_images_per_s' % precision, f.batch_size / step, 'images/s',
+                      note)
+        common.report('pipeline_to_training_ratio_%s' % precision, step / pipeline, 'x',
+                      'target >= 5')
+    common.report('training_peak_memory', common.peak_memory_mb(), 'MiB',
+                  'both precisions, one process')
     return 0
 
 

@@ -3,6 +3,10 @@
 Each benchmark is a script under bench/ that prints its figures through ``bench.common.report``;
 this collects them into one markdown table with the machine and the date. A benchmark that fails
 is listed as failed in the report and makes the exit status non-zero.
+
+Two cores shared with anything else make figures up to 2x wrong, so it refuses to start while
+the 1-minute load average is above ``MAX_LOAD`` (``--force`` overrides), and records the load
+at the start of each benchmark beside its figures.
 """
 import argparse
 import datetime
@@ -17,6 +21,7 @@ sys.path.insert(0, REPO_ROOT)
 from bench import common  # noqa: E402
 from bench.common import FIGURE_PREFIX  # noqa: E402
 
+MAX_LOAD = 0.5
 # (script, arguments, what it measures) in the order of the pipeline.
 BENCHMARKS = (
     ('bench_data.py', [], 'conversion and input pipeline (shared VOC subset)'),
@@ -60,24 +65,34 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output', default=os.path.join(REPO_ROOT, 'bench', 'REPORT.md'))
     parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py)')
+    parser.add_argument('--force', action='store_true',
+                        help='write the report even though the machine is busy')
     options = parser.parse_args()
+    load = os.getloadavg()[0]
+    if load > MAX_LOAD and not options.force:
+        print('error: the 1-minute load average is %.2f (> %.1f): something else is running, and '
+              'its figures would be wrong; wait for a quiet machine or pass --force'
+              % (load, MAX_LOAD), file=sys.stderr)
+        return 1
 
     lines = ['# Benchmark report', '',
              '- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
              '- Machine: %s' % machine_description(),
              '- Command: `python bench/run_all.py`', '',
-             '| benchmark | figure | value | unit | note |', '|---|---|---|---|---|']
+             '| benchmark | figure | value | unit | note | load at start |',
+             '|---|---|---|---|---|---|']
     failed = []
     for script, args, _ in BENCHMARKS:
         if options.only and script not in options.only:
             continue
+        load = '%.2f' % os.getloadavg()[0]
         figures, seconds, ok = run_benchmark(script, args)
         if not ok:
             failed.append(script)
-            lines.append('| %s | **failed** (see its output) | | | |' % script)
+            lines.append('| %s | **failed** (see its output) | | | | %s |' % (script, load))
         for name, value, unit, note in figures:
-            lines.append('| %s | %s | %s | %s | %s |' % (script, name, value, unit, note))
-        lines.append('| %s | benchmark wall time | %.0f | s | |' % (script, seconds))
+            lines.append('| %s | %s | %s | %s | %s | %s |' % (script, name, value, unit, note, load))
+        lines.append('| %s | benchmark wall time | %.0f | s | | %s |' % (script, seconds, load))
         # Written after every benchmark, so an interrupted run still leaves its figures; the
         # sections that long benchmarks (bench_finetune.py) write themselves are kept.
         common.write_report(options.output, '\n'.join(lines),
