@@ -1,0 +1,163 @@
+"""Request batching as TF Serving's ``--enable_batching``: concurrent requests share session runs.
+
+A ``BatchScheduler`` sits in front of one servable's session. ``run(key, inputs)`` queues a
+request and blocks until its rows come back. One thread per scheduler takes the oldest request,
+then waits at most ``batch_timeout_micros`` for more requests of the same ``key`` (signature and
+outputs) until ``max_batch_size`` rows are queued, concatenates their inputs along axis 0, runs
+them once and hands each request its slice of every output. A request with more rows than
+``max_batch_size`` runs alone. Failures of a batched run go to every request in it.
+
+Parameters come from TF Serving's ``--batching_parameters_file`` text format::
+
+    max_batch_size { value: 8 }
+    batch_timeout_micros { value: 5000 }
+
+(``num_batch_threads``: session runs at once; ``max_enqueued_batches``: beyond that many
+batches waiting, requests are refused with ``QueueFullError``.) Batching pays where a
+batch of N costs less than N single runs: on this 2-core CPU, the bfloat16 export
+(bench/bench_serving.py measures it).
+"""
+import collections
+import re
+import threading
+import time
+
+import numpy as np
+
+BatchingParameters = collections.namedtuple(
+    'BatchingParameters', 'max_batch_size batch_timeout_micros num_batch_threads '
+                          'max_enqueued_batches')
+DEFAULT_PARAMETERS = BatchingParameters(max_batch_size=8, batch_timeout_micros=5000,
+                                        num_batch_threads=1, max_enqueued_batches=100)
+_FIELD = re.compile(r'(\w+)\s*\{\s*value\s*:\s*(-?\d+)\s*\}')
+
+
+class BatchingConfigError(ValueError):
+    """A batching parameters file that cannot be used (the message names file and field)."""
+
+
+class QueueFullError(RuntimeError):
+    """More than ``max_enqueued_batches`` batches are waiting (TF Serving answers UNAVAILABLE)."""
+
+
+def parse_batching_parameters(text, source='--batching_parameters_file'):
+    """TF Serving's BatchingParameters text proto → ``BatchingParameters`` (defaults for the
+    fields it leaves out); every value must be a positive integer."""
+    values = {}
+    for name, number in _FIELD.findall(text):
+        if name not in BatchingParameters._fields:
+            raise BatchingConfigError('%s: unknown field %r (known: %s)' % (
+                source, name, ', '.join(BatchingParameters._fields)))
+        if int(number) < 1:
+            raise BatchingConfigError('%s: %s must be >= 1, got %s' % (source, name, number))
+        values[name] = int(number)
+    leftover = _FIELD.sub('', re.sub(r'#.*', '', text)).strip()
+    if leftover:
+        raise BatchingConfigError('%s: cannot parse %r (expected lines like '
+                                  '"max_batch_size { value: 8 }")' % (source, leftover[:40]))
+    return DEFAULT_PARAMETERS._replace(**values)
+
+
+class _Request(object):
+    def __init__(self, key, inputs):
+        self.key = key
+        self.inputs = inputs
+        self.rows = len(next(iter(inputs.values())))
+        self.done = threading.Event()
+        self.outputs = None
+        self.error = None
+
+
+class BatchScheduler(object):
+    """Batches ``run_fn(key, inputs) -> outputs`` calls made from many threads.
+
+    ``run_fn`` takes a dict alias -> array whose first axis is the batch, and returns a dict
+    alias -> array with the same first axis. Requests of one ``key`` must have arrays of equal
+    trailing shapes (the signature guarantees it for fixed shapes; strings always concatenate).
+    """
+
+    def __init__(self, run_fn, parameters=DEFAULT_PARAMETERS):
+        self._run_fn = run_fn
+        self.parameters = parameters
+        self._queue = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.batch_sizes = []   # rows of every session run, for tests and logs
+        self._threads = [threading.Thread(target=self._loop, name='batching-%d' % i, daemon=True)
+                         for i in range(parameters.num_batch_threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def run(self, key, inputs):
+        """Queues one request and returns its outputs (or raises what its batch raised)."""
+        request = _Request(key, inputs)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError('the batch scheduler is closed')
+            limit = self.parameters.max_enqueued_batches * self.parameters.max_batch_size
+            if len(self._queue) >= limit:
+                raise QueueFullError('the batching queue is full (%d requests waiting; '
+                                     'max_enqueued_batches %d)' % (
+                                         len(self._queue), self.parameters.max_enqueued_batches))
+            self._queue.append(request)
+            self._cond.notify_all()
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.outputs
+
+    def _take_batch(self):
+        """The next batch (a list of requests of one key), or None once closed and drained."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._queue or self._closed)
+            if not self._queue:
+                return None
+            first = self._queue.popleft()
+            batch, rows = [first], first.rows
+            deadline = time.monotonic() + self.parameters.batch_timeout_micros / 1e6
+            while rows < self.parameters.max_batch_size:
+                for request in [r for r in self._queue if r.key == first.key]:
+                    if rows + request.rows <= self.parameters.max_batch_size:
+                        self._queue.remove(request)
+                        batch.append(request)
+                        rows += request.rows
+                remaining = deadline - time.monotonic()
+                if rows >= self.parameters.max_batch_size or remaining <= 0 or self._closed:
+                    break
+                self._cond.wait(remaining)
+            return batch
+
+    def _loop(self):
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _execute(self, batch):
+        try:
+            if len(batch) == 1:
+                batch[0].outputs = self._run_fn(batch[0].key, batch[0].inputs)
+            else:
+                inputs = {alias: np.concatenate([r.inputs[alias] for r in batch], axis=0)
+                          for alias in batch[0].inputs}
+                outputs = self._run_fn(batch[0].key, inputs)
+                start = 0
+                for request in batch:
+                    stop = start + request.rows
+                    request.outputs = {alias: value[start:stop] for alias, value in outputs.items()}
+                    start = stop
+            self.batch_sizes.append(sum(r.rows for r in batch))
+        except Exception as error:  # every request of the batch gets the batch's failure
+            for request in batch:
+                request.error = error
+        for request in batch:
+            request.done.set()
+
+    def close(self):
+        """Runs what is queued, then stops the threads."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
