@@ -266,3 +266,40 @@ def test_bad_checkpoint_path_leaves_no_folder(export_case, tmp_path):
                        % re.escape(prefix)):
         export.export(prefix + '.index', str(tmp_path), 'ssd')
     assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.fixture(scope='module')
+def bfloat16_export(export_case):
+    import export_saved_model
+    prefix, export_dir, _, _ = export_case
+    return export_saved_model.export(prefix, export_dir, 'ssd_bf16', None,
+                                     select_threshold=SELECT_THRESHOLD, keep_top_k=KEEP_TOP_K,
+                                     precision='bfloat16')
+
+
+def test_bfloat16_export_keeps_the_signatures_and_computes_in_bfloat16(export_case,
+                                                                       bfloat16_export):
+    from tensorflow.core.protobuf import saved_model_pb2
+    assert _cli_signatures(bfloat16_export) == _cli_signatures(export_case[2])
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(bfloat16_export, 'saved_model.pb'), 'rb') as f:
+        saved.ParseFromString(f.read())
+    convs = [node for node in saved.meta_graphs[0].graph_def.node if node.op == 'Conv2D']
+    assert convs and {node.attr['T'].type for node in convs} == {14}   # DT_BFLOAT16
+    # Variables are saved in float32, as in the checkpoint.
+    import tensorflow.compat.v1 as tf
+    reader = tf.train.load_checkpoint(os.path.join(bfloat16_export, 'variables', 'variables'))
+    assert set(reader.get_variable_to_dtype_map().values()) == {tf.float32}
+
+
+def test_bfloat16_export_agrees_with_float32(export_case, bfloat16_export):
+    _, _, version_dir, image_paths = export_case
+    image = np.random.RandomState(0).uniform(-120., 130., (300, 300, 3)).astype(np.float32)
+    full = run_signature(version_dir, 'detected_model', {'images': image})
+    half = run_signature(bfloat16_export, 'detected_model', {'images': image})
+    worst = max(np.abs(full['predict%d' % i] - half['predict%d' % i]).max() for i in range(6))
+    assert 0 < worst < 0.05, worst
+    encoded = [open(path, 'rb').read() for path in image_paths]
+    served = run_signature(bfloat16_export, 'serving_default', {'encoded_image': encoded})
+    assert served['detection_boxes'].dtype == np.float32
+    assert served['num_detections'].shape == (2,)
