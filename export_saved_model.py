@@ -8,15 +8,18 @@ that share the variables:
 - ``detected_model``: the raw network on one preprocessed image, input ``images`` float32
   ``[300, 300, 3]`` (RGB minus the VGG means), outputs ``predict0..5`` ``[1, H_i, W_i, A_i, C]``
   and ``local0..5`` ``[1, H_i, W_i, A_i, 4]``.
-- ``serving_default``: input ``encoded_image`` string ``[-1]`` (JPEG or PNG bytes, any size),
-  outputs ``detection_boxes`` float32 ``[-1, K, 4]`` (``[ymin, xmin, ymax, xmax]`` in pixels of
-  each input image), ``detection_scores`` ``[-1, K]``, ``detection_classes`` int64 ``[-1, K]``,
+- ``serving_default``: input ``encoded_image`` string ``[-1]`` (JPEG or PNG bytes, any size up
+  to ``--max_image_pixels``: larger images are refused with InvalidArgument before they are
+  decoded, from the size their header declares), outputs ``detection_boxes`` float32
+  ``[-1, K, 4]`` (``[ymin, xmin, ymax, xmax]`` in pixels of each input image),
+  ``detection_scores`` ``[-1, K]``, ``detection_classes`` int64 ``[-1, K]``,
   ``num_detections`` int32 ``[-1]``; rows past ``num_detections`` are zero.
 plus ``assets.extra/model_info.json`` (class names for clients). ``--precision=bfloat16`` makes
 the graph itself compute in bfloat16 (faster on CPUs with AVX512_BF16/AMX, for TF Serving too);
 the signatures are the same. The version is written into a
 temporary sibling folder with a non-integer name (servers ignore those) and renamed when complete.
 """
+import functools
 import os
 import shutil
 import sys
@@ -25,7 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
+from serving.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import image_header  # noqa: E402
 from utils import inference  # noqa: E402
 from utils import model_info as model_info_lib  # noqa: E402
 
@@ -42,11 +47,12 @@ class ExportError(ValueError):
 
 
 def existing_versions(model_dir):
-    """Sorted integer versions present in ``model_dir`` (other folder names are ignored)."""
+    """Sorted versions present in ``model_dir`` (folders that are not versions are ignored)."""
     if not os.path.isdir(model_dir):
         return []
-    return sorted(int(name) for name in os.listdir(model_dir)
-                  if name.isdigit() and os.path.isdir(os.path.join(model_dir, name)))
+    versions = {name: parse_version(name) for name in os.listdir(model_dir)}
+    return sorted(version for name, version in versions.items()
+                  if version is not None and os.path.isdir(os.path.join(model_dir, name)))
 
 
 def choose_version(model_dir, requested=None, overwrite=False):
@@ -57,8 +63,8 @@ def choose_version(model_dir, requested=None, overwrite=False):
     if requested is None:
         versions = existing_versions(model_dir)
         return versions[-1] + 1 if versions else 1
-    if requested < 1:
-        raise ExportError('--model_version must be a positive integer, got %d' % requested)
+    if not 1 <= requested <= MAX_VERSION:
+        raise ExportError('--model_version must be a positive int64, got %d' % requested)
     if os.path.exists(os.path.join(model_dir, str(requested))) and not overwrite:
         raise ExportError('version %d already exists in %s: pass --overwrite to replace it, or '
                           'omit --model_version to write version %d'
@@ -74,20 +80,66 @@ def forbidden_ops(graph_def):
     return sorted(ops & FORBIDDEN_OPS)
 
 
+def _header_size(encoded):
+    """int64 ``[height, width]`` an encoded image declares in its header, read without decoding:
+    JPEG (``extract_jpeg_shape``), PNG (IHDR), GIF (screen), BMP (info header); ``[0, 0]`` for
+    other formats."""
+    head = tf.strings.join([tf.strings.substr(encoded, 0, 32), b'\0' * 32])  # 32 bytes at least
+    head = tf.cast(tf.io.decode_raw(head, tf.uint8)[:32], tf.int64)
+
+    def number(offset, size, big_endian):
+        weights = [256 ** (size - 1 - i if big_endian else i) for i in range(size)]
+        return tf.reduce_sum(head[offset:offset + size] * tf.constant(weights, tf.int64))
+
+    def magnitude(value):  # of an int32; BMP stores a negative height for top-down rows
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
+
+    def starts_with(magic):
+        return tf.equal(tf.strings.substr(encoded, 0, len(magic)), magic)
+
+    size = tf.zeros([2], tf.int64)
+    for magic, height, width in (
+            (b'\x89PNG\r\n\x1a\n', number(20, 4, True), number(16, 4, True)),
+            (b'GIF8', number(8, 2, False), number(6, 2, False)),
+            (b'BM', magnitude(number(22, 4, False)), magnitude(number(18, 4, False)))):
+        size = tf.where(starts_with(magic), tf.stack([height, width]), size)
+    return tf.cond(starts_with(b'\xff\xd8\xff'),
+                   lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64),
+                   lambda: size)
+
+
+def _assert_pixels(size, max_image_pixels, when):
+    """An Assert op (InvalidArgument) refusing ``size`` ``[height, width]`` above
+    ``max_image_pixels`` pixels; ``when`` says where the size was read."""
+    size = tf.cast(size, tf.int64)
+    message = tf.strings.format(
+        'encoded_image: image of {}x{} pixels (%s) exceeds the limit of %d pixels (%s)'
+        % (when, max_image_pixels, image_header.PIXELS_FLAG), [size[1], size[0]])
+    pixels = tf.cast(size[0], tf.float64) * tf.cast(size[1], tf.float64)  # no int64 overflow
+    return tf.debugging.Assert(pixels <= max_image_pixels, [message])
+
+
 @tf.autograph.experimental.do_not_convert
-def _decode_and_preprocess(encoded):
+def _decode_and_preprocess(encoded, max_image_pixels):
     """One encoded image → (network input float32 [300, 300, 3], original (height, width) int32).
 
+    An image above ``max_image_pixels`` is refused from its header before it is decoded, or
+    (formats whose header is not read, e.g. WebP) once decoded, before it is resized.
     Built as plain graph code: autograph (map_fn's default) would rewrite the Python of the
     preprocessing module, which is written for graph mode, not for it.
     """
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    header_check = _assert_pixels(_header_size(encoded), max_image_pixels, 'from its header')
+    with tf.control_dependencies([header_check]):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
+    with tf.control_dependencies([_assert_pixels(tf.shape(image)[:2], max_image_pixels,
+                                                 'decoded')]):
+        image = tf.identity(image)
     return inference.preprocess_for_detection(image), tf.shape(image)[:2]
 
 
 def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-                     precision='float32'):
+                     precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
 
     ``detected_model`` creates the variables; ``serving_default`` reuses them on the batch of
@@ -109,7 +161,9 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
         inputs={'images': info(image)}, outputs=raw_outputs, method_name=predict)
 
     encoded = tf.placeholder(tf.string, [None], name='encoded_image')
-    images, shapes = tf.map_fn(_decode_and_preprocess, encoded, back_prop=False,
+    images, shapes = tf.map_fn(functools.partial(_decode_and_preprocess,
+                                                 max_image_pixels=max_image_pixels),
+                               encoded, back_prop=False,
                                fn_output_signature=(tf.float32, tf.int32))
     detections = inference.detect(net, images, shapes, select_threshold=select_threshold,
                                   nms_threshold=nms_threshold, top_k=top_k,
@@ -128,7 +182,7 @@ def _write_model_info(version_dir, info, thresholds):
 
 def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
            select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-           precision='float32'):
+           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
     """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder."""
     if not model_name or os.sep in model_name or model_name in ('.', '..'):
         raise ExportError('--model_name must be a plain folder name, got %r' % model_name)
@@ -141,7 +195,8 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
     try:
         with tf.Graph().as_default() as graph:
             net, info, prefix = inference.load_model(ckpt_path)
-            signatures = build_signatures(net, precision=precision, **thresholds)
+            signatures = build_signatures(net, precision=precision,
+                                          max_image_pixels=max_image_pixels, **thresholds)
             bad = forbidden_ops(graph.as_graph_def())
             if bad:
                 raise ExportError('the graph holds Python ops TF Serving cannot run: %s'
@@ -154,7 +209,8 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
                     signature_def_map=signatures, strip_default_attrs=True)
                 builder.save()
         _write_model_info(tmp_dir, dict(info, checkpoint=os.path.basename(prefix),
-                                        precision=precision), thresholds)
+                                        precision=precision, max_image_pixels=max_image_pixels),
+                          thresholds)
         if os.path.exists(final_dir):  # Only reached with --overwrite.
             old_dir = os.path.join(model_dir, '.old-%d-%d' % (version, os.getpid()))
             os.rename(final_dir, old_dir)
@@ -189,6 +245,10 @@ def _define_flags():
     flags.DEFINE_integer('keep_top_k', 200, 'Detections per image after NMS (K of the outputs).')
     # Compute.
     flags.DEFINE_enum('precision', 'float32', list(inference.PRECISIONS), cli.PRECISION_HELP)
+    # Input limit baked into serving_default.
+    flags.DEFINE_integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
+                         'serving_default refuses images of more pixels (width x height) with '
+                         'InvalidArgument, from their header, before decoding them.')
     return flags.FLAGS
 
 
@@ -203,10 +263,14 @@ def main(_):
         print('error: --select_threshold must be in [0, 1] and --nms_threshold in (0, 1]',
               file=sys.stderr)
         return 2
+    if FLAGS.max_image_pixels < 1:
+        print('error: --max_image_pixels must be >= 1, got %d' % FLAGS.max_image_pixels,
+              file=sys.stderr)
+        return 2
     try:
         path = export(FLAGS.ckpt_path, FLAGS.export_dir, FLAGS.model_name, FLAGS.model_version,
                       FLAGS.overwrite, FLAGS.select_threshold, FLAGS.nms_threshold, FLAGS.top_k,
-                      FLAGS.keep_top_k, FLAGS.precision)
+                      FLAGS.keep_top_k, FLAGS.precision, FLAGS.max_image_pixels)
     except (ExportError, model_info_lib.ModelInfoError, tf.errors.OpError) as e:
         message = e.message if isinstance(e, tf.errors.OpError) else str(e)
         print('error: %s' % message.splitlines()[0], file=sys.stderr)

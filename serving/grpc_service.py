@@ -5,9 +5,10 @@
 - ``PredictionService.GetModelMetadata``: ``metadata_field`` ``signature_def`` -> a
   ``SignatureDefMap`` packed into ``google.protobuf.Any``, as TF Serving answers.
 - ``ModelService.GetModelStatus``: per-version state and load error.
-- Classify, Regress, MultiInference and HandleReloadConfigRequest keep the generated servicers'
-  UNIMPLEMENTED answer.
+- Classify, Regress, MultiInference and HandleReloadConfigRequest answer UNIMPLEMENTED.
 
+Request tensors are checked on their declared dtype and shape (``Servable.check_inputs``) before
+they are turned into arrays: a few bytes declaring millions of elements are refused at no cost.
 Refusals abort the call with the ``ServingError``'s code and message; the server keeps running.
 """
 import functools
@@ -42,6 +43,15 @@ def _requested_version(model_spec):
     return version, model_spec.version_label or None
 
 
+def _declared(tensor_proto):
+    """``(dtype, shape)`` a request TensorProto declares, for ``Servable.check_inputs``."""
+    try:
+        dtype = tf.as_dtype(tensor_proto.dtype)
+    except TypeError:
+        dtype = 'unknown type %d' % tensor_proto.dtype
+    return dtype, [dim.size for dim in tensor_proto.tensor_shape.dim]
+
+
 def _to_ndarray(alias, tensor_proto):
     """NumPy value of one request TensorProto; INVALID_ARGUMENT naming the input if malformed."""
     try:
@@ -49,6 +59,15 @@ def _to_ndarray(alias, tensor_proto):
     except (TypeError, ValueError) as err:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
                            "input '%s': malformed TensorProto (%s)" % (alias, err))
+
+
+def _unimplemented(name, instead):
+    """An RPC handler answering UNIMPLEMENTED (without the traceback the generated one logs)."""
+    def handler(self, request, context):
+        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                      '%s is not supported by this server; use %s' % (name, instead))
+    handler.__name__ = name
+    return handler
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -61,9 +80,11 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context):
         spec = request.model_spec
         signature_name = spec.signature_name or DEFAULT_SIGNATURE
-        inputs = {alias: _to_ndarray(alias, proto) for alias, proto in request.inputs.items()}
         version, label = _requested_version(spec)
         with self._manager.acquire(spec.name, version, label) as servable:
+            servable.check_inputs(signature_name, {
+                alias: _declared(proto) for alias, proto in request.inputs.items()})
+            inputs = {alias: _to_ndarray(alias, proto) for alias, proto in request.inputs.items()}
             outputs = servable.run(signature_name, inputs, list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = spec.name
@@ -92,6 +113,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
         return response
 
+    Classify = _unimplemented('Classify', 'Predict')
+    Regress = _unimplemented('Regress', 'Predict')
+    MultiInference = _unimplemented('MultiInference', 'Predict')
+
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus of TF Serving's ModelService."""
@@ -103,6 +128,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     def GetModelStatus(self, request, context):
         version, label = _requested_version(request.model_spec)
         return self._manager.status_response(request.model_spec.name, version, label)
+
+    HandleReloadConfigRequest = _unimplemented(
+        'HandleReloadConfigRequest', '--model_base_path with new version folders')
 
 
 def create_grpc_server(manager, address, max_request_bytes, max_threads):

@@ -5,8 +5,15 @@
 
 ``--model_base_path`` holds integer version folders (``1/``, ``2/`` ... each a SavedModel with tag
 ``serve``). The newest loadable version is served and new versions are picked up without a
-restart (see ``serving/version_manager.py``). SIGTERM / SIGINT stop accepting requests, let the
-ones in flight finish, unload the model and exit 0.
+restart (see ``serving/version_manager.py``). SIGTERM / SIGINT stop accepting requests, close
+idle connections, let the requests in flight finish (for up to 30 s), unload the model and
+exit 0.
+
+What one request may cost is bounded before TensorFlow runs it: ``--max_image_pixels`` per
+encoded image (read from its header), ``--max_batch_rows`` images (rows) per request,
+``--max_tensor_elements`` per input tensor, ``--max_request_bytes`` per message or body, and
+``--rest_api_timeout_in_ms`` for every read and write on a REST connection. Over a limit the
+answer is INVALID_ARGUMENT (REST 400) naming the limit and its flag.
 
 Unlike tensorflow_model_server, the default ``--host`` is 127.0.0.1: the server has no
 authentication, so other machines (or Docker containers) reach it only with ``--host=0.0.0.0``.
@@ -26,11 +33,15 @@ import threading
 from absl import app
 from absl import flags
 
+from serving.limits import DEFAULT_LIMITS, RequestLimits
+from serving.versions import parse_version
+
 logger = logging.getLogger('serving.model_server')
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_GRPC_THREADS = 16
 SHUTDOWN_GRACE_SECONDS = 30.
+DEFAULT_REST_TIMEOUT_SECONDS = 30.
 
 
 class UsageError(Exception):
@@ -53,12 +64,13 @@ class ModelServer(object):
         self._stopped = False
 
     def stop(self, grace_seconds=SHUTDOWN_GRACE_SECONDS):
+        """Both front ends stop accepting; requests in flight get ``grace_seconds`` to finish."""
         if self._stopped:
             return
         self._stopped = True
         done = self._grpc_server.stop(grace_seconds)
         if self._rest_server is not None:
-            self._rest_server.stop()
+            self._rest_server.stop(grace_seconds)
         done.wait()
         self.manager.stop()
 
@@ -72,13 +84,15 @@ class ModelServer(object):
 def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait_seconds=1.,
                  host='127.0.0.1', max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
                  grpc_max_threads=DEFAULT_GRPC_THREADS, intra_op_threads=0, inter_op_threads=0,
-                 version_labels=None):
+                 version_labels=None, limits=DEFAULT_LIMITS,
+                 rest_timeout_seconds=DEFAULT_REST_TIMEOUT_SECONDS):
     """Binds the ports, loads the newest version, then starts serving; returns a ``ModelServer``.
 
     ``port`` / ``rest_api_port``: 0 picks a free port, ``rest_api_port=None`` disables REST.
     ``intra_op_threads`` / ``inter_op_threads``: TensorFlow session threads (0 = TF chooses).
-    ``version_labels``: dict label -> version. Raises ``UsageError`` when a port cannot be bound
-    or the base path is not a folder.
+    ``version_labels``: dict label -> version. ``limits``: a ``serving.limits.RequestLimits``;
+    ``rest_timeout_seconds``: of every read and write on a REST connection. Raises
+    ``UsageError`` when a port cannot be bound or the base path is not a folder.
     """
     if not os.path.isdir(model_base_path):
         raise UsageError('--model_base_path %s is not a folder' % model_base_path)
@@ -89,7 +103,8 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
     from serving.version_manager import VersionManager
 
     manager = VersionManager(model_name, model_base_path,
-                             session_config(intra_op_threads, inter_op_threads), version_labels)
+                             session_config(intra_op_threads, inter_op_threads), version_labels,
+                             limits)
     # Bind both ports before the (slow) model load, so a taken port fails at once.
     try:
         grpc_server, grpc_port = create_grpc_server(
@@ -99,7 +114,8 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
     rest_server = None
     if rest_api_port is not None:
         try:
-            rest_server = RestApiServer(manager, host, rest_api_port, max_request_bytes)
+            rest_server = RestApiServer(manager, host, rest_api_port, max_request_bytes,
+                                        rest_timeout_seconds)
         except OSError as err:
             grpc_server.stop(None)
             raise UsageError('--rest_api_port %d on %s: cannot bind (%s)' % (
@@ -138,6 +154,19 @@ def define_flags():
                          'Largest accepted request (gRPC message or REST body) in bytes.')
     flags.DEFINE_integer('grpc_max_threads', DEFAULT_GRPC_THREADS,
                          'Threads answering gRPC calls concurrently.')
+    flags.DEFINE_integer('rest_api_timeout_in_ms', int(DEFAULT_REST_TIMEOUT_SECONDS * 1000),
+                         'Timeout of every read and write on a REST connection; an idle client '
+                         'is disconnected after it.')
+
+    # Request limits (over one: INVALID_ARGUMENT / 400 naming the flag)
+    flags.DEFINE_integer('max_image_pixels', DEFAULT_LIMITS.max_image_pixels,
+                         'Largest width x height of one encoded image, read from its header '
+                         'before anything decodes it.')
+    flags.DEFINE_integer('max_batch_rows', DEFAULT_LIMITS.max_batch_rows,
+                         'Most rows (e.g. images of serving_default) in one request, along the '
+                         'first axis of inputs with a variable batch size.')
+    flags.DEFINE_integer('max_tensor_elements', DEFAULT_LIMITS.max_tensor_elements,
+                         'Most elements of one input tensor, as its shape declares them.')
 
     # TensorFlow session
     flags.DEFINE_integer('tensorflow_intra_op_parallelism', 0,
@@ -151,9 +180,9 @@ def parse_version_labels(text):
     labels = {}
     for pair in filter(None, (p.strip() for p in text.split(','))):
         label, _, version = pair.partition('=')
-        if not label or not version.isdigit():
+        if not label or parse_version(version) is None:
             raise UsageError('--version_labels: %r is not label=version (e.g. stable=2)' % pair)
-        labels[label] = int(version)
+        labels[label] = parse_version(version)
     return labels
 
 
@@ -169,8 +198,10 @@ def server_from_flags(values):
     for name in ('port', 'rest_api_port'):
         if not 0 <= getattr(values, name) <= 65535:
             raise UsageError('--%s must be in 0..65535, got %d' % (name, getattr(values, name)))
-    if values.max_request_bytes <= 0 or values.grpc_max_threads <= 0:
-        raise UsageError('--max_request_bytes and --grpc_max_threads must be > 0')
+    for name in ('max_request_bytes', 'grpc_max_threads', 'rest_api_timeout_in_ms',
+                 'max_image_pixels', 'max_batch_rows', 'max_tensor_elements'):
+        if getattr(values, name) <= 0:
+            raise UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
     return start_server(
         values.model_name, os.path.abspath(values.model_base_path), port=values.port,
         rest_api_port=values.rest_api_port or None,
@@ -178,7 +209,10 @@ def server_from_flags(values):
         max_request_bytes=values.max_request_bytes, grpc_max_threads=values.grpc_max_threads,
         intra_op_threads=values.tensorflow_intra_op_parallelism,
         inter_op_threads=values.tensorflow_inter_op_parallelism,
-        version_labels=parse_version_labels(values.version_labels))
+        version_labels=parse_version_labels(values.version_labels),
+        limits=RequestLimits(values.max_image_pixels, values.max_batch_rows,
+                             values.max_tensor_elements),
+        rest_timeout_seconds=values.rest_api_timeout_in_ms / 1000.)
 
 
 def main(argv):

@@ -13,9 +13,15 @@ Routes (``<v>`` an integer version, ``<label>`` a version label):
 - ``GET /v1/models/<name>[/versions/<v>|/labels/<label>]/metadata``: ``{"model_spec": ...,
   "metadata": {"signature_def": {"signature_def": {...}}}}``.
 
-Errors are ``{"error": "..."}`` with the HTTP status of the gRPC code (400 bad request, 404 not
-found, 413 oversized body, 501 unsupported verb). Each connection carries one request (HTTP/1.0),
-so shutdown only waits for requests in flight, never for idle keep-alive connections.
+Errors are ``{"error": "..."}`` with the HTTP status of the gRPC code, as TF Serving answers
+them: 400 for a bad request (an unknown signature, and any other verb or path: "Malformed
+request"), 404 for an unknown model or version, 408 for a client too slow to send its request,
+413 for an oversized body, 501 for :classify / :regress.
+
+Connections: each carries one request (HTTP/1.0). Every read and write on it times out after
+``timeout_seconds`` (``--rest_api_timeout_in_ms``), so an idle or stalled client holds its thread
+for that long at most. ``stop`` stops accepting, closes the connections that have not sent a
+byte yet at once, lets requests in flight finish for up to ``grace_seconds``, then closes the rest.
 """
 import base64
 import binascii
@@ -23,6 +29,7 @@ import http.server
 import json
 import logging
 import re
+import socket
 import threading
 
 import grpc
@@ -31,11 +38,12 @@ import tensorflow.compat.v1 as tf
 from google.protobuf import json_format
 
 from serving.servable import DEFAULT_SIGNATURE, ServingError, check_input_names
+from serving.versions import parse_version
 
 logger = logging.getLogger('serving.model_server')
 
 _ROUTE = re.compile(r'^/v1/models/(?P<name>[^/:]+)'
-                    r'(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?'
+                    r'(?:/versions/(?P<version>[0-9]+)|/labels/(?P<label>[^/:]+))?'
                     r'(?P<action>/metadata|:predict|:classify|:regress)?$')
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -45,8 +53,9 @@ _HTTP_STATUS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 408,
 }
+DEFAULT_TIMEOUT_SECONDS = 30.
 # Oversized bodies are read and dropped (closing with unread data would reset the connection
 # before the client sees the 413), but only up to this much; beyond it we just close.
 _MAX_DRAIN_BYTES = 256 * 1024 * 1024
@@ -59,6 +68,11 @@ _KIND_NAMES = {'U': 'string', 'S': 'string', 'O': 'mixed or null', 'b': 'bool', 
 
 def _invalid(message):
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def _malformed(method, path):
+    return _invalid('Malformed request: %s %s (endpoints: GET /v1/models/<name>[/versions/<v>]'
+                    '[/metadata], POST /v1/models/<name>[/versions/<v>]:predict)' % (method, path))
 
 
 def _is_b64(value):
@@ -213,10 +227,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._dispatch('POST')
 
     def _refuse_method(self):
-        self._send_json(405, {'error': 'method %s is not supported; use GET or POST' %
-                              self.command})
+        self._drain(self._content_length() or 0)
+        self._send_json(400, {'error': _malformed(self.command, self.path).message})
 
-    do_PUT = do_DELETE = do_PATCH = _refuse_method
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def setup(self):
+        self.timeout = self.server.timeout_seconds  # every read and write on the connection
+        super(_Handler, self).setup()
+
+    def handle(self):
+        self.close_connection = True
+        try:
+            if self.server.wait_for_request(self.connection):
+                self.handle_one_request()
+        finally:
+            self.server.forget(self.connection)
 
     def _send_json(self, status, payload):
         data = json.dumps(payload).encode('utf-8')
@@ -226,7 +252,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Length', str(len(data)))
             self.end_headers()
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up; nobody to tell
+        except OSError:  # the client gave up, stopped reading, or the server is closing
             logger.debug('REST client %s left before the answer', self.address_string())
 
     def _dispatch(self, method):
@@ -241,27 +267,39 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _read_body(self):
         """The request body; RESOURCE_EXHAUSTED (413) above the server's limit."""
-        length = self.headers.get('Content-Length')
-        if length is None or not length.isdigit():
+        length = self._content_length()
+        if length is None:
             raise _invalid('a POST needs a Content-Length header (chunked bodies are not '
                            'supported)')
-        length = int(length)
         limit = self.server.max_request_bytes
         if length > limit:
             self._drain(length)
             raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                'request body of %d bytes exceeds the limit of %d bytes '
                                '(--max_request_bytes)' % (length, limit))
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                               'request body not received within %g s (--rest_api_timeout_in_ms)'
+                               % self.server.timeout_seconds)
         if len(body) < length:
             raise _invalid('request body ended after %d of %d bytes' % (len(body), length))
         return body
+
+    def _content_length(self):
+        """The Content-Length header as an int, None when missing or not ASCII digits."""
+        length = self.headers.get('Content-Length', '')
+        return int(length) if length.isascii() and length.isdigit() else None
 
     def _drain(self, length):
         if length > _MAX_DRAIN_BYTES:
             return
         while length > 0:
-            chunk = self.rfile.read(min(length, _DRAIN_CHUNK))
+            try:
+                chunk = self.rfile.read(min(length, _DRAIN_CHUNK))
+            except OSError:  # timed out or reset: the 413 may not arrive, nothing else to do
+                return
             if not chunk:
                 return
             length -= len(chunk)
@@ -270,14 +308,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match = _ROUTE.match(self.path.split('?', 1)[0])
         action = match.group('action') if match else None
         if match is None or (method == 'GET') != (action in (None, '/metadata')):
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               'no such endpoint: %s %s (see /v1/models/<name>[:predict|'
-                               '/metadata])' % (method, self.path))
+            raise _malformed(method, self.path)
         if action in (':classify', ':regress'):
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                '%s is not supported by this server; use :predict' % action[1:])
         name, label = match.group('name'), match.group('label')
-        version = int(match.group('version')) if match.group('version') else None
+        version = None
+        if match.group('version'):
+            version = parse_version(match.group('version'))
+            if version is None:
+                raise _invalid('version %s in the URL is beyond int64' % match.group('version'))
         manager = self.server.manager
         if action is None:
             return _proto_to_dict(manager.status_response(name, version, label))
@@ -294,35 +334,92 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             request = json.loads(body)
         except (ValueError, UnicodeDecodeError) as err:
             raise _invalid('JSON parse error: %s' % err)
+        except RecursionError:
+            raise _invalid('JSON parse error: nested too deeply')
         if not isinstance(request, dict):
             raise _invalid('the request body must be a JSON object')
         signature_name = request.get('signature_name') or DEFAULT_SIGNATURE
         if not isinstance(signature_name, str):
             raise _invalid("'signature_name' must be a string")
         signature = servable.signature_def(signature_name)
-        inputs, row_format = request_inputs(request, signature_name, signature)
+        try:
+            inputs, row_format = request_inputs(request, signature_name, signature)
+        except RecursionError:
+            raise _invalid('input values nested too deeply')
         return response_body(servable.run(signature_name, inputs), row_format)
 
 
 class _ThreadingServer(http.server.ThreadingHTTPServer):
-    # Non-daemon handler threads are joined by server_close(): in-flight requests finish.
-    daemon_threads = False
-    block_on_close = True
+    """One thread per connection; tracks connections so ``close_connections`` can end them."""
+    # Threads are not joined on close: close_connections bounds their life instead.
+    daemon_threads = True
+    block_on_close = False
     # One connection per request: a deep backlog keeps bursts of clients from being refused.
     request_queue_size = 128
+
+    def __init__(self, address, manager, max_request_bytes, timeout_seconds):
+        http.server.ThreadingHTTPServer.__init__(self, address, _Handler)
+        self.manager = manager
+        self.max_request_bytes = max_request_bytes
+        self.timeout_seconds = timeout_seconds
+        self._connections = {}  # socket -> 'idle' (no byte received yet), 'busy' or 'closed'
+        self._changed = threading.Condition()
+        self._closing = False
+
+    def wait_for_request(self, connection):
+        """Blocks until the client sends its first byte; False if it left, timed out or the
+        server closed the connection first."""
+        with self._changed:
+            if self._closing:
+                return False
+            self._connections[connection] = 'idle'
+        try:
+            started = bool(connection.recv(1, socket.MSG_PEEK))
+        except OSError:  # timeout, reset, or closed by close_connections
+            started = False
+        with self._changed:
+            started = started and self._connections.get(connection) == 'idle'
+            if started:
+                self._connections[connection] = 'busy'
+        return started
+
+    def forget(self, connection):
+        with self._changed:
+            self._connections.pop(connection, None)
+            self._changed.notify_all()
+
+    def _shut(self, state):
+        for connection, current in list(self._connections.items()):
+            if state is None or current == state:
+                self._connections[connection] = 'closed'
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked reading it
+                except OSError:
+                    pass
+
+    def close_connections(self, grace_seconds):
+        """Closes idle connections now, waits up to ``grace_seconds`` for requests in flight,
+        then closes what is left; True when every request finished in time."""
+        with self._changed:
+            self._closing = True
+            self._shut('idle')
+            finished = self._changed.wait_for(
+                lambda: 'busy' not in self._connections.values(), grace_seconds)
+            self._shut(None)
+        return finished
 
 
 class RestApiServer(object):
     """The REST API on ``(host, port)`` (port 0 = any free); ``port`` is the bound one.
 
     Binding happens in the constructor (``OSError`` if the port is taken); ``start`` serves in
-    a background thread; ``stop`` stops accepting and waits for requests in flight.
+    a background thread; ``stop`` ends it (see the module docstring). ``timeout_seconds``
+    bounds every read and write on a connection.
     """
 
-    def __init__(self, manager, host, port, max_request_bytes):
-        self._httpd = _ThreadingServer((host, port), _Handler)
-        self._httpd.manager = manager
-        self._httpd.max_request_bytes = max_request_bytes
+    def __init__(self, manager, host, port, max_request_bytes,
+                 timeout_seconds=DEFAULT_TIMEOUT_SECONDS):
+        self._httpd = _ThreadingServer((host, port), manager, max_request_bytes, timeout_seconds)
         self.port = self._httpd.server_address[1]
         self._thread = None
 
@@ -331,8 +428,11 @@ class RestApiServer(object):
                                         daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self, grace_seconds=DEFAULT_TIMEOUT_SECONDS):
+        """Stops accepting, then ``close_connections(grace_seconds)``."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
+        if not self._httpd.close_connections(grace_seconds):
+            logger.warning('REST requests still running after %g s were cut off', grace_seconds)

@@ -3,8 +3,12 @@
 ``Servable(export_dir, version)`` loads the ``serve`` tag of ``export_dir``. ``run(signature_name,
 inputs, output_filter)`` checks the request against the SignatureDef (input names, dtypes and
 shapes, output names) before it reaches TensorFlow, so a bad request gets a message naming the
-input and the expected vs received dtype/shape instead of a graph error. Session runs are
-thread-safe; ``enter``/``exit`` count in-flight requests so ``close`` can wait for them.
+input and the expected vs received dtype/shape instead of a graph error. ``check_inputs`` does the
+same on declared dtypes and shapes alone, so a front end can refuse a request before building its
+arrays. Both enforce the ``RequestLimits`` (elements per input, rows per batch, pixels per encoded
+image read from its header), so what a request costs is bounded before TensorFlow sees it.
+Session runs are thread-safe; ``enter``/``exit`` count in-flight requests so ``close`` can wait
+for them.
 
 Every refusal is a ``ServingError`` carrying the ``grpc.StatusCode`` clients see (the REST layer
 maps it to an HTTP status).
@@ -15,13 +19,17 @@ import grpc
 import tensorflow.compat.v1 as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from serving.limits import DEFAULT_LIMITS
+from utils import image_header
+
 SERVE_TAG = tf.saved_model.tag_constants.SERVING
 DEFAULT_SIGNATURE = 'serving_default'
 # Keys like ``__saved_model_init_op`` are plumbing, not callable signatures (TF Serving hides them).
 _PRIVATE_SIGNATURE_PREFIX = '__'
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 # Lines of TensorFlow error text that locate the failure instead of stating it.
-_NOISE_PREFIXES = ('Graph execution error', 'Detected at node', 'Node:', '[[', 'Original stack')
+_NOISE_PREFIXES = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[',
+                   'Original stack')
 
 
 class ServingError(Exception):
@@ -63,30 +71,59 @@ def _expected_dims(tensor_info):
 
 
 def _received_dtype(array):
-    """The TensorFlow dtype of a NumPy array (object arrays of bytes are strings), or None."""
+    """The TensorFlow dtype of a NumPy array (object arrays of bytes are strings), or its name."""
     try:
         return tf.as_dtype(array.dtype)
     except TypeError:
-        return None
+        return str(array.dtype)
 
 
-def check_input(signature_name, alias, tensor_info, array):
-    """Raises INVALID_ARGUMENT unless ``array`` matches the input's dtype and shape."""
+def _invalid(signature_name, alias, problem):
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, "input '%s' of signature '%s': %s" % (
+        alias, signature_name, problem))
+
+
+def check_input(signature_name, alias, tensor_info, dtype, shape, limits=DEFAULT_LIMITS):
+    """Raises INVALID_ARGUMENT unless a tensor of ``dtype`` (a ``tf.DType``, or the name of a
+    type TensorFlow does not know) and ``shape`` fits the input and ``limits``."""
     expected = tf.as_dtype(tensor_info.dtype)
-    received = _received_dtype(array)
-    if received != expected:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           "input '%s' of signature '%s': expected dtype %s, got %s" % (
-                               alias, signature_name, expected.name,
-                               received.name if received is not None else array.dtype))
+    if dtype != expected:
+        raise _invalid(signature_name, alias, 'expected dtype %s, got %s' % (
+            expected.name, getattr(dtype, 'name', dtype)))
+    shape = list(shape)
+    if any(n < 0 for n in shape):
+        raise _invalid(signature_name, alias, 'shape %s has a negative size' % format_shape(shape))
     dims = _expected_dims(tensor_info)
-    if dims is None:
-        return
-    if len(dims) != array.ndim or any(d not in (-1, n) for d, n in zip(dims, array.shape)):
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           "input '%s' of signature '%s': expected shape %s, got %s" % (
-                               alias, signature_name, format_shape(dims),
-                               format_shape(array.shape)))
+    if dims is not None and (len(dims) != len(shape) or
+                             any(d not in (-1, n) for d, n in zip(dims, shape))):
+        raise _invalid(signature_name, alias, 'expected shape %s, got %s' % (
+            format_shape(dims), format_shape(shape)))
+    elements = 1
+    for n in shape:
+        elements *= n
+    if elements > limits.max_tensor_elements:
+        raise _invalid(signature_name, alias, 'shape %s has %d elements, more than the limit of %d '
+                       '(--max_tensor_elements)' % (format_shape(shape), elements,
+                                                    limits.max_tensor_elements))
+    if dims and dims[0] == -1:  # a batch of rows
+        if shape[0] == 0:
+            raise _invalid(signature_name, alias, 'the batch is empty (shape %s); send at least '
+                           'one row' % format_shape(shape))
+        if shape[0] > limits.max_batch_rows:
+            raise _invalid(signature_name, alias, '%d rows in one request, more than the limit of '
+                           '%d (--max_batch_rows)' % (shape[0], limits.max_batch_rows))
+
+
+def check_images(signature_name, alias, array, limits=DEFAULT_LIMITS):
+    """Raises INVALID_ARGUMENT for an encoded image in the string ``array`` whose header is
+    unreadable or declares more than ``limits.max_image_pixels`` pixels."""
+    for index, value in enumerate(array.flat):
+        if isinstance(value, bytes):
+            try:
+                image_header.check_image_pixels(value, limits.max_image_pixels,
+                                                'element %d' % index)
+            except image_header.ImageHeaderError as error:
+                raise _invalid(signature_name, alias, str(error))
 
 
 def check_input_names(signature_name, signature, aliases):
@@ -108,12 +145,14 @@ class Servable(object):
     """A SavedModel version loaded into its own graph and session.
 
     Attributes: ``version`` (int), ``export_dir``, ``signature_defs`` (dict name -> SignatureDef,
-    private ``__...`` keys excluded). Loading failures propagate as TensorFlow's errors.
+    private ``__...`` keys excluded), ``limits`` (``RequestLimits``, default ``DEFAULT_LIMITS``).
+    Loading failures propagate as TensorFlow's errors.
     """
 
-    def __init__(self, export_dir, version, session_config=None):
+    def __init__(self, export_dir, version, session_config=None, limits=None):
         self.version = version
         self.export_dir = export_dir
+        self.limits = limits or DEFAULT_LIMITS
         self._graph = tf.Graph()
         self._session = tf.Session(graph=self._graph, config=session_config)
         try:
@@ -129,9 +168,10 @@ class Servable(object):
         self._idle = threading.Condition()
 
     def signature_def(self, name):
-        """The SignatureDef called ``name``; NOT_FOUND naming the available ones otherwise."""
+        """The SignatureDef called ``name``; FAILED_PRECONDITION (TF Serving's code) naming the
+        available ones otherwise."""
         if name not in self.signature_defs:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                "signature '%s' not found in version %d (available: %s)" % (
                                    name, self.version, ', '.join(sorted(self.signature_defs))))
         return self.signature_defs[name]
@@ -142,6 +182,20 @@ class Servable(object):
         for name, sig in self.signature_defs.items():
             sig_map.signature_def[name].CopyFrom(sig)
         return sig_map
+
+    def check_inputs(self, signature_name, specs):
+        """Checks declared inputs, ``specs``: dict alias -> ``(dtype, shape)`` (see
+        ``check_input``), against the signature and the limits; returns the SignatureDef.
+
+        Raises ServingError: FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for
+        a missing, unknown, mistyped, misshapen or oversized input.
+        """
+        sig = self.signature_def(signature_name)
+        check_input_names(signature_name, sig, specs)
+        for alias in sorted(sig.inputs):
+            dtype, shape = specs[alias]
+            check_input(signature_name, alias, sig.inputs[alias], dtype, shape, self.limits)
+        return sig
 
     def run(self, signature_name, inputs, output_filter=()):
         """Runs one signature.
@@ -154,13 +208,15 @@ class Servable(object):
         Returns:
           dict alias -> NumPy array.
         Raises:
-          ServingError: NOT_FOUND for an unknown signature, INVALID_ARGUMENT for a bad input or
-            output alias, and the graph's own code (e.g. INVALID_ARGUMENT for non-image bytes).
+          ServingError: as ``check_inputs``, INVALID_ARGUMENT for an image above the pixel limit
+            or a bad output alias, and the graph's own code (e.g. INVALID_ARGUMENT for
+            non-image bytes).
         """
-        sig = self.signature_def(signature_name)
-        check_input_names(signature_name, sig, inputs)
-        for alias in sorted(sig.inputs):
-            check_input(signature_name, alias, sig.inputs[alias], inputs[alias])
+        sig = self.check_inputs(signature_name, {
+            alias: (_received_dtype(value), value.shape) for alias, value in inputs.items()})
+        for alias in sorted(inputs):
+            if inputs[alias].dtype == object:
+                check_images(signature_name, alias, inputs[alias], self.limits)
         aliases = list(output_filter) or sorted(sig.outputs)
         for alias in aliases:
             if alias not in sig.outputs:

@@ -1,9 +1,10 @@
 """Serves the newest loadable version of one model and follows its base path.
 
-``<base_path>/<N>/`` folders with an integer name are versions; anything else (the exporter's
-temporary folders, stray files) is ignored. Each ``poll`` picks the highest version that has not
-failed to load, loads it fully in its own session, publishes it, then unloads the previous one
-once its in-flight requests have finished. A version that fails to load never replaces the one
+``<base_path>/<N>/`` folders named with ASCII digits (an int64) are versions; anything else (the
+exporter's temporary folders, stray files) is ignored, with one warning for a name that looks
+like a number but is not a version ('²', '٣', a number beyond int64). Each ``poll`` picks the
+highest version that has not failed to load, loads it fully in its own session, publishes it,
+then unloads the previous one once its in-flight requests have finished. A version that fails to load never replaces the one
 being served; it is tried again only if its files change (size or modification time), so an
 export caught half-written is picked up once complete. When every version folder disappears the
 last loaded version keeps serving.
@@ -22,6 +23,7 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 
 from serving.servable import Servable, ServingError, summarize_error
+from serving.versions import looks_like_version, parse_version
 
 logger = logging.getLogger('serving.model_server')
 
@@ -32,13 +34,22 @@ VersionStatus.__doc__ = """One version's state ('LOADING', 'AVAILABLE', 'UNLOADI
 _OK = grpc.StatusCode.OK
 
 
-def scan_versions(base_path):
-    """dict version (int) -> folder for every integer-named subfolder of ``base_path``."""
+def scan_versions(base_path, on_ignored=None):
+    """dict version (int) -> folder for every version-named subfolder of ``base_path``.
+
+    ``on_ignored(name)`` is called for each folder whose name looks like a number but is not a
+    version (see ``serving.versions``).
+    """
     versions = {}
     for name in os.listdir(base_path):
         path = os.path.join(base_path, name)
-        if name.isdigit() and os.path.isdir(path):
-            versions[int(name)] = path
+        if not os.path.isdir(path):
+            continue
+        version = parse_version(name)
+        if version is not None:
+            versions[version] = path
+        elif on_ignored is not None and looks_like_version(name):
+            on_ignored(name)
     return versions
 
 
@@ -60,13 +71,17 @@ class VersionManager(object):
     """Loads, swaps and reports the versions of the model ``model_name`` under ``base_path``.
 
     ``version_labels`` maps a label (e.g. 'stable') to a version number for requests that name a
-    label. ``session_config`` is a ``tf.ConfigProto`` for every version's session.
+    label. ``session_config`` is a ``tf.ConfigProto`` for every version's session; ``limits``
+    the ``serving.limits.RequestLimits`` every version enforces.
     """
 
-    def __init__(self, model_name, base_path, session_config=None, version_labels=None):
+    def __init__(self, model_name, base_path, session_config=None, version_labels=None,
+                 limits=None):
         self.model_name = model_name
         self.base_path = base_path
         self._session_config = session_config
+        self._limits = limits
+        self._ignored_names = set()
         self._labels = dict(version_labels or {})
         self._lock = threading.Lock()
         self._current = None
@@ -93,7 +108,7 @@ class VersionManager(object):
     def poll(self):
         """Loads and publishes the newest loadable version if it is not the one served."""
         try:
-            versions = scan_versions(self.base_path)
+            versions = scan_versions(self.base_path, self._warn_ignored)
         except OSError as err:
             if not self._base_path_missing:
                 logger.warning('model %r: cannot list %s: %s', self.model_name, self.base_path,
@@ -112,6 +127,12 @@ class VersionManager(object):
             if self._load_and_publish(version, path):
                 return
 
+    def _warn_ignored(self, name):
+        if name not in self._ignored_names:
+            self._ignored_names.add(name)
+            logger.warning('model %r: ignoring folder %r of %s: versions are ASCII digits (an '
+                           'int64)', self.model_name, name, self.base_path)
+
     def _set_status(self, version, state, code=_OK, message=''):
         with self._lock:
             self._statuses[version] = VersionStatus(version, state, code, message)
@@ -122,9 +143,11 @@ class VersionManager(object):
         fingerprint = folder_fingerprint(path)
         start = time.time()
         try:
-            servable = Servable(path, version, self._session_config)
+            servable = Servable(path, version, self._session_config, self._limits)
         except Exception as err:  # any failure must leave the served version in place
             code, message = summarize_error(err)
+            # Clients see the status: name the version, not the server's folders.
+            message = message.replace(path, 'version %d' % version)
             self._failed[version] = fingerprint
             self._set_status(version, 'END', code, message)
             logger.error('model %r: failed to load version %d from %s: %s', self.model_name,
@@ -212,12 +235,11 @@ class VersionManager(object):
             found = [s for s in found if s.version == version]
             if not found:
                 raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   "version %d of model '%s' was never seen under %s" % (
-                                       version, model_name, self.base_path))
+                                   "version %d of model '%s' was never seen" % (
+                                       version, model_name))
         if not found:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               "model '%s' has no versions under %s yet" % (
-                                   model_name, self.base_path))
+                               "model '%s' has no versions yet" % model_name)
         return found
 
     def status_response(self, model_name, version=None, label=None):

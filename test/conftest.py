@@ -1,5 +1,8 @@
-"""Shared fixtures: the shared real data (skipped when absent) and a small generated dataset."""
+"""Shared fixtures: the shared real data (skipped when absent), a small generated dataset, and
+``declared_png`` (a few kilobytes declaring a huge picture)."""
 import os
+import struct
+import zlib
 
 import pytest
 
@@ -13,6 +16,18 @@ def shared_path(*parts):
     if not os.path.exists(path):
         pytest.skip('shared data not available: %s' % path)
     return path
+
+
+def declared_png(height, width):
+    """A valid black 1-bit PNG of ``height`` x ``width``: 17 KB for 12000 x 12000, whose decoding
+    would take 432 MB as RGB."""
+    def chunk(kind, data):
+        return (struct.pack('>I', len(data)) + kind + data +
+                struct.pack('>I', zlib.crc32(kind + data)))
+    rows = zlib.compress(b'\0' * ((width + 7) // 8 + 1) * height, 9)
+    header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', rows) +
+            chunk(b'IEND', b''))
 
 
 @pytest.fixture(scope='session')

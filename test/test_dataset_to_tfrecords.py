@@ -336,3 +336,46 @@ def test_automatic_worker_count_grows_with_the_image_count(sample_voc_dir, tmp_p
     convert(sample_voc_dir, str(tmp_path / 'd'), 'vehicle', split='train', num_workers=1,
             show_progress=False)
     assert seen == [1, 2, 2, 1]
+
+
+# SIGTERM arrives while the third record is read: the CLI must clean up like Ctrl-C.
+_SIGTERM_DURING_CONVERSION = '''
+import os, signal, sys
+from absl import app
+from datasets.write_dataset import dataset_to_tfrecords as converter, voc_reader
+read, calls = voc_reader.read_example, []
+def read_then_terminate(task):
+    calls.append(task)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return read(task)
+voc_reader.read_example = read_then_terminate
+sys.argv = ['dataset_to_tfrecords.py'] + sys.argv[1:]
+converter.define_flags()
+app.run(converter.main)
+'''
+
+
+def test_sigterm_removes_temporary_shards_like_ctrl_c(sample_voc_dir, tmp_path):
+    out = tmp_path / 'out'
+    done = subprocess.run(
+        [sys.executable, '-c', _SIGTERM_DURING_CONVERSION, '--dataset_dir=' + sample_voc_dir,
+         '--output_dir=' + str(out), '--split=train', '--num_workers=1', '--samples_per_file=1'],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        'error: terminated (SIGTERM); no new shard was published')
+    assert os.listdir(str(out)) == []
+
+
+def test_new_run_removes_stale_temporary_shards_of_its_name(sample_voc_dir, tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    stale = ['vehicle_train_000.tfrecord.tmp', 'vehicle_train_007.tfrecord.tmp']
+    others = ['vehicle_test_000.tfrecord.tmp', 'voc_train_000.tfrecord.tmp', 'notes.tmp']
+    for name in stale + others:
+        (out / name).write_bytes(b'left by a killed run')
+    converter.convert(sample_voc_dir, str(out), 'vehicle', split='train', num_workers=1,
+                      show_progress=False)
+    assert sorted(os.listdir(str(out))) == sorted(
+        ['dataset_description.json', 'vehicle_train_000.tfrecord'] + others)

@@ -219,7 +219,8 @@ def test_choose_version(tmp_path):
     import export_saved_model as export
     model_dir = tmp_path / 'm'
     assert export.choose_version(str(model_dir)) == 1
-    for name in ('1', '3', '.tmp-4-1', 'notes'):
+    # Digits outside ASCII ('²', '٣') and numbers beyond int64 are not versions.
+    for name in ('1', '3', '.tmp-4-1', 'notes', '\u00b2', '\u0663', '99999999999999999999'):
         (model_dir / name).mkdir(parents=True)
     assert export.existing_versions(str(model_dir)) == [1, 3]
     assert export.choose_version(str(model_dir)) == 4
@@ -227,6 +228,54 @@ def test_choose_version(tmp_path):
     assert export.choose_version(str(model_dir), 3, overwrite=True) == 3
     with pytest.raises(export.ExportError, match='version 3 already exists.*--overwrite'):
         export.choose_version(str(model_dir), 3)
+    with pytest.raises(export.ExportError, match='--model_version must be a positive int64'):
+        export.choose_version(str(model_dir), 2 ** 63)
+
+
+def _encoded_images():
+    """Encodings of one 20 x 30 picture, by name."""
+    import io
+    import cv2
+    from PIL import Image
+    image = np.random.RandomState(0).randint(0, 255, (20, 30, 3)).astype(np.uint8)
+    images = {name: cv2.imencode(ext, image)[1].tobytes()
+              for name, ext in (('JPEG', '.jpg'), ('PNG', '.png'), ('BMP', '.bmp'),
+                                ('WebP', '.webp'))}
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, 'GIF')
+    images['GIF'] = buffer.getvalue()
+    return images
+
+
+@pytest.mark.parametrize('name, when', [('JPEG', 'from its header'), ('PNG', 'from its header'),
+                                        ('GIF', 'from its header'), ('BMP', 'from its header'),
+                                        ('WebP', 'decoded')])
+def test_serving_default_graph_refuses_images_above_the_pixel_limit(name, when):
+    # 600 pixels pass, 599 do not; JPEG, PNG, GIF and BMP before decoding, WebP before resizing.
+    import tensorflow.compat.v1 as tf
+    import export_saved_model as export
+    encoded = _encoded_images()[name]
+    with tf.Graph().as_default(), tf.Session() as sess:
+        placeholder = tf.placeholder(tf.string, [])
+        within = export._decode_and_preprocess(placeholder, max_image_pixels=600)
+        above = export._decode_and_preprocess(placeholder, max_image_pixels=599)
+        image, size = sess.run(within, {placeholder: encoded})
+        assert image.shape == (300, 300, 3) and size.tolist() == [20, 30]
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=re.escape('encoded_image: image of 30x20 pixels (%s) exceeds '
+                                           'the limit of 599 pixels (--max_image_pixels)' % when)):
+            sess.run(above, {placeholder: encoded})
+
+
+def test_exported_serving_default_refuses_a_declared_huge_png(export_case):
+    import tensorflow.compat.v1 as tf
+    from test.conftest import declared_png
+    version_dir = export_case[2]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=re.escape('image of 12000x12000 pixels (from its header) exceeds the '
+                                       'limit of 50000000 pixels (--max_image_pixels)')):
+        run_signature(version_dir, 'serving_default',
+                      {'encoded_image': np.array([declared_png(12000, 12000)], object)})
 
 
 def test_overwrite_replaces_a_version(export_case, tmp_path):

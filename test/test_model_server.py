@@ -1,7 +1,10 @@
 """The local model server in-process on free loopback ports: gRPC and REST answers against an
-independent in-process run of the same SavedModel, metadata/status, and bad requests."""
+independent in-process run of the same SavedModel, metadata/status, and bad requests (hostile
+ones too: refused from what they declare, before anything is allocated)."""
 import base64
 import json
+import logging
+import socket
 
 import grpc
 import numpy as np
@@ -14,10 +17,15 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import regression_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import types_pb2
 
+from serving.limits import DEFAULT_LIMITS
 from serving.model_server import start_server
 from test import serving_fixtures
+from test.conftest import declared_png
 from test.serving_fixtures import run_signature, sample_jpeg
 
 MODEL = 'ssd'
@@ -33,6 +41,7 @@ def server(tmp_path_factory):
     srv = start_server(MODEL, base, port=0, rest_api_port=0, poll_wait_seconds=1,
                        max_request_bytes=MAX_REQUEST_BYTES)
     srv.version_dir = version_dir
+    srv.base_path = base
     channel = grpc.insecure_channel('127.0.0.1:%d' % srv.grpc_port)
     srv.predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     srv.model_stub = model_service_pb2_grpc.ModelServiceStub(channel)
@@ -53,15 +62,26 @@ def jpegs():
 
 
 def _predict_request(inputs, signature_name='', name=MODEL, version=None, output_filter=()):
+    """``inputs``: alias -> NumPy array, or a TensorProto sent as it is."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
     request.model_spec.signature_name = signature_name
     if version is not None:
         request.model_spec.version.value = version
     for alias, value in inputs.items():
-        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+        proto = value if isinstance(value, tensor_pb2.TensorProto) else tf.make_tensor_proto(value)
+        request.inputs[alias].CopyFrom(proto)
     request.output_filter.extend(output_filter)
     return request
+
+
+def _declared(dtype, shape, **values):
+    """A TensorProto declaring ``shape`` with only the given values (TensorFlow repeats the
+    last value, or zeros, up to the declared size)."""
+    proto = tensor_pb2.TensorProto(dtype=dtype, **values)
+    for size in shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
 
 
 def _assert_outputs_equal(actual, expected, atol):
@@ -230,7 +250,7 @@ GRPC_BAD_REQUESTS = [
     ('unknown model', dict(inputs={}, name='nope'), grpc.StatusCode.NOT_FOUND, "model 'nope'"),
     ('unknown version', dict(inputs={}, version=7), grpc.StatusCode.NOT_FOUND, 'version 7'),
     ('unknown signature', dict(inputs={}, signature_name='classify'),
-     grpc.StatusCode.NOT_FOUND, "signature 'classify' not found"),
+     grpc.StatusCode.FAILED_PRECONDITION, "signature 'classify' not found"),
     ('non-image bytes', dict(inputs={'encoded_image': np.array([b'not an image'], object)}),
      grpc.StatusCode.INVALID_ARGUMENT, 'Unknown image file format'),
     ('unknown output', dict(inputs={'encoded_image': np.array([b'x'], object)},
@@ -239,6 +259,34 @@ GRPC_BAD_REQUESTS = [
     ('oversized', dict(inputs={'images': np.zeros((8, 300, 300, 3), np.float32)},
                        signature_name='detected_model'),
      grpc.StatusCode.RESOURCE_EXHAUSTED, ''),
+    # Hostile: a few bytes declaring gigabytes, types without a value, nothing to run.
+    ('image above the pixel limit', dict(inputs={'encoded_image': np.array(
+        [declared_png(12000, 12000)], object)}), grpc.StatusCode.INVALID_ARGUMENT,
+     "input 'encoded_image' of signature 'serving_default': element 0: PNG image of 12000x12000 "
+     "= 144000000 pixels exceeds the limit of 50000000 pixels (--max_image_pixels)"),
+    ('unreadable image header', dict(inputs={'encoded_image': np.array(
+        [b'\x89PNG\r\n\x1a\n' + b'x' * 20], object)}), grpc.StatusCode.INVALID_ARGUMENT,
+     'PNG header has no IHDR chunk'),
+    ('25 bytes declaring 10 million strings', dict(inputs={'encoded_image': _declared(
+        types_pb2.DT_STRING, [10 ** 7], string_val=[b'x' * 25])}),
+     grpc.StatusCode.INVALID_ARGUMENT,
+     '10000000 rows in one request, more than the limit of 64 (--max_batch_rows)'),
+    ('strings above the element limit', dict(inputs={'encoded_image': _declared(
+        types_pb2.DT_STRING, [2 ** 24 + 1], string_val=[b'x'])}),
+     grpc.StatusCode.INVALID_ARGUMENT, 'more than the limit of 16777216 (--max_tensor_elements)'),
+    ('floats declaring 3.64 TiB', dict(inputs={'images': _declared(
+        types_pb2.DT_FLOAT, [10 ** 6, 10 ** 6])}, signature_name='detected_model'),
+     grpc.StatusCode.INVALID_ARGUMENT, 'expected shape [300,300,3], got [1000000,1000000]'),
+    ('negative size', dict(inputs={'encoded_image': _declared(types_pb2.DT_STRING, [-1])}),
+     grpc.StatusCode.INVALID_ARGUMENT, 'shape [-1] has a negative size'),
+    ('variant', dict(inputs={'encoded_image': _declared(types_pb2.DT_VARIANT, [1])}),
+     grpc.StatusCode.INVALID_ARGUMENT, 'expected dtype string, got variant'),
+    ('resource', dict(inputs={'encoded_image': _declared(types_pb2.DT_RESOURCE, [1])}),
+     grpc.StatusCode.INVALID_ARGUMENT, 'expected dtype string, got resource'),
+    ('unknown dtype', dict(inputs={'encoded_image': _declared(9999, [1])}),
+     grpc.StatusCode.INVALID_ARGUMENT, 'expected dtype string, got unknown type 9999'),
+    ('empty batch', dict(inputs={'encoded_image': np.array([], object)}),
+     grpc.StatusCode.INVALID_ARGUMENT, 'the batch is empty (shape [0]); send at least one row'),
 ]
 
 
@@ -255,10 +303,16 @@ def test_grpc_bad_request_is_refused_and_server_keeps_serving(server, jpegs, cas
     assert good.model_spec.version.value == 1
 
 
-def test_grpc_unsupported_calls(server):
-    with pytest.raises(grpc.RpcError) as raised:
-        server.predict_stub.Classify(classification_pb2.ClassificationRequest(), timeout=10)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_grpc_unsupported_calls(server, caplog):
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError) as raised:
+            server.predict_stub.Classify(classification_pb2.ClassificationRequest(), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert raised.value.details() == 'Classify is not supported by this server; use Predict'
+        with pytest.raises(grpc.RpcError) as raised:
+            server.predict_stub.Regress(regression_pb2.RegressionRequest(), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = MODEL
     with pytest.raises(grpc.RpcError) as raised:
@@ -295,14 +349,34 @@ REST_BAD_REQUESTS = [
     ('non-image bytes', 'POST', ':predict', {'instances': [_B64_TEXT]}, 400,
      'Unknown image file format'),
     ('bad base64', 'POST', ':predict', {'instances': [{'b64': '***'}]}, 400, 'invalid base64'),
-    ('unknown signature', 'POST', ':predict', {'signature_name': 'x', 'instances': [1]}, 404,
+    ('unknown signature', 'POST', ':predict', {'signature_name': 'x', 'instances': [1]}, 400,
      "signature 'x' not found"),
     ('unknown version', 'POST', '/versions/9:predict', {'instances': [_B64_TEXT]}, 404,
      'version 9'),
+    ('version beyond int64', 'POST', '/versions/99999999999999999999:predict',
+     {'instances': [_B64_TEXT]}, 400, 'version 99999999999999999999 in the URL is beyond int64'),
+    ('status of a version beyond int64', 'GET', '/versions/9223372036854775808', None, 400,
+     'beyond int64'),
     ('unknown model', 'GET', '@other', None, 404, "model 'other'"),
-    ('unknown route', 'GET', '/nothing', None, 404, 'no such endpoint'),
+    ('unknown route', 'GET', '/nothing', None, 400,
+     'Malformed request: GET /v1/models/ssd/nothing'),
+    ('GET on predict', 'GET', ':predict', None, 400, 'Malformed request: GET'),
+    ('POST on status', 'POST', '', {}, 400, 'Malformed request: POST'),
+    ('PUT', 'PUT', ':predict', {'instances': [_B64_TEXT]}, 400, 'Malformed request: PUT'),
+    ('DELETE', 'DELETE', '', None, 400, 'Malformed request: DELETE'),
     ('classify', 'POST', ':classify', {'examples': []}, 501, 'not supported'),
     ('oversized', 'POST', ':predict', ' ' * (MAX_REQUEST_BYTES + 1), 413, 'exceeds the limit'),
+    # Hostile: cheap bodies that used to cost gigabytes, a traceback or a cryptic graph error.
+    ('JSON nested 2000 deep', 'POST', ':predict', '[' * 2000 + ']' * 2000, 400,
+     'JSON parse error: nested too deeply'),
+    ('image above the pixel limit', 'POST', ':predict', {'instances': [
+        {'b64': base64.b64encode(declared_png(12000, 12000)).decode()}]}, 400,
+     'exceeds the limit of 50000000 pixels (--max_image_pixels)'),
+    ('too many rows', 'POST', ':predict', {'instances': [_B64_TEXT] * 65}, 400,
+     '65 rows in one request, more than the limit of 64 (--max_batch_rows)'),
+    ('empty batch', 'POST', ':predict', {'inputs': []}, 400, 'the batch is empty'),
+    ('never-seen version status hides the folder', 'GET', '/versions/4', None, 404,
+     "version 4 of model 'ssd' was never seen"),
 ]
 
 
@@ -316,6 +390,21 @@ def test_rest_bad_request_is_refused_and_server_keeps_serving(server, jpegs, cas
     answer = requests.request(method, url, data=data, timeout=30)
     assert answer.status_code == status, answer.text
     assert fragment in answer.json()['error']
+    assert server.base_path not in answer.json()['error']
     good = requests.post(server.rest + '/' + MODEL + ':predict', timeout=30, json={
         'instances': [{'b64': base64.b64encode(jpegs[0]).decode()}]})
     assert good.status_code == 200
+
+
+def test_default_limits_match_the_flags_documented():
+    assert DEFAULT_LIMITS == (50000000, 64, 2 ** 24)
+
+
+def test_rest_non_ascii_content_length_is_a_bad_request(server):
+    # http.server reads headers as Latin-1: b'\xb2' is '²', which str.isdigit accepts.
+    with socket.create_connection(('127.0.0.1', server.rest_api_port), timeout=30) as conn:
+        conn.sendall(b'POST /v1/models/ssd:predict HTTP/1.0\r\nContent-Length: \xb2\r\n\r\n')
+        answer = b''.join(iter(lambda: conn.recv(65536), b''))
+    head, _, payload = answer.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.0 400'), answer[:200]
+    assert 'Content-Length' in json.loads(payload)['error']

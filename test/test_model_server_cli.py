@@ -1,5 +1,6 @@
 """``python -m serving.model_server`` as users run it: serves, finishes the request in flight on
-SIGTERM and exits 0; bad flags give one ``error:`` line and a non-zero exit."""
+SIGTERM and exits 0, even with idle connections open; idle REST connections time out; bad flags
+give one ``error:`` line and a non-zero exit."""
 import base64
 import json
 import os
@@ -7,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -101,12 +103,19 @@ def test_cli_bad_flag_gives_one_error_line():
     (dict(file_system_poll_wait_seconds=0), '--file_system_poll_wait_seconds must be > 0'),
     (dict(port=70000), '--port must be in 0..65535'),
     (dict(version_labels='stable'), "--version_labels: 'stable' is not label=version"),
+    (dict(version_labels='stable=\u00b2'),
+     "--version_labels: 'stable=\u00b2' is not label=version"),
+    (dict(max_image_pixels=0), '--max_image_pixels must be > 0, got 0'),
+    (dict(max_batch_rows=-1), '--max_batch_rows must be > 0, got -1'),
+    (dict(max_tensor_elements=0), '--max_tensor_elements must be > 0, got 0'),
+    (dict(rest_api_timeout_in_ms=0), '--rest_api_timeout_in_ms must be > 0, got 0'),
 ])
 def test_flag_validation_names_the_flag(tmp_path, changes, message):
     values = dict(model_name='cars', model_base_path=str(tmp_path), port=0, rest_api_port=0,
                   file_system_poll_wait_seconds=1., host='127.0.0.1', max_request_bytes=1000,
                   grpc_max_threads=2, tensorflow_intra_op_parallelism=0,
-                  tensorflow_inter_op_parallelism=0, version_labels='')
+                  tensorflow_inter_op_parallelism=0, version_labels='', max_image_pixels=10,
+                  max_batch_rows=2, max_tensor_elements=10, rest_api_timeout_in_ms=1000)
     values.update(changes)
     with pytest.raises(UsageError) as raised:
         server_from_flags(types.SimpleNamespace(**values)).stop()
@@ -122,3 +131,88 @@ def test_taken_port_is_a_usage_error(tmp_path):
             start_server('cars', str(tmp_path), port=port)
         with pytest.raises(UsageError, match='--rest_api_port %d' % port):
             start_server('cars', str(tmp_path), rest_api_port=port)
+
+
+def _closed_by_server(conn, timeout):
+    """True when the server closes ``conn`` (EOF or reset) within ``timeout`` seconds."""
+    conn.settimeout(timeout)
+    try:
+        return conn.recv(1) == b''
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_cli_sigterm_with_idle_connections_exits_within_seconds(tmp_path):
+    write_model_version(str(tmp_path), 1)
+    grpc_port, rest_port = _free_port(), _free_port()
+    proc = _run_cli('--model_name=cars', '--model_base_path=%s' % tmp_path,
+                    '--port=%d' % grpc_port, '--rest_api_port=%d' % rest_port)
+    idle = []
+    try:
+        _wait_until_serving(proc, 'http://127.0.0.1:%d/v1/models/cars' % rest_port)
+        idle = [socket.create_connection(('127.0.0.1', rest_port)) for _ in range(3)]
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+        seconds = time.monotonic() - signalled
+        assert all(_closed_by_server(conn, 1) for conn in idle)
+    finally:
+        for conn in idle:
+            conn.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert seconds < 5, 'SIGTERM took %.1f s with idle connections open' % seconds
+    assert 'Traceback' not in stderr
+
+
+def test_idle_rest_connections_time_out_and_release_their_threads(tmp_path):
+    write_model_version(str(tmp_path), 1)
+    with start_server('cars', str(tmp_path), rest_timeout_seconds=0.5) as server:
+        threads = threading.active_count()
+        idle = [socket.create_connection(('127.0.0.1', server.rest_api_port)) for _ in range(20)]
+        try:
+            deadline = time.monotonic() + 10
+            while threading.active_count() < threads + 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert threading.active_count() >= threads + 20  # one handler thread each
+            assert all(_closed_by_server(conn, 5) for conn in idle)
+            deadline = time.monotonic() + 5
+            while threading.active_count() > threads and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert threading.active_count() <= threads
+            # A request slower than the timeout gets 408, and the server goes on.
+            with socket.create_connection(('127.0.0.1', server.rest_api_port)) as slow:
+                slow.sendall(b'POST /v1/models/cars:predict HTTP/1.0\r\n'
+                             b'Content-Length: 100\r\n\r\n{')
+                answer = b''.join(iter(lambda: slow.recv(65536), b''))
+            assert answer.startswith(b'HTTP/1.0 408'), answer[:200]
+            assert b'--rest_api_timeout_in_ms' in answer
+            status = requests.get('http://127.0.0.1:%d/v1/models/cars' % server.rest_api_port,
+                                  timeout=10)
+            assert status.status_code == 200
+        finally:
+            for conn in idle:
+                conn.close()
+
+
+def test_stop_closes_idle_connections_and_bounds_requests_in_flight(tmp_path):
+    write_model_version(str(tmp_path), 1)
+    server = start_server('cars', str(tmp_path))  # default 30 s read timeout
+    idle = socket.create_connection(('127.0.0.1', server.rest_api_port))
+    # Headers sent, body never finished: in flight, and cut off after the grace period.
+    stalled = socket.create_connection(('127.0.0.1', server.rest_api_port))
+    stalled.sendall(b'POST /v1/models/cars:predict HTTP/1.0\r\nContent-Length: 100\r\n\r\n{')
+    time.sleep(0.3)
+    started = time.monotonic()
+    try:
+        server.stop(grace_seconds=1.)
+        seconds = time.monotonic() - started
+        assert _closed_by_server(idle, 1) and _closed_by_server(stalled, 1)
+    finally:
+        idle.close()
+        stalled.close()
+    assert seconds < 4, 'stop() took %.1f s' % seconds

@@ -1,6 +1,8 @@
 """Version handling of the local model server: a new version is picked up while four clients send
 requests (no failed request, never an answer mixing versions), a broken version never replaces the
-working one and shows its error in the status, non-integer folders are ignored."""
+working one and shows its error in the status, folders that are not versions are ignored (names
+in non-ASCII digits or beyond int64 with one warning each)."""
+import logging
 import os
 import threading
 import time
@@ -72,10 +74,33 @@ def _statuses(port):
 
 
 def test_scan_versions_keeps_integer_folders_only(tmp_path):
-    for name in ('1', '12', 'tmp-3-99', '4.partial', 'latest'):
+    for name in ('1', '12', 'tmp-3-99', '4.partial', 'latest', '\u00b2', '\u0663',
+                 '99999999999999999999'):
         (tmp_path / name).mkdir()
     (tmp_path / '7').write_text('a file, not a version folder')
-    assert sorted(scan_versions(str(tmp_path))) == [1, 12]
+    ignored = []
+    assert sorted(scan_versions(str(tmp_path), ignored.append)) == [1, 12]
+    assert sorted(ignored) == ['99999999999999999999', '\u00b2', '\u0663']
+
+
+def test_non_ascii_digit_folders_are_ignored_with_one_warning(tmp_path, caplog):
+    base = str(tmp_path)
+    write_model_version(base, 1)
+    os.mkdir(os.path.join(base, '\u00b2'))  # superscript two: str.isdigit() but no int()
+    caplog.set_level(logging.WARNING, logger='serving.model_server')
+    with start_server(MODEL, base, poll_wait_seconds=0.2, rest_api_port=None) as server:
+        os.mkdir(os.path.join(base, '\u0663'))  # Arabic-Indic three: int() would say 3
+        time.sleep(1.)  # several polls
+        write_model_version(base, 2)
+        _wait_for(lambda: _statuses(server.grpc_port).get(2) is not None and
+                  _statuses(server.grpc_port)[2].state == States.AVAILABLE,
+                  LOAD_SLACK_SECONDS + 1, 'version 2 behind the ignored folders')
+        assert sorted(_statuses(server.grpc_port)) == [1, 2]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == 'serving.model_server' and r.levelno >= logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "ignoring folder '\u00b2'" in warnings[0] and "ignoring folder '\u0663'" in warnings[1]
+    assert not any(r.exc_info for r in caplog.records)
 
 
 def test_swap_under_load_then_broken_version_keeps_serving(tmp_path, tmp_path_factory):
@@ -138,6 +163,7 @@ def test_swap_under_load_then_broken_version_keeps_serving(tmp_path, tmp_path_fa
     assert statuses[3].state == States.END
     assert statuses[3].status.error_code != 0
     assert 'Read less bytes' in statuses[3].status.error_message
+    assert base not in statuses[3].status.error_message
     assert [s['version'] for s in rest_status['model_version_status']] == ['3', '2', '1']
     broken = rest_status['model_version_status'][0]
     assert broken['state'] == 'END' and broken['status']['error_code'] == 'OUT_OF_RANGE'

@@ -140,3 +140,17 @@ def test_make_record_skip_reasons(tmp_path):
     (tmp_path / 'bad.jpg').write_bytes(b'\xff\xd8\xff garbage')
     result = voc_reader.make_record(good, str(tmp_path / 'bad.jpg'), NAMES)
     assert result.skip_category == voc_reader.SKIP_BAD_IMAGE and 'bad.jpg' in result.skip_detail
+
+
+def test_non_finite_coordinates_are_dropped_and_counted(tmp_path):
+    image = _jpeg(tmp_path / 'x.jpg', 100, 200)
+    xml = _xml(tmp_path / 'x.xml', [
+        ('car', ('nan', 21, 60, 80), 0, 0),
+        ('car', (11, 21, 'inf', 80), 0, 0),     # would be clipped to the border otherwise
+        ('bus', (11, '-Infinity', 60, 80), 0, 0),
+        ('car', (11, 21, 60, 80), 0, 0),
+    ], size=(100, 200), filename='x.jpg')
+    result = voc_reader.make_record(voc_reader.parse_annotation(xml), image, NAMES)
+    assert result.record.labels == [1]
+    assert np.isfinite(result.record.bboxes).all()
+    assert result.events == {voc_reader.EVENT_NON_FINITE: 3}

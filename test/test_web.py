@@ -22,7 +22,7 @@ import pytest
 from serving import client as client_lib
 from serving import protocols
 from serving import web
-from test.conftest import REPO_ROOT
+from test.conftest import REPO_ROOT, declared_png
 
 CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
@@ -42,14 +42,15 @@ class _StubDetector(object):
     def __init__(self, error=None):
         self.error = error
         self.calls = []
+        self.boxes = np.array([[20., 30., 90., 110.], [5., 5., 40., 50.]], np.float32)
 
     def __call__(self, data, name):
         self.calls.append(name)
         if self.error is not None:
             raise self.error
         return client_lib.Detections(
-            boxes=np.array([[20., 30., 90., 110.], [5., 5., 40., 50.]], np.float32),
-            scores=np.array([0.91, 0.55], np.float32), classes=np.array([3, 5], np.int64))
+            boxes=self.boxes[:2], scores=np.array([0.91, 0.55], np.float32)[:len(self.boxes)],
+            classes=np.array([3, 5], np.int64)[:len(self.boxes)])
 
 
 @pytest.fixture
@@ -84,16 +85,57 @@ def test_result_page_shows_picture_boxes_and_table(app_client, stub):
     assert rows == [('Car', '0.910'), ('Truck', '0.550')]
     assert '<td>20.0</td><td>30.0</td><td>90.0</td><td>110.0</td>' in page
 
-    import cv2
-    picture = re.search(r'src="data:image/png;base64,([^"]+)"', page).group(1)
-    drawn = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(picture), np.uint8),
-                                      cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    assert drawn.shape == image.shape  # one image pixel = one picture pixel
+    drawn = _picture(page)
+    assert drawn.shape == image.shape  # small pictures: one image pixel = one picture pixel
     # The left edge of the Car box (x = 30, halfway down) is drawn in the class colour; a point
     # far from every box keeps the picture's own colour.
     colour = np.array(visualization.class_color(3)) * 255.
     assert np.abs(drawn[55, 29:32].astype(float) - colour).max(axis=1).min() < 40
     np.testing.assert_allclose(drawn[110, 150], image[110, 150], atol=3)
+
+
+def _picture(page):
+    """The result page's picture, decoded to RGB."""
+    import cv2
+    picture = re.search(r'src="data:image/jpeg;base64,([^"]+)"', page).group(1)
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(picture), np.uint8),
+                                     cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+@pytest.mark.parametrize('extension', ['.jpg', '.png'])
+def test_large_pictures_are_drawn_at_display_size(stub, extension):
+    # 3000 x 2000: a JPEG is decoded at half scale, both come back 1280 wide, boxes scaled.
+    import cv2
+    from utils import visualization
+    image = np.full((2000, 3000, 3), 200, np.uint8)
+    data = cv2.imencode(extension, image)[1].tobytes()
+    stub.boxes = np.array([[500., 600., 1500., 2400.]], np.float32)
+    client = web.create_app(stub, CLASS_NAMES).test_client()
+    page = _upload(client, '/detect', data, 'big' + extension).get_data(as_text=True)
+    assert '(3000&times;2000 pixels)' in page
+    assert '<td>500.0</td><td>600.0</td><td>1500.0</td><td>2400.0</td>' in page  # original pixels
+    drawn = _picture(page)
+    assert drawn.shape == (853, 1280, 3)
+    colour = np.array(visualization.class_color(3)) * 255.
+    left = int(round(600 * 1280 / 3000.))  # the box's left edge at display scale
+    assert np.abs(drawn[426, left - 1:left + 2].astype(float) - colour).max(axis=1).min() < 40
+    assert len(page) < 300000
+
+
+def test_images_above_the_pixel_limit_are_refused_before_decoding(stub):
+    client = web.create_app(stub, CLASS_NAMES).test_client()
+    message = ("uploaded file 'bomb.png': PNG image of 12000x12000 = 144000000 pixels exceeds "
+               "the limit of 50000000 pixels (--max_image_pixels)")
+    response = _upload(client, '/api/detect', declared_png(12000, 12000), 'bomb.png')
+    assert response.status_code == 400
+    assert response.get_json() == {'error': message}
+    response = _upload(client, '/detect', declared_png(30000, 30000), 'bomb.png')
+    assert response.status_code == 400
+    assert '30000x30000' in response.get_data(as_text=True)
+    small_limit = web.create_app(stub, CLASS_NAMES, max_image_pixels=160 * 119).test_client()
+    response = _upload(small_limit, '/api/detect', _png_bytes()[0])
+    assert response.status_code == 400 and '--max_image_pixels' in response.get_json()['error']
+    assert stub.calls == []
 
 
 def test_api_returns_json_detections(app_client):
@@ -112,10 +154,15 @@ def test_non_images_are_refused_with_400(app_client, stub):
     response = _upload(app_client, '/api/detect', b'%PDF-1.4 not a picture', 'report.pdf')
     assert response.status_code == 400
     assert response.get_json() == {'error': "uploaded file 'report.pdf' is not a JPEG or PNG image"}
-    # A PNG signature with garbage after it: caught by decoding, before the model server.
-    response = _upload(app_client, '/detect', b'\x89PNG\r\n\x1a\n' + b'x' * 100, 'broken.png')
+    # A PNG signature with garbage after it: caught from its header, before the model server.
+    response = _upload(app_client, '/api/detect', b'\x89PNG\r\n\x1a\n' + b'x' * 100, 'broken.png')
     assert response.status_code == 400
-    assert 'broken.png' in response.get_data(as_text=True)
+    assert response.get_json() == {'error': "uploaded file 'broken.png': PNG header has no IHDR "
+                                            "chunk"}
+    # A good header and cut-off pixels: caught by decoding the picture of the result page.
+    response = _upload(app_client, '/detect', _png_bytes()[0][:60], 'cut.png')
+    assert response.status_code == 400
+    assert 'cut.png' in response.get_data(as_text=True)
     assert 'corrupt or truncated' in response.get_data(as_text=True)
     response = app_client.post('/api/detect', data={}, content_type='multipart/form-data')
     assert response.status_code == 400
@@ -141,6 +188,49 @@ def test_model_server_errors(code, status):
     response = _upload(client, '/api/detect', _png_bytes()[0])
     assert response.status_code == status
     assert response.get_json() == {'error': 'model server: it went wrong'}
+
+
+def _start_page(port, *flags, **env):
+    """``python -m serving.web`` on ``port`` (REST to a server that is not there: the page
+    starts anyway); returns the process once the port answers."""
+    import requests
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'serving.web', '--protocol=rest', '--server=127.0.0.1:9',
+         '--port=%d' % port] + list(flags), cwd=REPO_ROOT, env=dict(os.environ, **env),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            requests.get('http://127.0.0.1:%d/' % port, timeout=2)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail('the page did not start: %s' % proc.communicate()[1])
+
+
+def _free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize('flags, debugger', [([], False), (['--debug'], True)])
+def test_debugger_only_with_the_debug_flag_never_from_flask_debug(flags, debugger):
+    import requests
+    port = _free_port()
+    proc = _start_page(port, *flags, FLASK_DEBUG='1')
+    try:
+        # The debugger serves its own files under ?__debugger__=yes; the page alone does not.
+        resource = requests.get('http://127.0.0.1:%d/?__debugger__=yes&cmd=resource&f=debugger.js'
+                                % port, timeout=10)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    served_by_debugger = resource.headers['Content-Type'].startswith('text/javascript')
+    assert served_by_debugger == debugger, (resource.headers, stderr)
+    assert ('warning: --debug runs the Werkzeug debugger' in stderr) == debugger
 
 
 # --- Docker files -----------------------------------------------------------------------------
@@ -177,7 +267,7 @@ class Transport(object):
         return out
 detector = client.DetectionClient(Transport(), "m", "detected_model", select_threshold=0.1)
 detections = detector.detect_array(np.zeros((50, 60, 3), np.uint8))
-web.render_png(np.zeros((50, 60, 3), np.uint8), detections, ["a"] * 5)
+web.render_jpeg(np.zeros((50, 60, 3), np.uint8), detections, ["a"] * 5, (50, 60))
 print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values())
                         if getattr(m, "__file__", None) and m.__file__.startswith(sys.argv[1])
                         and ".venv" not in m.__file__)))

@@ -9,7 +9,9 @@ and optionally ``ImageSets/Main/<split>.txt``. Output: ``<dataset_name>_<split>_
 input gives the same bytes. Boxes are normalised as ``datasets/write_dataset/voc_reader.py`` says.
 
 Shards are written under a ``.tmp`` name and renamed only when the whole split succeeded; an
-interrupted or failed run removes its temporary files and leaves earlier output untouched.
+interrupted (Ctrl-C or SIGTERM) or failed run removes its temporary files and leaves earlier
+output untouched, and a new run first removes the temporary shards of its dataset and split that
+a killed run left behind.
 
 TensorFlow is imported inside the writing functions only: the worker processes (started with
 ``spawn``, which re-imports the main module) then load OpenCV and NumPy, not TensorFlow.
@@ -244,9 +246,12 @@ def _write_shards(results, final_paths, output_dir, dataset_name, split, samples
             writer.close()
 
 
-def _remove_stale_shards(output_dir, dataset_name, split, keep):
-    """Deletes shards of this dataset and split left by an earlier, larger conversion."""
-    pattern = re.compile(r'^%s_%s_\d{3,}\.tfrecord$' % (re.escape(dataset_name), re.escape(split)))
+def _remove_stale_shards(output_dir, dataset_name, split, keep=(), suffix=''):
+    """Deletes the shards of this dataset and split whose name ends in ``suffix`` and is not in
+    ``keep``: shards left by an earlier, larger conversion (``suffix=''``), or the temporary
+    shards of a killed run (``suffix=TEMP_SUFFIX``)."""
+    pattern = re.compile(r'^%s_%s_\d{3,}\.tfrecord%s$' % (
+        re.escape(dataset_name), re.escape(split), re.escape(suffix)))
     for name in os.listdir(output_dir):
         if pattern.match(name) and name not in keep:
             os.remove(os.path.join(output_dir, name))
@@ -278,6 +283,7 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
         os.makedirs(output_dir, exist_ok=True)
     except OSError as error:
         raise ConversionError('--output_dir=%s: cannot create it (%s)' % (output_dir, error))
+    _remove_stale_shards(output_dir, dataset_name, split_name, suffix=TEMP_SUFFIX)
 
     tasks = [(annotation, image_path, names_to_labels) for annotation, image_path in parsed]
     workers = num_workers
@@ -330,10 +336,16 @@ def define_flags():
                          'images, at most one per CPU; 1: no extra process).')
 
 
+def _interrupt(signum, _):
+    """SIGTERM handler: stops the conversion the way Ctrl-C does (temporary files removed)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv):
     if len(argv) > 1:
         print('error: unexpected arguments %s' % ' '.join(argv[1:]), file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)
     FLAGS = flags.FLAGS
     try:
         summary = convert(FLAGS.dataset_dir, FLAGS.output_dir, FLAGS.dataset_name,
@@ -344,9 +356,11 @@ def main(argv):
             OSError) as error:
         print('error: %s' % error, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print('error: interrupted; no new shard was published', file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        terminated = interrupt.args == (signal.SIGTERM.name,)
+        print('error: %s; no new shard was published' % (
+            'terminated (SIGTERM)' if terminated else 'interrupted'), file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     print(summary)
     return 0
 

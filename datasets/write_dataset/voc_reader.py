@@ -7,13 +7,15 @@ column/row is 1, ``xmax = width`` touches the right border). Like SSD-Tensorflow
 record stores them normalised *literally*, without the -1 shift:
 ``[ymin / height, xmin / width, ymax / height, xmax / width]``, then clipped to [0, 1].
 ``height``/``width`` come from the decoded image, never from the XML ``<size>`` (which may be
-missing or wrong). A box that has no area after clipping is dropped and counted.
+missing or wrong). A box that has no area after clipping, or a non-finite coordinate (``nan``,
+``inf``), is dropped and counted.
 
 Images are looked up by the annotation id in ``JPEGImages/`` (as the VOC devkit does), whatever
 the XML ``<filename>`` says. JPEG bytes are stored unchanged when the file is a complete JPEG;
 other formats (PNG, BMP) are re-encoded as JPEG; undecodable or truncated files are skipped.
 """
 import collections
+import math
 import os
 import xml.etree.ElementTree as ElementTree
 
@@ -34,6 +36,7 @@ SKIP_NO_OBJECTS = 'no usable object'
 # Events counted on converted images (not reasons to skip).
 EVENT_BOX_CLIPPED = 'boxes clipped to the image'
 EVENT_ZERO_AREA = 'zero-area boxes dropped'
+EVENT_NON_FINITE = 'boxes with non-finite coordinates dropped'
 EVENT_UNKNOWN_CLASS = 'objects of unknown classes dropped'
 EVENT_REENCODED = 'non-JPEG images re-encoded as JPEG'
 EVENT_SIZE_FIXED = 'missing or wrong <size> (decoded size used)'
@@ -194,6 +197,9 @@ def make_record(annotation, image_path, names_to_labels):
     for obj in annotation.objects:
         if obj.name not in names_to_labels:
             events[EVENT_UNKNOWN_CLASS] += 1
+            continue
+        if not all(math.isfinite(value) for value in obj.box):
+            events[EVENT_NON_FINITE] += 1
             continue
         bbox, was_clipped = normalise_box(obj.box, height, width)
         if bbox[2] <= bbox[0] or bbox[3] <= bbox[1]:
