@@ -20,6 +20,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.limits import DEFAULT_LIMITS
+from serving import batching as batching_lib
 from utils import image_header
 
 SERVE_TAG = tf.saved_model.tag_constants.SERVING
@@ -141,15 +142,25 @@ def check_input_names(signature_name, signature, aliases):
                                    alias, signature_name, expected))
 
 
+def is_batchable(signature):
+    """True when every input and output of ``signature`` has a variable first (batch) axis, so
+    requests can be concatenated and the outputs split back by rows."""
+    tensors = list(signature.inputs.values()) + list(signature.outputs.values())
+    dims = [_expected_dims(t) for t in tensors]
+    return bool(tensors) and all(d and d[0] == -1 for d in dims)
+
+
 class Servable(object):
     """A SavedModel version loaded into its own graph and session.
 
     Attributes: ``version`` (int), ``export_dir``, ``signature_defs`` (dict name -> SignatureDef,
     private ``__...`` keys excluded), ``limits`` (``RequestLimits``, default ``DEFAULT_LIMITS``).
-    Loading failures propagate as TensorFlow's errors.
+    ``batching``: ``serving.batching.BatchingParameters`` to batch concurrent requests of
+    batchable signatures (``is_batchable``), or None. Loading failures propagate as
+    TensorFlow's errors.
     """
 
-    def __init__(self, export_dir, version, session_config=None, limits=None):
+    def __init__(self, export_dir, version, session_config=None, limits=None, batching=None):
         self.version = version
         self.export_dir = export_dir
         self.limits = limits or DEFAULT_LIMITS
@@ -166,6 +177,9 @@ class Servable(object):
         self._in_flight = 0
         self._closed = False
         self._idle = threading.Condition()
+        # With batching, concurrent requests of a batchable signature share session runs.
+        self._scheduler = None if batching is None else \
+            batching_lib.BatchScheduler(self._run_session, batching)
 
     def signature_def(self, name):
         """The SignatureDef called ``name``; FAILED_PRECONDITION (TF Serving's code) naming the
@@ -224,6 +238,18 @@ class Servable(object):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "output_filter '%s' is not an output of signature '%s' (outputs: %s)" % (
                         alias, signature_name, ', '.join(sorted(sig.outputs))))
+        key = (signature_name, tuple(aliases))
+        if self._scheduler is None or not is_batchable(sig):
+            return self._run_session(key, inputs)
+        try:
+            return self._scheduler.run(key, inputs)
+        except batching_lib.QueueFullError as err:
+            raise ServingError(grpc.StatusCode.UNAVAILABLE, str(err))
+
+    def _run_session(self, key, inputs):
+        """One session run of ``key = (signature name, output aliases)`` on checked ``inputs``."""
+        signature_name, aliases = key
+        sig = self.signature_defs[signature_name]
         feed = {sig.inputs[alias].name: value for alias, value in inputs.items()}
         try:
             values = self._session.run([sig.outputs[alias].name for alias in aliases], feed)
@@ -250,4 +276,6 @@ class Servable(object):
             if self._closed:
                 return
             self._closed = True
+        if self._scheduler is not None:
+            self._scheduler.close()
         self._session.close()

@@ -72,15 +72,17 @@ class VersionManager(object):
 
     ``version_labels`` maps a label (e.g. 'stable') to a version number for requests that name a
     label. ``session_config`` is a ``tf.ConfigProto`` for every version's session; ``limits``
-    the ``serving.limits.RequestLimits`` every version enforces.
+    the ``serving.limits.RequestLimits`` every version enforces; ``batching`` the
+    ``serving.batching.BatchingParameters`` of every version (None: no batching).
     """
 
     def __init__(self, model_name, base_path, session_config=None, version_labels=None,
-                 limits=None):
+                 limits=None, batching=None):
         self.model_name = model_name
         self.base_path = base_path
         self._session_config = session_config
         self._limits = limits
+        self._batching = batching
         self._ignored_names = set()
         self._labels = dict(version_labels or {})
         self._lock = threading.Lock()
@@ -143,7 +145,8 @@ class VersionManager(object):
         fingerprint = folder_fingerprint(path)
         start = time.time()
         try:
-            servable = Servable(path, version, self._session_config, self._limits)
+            servable = Servable(path, version, self._session_config, self._limits,
+                                self._batching)
         except Exception as err:  # any failure must leave the served version in place
             code, message = summarize_error(err)
             # Clients see the status: name the version, not the server's folders.

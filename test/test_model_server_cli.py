@@ -109,14 +109,25 @@ def test_cli_bad_flag_gives_one_error_line():
     (dict(max_batch_rows=-1), '--max_batch_rows must be > 0, got -1'),
     (dict(max_tensor_elements=0), '--max_tensor_elements must be > 0, got 0'),
     (dict(rest_api_timeout_in_ms=0), '--rest_api_timeout_in_ms must be > 0, got 0'),
+    (dict(batching_parameters_file='b.txt'), '--batching_parameters_file needs --enable_batching'),
+    (dict(enable_batching=True, batching_parameters_file='/no/such.txt'),
+     '--batching_parameters_file /no/such.txt: No such file'),
+    (dict(enable_batching=True, batching_parameters_file='BAD_FILE'),
+     "--batching_parameters_file BAD_FILE: unknown field 'max_batch'"),
 ])
 def test_flag_validation_names_the_flag(tmp_path, changes, message):
     values = dict(model_name='cars', model_base_path=str(tmp_path), port=0, rest_api_port=0,
                   file_system_poll_wait_seconds=1., host='127.0.0.1', max_request_bytes=1000,
                   grpc_max_threads=2, tensorflow_intra_op_parallelism=0,
                   tensorflow_inter_op_parallelism=0, version_labels='', max_image_pixels=10,
-                  max_batch_rows=2, max_tensor_elements=10, rest_api_timeout_in_ms=1000)
+                  max_batch_rows=2, max_tensor_elements=10, rest_api_timeout_in_ms=1000,
+                  enable_batching=False, batching_parameters_file='')
     values.update(changes)
+    if values['batching_parameters_file'] == 'BAD_FILE':
+        bad = tmp_path / 'batching.txt'
+        bad.write_text('max_batch { value: 4 }\n')
+        values['batching_parameters_file'] = str(bad)
+        message = message.replace('BAD_FILE', str(bad))
     with pytest.raises(UsageError) as raised:
         server_from_flags(types.SimpleNamespace(**values)).stop()
     assert str(raised.value).startswith(message)
