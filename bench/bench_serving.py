@@ -1,6 +1,8 @@
 r"""Serving benchmark: export time, per-request latency and request size in-process, over gRPC and
 over REST (both signatures), and throughput with concurrent clients, against the local model
-server (``python -m serving.model_server``, started here as a separate process).
+server (``python -m serving.model_server``, started here as a separate process); then, for the
+float32 and the bfloat16 export, a batch of 8 JPEGs in-process and gRPC throughput with 1 and
+--clients clients with batching off and on.
 
     python bench/bench_serving.py [--repeats=7] [--width_multiplier=1.0] [--clients=4] \
         [--ckpt_path=ckpt/fine_tuning] [--image_path=picture.jpg]
@@ -42,6 +44,7 @@ flags.DEFINE_string('image_path', None, 'JPEG to send (default: a shared street 
 flags.DEFINE_integer('repeats', 7, 'Timed requests per latency figure (the median is reported).')
 flags.DEFINE_integer('clients', 4, 'Concurrent clients of the throughput figure.')
 flags.DEFINE_integer('requests_per_client', 6, 'Requests each concurrent client sends.')
+flags.DEFINE_integer('batch_timeout_micros', 20000, 'Batching timeout of the batching figures.')
 FLAGS = flags.FLAGS
 
 
@@ -83,13 +86,14 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_model_server(base_path):
+def start_model_server(base_path, extra_flags=()):
     """``python -m serving.model_server`` in its own process; returns (process, grpc, rest)."""
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, '-m', 'serving.model_server', '--model_name=%s' % MODEL_NAME,
          '--model_base_path=%s' % base_path, '--port=%d' % grpc_port,
-         '--rest_api_port=%d' % rest_port, '--file_system_poll_wait_seconds=60'],
+         '--rest_api_port=%d' % rest_port, '--file_system_poll_wait_seconds=60']
+        + list(extra_flags),
         cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import requests
     deadline = time.time() + 300
@@ -167,6 +171,48 @@ def throughput(make_transport, inputs, clients, requests_each):
     return clients * requests_each / elapsed
 
 
+def stop_model_server(process):
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def precision_and_batching_figures(ckpt, work_dir, encoded):
+    """Per precision: in-process serving_default on a batch of 8 JPEGs, and gRPC throughput
+    with 1 and --clients clients, batching off and on (--max_batch_size = --clients)."""
+    import export_saved_model
+    parameters = os.path.join(work_dir, 'batching.txt')
+    with open(parameters, 'w') as f:
+        f.write('max_batch_size { value: %d }\nbatch_timeout_micros { value: %d }\n'
+                % (FLAGS.clients, FLAGS.batch_timeout_micros))
+    batch = {'encoded_image': [encoded] * 8}
+    for precision in ('float32', 'bfloat16'):
+        version_dir = export_saved_model.export(
+            ckpt, os.path.join(work_dir, 'export_' + precision), MODEL_NAME, precision=precision)
+        local, sess = in_process_runners(version_dir, {'serving_default': batch})
+        seconds = interleaved_medians({'batch8': local['serving_default']}, FLAGS.repeats)['batch8']
+        sess.close()
+        common.report('in_process_serving_default_batch8_%s' % precision, seconds, 's/batch',
+                      '8 JPEGs in one request, %.2f s/image' % (seconds / 8))
+        for batching in (False, True):
+            extra = ['--enable_batching', '--batching_parameters_file=%s' % parameters] \
+                if batching else []
+            server, grpc_port, _ = start_model_server(os.path.dirname(version_dir), extra)
+            try:
+                for clients in (1, FLAGS.clients):
+                    rate = throughput(
+                        lambda: protocols.GrpcTransport('127.0.0.1:%d' % grpc_port),
+                        {'encoded_image': np.array([encoded], dtype=object)}, clients,
+                        FLAGS.requests_per_client)
+                    common.report('grpc_throughput_%s_batching_%s_%d_clients' % (
+                        precision, 'on' if batching else 'off', clients), rate, 'requests/s',
+                        'one JPEG per request, %d requests each%s' % (
+                            FLAGS.requests_per_client,
+                            ', max_batch_size %d, timeout %d us' % (
+                                FLAGS.clients, FLAGS.batch_timeout_micros) if batching else ''))
+            finally:
+                stop_model_server(server)
+
+
 def main(_):
     tf.logging.set_verbosity(tf.logging.ERROR)
     import export_saved_model
@@ -238,10 +284,12 @@ def main(_):
             common.report('grpc_serving_default_throughput_%d_clients' % clients, rate,
                           'requests/s', '%d requests each, %d cores' % (
                               FLAGS.requests_per_client, os.cpu_count()))
+        stop_model_server(server)
+        server = None
+        precision_and_batching_figures(ckpt, work_dir, encoded)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=60)
+            stop_model_server(server)
         shutil.rmtree(work_dir, ignore_errors=True)
     return 0
 

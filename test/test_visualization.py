@@ -39,6 +39,17 @@ def test_boxes_drawn_at_pixel_coordinates(tmp_path):
     assert np.any(np.abs(drawn[25:40, 30:60] - GRAY).max(axis=-1) > 40)
 
 
+def test_label_of_a_box_at_the_top_edge_is_drawn_inside_it(tmp_path):
+    image = np.full((160, 200, 3), GRAY, np.uint8)
+    path = visualization.save_detections(str(tmp_path / 'top.png'), image, boxes=[[0, 30, 120, 190]],
+                                         classes=[1], scores=[.9], class_names=['Car'])
+    drawn = _read_rgb(path)
+    colour = visualization.class_color(1)
+    # The label's background fills rows just below the top edge, inside the box.
+    label_area = drawn[3:12, 35:80].reshape(-1, 3)
+    assert np.mean(np.abs(label_area - np.asarray(colour) * 255.).max(axis=1) < 60) > 0.3
+
+
 def test_no_detections_keeps_image(tmp_path):
     rng = np.random.RandomState(0)
     image = rng.randint(0, 256, size=(70, 90, 3)).astype(np.uint8)

@@ -65,6 +65,7 @@ def detections_figure(image, boxes, classes, scores, class_names, title=None):
                 interpolation='nearest')
     axes.set_axis_off()
     font_size = max(6, min(12, width / 40.))
+    label_height = font_size * 1.6 * _DPI / 72.   # pixels of a one-line label with its pad
     for box, label, score in zip(np.asarray(boxes).reshape(-1, 4), classes, scores):
         ymin, xmin, ymax, xmax = [float(v) for v in box]
         color = class_color(label)
@@ -72,8 +73,10 @@ def detections_figure(image, boxes, classes, scores, class_names, title=None):
             (xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=color, linewidth=2))
         label = int(label)
         name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
+        # Above the box, or inside it when the box touches the top edge (no room above).
+        inside = ymin < label_height
         axes.text(xmin, ymin, '%s %.2f' % (name, score), color='white', fontsize=font_size,
-                  verticalalignment='bottom', clip_on=True,
+                  verticalalignment='top' if inside else 'bottom', clip_on=True,
                   bbox=dict(facecolor=color, edgecolor=color, pad=1, alpha=0.8))
     if title:
         axes.text(2, 2, title, color='white', fontsize=font_size, verticalalignment='top',
