@@ -13,7 +13,9 @@ Parameters come from TF Serving's ``--batching_parameters_file`` text format::
     batch_timeout_micros { value: 5000 }
 
 (``num_batch_threads``: session runs at once; ``max_enqueued_batches``: beyond that many
-batches waiting, requests are refused with ``QueueFullError``.) Batching pays where a
+batches waiting, requests are refused with ``QueueFullError``.) With ``batch_timeout_micros``
+0 nothing waits: a batch holds the requests that queued while the previous one ran, so a lone
+client pays no timeout. Batching pays where a
 batch of N costs less than N single runs: on this 2-core CPU, the bfloat16 export
 (bench/bench_serving.py measures it).
 """
@@ -42,14 +44,17 @@ class QueueFullError(RuntimeError):
 
 def parse_batching_parameters(text, source='--batching_parameters_file'):
     """TF Serving's BatchingParameters text proto → ``BatchingParameters`` (defaults for the
-    fields it leaves out); every value must be a positive integer."""
+    fields it leaves out); every value must be a positive integer (the timeout may be 0)."""
     values = {}
     for name, number in _FIELD.findall(text):
         if name not in BatchingParameters._fields:
             raise BatchingConfigError('%s: unknown field %r (known: %s)' % (
                 source, name, ', '.join(BatchingParameters._fields)))
-        if int(number) < 1:
-            raise BatchingConfigError('%s: %s must be >= 1, got %s' % (source, name, number))
+        # A zero timeout is allowed (batches then hold what queued while the session was busy).
+        minimum = 0 if name == 'batch_timeout_micros' else 1
+        if int(number) < minimum:
+            raise BatchingConfigError('%s: %s must be >= %d, got %s' % (source, name, minimum,
+                                                                         number))
         values[name] = int(number)
     leftover = _FIELD.sub('', re.sub(r'#.*', '', text)).strip()
     if leftover:

@@ -110,6 +110,8 @@ def test_parameters_file_format():
     text = '# TF Serving format\nmax_batch_size { value: 4 }\nbatch_timeout_micros {value:250}\n'
     assert batching.parse_batching_parameters(text) == _parameters(max_batch_size=4,
                                                                     batch_timeout_micros=250)
+    assert batching.parse_batching_parameters('batch_timeout_micros { value: 0 }') == \
+        _parameters(batch_timeout_micros=0)
     with pytest.raises(batching.BatchingConfigError, match="unknown field 'max_batch'"):
         batching.parse_batching_parameters('max_batch { value: 4 }')
     with pytest.raises(batching.BatchingConfigError, match='max_batch_size must be >= 1, got 0'):
