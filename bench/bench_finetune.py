@@ -77,10 +77,18 @@ def log(message):
     print('[finetune] %s' % message, flush=True)
 
 
+def read_json(path, default):
+    """The JSON content of ``path``, or ``default`` when it does not exist."""
+    if not os.path.isfile(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
 def convert(tfrecords_dir):
     """Shared vehicle folder -> TFRecords of the train and val splits (skipped when present)."""
-    description = os.path.join(tfrecords_dir, 'dataset_description.json')
-    done = json.load(open(description))['splits'] if os.path.isfile(description) else {}
+    done = read_json(os.path.join(tfrecords_dir, 'dataset_description.json'),
+                     {'splits': {}})['splits']
     for split in ('train', 'val'):
         if split not in done:
             subprocess.run([sys.executable, 'datasets/write_dataset/dataset_to_tfrecords.py',
@@ -95,7 +103,7 @@ def latest_step(train_dir):
 
 
 def load_progress(path):
-    return json.load(open(path)) if os.path.isfile(path) else {'train_minutes': 0.0}
+    return read_json(path, {'train_minutes': 0.0})
 
 
 def save_progress(path, progress):
@@ -160,7 +168,7 @@ def evaluate(tfrecords_dir, train_dir, eval_dir):
                     '--dataset_dir=%s' % tfrecords_dir, '--dataset_name=vehicle',
                     '--train_or_test=val', '--output_dir=%s' % eval_dir],
                    cwd=REPO_ROOT, check=True)
-    return json.load(open(os.path.join(eval_dir, 'results.json')))
+    return read_json(os.path.join(eval_dir, 'results.json'), None)
 
 
 def detect(train_dir, detections_dir):
