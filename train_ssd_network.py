@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from deployment import model_deploy
 from nets import custom_layers
 from nets import pretrained
+from utils import inference
 from utils import model_info
 from utils import slim_compat
 from utils import train_tools
@@ -123,7 +124,7 @@ NETWORK_SCOPE = 'ssd_300_vgg'
 WEIGHTS_INITIALIZERS = {'network': None,
                         'he': lambda: slim.variance_scaling_initializer(factor=2.0, mode='FAN_IN')}
 SUMMARY_IMAGES = 3
-PRECISIONS = ('float32', 'bfloat16')
+PRECISIONS = inference.PRECISIONS   # one list for every tool
 
 
 class TrainError(ValueError):
@@ -234,8 +235,8 @@ def build_batches(f, spec, net, anchors, config):
     """The tf.data pipeline: decode -> training pre-processing -> per-image anchor encoding ->
     padded batch (drop_remainder) -> prefetch; returns (iterator, batch tensors).
 
-    The batch is ``[images [B,300,300,3] ([B,3,300,300] for NCHW), labels [B,N], bboxes [B,N,4], gclasses(6),
-    glocalisations(6), gscores(6)]`` with boxes normalised ``[ymin, xmin, ymax, xmax]`` and
+    The batch is ``[images [B,300,300,3] ([B,3,300,300] for NCHW), labels [B,N], bboxes [B,N,4],
+    gclasses(6), glocalisations(6), gscores(6)]`` with boxes normalised ``[ymin, xmin, ymax, xmax]`` and
     zero-padded to the largest object count of the batch (labels/bboxes only serve summaries).
     """
     from datasets import input_pipeline
