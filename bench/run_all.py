@@ -28,8 +28,38 @@ BENCHMARKS = (
     ('bench_network.py', [], 'SSD-VGG300 forward pass, encoding, post-processing'),
     ('bench_training.py', [], 'training step and augmented input pipeline'),
     ('bench_serving.py', [], 'export, local server latency and throughput'),
+    ('bench_pytorch.py', [], 'the same SSD-VGG300 in PyTorch (skipped without torch)'),
     ('bench_learning.py', [], 'reduced-width SSD300 learning on generated data'),
 )
+
+# (name, slower figure, faster figure, target): the ratio slower / faster, from one run's figures.
+COMPARISONS = (
+    ('serving_default batch 8: bfloat16 export vs float32 export',
+     'in_process_serving_default_batch8_float32', 'in_process_serving_default_batch8_bfloat16', 2.0),
+    ('forward batch 8 bfloat16: TensorFlow vs PyTorch autocast',
+     'torch_forward_bfloat16_batch8', 'forward_bfloat16_batch8', 1.3),
+    ('forward batch 1 bfloat16: TensorFlow vs PyTorch autocast',
+     'torch_forward_bfloat16_batch1', 'forward_bfloat16_batch1', None),
+    ('forward batch 8 float32: TensorFlow vs PyTorch',
+     'torch_forward_float32_batch8', 'forward_float32_batch8', None),
+    ('training step bfloat16: TensorFlow vs PyTorch autocast',
+     'torch_training_bfloat16_seconds_per_step', 'training_bfloat16_seconds_per_step', 1.3),
+    ('training step float32: TensorFlow vs PyTorch',
+     'torch_training_float32_seconds_per_step', 'training_float32_seconds_per_step', None),
+)
+
+
+def comparison_lines(values):
+    """Report lines for the COMPARISONS whose two figures were both measured (``values``:
+    {figure name: float}); a ratio above 1 means the second figure is the faster."""
+    lines = []
+    for title, slower, faster, target in COMPARISONS:
+        if slower in values and faster in values and values[faster] > 0:
+            ratio = values[slower] / values[faster]
+            verdict = '' if target is None else ' (target >= %gx: %s)' % (
+                target, 'met' if ratio >= target else 'not met')
+            lines.append('- %s: %.2fx (%s / %s)%s' % (title, ratio, slower, faster, verdict))
+    return lines
 
 
 def machine_description():
@@ -82,6 +112,7 @@ def main():
              '| benchmark | figure | value | unit | note | load at start |',
              '|---|---|---|---|---|---|']
     failed = []
+    values = {}
     for script, args, _ in BENCHMARKS:
         if options.only and script not in options.only:
             continue
@@ -91,11 +122,15 @@ def main():
             failed.append(script)
             lines.append('| %s | **failed** (see its output) | | | | %s |' % (script, load))
         for name, value, unit, note in figures:
+            values[name] = float(value)
             lines.append('| %s | %s | %s | %s | %s | %s |' % (script, name, value, unit, note, load))
         lines.append('| %s | benchmark wall time | %.0f | s | | %s |' % (script, seconds, load))
         # Written after every benchmark, so an interrupted run still leaves its figures; the
         # sections that long benchmarks (bench_finetune.py) write themselves are kept.
-        common.write_report(options.output, '\n'.join(lines),
+        comparisons = comparison_lines(values)
+        head = lines + (['', '**Side by side** (figures of this run):', ''] + comparisons
+                        if comparisons else [])
+        common.write_report(options.output, '\n'.join(head),
                             common.read_report_sections(options.output))
     print('\nreport written to %s' % options.output)
     if failed:

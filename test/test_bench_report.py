@@ -26,3 +26,39 @@ def test_run_all_refuses_a_busy_machine(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert 'load average is 1.70' in err and '--force' in err
     assert not output.exists()
+
+
+def test_comparisons_divide_the_slower_figure_by_the_faster_and_judge_the_target():
+    lines = run_all.comparison_lines({
+        'in_process_serving_default_batch8_float32': 2.4,
+        'in_process_serving_default_batch8_bfloat16': 1.0,
+        'torch_forward_bfloat16_batch8': 1.9, 'forward_bfloat16_batch8': 1.6})
+    assert lines == [
+        '- serving_default batch 8: bfloat16 export vs float32 export: 2.40x '
+        '(in_process_serving_default_batch8_float32 / in_process_serving_default_batch8_bfloat16)'
+        ' (target >= 2x: met)',
+        '- forward batch 8 bfloat16: TensorFlow vs PyTorch autocast: 1.19x '
+        '(torch_forward_bfloat16_batch8 / forward_bfloat16_batch8) (target >= 1.3x: not met)']
+    assert run_all.comparison_lines({'forward_bfloat16_batch8': 1.0}) == []
+
+
+def test_pytorch_twin_has_our_network_size_and_outputs():
+    """The yardstick is the same network: as many parameters as our SSD300 graph for 21 classes
+    (26,285,486), and logits and offsets for its 8732 anchors."""
+    import numpy as np
+    import pytest
+    import tensorflow.compat.v1 as tf
+    torch = pytest.importorskip('torch')
+    from bench import bench_pytorch
+    from nets import nets_factory
+    from utils import slim_compat
+    with tf.Graph().as_default():
+        net = nets_factory.build_network('ssd_vgg_300', 21)
+        with slim_compat.import_slim().arg_scope(net.arg_scope()):
+            net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
+        ours = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables())
+    model = bench_pytorch.build_ssd300(torch)
+    assert sum(p.numel() for p in model.parameters()) == ours == 26285486
+    with torch.no_grad():
+        logits, boxes = model(torch.zeros(1, 3, 300, 300))
+    assert tuple(logits.shape) == (1, 8732, 21) and tuple(boxes.shape) == (1, 8732, 4)
