@@ -3,9 +3,16 @@
 A ``BatchScheduler`` sits in front of one servable's session. ``run(key, inputs)`` queues a
 request and blocks until its rows come back. One thread per scheduler takes the oldest request,
 then waits at most ``batch_timeout_micros`` for more requests of the same ``key`` (signature and
-outputs) until ``max_batch_size`` rows are queued, concatenates their inputs along axis 0, runs
-them once and hands each request its slice of every output. A request with more rows than
-``max_batch_size`` runs alone. Failures of a batched run go to every request in it.
+outputs), concatenates their inputs along axis 0, runs them once and hands each request its slice
+of every output. A request with more rows than ``max_batch_size`` runs alone. Failures of a
+batched run go to every request in it.
+
+How long to wait for company is learnt from the traffic, so that batching never costs a lone
+client the timeout (TF Serving's scheduler would make it wait every time): a batch waits only
+until it holds as many rows as came together last time (the previous batch plus what queued
+while it ran), ``max_batch_size`` at most. A lone client's batches hold one request and nothing
+queues behind them, so they do not wait at all; four busy clients' batches wait for all four.
+The first batch assumes company and may wait the full timeout once.
 
 Parameters come from TF Serving's ``--batching_parameters_file`` text format::
 
@@ -14,9 +21,8 @@ Parameters come from TF Serving's ``--batching_parameters_file`` text format::
 
 (``num_batch_threads``: session runs at once; ``max_enqueued_batches``: beyond that many
 batches waiting, requests are refused with ``QueueFullError``.) With ``batch_timeout_micros``
-0 nothing waits: a batch holds the requests that queued while the previous one ran, so a lone
-client pays no timeout. Batching pays where a
-batch of N costs less than N single runs: on this 2-core CPU, the bfloat16 export
+0 nothing waits: a batch holds the requests that queued while the previous one ran. Batching
+pays where a batch of N costs less than N single runs: on this 2-core CPU, the bfloat16 export
 (bench/bench_serving.py measures it).
 """
 import collections
@@ -87,6 +93,9 @@ class BatchScheduler(object):
         self._queue = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        # Rows that came together last time (see the module docstring); company is assumed
+        # until the first batch shows otherwise.
+        self._expected_rows = parameters.max_batch_size
         self.batch_sizes = []   # rows of every session run, for tests and logs
         self._threads = [threading.Thread(target=self._loop, name='batching-%d' % i, daemon=True)
                          for i in range(parameters.num_batch_threads)]
@@ -120,6 +129,7 @@ class BatchScheduler(object):
             first = self._queue.popleft()
             batch, rows = [first], first.rows
             deadline = time.monotonic() + self.parameters.batch_timeout_micros / 1e6
+            wanted = min(self.parameters.max_batch_size, self._expected_rows)
             while rows < self.parameters.max_batch_size:
                 for request in [r for r in self._queue if r.key == first.key]:
                     if rows + request.rows <= self.parameters.max_batch_size:
@@ -127,7 +137,7 @@ class BatchScheduler(object):
                         batch.append(request)
                         rows += request.rows
                 remaining = deadline - time.monotonic()
-                if rows >= self.parameters.max_batch_size or remaining <= 0 or self._closed:
+                if rows >= wanted or remaining <= 0 or self._closed:
                     break
                 self._cond.wait(remaining)
             return batch
@@ -156,6 +166,9 @@ class BatchScheduler(object):
         except Exception as error:  # every request of the batch gets the batch's failure
             for request in batch:
                 request.error = error
+        with self._cond:
+            self._expected_rows = (sum(r.rows for r in batch) +
+                                   sum(r.rows for r in self._queue if r.key == batch[0].key))
         for request in batch:
             request.done.set()
 

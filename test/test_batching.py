@@ -118,3 +118,34 @@ def test_parameters_file_format():
         batching.parse_batching_parameters('max_batch_size { value: 0 }')
     with pytest.raises(batching.BatchingConfigError, match='cannot parse'):
         batching.parse_batching_parameters('max_batch_size: 4')
+
+
+def test_a_lone_client_waits_for_company_once_and_busy_clients_wait_for_each_other():
+    """The wait is learnt: after its first batch a lone client's requests never sit out the
+    timeout, while three clients sending one request after another share runs."""
+    import time
+    timeout_s = 1.0
+
+    def slow_double(key, inputs):
+        time.sleep(0.05)                              # a session run takes time
+        return _double(key, inputs)
+    scheduler = batching.BatchScheduler(slow_double, _parameters(
+        max_batch_size=8, batch_timeout_micros=int(timeout_s * 1e6)))
+    scheduler.run('k', {'x': np.ones((1, 1))})        # the first batch assumes company
+    start = time.monotonic()
+    for i in range(5):
+        assert scheduler.run('k', {'x': np.full((1, 1), i)})['y'][0, 0] == 2 * i
+    assert time.monotonic() - start < timeout_s       # five requests, none held for the timeout
+    assert scheduler.batch_sizes == [1] * 6
+
+    def client(i):
+        for _ in range(4):
+            assert scheduler.run('k', {'x': np.full((1, 1), i)})['y'][0, 0] == 2 * i
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(60)
+    scheduler.close()
+    together = scheduler.batch_sizes[6:]
+    assert sum(together) == 12 and max(together) == 3 and len(together) < 12
