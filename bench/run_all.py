@@ -72,8 +72,12 @@ def machine_description():
         pass
     mem_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2.0 ** 30
     import tensorflow as tf
-    return '%s, %d cores, %.0f GiB, Python %s, TensorFlow %s' % (
-        cpu, os.cpu_count(), mem_gib, platform.python_version(), tf.__version__)
+    from utils import cpu_features
+    return ('%s, %d cores, %.0f GiB, bfloat16 instructions: %s, TF_ENABLE_ONEDNN_OPTS=%s, '
+            'Python %s, TensorFlow %s' % (
+                cpu, os.cpu_count(), mem_gib, cpu_features.bfloat16_description(),
+                os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'), platform.python_version(),
+                tf.__version__))
 
 
 def run_benchmark(script, args):
@@ -98,6 +102,8 @@ def main():
     parser.add_argument('--force', action='store_true',
                         help='write the report even though the machine is busy')
     options = parser.parse_args()
+    # Every tool of the toolkit runs with oneDNN on (README, "Speed"); so do its benchmarks.
+    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     load = os.getloadavg()[0]
     if load > MAX_LOAD and not options.force:
         print('error: the 1-minute load average is %.2f (> %.1f): something else is running, and '
