@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from nets import nets_factory
 from nets import np_postprocess
 from test.checkpoints import CLASS_NAMES, class_names_for, copy_with_info, make_checkpoint
 from utils import inference
@@ -31,8 +32,10 @@ def test_load_model_resolves_newest_and_builds_from_info(checkpoint_dir):
 def test_preprocess_uniform_image_is_colour_minus_means():
     with tf.Graph().as_default(), tf.Session() as sess:
         image = tf.constant(np.full((37, 81, 3), [200, 100, 50], np.uint8))
-        out = sess.run(inference.preprocess_for_detection(image))
+        net = nets_factory.build_network('ssd_vgg_300', 6)
+        out, bbox_img = sess.run(inference.preprocess_for_detection(image, net))
     assert out.shape == (300, 300, 3) and out.dtype == np.float32
+    assert bbox_img.tolist() == [0, 0, 1, 1]
     np.testing.assert_allclose(out, np.broadcast_to([200, 100, 50] - VGG_MEANS, out.shape),
                                atol=1e-3)
 
