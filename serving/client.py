@@ -144,31 +144,19 @@ class DetectionClient(object):
 
 
 def read_records(data_sources, limit):
-    """The first ``limit`` records of TFRecord shards as dicts: ``encoded`` bytes, ``filename``,
-    ``height``, ``width``, ``bboxes [N, 4]`` normalised, ``labels [N]``, ``difficult [N]``.
+    """The first ``limit`` records of TFRecord shards as ``datasets.records.parse_proto`` dicts:
+    ``encoded`` bytes, ``filename``, ``height``, ``width``, ``bboxes [N, 4]`` normalised,
+    ``labels [N]``, ``difficult [N]``, ``truncated [N]``.
 
     Reading TFRecords needs TensorFlow; only this evaluation mode imports it. The record iterator
     works in eager and graph mode alike.
     """
     import itertools
     import tensorflow.compat.v1 as tf
-    from datasets import dataset_config as keys
+    from datasets import records
     raws = itertools.chain.from_iterable(tf.io.tf_record_iterator(path) for path in data_sources)
     for raw in itertools.islice(raws, limit):
-        feature = tf.train.Example.FromString(raw).features.feature
-
-        def floats(key):
-            return np.asarray(feature[key].float_list.value, np.float32)
-
-        def ints(key):
-            return np.asarray(feature[key].int64_list.value, np.int64)
-
-        yield {'encoded': feature[keys.KEY_ENCODED].bytes_list.value[0],
-               'filename': feature[keys.KEY_FILENAME].bytes_list.value[0].decode('utf-8'),
-               'height': int(ints(keys.KEY_HEIGHT)[0]), 'width': int(ints(keys.KEY_WIDTH)[0]),
-               'bboxes': np.stack([floats(keys.KEY_YMIN), floats(keys.KEY_XMIN),
-                                   floats(keys.KEY_YMAX), floats(keys.KEY_XMAX)], axis=-1),
-               'labels': ints(keys.KEY_LABEL), 'difficult': ints(keys.KEY_DIFFICULT)}
+        yield records.parse_proto(raw)
 
 
 def evaluate(client, records, class_names=None):

@@ -104,7 +104,8 @@ def test_decode_inverts_encode_on_a_grid():
                                corners, atol=1e-6)
 
 
-@pytest.mark.parametrize('module', ['utils.boxes', 'preprocessing.np_transform'])
+@pytest.mark.parametrize('module', ['utils.boxes', 'preprocessing.np_transform',
+                                    'datasets.records', 'datasets.dataset_config'])
 def test_client_modules_do_not_import_tensorflow(module):
     code = ('import sys; import %s; '
             'assert "tensorflow" not in sys.modules, "tensorflow imported"' % module)
