@@ -1,8 +1,8 @@
 """tf.data input pipeline: TFRecord shards of a DatasetSpec -> decoded examples (graph mode ready).
 
-Every element is a dict (``datasets.records.parse_example``): ``image`` uint8 [H, W, 3], ``shape`` int32 [3] (H, W, 3), ``labels``
-int64 [N], ``bboxes`` float32 [N, 4] normalised [ymin, xmin, ymax, xmax], ``difficult`` int64 [N],
-``truncated`` int64 [N], ``filename`` string scalar.
+Every element is a dict (``datasets.records.parse_example``): ``image`` uint8 [H, W, 3], ``shape``
+int32 [3] (H, W, 3), ``labels`` int64 [N], ``bboxes`` float32 [N, 4] normalised
+[ymin, xmin, ymax, xmax], ``difficult`` int64 [N], ``truncated`` int64 [N], ``filename`` string.
 
 Use from a graph: ``tf.compat.v1.data.make_one_shot_iterator(make_dataset(spec, True))`` or
 ``make_initializable_iterator``.

@@ -50,7 +50,7 @@ def to_pixels(boxes, image_shape, bbox_img=UNIT_WINDOW, xp=np):
 
 
 def _array(value, xp):
-    """NumPy float32 array of ``value`` (lists and tuples welcome); tensors pass through as given."""
+    """NumPy float32 array of ``value`` (lists and tuples welcome); tensors pass through."""
     return np.asarray(value, np.float32) if xp is np else value
 
 

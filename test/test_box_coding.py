@@ -3,6 +3,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from nets import box_coding
+from test.test_boxes import grid_layer_and_boxes
 from utils import boxes
 
 tf.disable_eager_execution()
@@ -27,12 +28,7 @@ def test_encode_hand_worked():
 
 
 def test_graph_matches_numpy_and_decode_broadcasts_over_the_batch():
-    rng = np.random.RandomState(0)
-    y, x = np.mgrid[0:3, 0:4].astype(np.float32)
-    layer = ((y[..., None] + .5) / 3, (x[..., None] + .5) / 4,
-             np.array([.1, .3], np.float32), np.array([.2, .15], np.float32))
-    lo = rng.uniform(0, .5, size=(3, 4, 2, 2))
-    corners = np.concatenate([lo, lo + rng.uniform(.05, .5, size=lo.shape)], -1).astype(np.float32)
+    layer, corners = grid_layer_and_boxes()
     offsets = boxes.encode(corners, layer, SCALING)
     np.testing.assert_allclose(_run(box_coding.encode(tf.constant(corners), layer, SCALING)),
                                offsets, atol=1e-5)

@@ -31,7 +31,8 @@ def test_area_intersection_and_iou_hand_worked():
     b = np.array([[.5, .5, 1.5, 1.5], [2., 2., 3., 3.], [0., 0., 0., 0.], [0., .25, .5, 1.]],
                  np.float32)
     np.testing.assert_allclose(_both(lambda x, xp: boxes.area(x, xp), b), [1., 1., 0., .375])
-    # (0,0,1,1) ∩ (.5,.5,1.5,1.5) = .25; ∩ (0,.25,.5,1) = .375; (0,0,.5,.5) ∩ the latter = .125.
+    # (0,0,1,1) ∩ (.5,.5,1.5,1.5) = .25; ∩ (0,.25,.5,1) = .375;
+    # (0,0,.5,.5) ∩ (0,.25,.5,1) = .125.
     np.testing.assert_allclose(_both(boxes.intersection, a, b),
                                [[.25, 0., 0., .375], [0., 0., 0., .125]])
     # unions: 1.75, 2, 1, 1 | 1.25, 1.25, .25, .5 (an empty box overlaps nothing: no NaN).
@@ -86,20 +87,28 @@ def test_encode_hand_worked():
 
 
 def test_decode_hand_worked_and_round_trip():
-    # dx = 1, dy = -1, dw = 5 ln 2 (w doubles), dh = 0: centre (0.5 - 0.02, 0.5 + 0.01), h 0.2, w 0.2.
+    # dx = 1, dy = -1, dw = 5 ln 2 (w doubles), dh = 0:
+    # centre (0.5 - 0.02, 0.5 + 0.01), h 0.2, w 0.2.
     offsets = np.array([[[[1., -1., 5 * np.log(2.), 0.]]]], np.float32)
     decoded = _both(lambda o, xp: boxes.decode(o, ANCHOR, SCALING, xp), offsets)
     np.testing.assert_allclose(decoded[0, 0, 0], [.38, .41, .58, .61], atol=1e-6)
     np.testing.assert_allclose(boxes.encode(decoded, ANCHOR, SCALING), offsets, atol=1e-5)
 
 
-def test_decode_inverts_encode_on_a_grid():
-    rng = np.random.RandomState(0)
+def grid_layer_and_boxes(seed=0):
+    """A 3x4-cell anchor layer (y, x, h, w) with 2 anchors per cell, and one random box per anchor
+    ``[3, 4, 2, 4]``."""
+    rng = np.random.RandomState(seed)
     y, x = np.mgrid[0:3, 0:4].astype(np.float32)
     layer = ((y[..., None] + .5) / 3, (x[..., None] + .5) / 4,
              np.array([.1, .3], np.float32), np.array([.2, .15], np.float32))
     lo = rng.uniform(0, .5, size=(3, 4, 2, 2))
     corners = np.concatenate([lo, lo + rng.uniform(.05, .5, size=lo.shape)], -1).astype(np.float32)
+    return layer, corners
+
+
+def test_decode_inverts_encode_on_a_grid():
+    layer, corners = grid_layer_and_boxes()
     np.testing.assert_allclose(boxes.decode(boxes.encode(corners, layer, SCALING), layer, SCALING),
                                corners, atol=1e-6)
 

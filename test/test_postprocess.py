@@ -65,7 +65,8 @@ def _brute_force(predictions, localisations, select_threshold, nms_threshold, to
                     scores.append(pred[i, j, a])
     found = []
     for cls in range(1, PARAMS.num_classes):
-        ranked = sorted((-float(s[cls]), k) for k, s in enumerate(scores) if s[cls] > select_threshold)
+        ranked = sorted((-float(s[cls]), k) for k, s in enumerate(scores)
+                        if s[cls] > select_threshold)
         kept = []
         for negative, k in ranked[:top_k]:
             if all(_pair_iou(boxes[k], boxes[m]) <= nms_threshold for _, m in kept):

@@ -11,8 +11,8 @@ tf.disable_eager_execution()
 
 IMAGE = np.random.RandomState(0).randint(0, 256, (20, 30, 3)).astype(np.uint8)
 RECORD = voc_reader.VocRecord(
-    image_id='000001', filename='000001.png', encoded=cv2.imencode('.png', IMAGE[..., ::-1])[1].tobytes(),
-    height=20, width=30, channels=3, labels=[2, 5], label_texts=['Bus', 'Truck'],
+    image_id='000001', filename='000001.png',
+    encoded=cv2.imencode('.png', IMAGE[..., ::-1])[1].tobytes(), height=20, width=30, channels=3, labels=[2, 5], label_texts=['Bus', 'Truck'],
     bboxes=[[.1, .2, .5, .6], [0., .25, 1., .75]], difficult=[0, 1], truncated=[1, 0])
 
 

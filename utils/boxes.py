@@ -64,7 +64,8 @@ def _window_corners(window, xp):
 
 
 def clip_to_window(boxes, window, xp=np):
-    """Clips boxes ``[..., 4]`` to ``window`` (same frame); a box outside collapses onto its edge."""
+    """Clips boxes ``[..., 4]`` to ``window`` (same frame); a box outside collapses onto its
+    edge."""
     near, far = _window_corners(window, xp)
     return xp.minimum(xp.maximum(boxes, near), far)
 
@@ -108,7 +109,8 @@ def encode(boxes, anchor_grid, prior_scaling, xp=np):
 
 
 def decode(offsets, anchor_grid, prior_scaling, xp=np):
-    """Offsets ``[..., 4]`` (``[dx, dy, dw, dh]``) → corner boxes ``[..., 4]``; inverse of ``encode``."""
+    """Offsets ``[..., 4]`` (``[dx, dy, dw, dh]``) → corner boxes ``[..., 4]``, the inverse of
+    ``encode``."""
     ya, xa, ha, wa = anchor_grid
     return from_centres(offsets[..., 1] * ha * prior_scaling[0] + ya,
                         offsets[..., 0] * wa * prior_scaling[1] + xa,

@@ -52,7 +52,6 @@ _HUE_DELTA = 18. / 360.
 _DISTORT_PROBABILITY = 0.5
 _CROP_SCALE_RANGE = (0.3, 1.0)
 _CROP_ASPECT_RANGE = (0.5, 2.0)
-_UNIT_BOX = transform.UNIT_WINDOW
 
 
 class Resize(enum.Enum):
@@ -181,7 +180,7 @@ def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format
         # Whitened before resampling so that the zoom-out canvas (filled with 0) is the mean colour.
         pixels = whiten_image(pixels)
 
-        canvas = tf.constant(_UNIT_BOX)
+        canvas = tf.constant(transform.UNIT_WINDOW)
         if options['zoom_out']:
             canvas = _sample_canvas(options['max_zoom_out'], options['zoom_out_probability'])
         window = canvas
@@ -195,7 +194,8 @@ def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format
 
         keep = tf_bboxes.bboxes_centre_in(window[None], bboxes)[0]
         labels, bboxes = tf_bboxes.bboxes_filter(keep, labels, bboxes)
-        bboxes = tf_bboxes.bboxes_clip(_UNIT_BOX, tf_bboxes.bboxes_resize(window, bboxes))
+        bboxes = tf_bboxes.bboxes_clip(transform.UNIT_WINDOW,
+                                       tf_bboxes.bboxes_resize(window, bboxes))
         bboxes = tf.where(flip, tf_bboxes.bboxes_flip_left_right(bboxes), bboxes)
         return _finish_image(pixels, out_shape, data_format), labels, bboxes
 
@@ -210,8 +210,8 @@ def preprocess_for_eval(image, labels, bboxes, out_shape=OUT_SHAPE, data_format=
             ', '.join(r.name for r in Resize), options['resize']))
     with tf.name_scope('ssd_preprocessing_eval'):
         # WARP_RESIZE: the whole image fills the output, so boxes keep their coordinates.
-        pixels = transform.resize(whiten_image(image), _UNIT_BOX, out_shape)
-        bbox_img = tf.constant(_UNIT_BOX)
+        pixels = transform.resize(whiten_image(image), transform.UNIT_WINDOW, out_shape)
+        bbox_img = tf.constant(transform.UNIT_WINDOW)
         if bboxes is not None:
             bboxes = tf.reshape(tf.cast(bboxes, tf.float32), [-1, 4])
         return _finish_image(pixels, out_shape, data_format), labels, bboxes, bbox_img
