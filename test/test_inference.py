@@ -40,15 +40,18 @@ def test_preprocess_uniform_image_is_colour_minus_means():
                                atol=1e-3)
 
 
-def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir):
-    """Batch of two images of different sizes; reference: nets.np_postprocess on the raw outputs."""
+@pytest.mark.parametrize('windows', [None, [[0., 0., 1., 1.], [.1, .2, .6, .9]]])
+def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir, windows):
+    """Batch of two images of different sizes; reference: nets.np_postprocess on the raw outputs.
+    With ``windows`` (bbox_img per image) detections are clipped to them and relative to them."""
     shapes = [(120, 300), (240, 160)]
     rng = np.random.RandomState(1)
     with tf.Graph().as_default():
         net, _, prefix = inference.load_model(checkpoint_dir)
         images = tf.placeholder(tf.float32, [None, 300, 300, 3])
         detections = inference.detect(net, images, tf.constant(shapes, tf.int32),
-                                      select_threshold=0.3, nms_threshold=0.45, keep_top_k=20)
+                                      select_threshold=0.3, nms_threshold=0.45, keep_top_k=20,
+                                      bbox_img=windows)
         assert len(detections['predictions']) == 6 and len(detections['localisations']) == 6
         with tf.Session() as sess:
             inference.restore(sess, prefix)
@@ -57,7 +60,7 @@ def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir):
         reference = np_postprocess.detect(
             [p[i] for p in out['predictions']], [loc[i] for loc in out['localisations']],
             net.anchors(), net.params.prior_scaling, select_threshold=0.3, nms_threshold=0.45,
-            keep_top_k=20)
+            keep_top_k=20, bbox_img=None if windows is None else windows[i])
         count = reference['num_detections']
         assert count > 0 and out['num_detections'][i] == count
         np.testing.assert_allclose(out['detection_boxes'][i],
