@@ -98,10 +98,11 @@ class Detector(object):
             self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
             image = tf.io.decode_image(self._encoded, channels=3, expand_animations=False)
             image.set_shape([None, None, 3])
-            inputs = inference.preprocess_for_detection(image, self.info['model_name'])
+            inputs, bbox_img = inference.preprocess_for_detection(image, net,
+                                                                  self.info['model_name'])
             detections = inference.detect(net, inputs[None], tf.shape(image)[None, :2],
                                           select_threshold, nms_threshold, top_k, keep_top_k,
-                                          precision=precision)
+                                          precision=precision, bbox_img=bbox_img)
             self._fetches = {key: detections[key][0] for key in inference.DETECTION_KEYS}
             self._fetches['image'] = image
             self.session = tf.Session(graph=self.graph)

@@ -111,13 +111,15 @@ def _unbatch(batch):
     return images
 
 
-def _batched_ground_truth(spec, batch_size, with_images):
-    """tf.data pipeline of padded batches: ground truth (+ preprocessed images and their sizes)."""
+def _batched_ground_truth(spec, batch_size, net=None):
+    """tf.data pipeline of padded batches: ground truth (+ with ``net``, the images preprocessed
+    for it and the windows ``bbox_img`` they fill)."""
     def select(example):
         element = {key: example[key] for key in _GROUND_TRUTH_KEYS}
         element['num_objects'] = tf.shape(example['labels'])[0]
-        if with_images:
-            element['inputs'] = inference.preprocess_for_detection(example['image'])
+        if net is not None:
+            element['inputs'], element['bbox_img'] = inference.preprocess_for_detection(
+                example['image'], net)
         return element
     dataset = input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1)
     return dataset.map(select).padded_batch(batch_size)
@@ -153,10 +155,10 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_num_batches=None,
                             'classes %s' % (prefix, info['class_names'], spec.dataset_name,
                                             spec.split_name, spec.class_names))
         batch = tf.data.make_one_shot_iterator(
-            _batched_ground_truth(spec, batch_size, with_images=True)).get_next()
+            _batched_ground_truth(spec, batch_size, net)).get_next()
         detections = inference.detect(net, batch['inputs'], batch['shape'][:, :2],
                                       select_threshold, nms_threshold, top_k, keep_top_k,
-                                      precision=precision)
+                                      precision=precision, bbox_img=batch['bbox_img'])
         fetches = {key: batch[key] for key in _GROUND_TRUTH_KEYS + ('num_objects',)}
         fetches.update({key: detections[key] for key in inference.DETECTION_KEYS})
         metric = voc_metric.VOCMetric(spec.class_names)
@@ -192,7 +194,7 @@ def evaluate_detections_file(path, spec, batch_size=8, max_num_batches=None):
     missing = []
     with tf.Graph().as_default():
         batch = tf.data.make_one_shot_iterator(
-            _batched_ground_truth(spec, batch_size, with_images=False)).get_next()
+            _batched_ground_truth(spec, batch_size)).get_next()
         with tf.Session() as session:
             for out in _batches(session, batch, _num_batches(spec, batch_size, max_num_batches),
                                 'scoring %s' % os.path.basename(path)):

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
+from preprocessing import transform  # noqa: E402
 from serving.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
@@ -120,8 +121,9 @@ def _assert_pixels(size, max_image_pixels, when):
 
 
 @tf.autograph.experimental.do_not_convert
-def _decode_and_preprocess(encoded, max_image_pixels):
-    """One encoded image → (network input float32 [300, 300, 3], original (height, width) int32).
+def _decode_and_preprocess(encoded, net, max_image_pixels):
+    """One encoded image → (network input float32 ``[*img_shape, 3]`` of ``net``, original
+    (height, width) int32, ``bbox_img`` float32 [4]).
 
     An image above ``max_image_pixels`` is refused from its header before it is decoded, or
     (formats whose header is not read, e.g. WebP) once decoded, before it is resized.
@@ -135,7 +137,8 @@ def _decode_and_preprocess(encoded, max_image_pixels):
     with tf.control_dependencies([_assert_pixels(tf.shape(image)[:2], max_image_pixels,
                                                  'decoded')]):
         image = tf.identity(image)
-    return inference.preprocess_for_detection(image), tf.shape(image)[:2]
+    inputs, bbox_img = inference.preprocess_for_detection(image, net)
+    return inputs, tf.shape(image)[:2], bbox_img
 
 
 def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
@@ -150,8 +153,9 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
     info = tf.saved_model.utils.build_tensor_info
     predict = tf.saved_model.signature_constants.PREDICT_METHOD_NAME
 
-    image = tf.placeholder(tf.float32, [300, 300, 3], name='images')
-    raw = inference.detect(net, tf.expand_dims(image, 0), tf.constant([[300, 300]], tf.int32),
+    img_shape = transform.input_shape(net)
+    image = tf.placeholder(tf.float32, img_shape + (3,), name='images')
+    raw = inference.detect(net, tf.expand_dims(image, 0), tf.constant([img_shape], tf.int32),
                            precision=precision)
     raw_outputs = {}
     for i, (prediction, localisation) in enumerate(zip(raw['predictions'], raw['localisations'])):
@@ -161,13 +165,13 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
         inputs={'images': info(image)}, outputs=raw_outputs, method_name=predict)
 
     encoded = tf.placeholder(tf.string, [None], name='encoded_image')
-    images, shapes = tf.map_fn(functools.partial(_decode_and_preprocess,
-                                                 max_image_pixels=max_image_pixels),
-                               encoded, back_prop=False,
-                               fn_output_signature=(tf.float32, tf.int32))
+    images, shapes, windows = tf.map_fn(
+        functools.partial(_decode_and_preprocess, net=net, max_image_pixels=max_image_pixels),
+        encoded, back_prop=False, fn_output_signature=(tf.float32, tf.int32, tf.float32))
     detections = inference.detect(net, images, shapes, select_threshold=select_threshold,
                                   nms_threshold=nms_threshold, top_k=top_k,
-                                  keep_top_k=keep_top_k, reuse=True, precision=precision)
+                                  keep_top_k=keep_top_k, reuse=True, precision=precision,
+                                  bbox_img=windows)
     serving_default = tf.saved_model.signature_def_utils.build_signature_def(
         inputs={'encoded_image': info(encoded)},
         outputs={key: info(detections[key]) for key in DETECTION_KEYS}, method_name=predict)

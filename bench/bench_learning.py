@@ -95,9 +95,10 @@ def evaluate(tfrecords_dir, train_dir):
         net, info, prefix = inference.load_model(train_dir)
         example = tf.data.make_one_shot_iterator(
             input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1)).get_next()
-        image = inference.preprocess_for_detection(example['image'], info['model_name'])
+        image, bbox_img = inference.preprocess_for_detection(example['image'], net,
+                                                             info['model_name'])
         detections = inference.detect(net, image[None], example['shape'][None, :2],
-                                      select_threshold=FLAGS.select_threshold)
+                                      select_threshold=FLAGS.select_threshold, bbox_img=bbox_img)
         metric = voc_metric.VOCMetric(info['class_names'])
         with tf.Session() as sess:
             inference.restore(sess, prefix)

@@ -1,9 +1,13 @@
-"""Class lists of the built-in datasets, labels-file reading and the TFRecord keys (no TensorFlow).
+"""Class lists of the built-in datasets and labels-file reading (no TensorFlow).
+
+The TFRecord keys live in datasets/records.py.
 
 Label ids: 0 is the background ('none', never stored in records); class i of a list has id i + 1.
 Clients (serving, web page) import this module, so it must stay free of TensorFlow.
 """
 import os
+
+from utils.errors import ToolkitError
 
 BACKGROUND_NAME = 'none'
 
@@ -21,25 +25,7 @@ BUILTIN_CLASSES = {
     'vehicle': VEHICLE_CLASSES,
 }
 
-# tf.train.Example keys (SPEC section 3); the converter writes them, input_pipeline reads them.
-KEY_ENCODED = 'image/encoded'
-KEY_FORMAT = 'image/format'
-KEY_FILENAME = 'image/filename'
-KEY_HEIGHT = 'image/height'
-KEY_WIDTH = 'image/width'
-KEY_CHANNELS = 'image/channels'
-KEY_SHAPE = 'image/shape'
-KEY_YMIN = 'image/object/bbox/ymin'
-KEY_XMIN = 'image/object/bbox/xmin'
-KEY_YMAX = 'image/object/bbox/ymax'
-KEY_XMAX = 'image/object/bbox/xmax'
-KEY_LABEL = 'image/object/bbox/label'
-KEY_LABEL_TEXT = 'image/object/bbox/label_text'
-KEY_DIFFICULT = 'image/object/bbox/difficult'
-KEY_TRUNCATED = 'image/object/bbox/truncated'
-
-
-class DatasetConfigError(ValueError):
+class DatasetConfigError(ToolkitError, ValueError):
     """A class list or labels file that cannot be used; the message names the file or dataset."""
 
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from nets import ssd_params
+from utils import boxes as boxes_lib
 
 
 def anchors_one_layer(img_shape, feat_shape, sizes, ratios, step, offset=0.5, dtype=np.float32):
@@ -62,7 +63,7 @@ def flat_anchor_boxes(anchors):
     """All layers' anchors as corner boxes [sum(H*W*A), 4] `[ymin, xmin, ymax, xmax]`, normalised,
     in the order of `flat_anchor_grid`."""
     y, x, h, w = flat_anchor_grid(anchors)
-    return np.stack([y - h / 2., x - w / 2., y + h / 2., x + w / 2.], axis=-1)
+    return boxes_lib.from_centres(y, x, h, w)
 
 
 def total_anchors(params):

@@ -1,11 +1,11 @@
-"""TensorFlow encoding/decoding of boxes relative to SSD anchors (formulas in nets/np_box_ops.py).
+"""TensorFlow encoding/decoding of boxes relative to SSD anchors (formulas in utils/boxes.py).
 
 Anchors are NumPy (y, x, h, w) tuples (nets/anchors.py) that broadcast against the boxes;
 offsets are `[dx, dy, dw, dh]`, boxes `[ymin, xmin, ymax, xmax]` normalised.
 """
 import tensorflow.compat.v1 as tf
 
-from nets import np_box_ops
+from utils import boxes as boxes_lib
 
 
 def _grid(anchor_grid):
@@ -20,13 +20,13 @@ def encode(boxes, anchor_grid, prior_scaling):
     (y [H, W, 1], x [H, W, 1], h [A], w [A]) for [H, W, A] boxes, or anchors.flat_anchor_grid
     for [sum(H*W*A)] boxes.
     """
-    return np_box_ops.encode(boxes, _grid(anchor_grid), prior_scaling, xp=tf)
+    return boxes_lib.encode(boxes, _grid(anchor_grid), prior_scaling, xp=tf)
 
 
 def decode(offsets, anchor_grid, prior_scaling):
     """Offsets [..., 4] → corner boxes [..., 4], normalised; e.g. one layer's [..., H, W, A, 4]
     with that layer's (y, x, h, w) (the leading batch dimensions broadcast)."""
-    return np_box_ops.decode(offsets, _grid(anchor_grid), prior_scaling, xp=tf)
+    return boxes_lib.decode(offsets, _grid(anchor_grid), prior_scaling, xp=tf)
 
 
 def decode_all(localisations, anchors, prior_scaling, scope='ssd_bboxes_decode'):

@@ -11,7 +11,7 @@ import tensorflow.compat.v1 as tf
 
 from nets import anchors as anchors_lib
 from nets import box_coding
-from nets import np_box_ops
+from utils import boxes as boxes_lib
 
 
 def match(gt_boxes, valid, anchor_boxes, match_threshold=0.5):
@@ -27,7 +27,7 @@ def match(gt_boxes, valid, anchor_boxes, match_threshold=0.5):
       compared with (its match when positive, its best-overlapping box otherwise), whether it is
       matched, and its IoU with that box.
     """
-    overlaps = np_box_ops.iou(gt_boxes, anchor_boxes, xp=tf)
+    overlaps = boxes_lib.iou(gt_boxes, anchor_boxes, xp=tf)
     overlaps = overlaps * tf.cast(valid, overlaps.dtype)[:, None]   # invalid boxes overlap nothing
     # A box overlapping no anchor at all (empty, or outside the image) forces no match.
     valid = tf.logical_and(valid, tf.reduce_max(overlaps, axis=1) > 0.)

@@ -1,10 +1,11 @@
 """SSD post-processing for one image in NumPy (clients without TensorFlow), the same computation
 as nets/postprocess.py: decode, clip to `bbox_img` and re-express in its frame, per class score
 threshold (strict >) → top_k → NMS (drop IoU > nms_threshold), then keep_top_k over all classes.
+The box formulas are utils/boxes.py's, as in the graph.
 """
 import numpy as np
 
-from nets import np_box_ops
+from utils import boxes as boxes_lib
 
 
 def _per_anchor(tensors, depth):
@@ -12,10 +13,27 @@ def _per_anchor(tensors, depth):
     return np.concatenate([np.asarray(t).reshape(-1, depth) for t in tensors], axis=0)
 
 
+def nms(boxes, scores, iou_threshold, max_output):
+    """Greedy non-maximum suppression as tf.image.non_max_suppression does it.
+
+    Boxes [N, 4], scores [N]; a box is dropped when its IoU with a kept, higher-scoring box is
+    strictly greater than `iou_threshold`. Returns the kept indices int64, by decreasing score.
+    """
+    order = np.argsort(-scores, kind='stable')
+    # later[i, j]: box j comes after box i and overlaps it too much. Only rows with such a j can
+    # suppress anything, so the greedy pass visits those rows alone.
+    later = np.triu(boxes_lib.iou(boxes[order], boxes[order]) > iou_threshold, k=1)
+    suppressed = np.zeros(len(order), dtype=bool)
+    for i in np.nonzero(later.any(axis=1))[0]:
+        if not suppressed[i]:
+            suppressed |= later[i]
+    return order[~suppressed][:max_output].astype(np.int64)
+
+
 def decode(localisations, anchors, prior_scaling):
     """Per-layer offsets ([1,] H, W, A, 4) → corner boxes [sum(H*W*A), 4] normalised."""
     return np.concatenate([
-        np_box_ops.decode(np.asarray(loc).reshape(layer[0].shape[:2] + layer[2].shape + (4,)),
+        boxes_lib.decode(np.asarray(loc).reshape(layer[0].shape[:2] + layer[2].shape + (4,)),
                           layer, prior_scaling).reshape(-1, 4)
         for loc, layer in zip(localisations, anchors)], axis=0)
 
@@ -37,14 +55,14 @@ def detect(predictions, localisations, anchors, prior_scaling, select_threshold=
     num_classes = np.asarray(predictions[0]).shape[-1]
     scores = _per_anchor(predictions, num_classes).astype(np.float32)
     window = np.asarray([0., 0., 1., 1.] if bbox_img is None else bbox_img, np.float32)
-    boxes = np_box_ops.clip_to_window(decode(localisations, anchors, prior_scaling), window)
-    boxes = np_box_ops.relative_to_window(boxes, window).astype(np.float32)
+    boxes = boxes_lib.clip_to_window(decode(localisations, anchors, prior_scaling), window)
+    boxes = boxes_lib.relative_to_window(boxes, window).astype(np.float32)
 
     found_scores, found_classes, found_boxes = [], [], []
     for cls in range(1, num_classes):
         candidates = np.nonzero(scores[:, cls] > select_threshold)[0]
         candidates = candidates[np.argsort(-scores[candidates, cls], kind='stable')][:top_k]
-        kept = candidates[np_box_ops.nms(boxes[candidates], scores[candidates, cls], nms_threshold, top_k)]
+        kept = candidates[nms(boxes[candidates], scores[candidates, cls], nms_threshold, top_k)]
         found_scores.append(scores[kept, cls])
         found_classes.append(np.full(len(kept), cls, np.int64))
         found_boxes.append(boxes[kept])

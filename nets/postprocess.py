@@ -9,7 +9,7 @@ nets/np_postprocess.py is the same computation in NumPy.
 import tensorflow.compat.v1 as tf
 
 from nets import box_coding
-from nets import np_box_ops
+from utils import boxes as boxes_lib
 
 
 def _flatten(tensors, batch, depth):
@@ -40,8 +40,8 @@ def detected_bboxes(predictions, localisations, anchors, prior_scaling, select_t
 
         window = tf.constant([0., 0., 1., 1.]) if bbox_img is None else tf.cast(bbox_img, tf.float32)
         window = tf.broadcast_to(tf.reshape(window, [-1, 1, 4]), [batch, 1, 4])
-        boxes = np_box_ops.clip_to_window(boxes, window, xp=tf)
-        boxes = np_box_ops.relative_to_window(boxes, window, xp=tf)
+        boxes = boxes_lib.clip_to_window(boxes, window, xp=tf)
+        boxes = boxes_lib.relative_to_window(boxes, window, xp=tf)
 
         scores = tf.where(scores > select_threshold, scores, tf.zeros_like(scores))
         k = min(top_k, num_anchors)

@@ -9,9 +9,9 @@ r"""Python client of the exported SSD model, over gRPC or REST (library + CLI).
 Both signatures end in the same ``Detections``: boxes ``[N, 4]`` ``[ymin, xmin, ymax, xmax]`` in
 pixels of the original image, scores ``[N]`` (descending), class ids ``[N]`` (1..num_classes-1).
 - ``serving_default`` sends the encoded JPEG/PNG bytes; the server does everything.
-- ``detected_model`` preprocesses here in NumPy (resize to 300x300, VGG mean subtraction, as the
-  graph's evaluation preprocessing), sends the float tensor, and post-processes the raw layer
-  outputs with ``nets.np_postprocess`` and ``nets.anchors``.
+- ``detected_model`` preprocesses here in NumPy (``preprocessing.np_transform``: resize to the
+  network input, VGG mean subtraction, as the graph's evaluation preprocessing), sends the float
+  tensor, and post-processes the raw layer outputs with ``nets.np_postprocess`` and ``nets.anchors``.
 NumPy + OpenCV (+ requests for REST, tensorflow-serving-api for gRPC) only: no TensorFlow graph.
 """
 import collections
@@ -21,13 +21,14 @@ import sys
 
 import numpy as np
 
+from nets import ssd_params
+from preprocessing import np_transform
 from serving import protocols
 from utils import detection_io
 
 SIGNATURES = ('serving_default', 'detected_model')
-# The network input and the VGG channel means (RGB) of preprocessing/ssd_vgg_preprocessing.
-INPUT_SIZE = (300, 300)
-VGG_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)
+# The network detected_model serves (its input size, anchors and prior scaling).
+PARAMS = ssd_params.SSD300_PARAMS
 
 Detections = collections.namedtuple('Detections', ['boxes', 'scores', 'classes'])
 
@@ -51,32 +52,9 @@ def decode_image(data, name='image'):
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def resize_bilinear(image, size):
-    """Bilinear resize of ``image [H, W, C]`` to ``size = (height, width)`` → float32.
-
-    Half-pixel centres without antialiasing, the sampling of ``tf.image.resize`` (bilinear), so
-    the NumPy and graph preprocessing agree to float rounding.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    height, width = image.shape[:2]
-
-    def axis(out_size, in_size):
-        centres = (np.arange(out_size, dtype=np.float64) + 0.5) * in_size / out_size - 0.5
-        centres = np.clip(centres, 0., in_size - 1.)
-        low = np.floor(centres).astype(np.int64)
-        high = np.minimum(low + 1, in_size - 1)
-        return low, high, (centres - low).astype(np.float32)
-
-    y0, y1, fy = axis(size[0], height)
-    x0, x1, fx = axis(size[1], width)
-    top = image[y0][:, x0] * (1. - fx)[None, :, None] + image[y0][:, x1] * fx[None, :, None]
-    bottom = image[y1][:, x0] * (1. - fx)[None, :, None] + image[y1][:, x1] * fx[None, :, None]
-    return top * (1. - fy)[:, None, None] + bottom * fy[:, None, None]
-
-
-def preprocess(image):
-    """RGB uint8 ``[H, W, 3]`` → float32 ``[300, 300, 3]``: resize, minus the VGG means."""
-    return resize_bilinear(image, INPUT_SIZE) - VGG_MEANS
+def preprocess(image, img_shape=PARAMS.img_shape):
+    """RGB uint8 ``[H, W, 3]`` → float32 ``[*img_shape, 3]``: resize, minus the VGG means."""
+    return np_transform.preprocess(image, img_shape)[0]
 
 
 def load_class_names(model_info=None, labels_file=None):
@@ -152,46 +130,33 @@ class DetectionClient(object):
         """RGB uint8 ``[H, W, 3]`` → ``Detections``: ``detected_model`` + NumPy post-processing."""
         from nets import anchors as anchors_lib
         from nets import np_postprocess
-        from nets import ssd_params
-        predictions, localisations = self.raw_outputs(preprocess(image))
+        inputs, bbox_img = np_transform.preprocess(image, np_transform.input_shape(PARAMS))
+        predictions, localisations = self.raw_outputs(inputs)
         if self._anchors is None:
-            self._anchors = anchors_lib.anchors_all_layers(ssd_params.SSD300_PARAMS)
+            self._anchors = anchors_lib.anchors_all_layers(PARAMS)
         result = np_postprocess.detect(predictions, localisations, self._anchors,
-                                       ssd_params.SSD300_PARAMS.prior_scaling, **self.thresholds)
+                                       PARAMS.prior_scaling, bbox_img=bbox_img, **self.thresholds)
         count = int(result['num_detections'])
-        height, width = image.shape[:2]
-        scale = np.array([height, width, height, width], dtype=np.float32)
-        return Detections(boxes=np.asarray(result['detection_boxes'][:count], np.float32) * scale,
+        return Detections(boxes=np_transform.to_pixels(result['detection_boxes'][:count],
+                                                       image.shape[:2]),
                           scores=np.asarray(result['detection_scores'][:count], np.float32),
                           classes=np.asarray(result['detection_classes'][:count], np.int64))
 
 
 def read_records(data_sources, limit):
-    """The first ``limit`` records of TFRecord shards as dicts: ``encoded`` bytes, ``filename``,
-    ``height``, ``width``, ``bboxes [N, 4]`` normalised, ``labels [N]``, ``difficult [N]``.
+    """The first ``limit`` records of TFRecord shards as ``datasets.records.parse_proto`` dicts:
+    ``encoded`` bytes, ``filename``, ``height``, ``width``, ``bboxes [N, 4]`` normalised,
+    ``labels [N]``, ``difficult [N]``, ``truncated [N]``.
 
     Reading TFRecords needs TensorFlow; only this evaluation mode imports it. The record iterator
     works in eager and graph mode alike.
     """
     import itertools
     import tensorflow.compat.v1 as tf
-    from datasets import dataset_config as keys
+    from datasets import records
     raws = itertools.chain.from_iterable(tf.io.tf_record_iterator(path) for path in data_sources)
     for raw in itertools.islice(raws, limit):
-        feature = tf.train.Example.FromString(raw).features.feature
-
-        def floats(key):
-            return np.asarray(feature[key].float_list.value, np.float32)
-
-        def ints(key):
-            return np.asarray(feature[key].int64_list.value, np.int64)
-
-        yield {'encoded': feature[keys.KEY_ENCODED].bytes_list.value[0],
-               'filename': feature[keys.KEY_FILENAME].bytes_list.value[0].decode('utf-8'),
-               'height': int(ints(keys.KEY_HEIGHT)[0]), 'width': int(ints(keys.KEY_WIDTH)[0]),
-               'bboxes': np.stack([floats(keys.KEY_YMIN), floats(keys.KEY_XMIN),
-                                   floats(keys.KEY_YMAX), floats(keys.KEY_XMAX)], axis=-1),
-               'labels': ints(keys.KEY_LABEL), 'difficult': ints(keys.KEY_DIFFICULT)}
+        yield records.parse_proto(raw)
 
 
 def evaluate(client, records, class_names=None):
@@ -203,8 +168,8 @@ def evaluate(client, records, class_names=None):
     metric = voc_metric.VOCMetric(class_names=class_names)
     for index, record in enumerate(records):
         detections = client.detect(record['encoded'], record['filename'])
-        scale = np.array([record['height'], record['width']] * 2, dtype=np.float32)
-        metric.add(index, record['bboxes'] * scale, record['labels'], record['difficult'],
+        gt_boxes = np_transform.to_pixels(record['bboxes'], (record['height'], record['width']))
+        metric.add(index, gt_boxes, record['labels'], record['difficult'],
                    detections.boxes, detections.scores, detections.classes)
     if metric.num_images == 0:
         raise ClientError('--num_tests: the split has no records')

@@ -24,12 +24,28 @@ HAND = [  # (layer, cells, anchors/cell, first centre, last centre, s_k, sqrt(s_
 ]
 
 
-def test_ssd300_has_8732_anchors():
-    layers = anchors.anchors_all_layers(P)
-    assert anchors.total_anchors(P) == 8732
-    assert anchors.flat_anchor_boxes(layers).shape == (8732, 4)
-    # 38²·4 + 19²·6 + 10²·6 + 5²·6 + 3²·4 + 1²·4
-    assert 5776 + 2166 + 600 + 150 + 36 + 4 == 8732
+def _paper_anchor_boxes():
+    """Every SSD300 anchor box, one at a time, from the SSD paper's formulas with SSD-Tensorflow's
+    steps and sizes (pixels of the 300x300 input): layer by layer, row, column, then anchor."""
+    boxes = []
+    for (cells, steps, (s_k, s_next), ratios) in zip(
+            (38, 19, 10, 5, 3, 1), (8, 16, 32, 64, 100, 300),
+            ((21, 45), (45, 99), (99, 153), (153, 207), (207, 261), (261, 315)),
+            ((2, .5), (2, .5, 3, 1 / 3), (2, .5, 3, 1 / 3), (2, .5, 3, 1 / 3), (2, .5), (2, .5))):
+        sizes = [(s_k, s_k), (np.sqrt(s_k * s_next),) * 2] + [
+            (s_k / np.sqrt(r), s_k * np.sqrt(r)) for r in ratios]     # (height, width)
+        for row in range(cells):
+            for column in range(cells):
+                cy, cx = (row + .5) * steps, (column + .5) * steps
+                boxes += [(cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2) for h, w in sizes]
+    return np.array(boxes) / 300.
+
+
+def test_ssd300_anchors_equal_the_paper_formulas_anchor_by_anchor():
+    expected = _paper_anchor_boxes()
+    assert len(expected) == anchors.total_anchors(P) == 8732   # SPEC: 4/6/6/6/4/4 per cell
+    np.testing.assert_allclose(anchors.flat_anchor_boxes(anchors.anchors_all_layers(P)),
+                               expected, atol=1e-6)
 
 
 @pytest.mark.parametrize('index', range(6))
@@ -69,7 +85,7 @@ def test_non_square_image_normalises_each_axis_by_its_own_size():
 
 
 def test_modules_for_clients_do_not_import_tensorflow():
-    code = ('import sys; import nets.anchors, nets.ssd_params, nets.np_postprocess, nets.np_box_ops; '
+    code = ('import sys; import nets.anchors, nets.ssd_params, nets.np_postprocess; '
             'assert "tensorflow" not in sys.modules, "tensorflow imported"')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -46,23 +46,13 @@ def _transport(server, protocol):
     return protocols.make_transport(protocol, 'localhost:%d' % port)
 
 
-def test_resize_bilinear_hand_worked():
-    # 2x2 -> 4x4 with half-pixel centres: output centres sit at -0.25, 0.25, 0.75, 1.25 input
-    # pixels, clamped to the edge, so each axis reads 0, 1/4, 3/4, 1 of the way across.
-    image = np.array([[0., 4.], [8., 12.]], np.float32)[..., None]
-    expected = np.array([[0, 1, 3, 4], [2, 3, 5, 6], [6, 7, 9, 10], [8, 9, 11, 12]], np.float32)
-    np.testing.assert_allclose(client_lib.resize_bilinear(image, (4, 4))[..., 0], expected)
-    # Downscaling 4 -> 2 samples at input 0.5 and 2.5: the means of neighbouring pairs.
-    row = np.arange(4, dtype=np.float32)[None, :, None]
-    np.testing.assert_allclose(client_lib.resize_bilinear(row, (1, 2))[0, :, 0], [0.5, 2.5])
-
-
 def test_numpy_preprocessing_matches_the_graph(served):
     import tensorflow.compat.v1 as tf
     from utils import inference
     image = client_lib.decode_image(open(served[0][3][1], 'rb').read())  # the PNG (150x200)
     with tf.Graph().as_default(), tf.Session() as sess:
-        expected = sess.run(inference.preprocess_for_detection(tf.constant(image)))
+        expected, _ = sess.run(inference.preprocess_for_detection(tf.constant(image),
+                                                                  client_lib.PARAMS))
     # crop_and_resize places samples through float32 box coordinates: ~3e-3 of a grey level.
     np.testing.assert_allclose(client_lib.preprocess(image), expected, atol=1e-2)
 

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from datasets import dataset_config
+from datasets import records
 from datasets.utils import dataset_utils
 from datasets.write_dataset import dataset_to_tfrecords as converter
 from test.conftest import shared_path
@@ -95,7 +96,7 @@ def test_sample_splits_description_and_record_keys(sample_voc_dir, sample_tfreco
             sorted(ids)
         check_against_xml(examples, sample_voc_dir, list(dataset_config.VEHICLE_CLASSES))
     assert set(read_examples(sample_tfrecords, 'test')[0]) == {
-        getattr(dataset_config, key) for key in dir(dataset_config) if key.startswith('KEY_')}
+        getattr(records, key) for key in dir(records) if key.startswith('KEY_')}
 
 
 def test_same_input_same_bytes_with_any_worker_count(sample_voc_dir, tmp_path):
@@ -257,7 +258,7 @@ def test_interrupted_run_leaves_earlier_output_untouched(sample_voc_dir, tmp_pat
     converter.convert(sample_voc_dir, out, 'vehicle', split='train', samples_per_file=4,
                       num_workers=1, show_progress=False)
     before = {name: open(os.path.join(out, name), 'rb').read() for name in os.listdir(out)}
-    serialize, calls = converter._serialize, []
+    serialize, calls = converter.records.serialize_example, []
 
     def interrupt_after_six(record):
         calls.append(record.image_id)
@@ -265,7 +266,7 @@ def test_interrupted_run_leaves_earlier_output_untouched(sample_voc_dir, tmp_pat
             raise KeyboardInterrupt
         return serialize(record)
 
-    monkeypatch.setattr(converter, '_serialize', interrupt_after_six)
+    monkeypatch.setattr(converter.records, 'serialize_example', interrupt_after_six)
     with pytest.raises(KeyboardInterrupt):
         converter.convert(sample_voc_dir, out, 'vehicle', split='train', samples_per_file=2,
                           num_workers=1, show_progress=False)

@@ -254,13 +254,15 @@ def test_serving_default_graph_refuses_images_above_the_pixel_limit(name, when):
     # 600 pixels pass, 599 do not; JPEG, PNG, GIF and BMP before decoding, WebP before resizing.
     import tensorflow.compat.v1 as tf
     import export_saved_model as export
+    from nets.ssd_params import SSD300_PARAMS
     encoded = _encoded_images()[name]
     with tf.Graph().as_default(), tf.Session() as sess:
         placeholder = tf.placeholder(tf.string, [])
-        within = export._decode_and_preprocess(placeholder, max_image_pixels=600)
-        above = export._decode_and_preprocess(placeholder, max_image_pixels=599)
-        image, size = sess.run(within, {placeholder: encoded})
+        within = export._decode_and_preprocess(placeholder, SSD300_PARAMS, max_image_pixels=600)
+        above = export._decode_and_preprocess(placeholder, SSD300_PARAMS, max_image_pixels=599)
+        image, size, bbox_img = sess.run(within, {placeholder: encoded})
         assert image.shape == (300, 300, 3) and size.tolist() == [20, 30]
+        assert bbox_img.tolist() == [0, 0, 1, 1]
         with pytest.raises(tf.errors.InvalidArgumentError,
                            match=re.escape('encoded_image: image of 30x20 pixels (%s) exceeds '
                                            'the limit of 599 pixels (--max_image_pixels)' % when)):

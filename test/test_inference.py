@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from nets import nets_factory
 from nets import np_postprocess
 from test.checkpoints import CLASS_NAMES, class_names_for, copy_with_info, make_checkpoint
 from utils import inference
@@ -31,21 +32,26 @@ def test_load_model_resolves_newest_and_builds_from_info(checkpoint_dir):
 def test_preprocess_uniform_image_is_colour_minus_means():
     with tf.Graph().as_default(), tf.Session() as sess:
         image = tf.constant(np.full((37, 81, 3), [200, 100, 50], np.uint8))
-        out = sess.run(inference.preprocess_for_detection(image))
+        net = nets_factory.build_network('ssd_vgg_300', 6)
+        out, bbox_img = sess.run(inference.preprocess_for_detection(image, net))
     assert out.shape == (300, 300, 3) and out.dtype == np.float32
+    assert bbox_img.tolist() == [0, 0, 1, 1]
     np.testing.assert_allclose(out, np.broadcast_to([200, 100, 50] - VGG_MEANS, out.shape),
                                atol=1e-3)
 
 
-def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir):
-    """Batch of two images of different sizes; reference: nets.np_postprocess on the raw outputs."""
+@pytest.mark.parametrize('windows', [None, [[0., 0., 1., 1.], [.1, .2, .6, .9]]])
+def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir, windows):
+    """Batch of two images of different sizes; reference: nets.np_postprocess on the raw outputs.
+    With ``windows`` (bbox_img per image) detections are clipped to them and relative to them."""
     shapes = [(120, 300), (240, 160)]
     rng = np.random.RandomState(1)
     with tf.Graph().as_default():
         net, _, prefix = inference.load_model(checkpoint_dir)
         images = tf.placeholder(tf.float32, [None, 300, 300, 3])
         detections = inference.detect(net, images, tf.constant(shapes, tf.int32),
-                                      select_threshold=0.3, nms_threshold=0.45, keep_top_k=20)
+                                      select_threshold=0.3, nms_threshold=0.45, keep_top_k=20,
+                                      bbox_img=windows)
         assert len(detections['predictions']) == 6 and len(detections['localisations']) == 6
         with tf.Session() as sess:
             inference.restore(sess, prefix)
@@ -54,7 +60,7 @@ def test_detect_pixel_boxes_match_numpy_postprocessing(checkpoint_dir):
         reference = np_postprocess.detect(
             [p[i] for p in out['predictions']], [loc[i] for loc in out['localisations']],
             net.anchors(), net.params.prior_scaling, select_threshold=0.3, nms_threshold=0.45,
-            keep_top_k=20)
+            keep_top_k=20, bbox_img=None if windows is None else windows[i])
         count = reference['num_detections']
         assert count > 0 and out['num_detections'][i] == count
         np.testing.assert_allclose(out['detection_boxes'][i],

@@ -15,7 +15,7 @@ THIN_BOX = [0.186, 0.292, 0.489, 0.319]
 
 
 def reference_iou(box, anchors):
-    """IoU of one box with every anchor, written out independently of nets.np_box_ops."""
+    """IoU of one box with every anchor, written out independently of utils.boxes."""
     ymin, xmin, ymax, xmax = box
     ih = np.clip(np.minimum(ymax, anchors[:, 2]) - np.maximum(ymin, anchors[:, 0]), 0, None)
     iw = np.clip(np.minimum(xmax, anchors[:, 3]) - np.maximum(xmin, anchors[:, 1]), 0, None)

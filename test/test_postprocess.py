@@ -1,9 +1,12 @@
-"""Post-processing: the TF graph version agrees with the NumPy one; hand-worked selections."""
+"""Post-processing, graph and NumPy, against a brute-force reference written out here (scalar
+formulas, one anchor and one pair of boxes at a time) and hand-worked selections."""
+import math
+
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets import np_box_ops, np_postprocess, postprocess, ssd_params
+from nets import np_postprocess, postprocess, ssd_params
 from nets import anchors as anchors_lib
 
 tf.disable_eager_execution()
@@ -34,35 +37,73 @@ def _tf_detect(predictions, localisations, **kwargs):
             return sess.run(out)
 
 
+def _pair_iou(p, q):
+    h = max(0., min(p[2], q[2]) - max(p[0], q[0]))
+    w = max(0., min(p[3], q[3]) - max(p[1], q[1]))
+    union = (p[2] - p[0]) * (p[3] - p[1]) + (q[2] - q[0]) * (q[3] - q[1]) - h * w
+    return h * w / union if union > 0 else 0.
+
+
+def _brute_force(predictions, localisations, select_threshold, nms_threshold, top_k, keep_top_k,
+                 window):
+    """Detections of ONE image, the SSD way, anchor by anchor: [(score, class, box)] sorted."""
+    wy0, wx0, wy1, wx1 = [float(v) for v in window]
+    boxes, scores = [], []
+    for (ay, ax, ah, aw), loc, pred in zip(ANCHORS, localisations, predictions):
+        for i in range(loc.shape[0]):
+            for j in range(loc.shape[1]):
+                for a in range(loc.shape[2]):
+                    dx, dy, dw, dh = [float(v) for v in loc[i, j, a]]
+                    cy = float(ay[i, j, 0]) + dy * SCALING[0] * float(ah[a])
+                    cx = float(ax[i, j, 0]) + dx * SCALING[1] * float(aw[a])
+                    h = float(ah[a]) * math.exp(dh * SCALING[2])
+                    w = float(aw[a]) * math.exp(dw * SCALING[3])
+                    y0, x0 = min(max(cy - h / 2, wy0), wy1), min(max(cx - w / 2, wx0), wx1)
+                    y1, x1 = min(max(cy + h / 2, wy0), wy1), min(max(cx + w / 2, wx0), wx1)
+                    boxes.append(((y0 - wy0) / (wy1 - wy0), (x0 - wx0) / (wx1 - wx0),
+                                  (y1 - wy0) / (wy1 - wy0), (x1 - wx0) / (wx1 - wx0)))
+                    scores.append(pred[i, j, a])
+    found = []
+    for cls in range(1, PARAMS.num_classes):
+        ranked = sorted((-float(s[cls]), k) for k, s in enumerate(scores)
+                        if s[cls] > select_threshold)
+        kept = []
+        for negative, k in ranked[:top_k]:
+            if all(_pair_iou(boxes[k], boxes[m]) <= nms_threshold for _, m in kept):
+                kept.append((negative, k))
+        found += [(-negative, cls, boxes[k]) for negative, k in kept]
+    return sorted(found, key=lambda d: -d[0])[:keep_top_k]
+
+
 @pytest.mark.parametrize('kwargs', [
     dict(select_threshold=.5, nms_threshold=.45, top_k=400, keep_top_k=200,
          bbox_img=np.array([[0, 0, 1, 1], [.1, .05, .9, .8]], np.float32)),
     dict(select_threshold=.9, nms_threshold=.3, top_k=50, keep_top_k=30, bbox_img=None),   # padding
     dict(select_threshold=.2, nms_threshold=.6, top_k=20, keep_top_k=10, bbox_img=[.2, .2, .8, .9]),
 ])
-def test_tf_graph_agrees_with_numpy(kwargs):
+def test_graph_and_numpy_agree_with_brute_force(kwargs):
     predictions, localisations = _network_like(batch=2, seed=5)
     out = _tf_detect(predictions, localisations, **kwargs)
     window = [0, 0, 1, 1] if kwargs['bbox_img'] is None else kwargs['bbox_img']
     windows = np.broadcast_to(np.reshape(window, (-1, 4)), (2, 4))
+    thresholds = [kwargs[k] for k in ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')]
     for b in range(2):
-        ref = np_postprocess.detect([p[b] for p in predictions], [l[b] for l in localisations], ANCHORS,
-                                    SCALING, kwargs['select_threshold'], kwargs['nms_threshold'],
-                                    kwargs['top_k'], kwargs['keep_top_k'], windows[b])
-        count = ref['num_detections']
-        assert out['num_detections'][b] == count > 0
-        np.testing.assert_array_equal(out['detection_classes'][b], ref['detection_classes'])
-        np.testing.assert_allclose(out['detection_scores'][b], ref['detection_scores'], atol=1e-6)
-        np.testing.assert_allclose(out['detection_boxes'][b], ref['detection_boxes'], atol=1e-5)
-        assert np.all(np.diff(ref['detection_scores'][:count]) <= 0)
-        assert np.all(ref['detection_scores'][:count] > kwargs['select_threshold'])
-        assert not ref['detection_boxes'][count:].any() and not ref['detection_classes'][count:].any()
-        boxes = ref['detection_boxes'][:count]
-        assert boxes.min() >= -1e-6 and boxes.max() <= 1 + 1e-6
-        for cls in np.unique(ref['detection_classes'][:count]):      # NMS held within each class
-            same = boxes[ref['detection_classes'][:count] == cls]
-            overlaps = np_box_ops.iou(same, same) - np.eye(len(same))
-            assert overlaps.max() <= kwargs['nms_threshold'] + 1e-6
+        image_predictions = [p[b] for p in predictions]
+        image_localisations = [l[b] for l in localisations]
+        expected = _brute_force(image_predictions, image_localisations, *thresholds, windows[b])
+        count = len(expected)
+        ref = np_postprocess.detect(image_predictions, image_localisations, ANCHORS, SCALING,
+                                    *thresholds, windows[b])
+        assert out['num_detections'][b] == ref['num_detections'] == count > 0
+        for result in (ref, {key: value[b] for key, value in out.items()}):
+            np.testing.assert_array_equal(result['detection_classes'][:count],
+                                          [d[1] for d in expected])
+            np.testing.assert_allclose(result['detection_scores'][:count],
+                                       [d[0] for d in expected], atol=1e-6)
+            np.testing.assert_allclose(result['detection_boxes'][:count],
+                                       [d[2] for d in expected], atol=1e-5)
+            assert not result['detection_boxes'][count:].any()
+            assert not result['detection_classes'][count:].any()
     assert out['detection_classes'].dtype == np.int64 and out['num_detections'].dtype == np.int32
     assert out['detection_boxes'].shape == (2, kwargs['keep_top_k'], 4)
 
@@ -127,3 +168,23 @@ def test_graph_uses_only_standard_ops():
         types = {op.type for op in graph.get_operations()}
     assert not types & {'PyFunc', 'EagerPyFunc', 'PyFuncStateless'}
     assert 'CombinedNonMaxSuppression' in types
+
+
+def test_nms_hand_worked():
+    boxes = np.array([[0, 0, 1, 1], [0, .1, 1, 1.1], [0, .6, 1, 1.6], [2, 2, 3, 3]], np.float32)
+    scores = np.array([.9, .8, .7, .95], np.float32)
+    # IoU(0,1) = .9/1.1 = .82 -> 1 suppressed; IoU(0,2) = .4/1.6 = .25 -> kept at threshold .45.
+    assert list(np_postprocess.nms(boxes, scores, .45, 10)) == [3, 0, 2]
+    assert list(np_postprocess.nms(boxes, scores, .45, 2)) == [3, 0]
+    assert list(np_postprocess.nms(boxes, scores, .26, 10)) == [3, 0, 2]
+    assert list(np_postprocess.nms(boxes, scores, .24, 10)) == [3, 0]
+    # Only an IoU strictly above the threshold suppresses: identical boxes survive threshold 1.
+    assert list(np_postprocess.nms(boxes[[0, 0]], np.array([.5, .4]), 1., 10)) == [0, 1]
+    assert np_postprocess.nms(boxes[:0], scores[:0], .5, 10).shape == (0,)
+
+
+def test_nms_is_greedy_a_suppressed_box_suppresses_nothing():
+    # IoU(A, B) = IoU(B, C) = .7/1.3 = .54 > .45, IoU(A, C) = .25: B goes, so C stays.
+    boxes = np.array([[0, 0, 1, 1], [0, .3, 1, 1.3], [0, .6, 1, 1.6]], np.float32)
+    assert list(np_postprocess.nms(boxes, np.array([.9, .8, .7]), .45, 10)) == [0, 2]
+    assert list(np_postprocess.nms(boxes, np.array([.8, .9, .7]), .45, 10)) == [1]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets import np_box_ops
 from preprocessing.processing import ssd_vgg_preprocessing
 from test import checkpoints
+from utils import boxes
 from utils import inference
 
 tf.disable_eager_execution()
@@ -70,7 +70,7 @@ def test_trained_model_detects_the_same_boxes(trained):
     assert n32 >= 2, 'the trained model should find both objects'
     assert n16 == n32
     assert sorted(out16['detection_classes'][0, :n16]) == sorted(out32['detection_classes'][0, :n32])
-    iou = np_box_ops.iou(out16['detection_boxes'][0, :n16], out32['detection_boxes'][0, :n32])
+    iou = boxes.iou(out16['detection_boxes'][0, :n16], out32['detection_boxes'][0, :n32])
     assert (iou.max(axis=1) >= 0.9).all(), iou
     np.testing.assert_allclose(out16['detection_scores'][0, :n16],
                                out32['detection_scores'][0, :n32], atol=0.05)

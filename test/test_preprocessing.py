@@ -103,18 +103,6 @@ def test_eval_nchw_and_unwhiten_round_trip():
     np.testing.assert_array_equal(back_nhwc[0], image)
 
 
-def test_eval_pad_and_resize_keeps_aspect_ratio():
-    image = np.full((200, 100, 3), 250, np.uint8)  # portrait: padded left and right
-    out, _, boxes, bbox_img = _Transform(False, resize=ssd_pre.Resize.PAD_AND_RESIZE)(
-        image, [1], [[0.0, 0.0, 0.5, 1.0]])
-    # Canvas is 200x200 with the image at x in [50, 150): a quarter of each side is padding.
-    np.testing.assert_allclose(bbox_img, [0, 0.25, 1, 0.75], atol=1e-6)
-    np.testing.assert_allclose(boxes, [[0, 0.25, 0.5, 0.75]], atol=1e-6)
-    np.testing.assert_allclose(out[:, :73], 0., atol=1e-4)             # mean colour
-    np.testing.assert_allclose(out[:, 77:223], 250. - np.broadcast_to(MEANS, (300, 146, 3)), atol=1e-3)
-    np.testing.assert_allclose(out[:, 227:], 0., atol=1e-4)
-
-
 # ---------------------------------------------------------------- training
 
 

@@ -11,13 +11,6 @@ NAMES = ['Car', 'Bus', 'Truck', 'Ambulance']
 CAR, BUS, TRUCK, AMBULANCE = 1, 2, 3, 4
 
 
-def test_iou_hand_worked():
-    gt = np.array([[0., 0., .5, 1.], [.5, .5, 1., 1.], [0., 0., .2, .2]])
-    # Intersections with [0, 0, .5, .5]: .25, 0, .04; unions: .5, .5, .25.
-    np.testing.assert_allclose(voc_metric.iou(np.array([[0., 0., .5, .5]]), gt), [[.5, 0., .16]])
-    np.testing.assert_allclose(voc_metric.iou(gt, gt[:1]), [[1.], [0.], [.08]])  # .04 / .5
-
-
 def test_perfect_detector_scores_one():
     metric = VOCMetric(NAMES[:2])
     metric.add('a', [[.1, .1, .5, .5], [.6, .6, .9, .9]], [CAR, BUS], [0, 0],

@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from nets import nets_factory
 from preprocessing import preprocessing_factory
+from preprocessing import transform
 from utils import model_info
 from utils import slim_compat
 
@@ -43,14 +44,17 @@ def load_model(ckpt_path):
     return net, info, prefix
 
 
-def preprocess_for_detection(image, model_name='ssd_vgg_300'):
-    """uint8 ``[H, W, 3]`` RGB image tensor → float32 ``[300, 300, 3]`` network input.
+def preprocess_for_detection(image, net, model_name='ssd_vgg_300'):
+    """uint8 ``[H, W, 3]`` RGB image tensor → ``(inputs, bbox_img)``: the float32 network input
+    ``[*img_shape, 3]`` of ``net`` (an SSDNet or its SSDParams) and the window ``[4]`` of it that
+    shows the image, for ``detect(..., bbox_img=...)``.
 
     The evaluation branch of the network's pre-processing: warp-resize (so the original image
     covers the whole input, ``bbox_img = [0, 0, 1, 1]``) and VGG-mean subtraction.
     """
     preprocess = preprocessing_factory.get_preprocessing(model_name, is_training=False)
-    return preprocess(image, None, None, is_training=False)[0]
+    inputs, _, _, bbox_img = preprocess(image, None, None, transform.input_shape(net))
+    return inputs, bbox_img
 
 
 @contextlib.contextmanager
@@ -93,12 +97,14 @@ def network_outputs(net, images, precision='float32', reuse=None):
 
 
 def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=0.45, top_k=400,
-           keep_top_k=200, reuse=None, precision='float32'):
+           keep_top_k=200, reuse=None, precision='float32', bbox_img=None):
     """Runs the network and post-processing on a batch of preprocessed images.
 
     Args:
-      images: float32 ``[B, 300, 300, 3]`` from ``preprocess_for_detection``.
+      images: float32 ``[B, *img_shape, 3]`` from ``preprocess_for_detection``.
       image_shapes: int32 ``[B, 2]``, each original image's ``(height, width)``.
+      bbox_img: ``[4]`` or ``[B, 4]`` from ``preprocess_for_detection`` (None: the whole input);
+        detections are clipped to it.
       reuse: True to share the variables of an earlier ``detect`` call in the same graph.
       precision: ``float32`` or ``bfloat16`` (the network's compute; inputs, outputs and
         variables stay float32).
@@ -112,13 +118,11 @@ def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=0.45, 
         detections = net.detected_bboxes(predictions, localisations,
                                          select_threshold=select_threshold,
                                          nms_threshold=nms_threshold, top_k=top_k,
-                                         keep_top_k=keep_top_k)
-        # Warp-resize maps the whole original image onto the input: normalised boxes are
-        # already relative to it, so scaling by its size gives pixels.
-        size = tf.cast(tf.convert_to_tensor(image_shapes, tf.int32), tf.float32)
-        scale = tf.concat([size, size], axis=1)[:, None, :]
+                                         keep_top_k=keep_top_k, bbox_img=bbox_img)
+        # The boxes come relative to bbox_img, i.e. normalised to each original image.
         result = {key: detections[key] for key in DETECTION_KEYS}
-        result['detection_boxes'] = detections['detection_boxes'] * scale
+        result['detection_boxes'] = transform.to_pixels(detections['detection_boxes'],
+                                                        tf.expand_dims(image_shapes, 1))
     result['predictions'] = list(predictions)
     result['localisations'] = list(localisations)
     return result

@@ -5,8 +5,8 @@ detections file, or a serving client.
 
 Conventions
 - Boxes are ``[ymin, xmin, ymax, xmax]``, either all normalised to [0, 1] or all in pixels of
-  the same image; IoU is the plain continuous one (no VOC devkit ``+1``), which is the right
-  formula for normalised floats and for the 0-based continuous pixel frame of ARCHITECTURE.md.
+  the same image; IoU is ``utils.boxes.iou``, the plain continuous one (no VOC devkit ``+1``):
+  the right formula for normalised floats and for the 0-based continuous pixel frame.
 - Labels are ints 1..N (0 = background never scored).
 - A detection is a true positive when its best-overlapping ground truth of the same class and
   image has IoU >= ``iou_threshold`` (0.5) and was not matched before by a higher-scored
@@ -39,25 +39,15 @@ import json
 
 import numpy as np
 
+from utils import boxes as boxes_lib
+from utils.errors import ToolkitError
+
 DEFAULT_IOU_THRESHOLD = 0.5
 DETECTIONS_FILE_KEYS = ('image', 'height', 'width', 'boxes', 'scores', 'classes')
 
 
-class MetricInputError(ValueError):
+class MetricInputError(ToolkitError, ValueError):
     """Boxes, labels or a detections file that the metric cannot score."""
-
-
-def iou(boxes_a, boxes_b):
-    """Continuous IoU of every box of ``boxes_a [A, 4]`` with every box of ``boxes_b [B, 4]`` → [A, B]."""
-    a, b = boxes_a[:, None, :], boxes_b[None, :, :]
-    height = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0., None)
-    width = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0., None)
-    intersection = height * width
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - intersection
-    # A degenerate pair (zero union) overlaps nothing rather than dividing by zero.
-    return np.where(union > 0, intersection / np.maximum(union, 1e-12), 0.)
 
 
 def match_image(gt_boxes, gt_labels, gt_difficult, det_boxes, det_labels, det_scores,
@@ -77,7 +67,7 @@ def match_image(gt_boxes, gt_labels, gt_difficult, det_boxes, det_labels, det_sc
     is_tp = np.zeros(len(scores), dtype=bool)
     counted = np.ones(len(scores), dtype=bool)
     if len(gt_boxes) and len(scores):
-        overlaps = iou(det_boxes[order], gt_boxes)
+        overlaps = boxes_lib.iou(det_boxes[order], gt_boxes)
         overlaps[labels[:, None] != gt_labels[None, :]] = -1.
         best = np.argmax(overlaps, axis=1)
         hit = overlaps[np.arange(len(best)), best] >= iou_threshold

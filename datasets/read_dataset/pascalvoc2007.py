@@ -4,12 +4,7 @@ from datasets.utils import dataset_utils
 
 
 class PascalVoc2007Reader(dataset_utils.TFRecordsReaderBase):
-    """``PascalVoc2007Reader(dataset_dir, 'train').get_data()`` -> DatasetSpec.
-
-    Besides our own shard names it finds SSD-Tensorflow's ``voc_2007_<split>_NNN.tfrecord``,
-    which use the same record keys and label ids.
-    """
-    param = dataset_utils.DatasetParams(
-        dataset_name='pascalvoc_2007',
-        class_names=dataset_config.PASCALVOC_2007_CLASSES,
-        file_patterns=('pascalvoc_2007_{split}_*.tfrecord', 'voc_2007_{split}_*.tfrecord'))
+    """``PascalVoc2007Reader(dataset_dir, 'train').get_data()`` -> DatasetSpec; also finds
+    SSD-Tensorflow's ``voc_2007_<split>_NNN.tfrecord`` (same record keys and label ids)."""
+    param = dataset_utils.dataset_params('pascalvoc_2007', dataset_config.PASCALVOC_2007_CLASSES,
+                                         'voc_2007_{split}_*.tfrecord')

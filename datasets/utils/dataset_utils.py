@@ -16,6 +16,7 @@ import os
 import struct
 
 from datasets import dataset_config
+from utils.errors import ToolkitError
 
 DESCRIPTION_FILENAME = 'dataset_description.json'
 SHARD_NAME = '%s_%s_%03d.tfrecord'
@@ -34,7 +35,14 @@ DatasetParams.__doc__ = """What a reader knows without a description file: the d
 default class names (None: the description is required) and shard glob patterns with ``{split}``."""
 
 
-class DatasetError(ValueError):
+def dataset_params(dataset_name, class_names=None, *other_patterns):
+    """DatasetParams whose shards are ours (``<dataset_name>_<split>_NNN.tfrecord``) or match
+    ``other_patterns`` (e.g. another tool's names)."""
+    return DatasetParams(dataset_name, class_names,
+                         ('%s_{split}_*.tfrecord' % dataset_name,) + other_patterns)
+
+
+class DatasetError(ToolkitError, ValueError):
     """A dataset that cannot be read; the message names the folder, file or split."""
 
 
@@ -112,7 +120,8 @@ def count_records(path):
 
 
 class TFRecordsReaderBase(object):
-    """Locates one split of a converted dataset; subclasses only set ``param`` (a DatasetParams).
+    """Locates one split of a converted dataset; subclasses only set ``param`` (a DatasetParams),
+    or it is given to the constructor (datasets converted with ``--labels_file``).
 
     With a description file (the normal case) shards, sample counts and class names come from it.
     Without one (TFRecords made by another tool), shards are found with ``param.file_patterns``,
@@ -120,9 +129,11 @@ class TFRecordsReaderBase(object):
     """
     param = None
 
-    def __init__(self, dataset_dir, train_or_test):
+    def __init__(self, dataset_dir, train_or_test, param=None):
         self.dataset_dir = dataset_dir
         self.split_name = train_or_test
+        if param is not None:
+            self.param = param
 
     def get_data(self):
         """-> DatasetSpec of the split; DatasetError naming the folder/split if it is unusable."""

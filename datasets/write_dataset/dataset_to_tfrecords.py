@@ -34,8 +34,10 @@ from absl import flags
 import tqdm
 
 from datasets import dataset_config
+from datasets import records
 from datasets.utils import dataset_utils
 from datasets.write_dataset import voc_reader
+from utils.errors import ToolkitError
 
 ALL_SPLIT = 'all'
 # Starting a worker (spawn + imports) costs about what reading a few hundred JPEGs in-process
@@ -45,7 +47,7 @@ TEMP_SUFFIX = '.tmp'
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 
-class ConversionError(Exception):
+class ConversionError(ToolkitError):
     """The conversion cannot go on; the message names the file, flag or field at fault."""
 
 
@@ -180,42 +182,6 @@ def _available_cpus():
     return os.cpu_count() or 1
 
 
-def _serialize(record):
-    """VocRecord -> serialized tf.train.Example (SPEC section 3 keys)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (see module docstring)
-
-    def ints(values):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-    def floats(values):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-    def strings(values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[v if isinstance(v, bytes) else v.encode('utf-8') for v in values]))
-
-    ymin, xmin, ymax, xmax = (list(column) for column in zip(*record.bboxes))
-    feature = {
-        dataset_config.KEY_ENCODED: strings([record.encoded]),
-        dataset_config.KEY_FORMAT: strings(['JPEG']),
-        dataset_config.KEY_FILENAME: strings([record.filename]),
-        dataset_config.KEY_HEIGHT: ints([record.height]),
-        dataset_config.KEY_WIDTH: ints([record.width]),
-        dataset_config.KEY_CHANNELS: ints([record.channels]),
-        dataset_config.KEY_SHAPE: ints([record.height, record.width, record.channels]),
-        dataset_config.KEY_YMIN: floats(ymin),
-        dataset_config.KEY_XMIN: floats(xmin),
-        dataset_config.KEY_YMAX: floats(ymax),
-        dataset_config.KEY_XMAX: floats(xmax),
-        dataset_config.KEY_LABEL: ints(record.labels),
-        dataset_config.KEY_LABEL_TEXT: strings(record.label_texts),
-        dataset_config.KEY_DIFFICULT: ints(record.difficult),
-        dataset_config.KEY_TRUNCATED: ints(record.truncated),
-    }
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)  # sorted map keys: reproducible bytes
-
-
 def _write_shards(results, final_paths, output_dir, dataset_name, split, samples_per_file,
                   summary, progress):
     """Writes ``results`` into temporary shards, appending each shard's final path to
@@ -237,7 +203,7 @@ def _write_shards(results, final_paths, output_dir, dataset_name, split, samples
                 final_paths.append(os.path.join(output_dir, dataset_utils.shard_name(
                     dataset_name, split, len(final_paths))))
                 writer = tf.io.TFRecordWriter(final_paths[-1] + TEMP_SUFFIX)
-            writer.write(_serialize(result.record))
+            writer.write(records.serialize_example(result.record))
             summary.records_written += 1
             summary.num_objects += len(result.record.labels)
             summary.objects_per_class.update(result.record.label_texts)

@@ -21,7 +21,6 @@ from utils import slim_compat
 
 slim = slim_compat.import_slim()
 
-default_params = ssd_params.SSD300_PARAMS
 MIN_CHANNELS = 8
 
 

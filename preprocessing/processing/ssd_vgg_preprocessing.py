@@ -27,7 +27,8 @@ a box inside the crop (intersection / box area), not the paper's IoU, and it can
 for a zoom-out canvas; the batched trials above give the paper's criterion at similar cost.
 
 Evaluation returns ``(image, labels, bboxes, bbox_img)``: ``bbox_img`` is where the original image
-lies in the output frame (``[0, 0, 1, 1]`` for ``Resize.WARP_RESIZE``). ``labels``/``bboxes`` may
+lies in the output frame (``[0, 0, 1, 1]`` for ``Resize.WARP_RESIZE``, the one mode), which the
+post-processing clips detections to (``detected_bboxes(bbox_img=...)``). ``labels``/``bboxes`` may
 be None (detection of an unannotated image); then they are returned as None.
 
 Only standard TensorFlow ops are used (no py_func), so both branches run inside
@@ -37,10 +38,11 @@ import enum
 
 import tensorflow.compat.v1 as tf
 
+from preprocessing import transform
 from preprocessing.processing import tf_bboxes
+from preprocessing.transform import VGG_MEANS, unwhiten_image, whiten_image  # noqa: F401
 
-VGG_MEANS = (123.68, 116.78, 103.94)  # RGB, pixel scale [0, 255]
-OUT_SHAPE = (300, 300)
+OUT_SHAPE = (300, 300)   # SSD300's input (SSDParams.img_shape); callers pass their network's
 
 # Photometric ranges of the SSD Caffe implementation, here on images in [0, 1].
 _BRIGHTNESS_DELTA = 32. / 255.
@@ -50,13 +52,11 @@ _HUE_DELTA = 18. / 360.
 _DISTORT_PROBABILITY = 0.5
 _CROP_SCALE_RANGE = (0.3, 1.0)
 _CROP_ASPECT_RANGE = (0.5, 2.0)
-_UNIT_BOX = (0., 0., 1., 1.)
 
 
 class Resize(enum.Enum):
     """How evaluation maps the image onto ``out_shape``."""
     WARP_RESIZE = 'warp_resize'        # stretch the whole image; bbox_img = [0, 0, 1, 1]
-    PAD_AND_RESIZE = 'pad_and_resize'  # keep the aspect ratio, centre it on a mean-coloured square
 
 
 TRAIN_DEFAULTS = {
@@ -70,24 +70,6 @@ TRAIN_DEFAULTS = {
     'flip': True,
 }
 EVAL_DEFAULTS = {'resize': Resize.WARP_RESIZE}
-
-
-def whiten_image(image):
-    """RGB in [0, 255] ``[..., H, W, 3]`` (uint8 or float) → float32 minus ``VGG_MEANS``."""
-    return tf.cast(image, tf.float32) - tf.constant(VGG_MEANS, tf.float32)
-
-
-def unwhiten_image(image, data_format='NHWC'):
-    """Inverse of the pre-processing colour transform, for summaries: uint8 RGB, channels last.
-
-    ``image`` is ``[..., H, W, 3]``, or ``[..., 3, H, W]`` with ``data_format='NCHW'``.
-    """
-    image = tf.convert_to_tensor(image, tf.float32)
-    if data_format == 'NCHW':
-        rank = image.shape.ndims
-        image = tf.transpose(image, list(range(rank - 3)) + [rank - 2, rank - 1, rank - 3])
-    image = image + tf.constant(VGG_MEANS, tf.float32)
-    return tf.cast(tf.round(tf.clip_by_value(image, 0., 255.)), tf.uint8)
 
 
 def _options(is_training, kwargs):
@@ -172,27 +154,6 @@ def _sample_crop(canvas, bboxes, min_overlaps, max_trials):
     return tf.where(tf.reduce_any(valid), crops[first], canvas)
 
 
-def _crop_and_resize(image, window, out_shape):
-    """Bilinear resampling of ``window [4]`` (image-normalised, may exceed [0, 1]) of a float
-    ``image [H, W, 3]`` to ``out_shape``; outside the image the result is 0. A window with
-    xmin > xmax gives the mirrored output.
-
-    Pixel k covers [k, k + 1) in continuous coordinates, so output sample centres map to the same
-    points as ``tf.image.resize`` (half-pixel centres) would. A one-pixel edge replica keeps the
-    border pixels from fading to 0 where samples fall up to half a pixel past the image.
-    """
-    size = tf.cast(tf.shape(image)[:2], tf.float32)
-    out = tf.constant(out_shape, tf.float32)
-    extent = (window[2:] - window[:2]) * size
-    first = window[:2] * size + extent * 0.5 / out - 0.5          # pixel index of sample 0
-    last = window[:2] * size + extent * (out - 0.5) / out - 0.5   # ... and of the last sample
-    padded = tf.pad(image, [[1, 1], [1, 1], [0, 0]], mode='SYMMETRIC')
-    box = tf.concat([(first + 1.) / (size + 1.), (last + 1.) / (size + 1.)], axis=0)
-    resized = tf.image.crop_and_resize(padded[None], box[None], box_indices=tf.zeros([1], tf.int32),
-                                       crop_size=list(out_shape), extrapolation_value=0.)
-    return resized[0]
-
-
 def _finish_image(image, out_shape, data_format):
     image.set_shape(list(out_shape) + [3])
     if data_format == 'NCHW':
@@ -219,7 +180,7 @@ def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format
         # Whitened before resampling so that the zoom-out canvas (filled with 0) is the mean colour.
         pixels = whiten_image(pixels)
 
-        canvas = tf.constant(_UNIT_BOX)
+        canvas = tf.constant(transform.UNIT_WINDOW)
         if options['zoom_out']:
             canvas = _sample_canvas(options['max_zoom_out'], options['zoom_out_probability'])
         window = canvas
@@ -228,21 +189,15 @@ def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format
                                   options['crop_max_trials'])
         flip = tf.random.uniform([]) < 0.5 if options['flip'] else tf.constant(False)
         # Sampling the window from xmax to xmin mirrors the output: the flip costs no extra pass.
-        pixels = _crop_and_resize(pixels, tf.where(flip, tf.gather(window, [0, 3, 2, 1]), window),
+        pixels = transform.resize(pixels, tf.where(flip, tf.gather(window, [0, 3, 2, 1]), window),
                                   out_shape)
 
         keep = tf_bboxes.bboxes_centre_in(window[None], bboxes)[0]
         labels, bboxes = tf_bboxes.bboxes_filter(keep, labels, bboxes)
-        bboxes = tf_bboxes.bboxes_clip(_UNIT_BOX, tf_bboxes.bboxes_resize(window, bboxes))
+        bboxes = tf_bboxes.bboxes_clip(transform.UNIT_WINDOW,
+                                       tf_bboxes.bboxes_resize(window, bboxes))
         bboxes = tf.where(flip, tf_bboxes.bboxes_flip_left_right(bboxes), bboxes)
         return _finish_image(pixels, out_shape, data_format), labels, bboxes
-
-
-def _pad_window(image):
-    """Window ``[4]`` (image-normalised) of the square canvas centred on ``image`` for PAD_AND_RESIZE."""
-    size = tf.cast(tf.shape(image)[:2], tf.float32)
-    half = 0.5 * tf.reduce_max(size) / size
-    return tf.concat([0.5 - half, 0.5 + half], axis=0)
 
 
 def preprocess_for_eval(image, labels, bboxes, out_shape=OUT_SHAPE, data_format='NHWC', **kwargs):
@@ -254,13 +209,11 @@ def preprocess_for_eval(image, labels, bboxes, out_shape=OUT_SHAPE, data_format=
         raise ValueError('resize must be a Resize member (%s), got %r' % (
             ', '.join(r.name for r in Resize), options['resize']))
     with tf.name_scope('ssd_preprocessing_eval'):
-        window = tf.constant(_UNIT_BOX)
-        if options['resize'] is Resize.PAD_AND_RESIZE:
-            window = _pad_window(image)
-        pixels = _crop_and_resize(whiten_image(image), window, out_shape)
-        bbox_img = tf_bboxes.bboxes_resize(window, tf.constant([_UNIT_BOX]))[0]
+        # WARP_RESIZE: the whole image fills the output, so boxes keep their coordinates.
+        pixels = transform.resize(whiten_image(image), transform.UNIT_WINDOW, out_shape)
+        bbox_img = tf.constant(transform.UNIT_WINDOW)
         if bboxes is not None:
-            bboxes = tf_bboxes.bboxes_resize(window, tf.reshape(tf.cast(bboxes, tf.float32), [-1, 4]))
+            bboxes = tf.reshape(tf.cast(bboxes, tf.float32), [-1, 4])
         return _finish_image(pixels, out_shape, data_format), labels, bboxes, bbox_img
 
 
