@@ -5,6 +5,8 @@ Clients (serving, web page) import this module, so it must stay free of TensorFl
 """
 import os
 
+from utils.errors import ToolkitError
+
 BACKGROUND_NAME = 'none'
 
 # Pascal VOC's 20 classes, alphabetical: ids 1..20 as in the VOC devkit and SSD-Tensorflow.
@@ -39,7 +41,7 @@ KEY_DIFFICULT = 'image/object/bbox/difficult'
 KEY_TRUNCATED = 'image/object/bbox/truncated'
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(ToolkitError, ValueError):
     """A class list or labels file that cannot be used; the message names the file or dataset."""
 
 

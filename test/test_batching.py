@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving import batching
+from serving.server import batching
 
 
 def _parameters(**kwargs):

@@ -5,8 +5,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving import rest_api
-from serving.servable import ServingError
+from serving.server import rest_api
+from serving.errors import ServingError
 
 
 def _info(dtype, dims):

@@ -39,11 +39,13 @@ import json
 
 import numpy as np
 
+from utils.errors import ToolkitError
+
 DEFAULT_IOU_THRESHOLD = 0.5
 DETECTIONS_FILE_KEYS = ('image', 'height', 'width', 'boxes', 'scores', 'classes')
 
 
-class MetricInputError(ValueError):
+class MetricInputError(ToolkitError, ValueError):
     """Boxes, labels or a detections file that the metric cannot score."""
 
 

@@ -16,6 +16,7 @@ import os
 import struct
 
 from datasets import dataset_config
+from utils.errors import ToolkitError
 
 DESCRIPTION_FILENAME = 'dataset_description.json'
 SHARD_NAME = '%s_%s_%03d.tfrecord'
@@ -34,7 +35,7 @@ DatasetParams.__doc__ = """What a reader knows without a description file: the d
 default class names (None: the description is required) and shard glob patterns with ``{split}``."""
 
 
-class DatasetError(ValueError):
+class DatasetError(ToolkitError, ValueError):
     """A dataset that cannot be read; the message names the folder, file or split."""
 
 
