@@ -39,8 +39,7 @@ def define_flags():
     """The detector's own flags (a ``cli.FlagSet``), theme by theme."""
     flag_set = cli.FlagSet()
     flag_set.group('Model')
-    flag_set.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                    'directory (its newest checkpoint); model_info.json must sit beside it.')
+    flag_set.checkpoint_path()
     flag_set.precision()
     flag_set.group('Input and output')
     flag_set.string('image_path', None, 'An image file, or a folder whose images (%s) are all '
@@ -52,11 +51,7 @@ def define_flags():
     flag_set.boolean('show', True, 'Also show each picture on screen when a display exists '
                      '(ignored without one); --noshow to only save them.')
     flag_set.group('Post-processing')
-    flag_set.float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
-    flag_set.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box, in (0, 1].')
-    flag_set.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
-    flag_set.integer('keep_top_k', 200, 'Detections kept per image after suppression.')
+    flag_set.postprocessing(select_threshold=0.5)
     return flag_set
 
 
@@ -109,13 +104,7 @@ def _check_flags(options):
         raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
     if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
-    if not 0. <= options.select_threshold <= 1.:
-        raise DetectorError('--select_threshold must be in [0, 1], got %g'
-                            % options.select_threshold)
-    if not 0. < options.nms_threshold <= 1.:
-        raise DetectorError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
-    if options.top_k < 1 or options.keep_top_k < 1:
-        raise DetectorError('--top_k and --keep_top_k must be positive')
+    cli.check_postprocessing(options)
 
 
 def _make_output_dir(output_dir):

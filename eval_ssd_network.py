@@ -46,8 +46,7 @@ def define_flags():
     """The evaluator's own flags (a ``cli.FlagSet``), theme by theme."""
     flag_set = cli.FlagSet()
     flag_set.group('What to evaluate')
-    flag_set.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                    'directory (its newest checkpoint); model_info.json must sit beside it.')
+    flag_set.checkpoint_path()
     flag_set.string('detections_file', None, 'Score this detections JSON (format in '
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
     flag_set.precision()
@@ -60,11 +59,7 @@ def define_flags():
     flag_set.integer('batch_size', 8, 'Images per batch.')
     flag_set.integer('max_num_batches', None, 'Evaluate only the first N batches (default: all).')
     flag_set.group('Post-processing (checkpoint only)')
-    flag_set.float('select_threshold', 0.01, 'Minimum class score of a detection, in [0, 1].')
-    flag_set.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box, in (0, 1].')
-    flag_set.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
-    flag_set.integer('keep_top_k', 200, 'Detections kept per image after suppression.')
+    flag_set.postprocessing(select_threshold=0.01)
     flag_set.group('Output')
     flag_set.string('output_dir', os.path.join('output', 'eval'),
                     'Folder for results.json, pr_<class>.png and detections.json.')
@@ -234,13 +229,7 @@ def _check_flags(options):
         raise cli.UsageError('--batch_size must be positive, got %d' % options.batch_size)
     if options.max_num_batches is not None and options.max_num_batches < 1:
         raise cli.UsageError('--max_num_batches must be positive, got %d' % options.max_num_batches)
-    if not 0. <= options.select_threshold <= 1.:
-        raise cli.UsageError('--select_threshold must be in [0, 1], got %g'
-                             % options.select_threshold)
-    if not 0. < options.nms_threshold <= 1.:
-        raise cli.UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
-    if options.top_k < 1 or options.keep_top_k < 1:
-        raise cli.UsageError('--top_k and --keep_top_k must be positive')
+    cli.check_postprocessing(options)
 
 
 def _run(options):

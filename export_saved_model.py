@@ -229,8 +229,7 @@ def define_flags():
     """The exporter's own flags (a ``cli.FlagSet``), theme by theme."""
     flag_set = cli.FlagSet()
     flag_set.group('Input')
-    flag_set.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                    'directory (its newest checkpoint); model_info.json must sit beside it.')
+    flag_set.checkpoint_path()
     flag_set.precision()
     flag_set.group('Output')
     flag_set.string('export_dir', 'export', 'Base folder of exports; the model goes to '
@@ -240,11 +239,7 @@ def define_flags():
                      'Integer version to write (default: next after the newest existing).')
     flag_set.boolean('overwrite', False, 'Replace --model_version when it already exists.')
     flag_set.group('Post-processing and input limit baked into serving_default')
-    flag_set.float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
-    flag_set.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops a box, '
-                   'in (0, 1].')
-    flag_set.integer('top_k', 400, 'Boxes kept per image before non-maximum suppression.')
-    flag_set.integer('keep_top_k', 200, 'Detections per image after NMS (K of the outputs).')
+    flag_set.postprocessing(select_threshold=0.5)
     flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
                      'serving_default refuses images of more pixels (width x height) with '
                      'InvalidArgument, from their header, before decoding them.')
@@ -255,8 +250,7 @@ def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
     if not options.ckpt_path:
         raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
-    if not 0. <= options.select_threshold <= 1. or not 0. < options.nms_threshold <= 1.:
-        raise cli.UsageError('--select_threshold must be in [0, 1] and --nms_threshold in (0, 1]')
+    cli.check_postprocessing(options)
     if options.max_image_pixels < 1:
         raise cli.UsageError('--max_image_pixels must be >= 1, got %d' % options.max_image_pixels)
     try:

@@ -1,4 +1,4 @@
-"""serving/batching.py: concurrent requests share runs, each gets its own rows back."""
+"""serving/server/batching.py: concurrent requests share runs, each gets its own rows back."""
 import threading
 
 import numpy as np

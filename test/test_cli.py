@@ -1,21 +1,18 @@
 """utils/cli.py: the one command-line convention, and every tool that follows it."""
 import importlib
-import os
-import subprocess
-import sys
 
 import pytest
 from absl import flags
 
 from utils import cli
+from test.conftest import value_after_importing
 from utils.errors import ToolkitError
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Modules whose main(argv) follows the convention (the trainer is part of the training package).
 CLI_MODULES = ('detector', 'eval_ssd_network', 'export_saved_model',
                'datasets.write_dataset.dataset_to_tfrecords', 'datasets.write_dataset.sample_data',
-               'serving.server.model_server', 'serving.clients.client', 'serving.clients.web')
+               'serving.server.model_server', 'serving.clients.client', 'serving.clients.web',
+               'scripts.demo')
 
 
 def _flag_set():
@@ -85,15 +82,10 @@ def test_flags_are_parsed_afresh_on_each_run(capsys):
 
 def test_importing_the_tools_defines_no_flag():
     """Absl's global registry (where TensorFlow defines its own flags) gets none of the tools'."""
-    code = ('import importlib, sys; from absl import flags\n'
-            'modules = [importlib.import_module(name) for name in sys.argv[1:]]\n'
-            'own = set().union(*(m.define_flags().values for m in modules)) - {"help", "h"}\n'
-            'print(sorted(own & set(flags.FLAGS)), len(own))')
-    result = subprocess.run([sys.executable, '-c', code] + list(CLI_MODULES), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    shared, count = result.stdout.strip().splitlines()[-1].rsplit(' ', 1)
-    assert shared == '[]' and int(count) > 50
+    shared, count = value_after_importing(CLI_MODULES, (
+        '(lambda own: [sorted(own & set(sys.modules["absl.flags"].FLAGS)), len(own)])('
+        'set().union(*(m.define_flags().values for m in modules)) - {"help", "h"})'))
+    assert shared == [] and count > 50
 
 
 @pytest.mark.parametrize('name', CLI_MODULES)

@@ -1,4 +1,4 @@
-"""serving.client / serving.protocols: gRPC and REST answers through the local model server equal
+"""serving.clients.client / serving.clients.protocols: gRPC and REST answers through the local model server equal
 the in-process SavedModel's, the NumPy path (detected_model) agrees with the graph path, the CLI
 prints detector.py's lines without TensorFlow for REST, and the mAP mode reads records right."""
 import os

@@ -1,4 +1,4 @@
-"""TF Serving's REST JSON conventions in serving/rest_api.py, on hand-written values (no server)."""
+"""TF Serving's REST JSON conventions in serving/server/rest_api.py, on hand-written values (no server)."""
 import grpc
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""serving/web.py (Flask page), its Dockerfile, and docker_run.sh / docker_run.bat.
+"""serving/clients/web.py (Flask page), its Dockerfile, and docker_run.sh / docker_run.bat.
 
 Route tests use a stub detector; the browser test drives headless Chromium through the DevTools
 protocol against the real chain: page → REST → serving.model_server → a small SavedModel from

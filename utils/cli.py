@@ -67,6 +67,21 @@ class FlagSet(object):
         """``--precision`` (float32 | bfloat16), as every inference CLI names it."""
         self.enum('precision', 'float32', ('float32', 'bfloat16'), PRECISION_HELP)
 
+    def checkpoint_path(self):
+        """``--ckpt_path``, as every tool that loads a trained model names it."""
+        self.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
+                    'directory (its newest checkpoint); model_info.json must sit beside it.')
+
+    def postprocessing(self, select_threshold):
+        """The detection post-processing flags (``select_threshold`` is the tool's default)."""
+        self.float('select_threshold', select_threshold,
+                   'Minimum class score of a detection, in [0, 1].')
+        self.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
+                   'lower-scored box, in (0, 1].')
+        self.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
+        self.integer('keep_top_k', 200, 'Detections kept per image after suppression (K of '
+                     'the outputs).')
+
     def deprecated_alias(self, old_name, name):
         """``--old_name`` (a string flag) still sets ``--name``; ``--help`` mentions it beside
         ``--name`` only. Giving both with different values is a ``UsageError``."""
@@ -87,6 +102,17 @@ class FlagSet(object):
                         given[0][0], given[0][1], other, value, name))
             if given:
                 setattr(self.values, name, given[0][1])
+
+
+def check_postprocessing(options):
+    """``UsageError`` for post-processing flag values (see ``FlagSet.postprocessing``) out of
+    range."""
+    if not 0. <= options.select_threshold <= 1.:
+        raise UsageError('--select_threshold must be in [0, 1], got %g' % options.select_threshold)
+    if not 0. < options.nms_threshold <= 1.:
+        raise UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
+    if options.top_k < 1 or options.keep_top_k < 1:
+        raise UsageError('--top_k and --keep_top_k must be positive')
 
 
 def define_precision_flag(flag_values):

@@ -234,10 +234,7 @@ def define_flags():
                     '(its assets.extra/model_info.json) or checkpoint folder holding it.')
     flag_set.string('labels_file', None, 'Class names, one per line (line 1 = id 1).')
     flag_set.group('Post-processing (detected_model only; serving_default has them baked in)')
-    flag_set.float('select_threshold', 0.5, 'Minimum class score of a detection.')
-    flag_set.float('nms_threshold', 0.45, 'IoU above which NMS drops a box.')
-    flag_set.integer('top_k', 400, 'Boxes kept per image before NMS.')
-    flag_set.integer('keep_top_k', 200, 'Detections kept per image after NMS.')
+    flag_set.postprocessing(select_threshold=0.5)
     flag_set.group('Evaluation through the server')
     flag_set.integer('num_tests', 0, 'Run this many records of a TFRecords split through the '
                      'server and print the mAP (instead of --image_path).')
@@ -286,6 +283,7 @@ def _run_evaluation(client, flags, class_names):
 def _detect(options):
     if not options.image_path and not options.num_tests:
         raise cli.UsageError('give --image_path (or --num_tests with --dataset_dir)')
+    cli.check_postprocessing(options)
     class_names = load_class_names(options.model_info, options.labels_file)
     try:
         with protocols.make_transport(options.protocol, options.server,

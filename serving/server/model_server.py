@@ -5,7 +5,7 @@
 
 ``--model_base_path`` holds integer version folders (``1/``, ``2/`` ... each a SavedModel with tag
 ``serve``). The newest loadable version is served and new versions are picked up without a
-restart (see ``serving/version_manager.py``). SIGTERM / SIGINT stop accepting requests, close
+restart (see ``serving/server/version_manager.py``). SIGTERM / SIGINT stop accepting requests, close
 idle connections, let the requests in flight finish (for up to 30 s), unload the model and
 exit 0.
 
@@ -90,9 +90,9 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
 
     ``port`` / ``rest_api_port``: 0 picks a free port, ``rest_api_port=None`` disables REST.
     ``intra_op_threads`` / ``inter_op_threads``: TensorFlow session threads (0 = TF chooses).
-    ``version_labels``: dict label -> version. ``limits``: a ``serving.limits.RequestLimits``;
+    ``version_labels``: dict label -> version. ``limits``: a ``serving.server.limits.RequestLimits``;
     ``rest_timeout_seconds``: of every read and write on a REST connection. ``batching``: a
-    ``serving.batching.BatchingParameters`` to batch concurrent requests, or None. Raises
+    ``serving.server.batching.BatchingParameters`` to batch concurrent requests, or None. Raises
     ``UsageError`` when a port cannot be bound or the base path is not a folder.
     """
     if not os.path.isdir(model_base_path):

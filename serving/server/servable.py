@@ -146,7 +146,7 @@ class Servable(object):
 
     Attributes: ``version`` (int), ``export_dir``, ``signature_defs`` (dict name -> SignatureDef,
     private ``__...`` keys excluded), ``limits`` (``RequestLimits``, default ``DEFAULT_LIMITS``).
-    ``batching``: ``serving.batching.BatchingParameters`` to batch concurrent requests of
+    ``batching``: ``serving.server.batching.BatchingParameters`` to batch concurrent requests of
     batchable signatures (``is_batchable``), or None. Loading failures propagate as
     TensorFlow's errors.
     """

@@ -39,7 +39,7 @@ def scan_versions(base_path, on_ignored=None):
     """dict version (int) -> folder for every version-named subfolder of ``base_path``.
 
     ``on_ignored(name)`` is called for each folder whose name looks like a number but is not a
-    version (see ``serving.versions``).
+    version (see ``serving.server.versions``).
     """
     versions = {}
     for name in os.listdir(base_path):
@@ -73,8 +73,8 @@ class VersionManager(object):
 
     ``version_labels`` maps a label (e.g. 'stable') to a version number for requests that name a
     label. ``session_config`` is a ``tf.ConfigProto`` for every version's session; ``limits``
-    the ``serving.limits.RequestLimits`` every version enforces; ``batching`` the
-    ``serving.batching.BatchingParameters`` of every version (None: no batching).
+    the ``serving.server.limits.RequestLimits`` every version enforces; ``batching`` the
+    ``serving.server.batching.BatchingParameters`` of every version (None: no batching).
     """
 
     def __init__(self, model_name, base_path, session_config=None, version_labels=None,
