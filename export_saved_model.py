@@ -25,8 +25,11 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow.compat.v1 as tf  # noqa: E402
+from tensorflow.python.util import deprecation  # noqa: E402
 
 from serving.server.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
@@ -139,6 +142,13 @@ def _decode_and_preprocess(encoded, max_image_pixels):
     return inference.preprocess_for_detection(image), tf.shape(image)[:2]
 
 
+def _tensor_info(tensor):
+    """The SignatureDef entry of ``tensor``, through the TF1 builder API this export is made
+    with (SPEC §8); TensorFlow would call it deprecated on every export."""
+    with deprecation.silence():
+        return tf.saved_model.utils.build_tensor_info(tensor)
+
+
 def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
                      precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
@@ -148,7 +158,7 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
     ``precision='bfloat16'`` both networks compute in bfloat16 (casts in the graph, float32
     variables), while every signature input and output keeps its float32 dtype.
     """
-    info = tf.saved_model.utils.build_tensor_info
+    info = _tensor_info
     predict = tf.saved_model.signature_constants.PREDICT_METHOD_NAME
 
     image = tf.placeholder(tf.float32, [300, 300, 3], name='images')
