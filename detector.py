@@ -18,62 +18,43 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow.compat.v1 as tf  # noqa: E402
-from absl import flags  # noqa: E402
 
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import inference  # noqa: E402
-from utils import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 DETECTIONS_JSON = 'detections.json'
 
 
-class DetectorError(Exception):
-    """A flag or model problem that stops the whole run (one-line message)."""
+class DetectorError(cli.UsageError):
+    """A flag problem that stops the whole run (one-line message, exit status 2)."""
 
 
-# The script's own flag set, so that importing it next to other CLIs (tests, notebooks) never
-# collides with their flags of the same names in absl's global registry.
-FLAGS = flags.FlagValues()
-
-
-def _define_flags():
-    define = dict(flag_values=FLAGS)
-    # Model.
-    flags.DEFINE_string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                        'directory (its newest checkpoint); model_info.json must sit beside it.',
-                        **define)
-    # Input and output.
-    flags.DEFINE_string('image_path', None, 'An image file, or a folder whose images (%s) are '
-                        'all processed.' % ', '.join(detection_io.IMAGE_EXTENSIONS), **define)
-    flags.DEFINE_string('output_dir', os.path.join('output', 'detections'),
-                        'Folder for the annotated pictures (<image name>.png).', **define)
-    flags.DEFINE_boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
-                         'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON,
-                         **define)
-    flags.DEFINE_boolean('show', True, 'Also show each picture on screen when a display exists '
-                         '(ignored without one); --noshow to only save them.', **define)
-    # Post-processing.
-    flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].',
-                       **define)
-    flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops '
-                       'the lower-scored box, in (0, 1].', **define)
-    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.',
-                         **define)
-    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.',
-                         **define)
-    cli.define_precision_flag(FLAGS)
-    flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h', **define)
-
-
-_define_flags()
-FLAG_GROUPS = (('Model', ('ckpt_path', 'precision')),
-               ('Input and output', ('image_path', 'output_dir', 'json', 'show')),
-               ('Post-processing', ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')))
+def define_flags():
+    """The detector's own flags (a ``cli.FlagSet``), theme by theme."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Model')
+    flag_set.checkpoint_path()
+    flag_set.precision()
+    flag_set.group('Input and output')
+    flag_set.string('image_path', None, 'An image file, or a folder whose images (%s) are all '
+                    'processed.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
+    flag_set.string('output_dir', os.path.join('output', 'detections'),
+                    'Folder for the annotated pictures (<image name>.png).')
+    flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
+                     'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+    flag_set.boolean('show', True, 'Also show each picture on screen when a display exists '
+                     '(ignored without one); --noshow to only save them.')
+    flag_set.group('Post-processing')
+    flag_set.postprocessing(select_threshold=0.5)
+    return flag_set
 
 
 def output_names(paths):
@@ -121,17 +102,12 @@ class Detector(object):
         self.session.close()
 
 
-def _check_flags():
-    if not FLAGS.ckpt_path:
+def _check_flags(options):
+    if not options.ckpt_path:
         raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
-    if not FLAGS.image_path:
+    if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
-    if not 0. <= FLAGS.select_threshold <= 1.:
-        raise DetectorError('--select_threshold must be in [0, 1], got %g' % FLAGS.select_threshold)
-    if not 0. < FLAGS.nms_threshold <= 1.:
-        raise DetectorError('--nms_threshold must be in (0, 1], got %g' % FLAGS.nms_threshold)
-    if FLAGS.top_k < 1 or FLAGS.keep_top_k < 1:
-        raise DetectorError('--top_k and --keep_top_k must be positive')
+    cli.check_postprocessing(options)
 
 
 def _make_output_dir(output_dir):
@@ -169,37 +145,36 @@ def detect_images(detector, paths, output_dir, show=False):
     return entries, failed
 
 
-def main():
+def _run(options):
+    _check_flags(options)
     try:
-        _check_flags()
-        paths = detection_io.list_images(FLAGS.image_path)
-        detector = Detector(FLAGS.ckpt_path, FLAGS.select_threshold, FLAGS.nms_threshold,
-                            FLAGS.top_k, FLAGS.keep_top_k, FLAGS.precision)
-        _make_output_dir(FLAGS.output_dir)
-    except (DetectorError, detection_io.ImagePathError, model_info.ModelInfoError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1 if isinstance(e, model_info.ModelInfoError) else 2
+        paths = detection_io.list_images(options.image_path)
+    except detection_io.ImagePathError as e:
+        raise DetectorError(str(e))  # a bad --image_path: a flag problem (exit 2)
+    try:
+        detector = Detector(options.ckpt_path, options.select_threshold, options.nms_threshold,
+                            options.top_k, options.keep_top_k, options.precision)
     except tf.errors.OpError as e:
-        print('error: cannot load the model from %s: %s'
-              % (FLAGS.ckpt_path, inference.op_error_reason(e)), file=sys.stderr)
-        return 1
+        raise ToolkitError('cannot load the model from %s: %s'
+                           % (options.ckpt_path, inference.op_error_reason(e)))
     try:
-        entries, failed = detect_images(detector, paths, FLAGS.output_dir, FLAGS.show)
+        _make_output_dir(options.output_dir)
+        entries, failed = detect_images(detector, paths, options.output_dir, options.show)
     finally:
         detector.close()
-    if FLAGS.json and entries:
-        voc_metric.write_detections_file(os.path.join(FLAGS.output_dir, DETECTIONS_JSON),
+    if options.json and entries:
+        voc_metric.write_detections_file(os.path.join(options.output_dir, DETECTIONS_JSON),
                                          entries, detector.class_names)
     print('%d of %d image%s processed, pictures in %s%s'
-          % (len(entries), len(paths), '' if len(paths) == 1 else 's', FLAGS.output_dir,
+          % (len(entries), len(paths), '' if len(paths) == 1 else 's', options.output_dir,
              ' (%d skipped: unreadable)' % len(failed) if failed else ''), file=sys.stderr)
     return 0 if entries else 1
 
 
-def run(argv):
-    """The command line: ``run(['detector.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
+def main(argv=None):
+    """The command line: ``main(['detector.py', '--ckpt_path=...', ...])`` → exit status."""
+    return cli.run(argv, define_flags(), __doc__, _run)
 
 
 if __name__ == '__main__':
-    sys.exit(run(sys.argv))
+    sys.exit(main())

@@ -1,9 +1,9 @@
 """Evaluates an SSD checkpoint (or a detections file) on a TFRecords split: per-class AP and mAP.
 
     python eval_ssd_network.py --ckpt_path=ckpt/fine_tuning --dataset_dir=Images/tfrecords \
-        --dataset_name=vehicle --train_or_test=test [--output_dir=output/eval]
+        --dataset_name=vehicle --split=test [--output_dir=output/eval]
     python eval_ssd_network.py --detections_file=output/detections/detections.json \
-        --dataset_dir=Images/tfrecords --dataset_name=vehicle --train_or_test=test
+        --dataset_dir=Images/tfrecords --dataset_name=vehicle --split=test
 
 Both the Pascal VOC 2007 11-point metric and the VOC 2010+ area metric are reported (IoU >= 0.5,
 difficult objects ignored; see utils/voc_metric.py). ``--output_dir`` receives
@@ -20,76 +20,52 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
-from absl import flags  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import inference  # noqa: E402
-from utils import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 RESULTS_JSON = 'results.json'
 DETECTIONS_JSON = 'detections.json'
 _GROUND_TRUTH_KEYS = ('filename', 'shape', 'labels', 'bboxes', 'difficult')
 
 
-class EvalError(Exception):
-    """A flag, model or data problem that stops the evaluation (one-line message)."""
+class EvalError(ToolkitError):
+    """A model or data problem that stops the evaluation (one-line message, exit status 1)."""
 
 
-# The script's own flag set (see detector.py): no collision with other CLIs' flags.
-FLAGS = flags.FlagValues()
-
-
-def _define_flags():
-    define = dict(flag_values=FLAGS)
-    # What to evaluate.
-    flags.DEFINE_string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
-                        'directory (its newest checkpoint); model_info.json must sit beside it.',
-                        **define)
-    flags.DEFINE_string('detections_file', None, 'Score this detections JSON (format in '
-                        'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.',
-                        **define)
-    # Data.
-    flags.DEFINE_string('dataset_dir', None, 'Folder of the TFRecords and '
-                        'dataset_description.json.', **define)
-    flags.DEFINE_string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle or a custom name.',
-                        **define)
-    flags.DEFINE_string('train_or_test', 'test', 'Split to evaluate (as the trainer names it).',
-                        **define)
-    flags.DEFINE_string('split_name', None, 'Alias of --train_or_test.', **define)
-    flags.DEFINE_integer('batch_size', 8, 'Images per batch.', **define)
-    flags.DEFINE_integer('max_num_batches', None, 'Evaluate only the first N batches '
-                         '(default: all).', **define)
-    # Post-processing (checkpoint only).
-    flags.DEFINE_float('select_threshold', 0.01, 'Minimum class score of a detection, in [0, 1].',
-                       **define)
-    flags.DEFINE_float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops '
-                       'the lower-scored box, in (0, 1].', **define)
-    flags.DEFINE_integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.',
-                         **define)
-    flags.DEFINE_integer('keep_top_k', 200, 'Detections kept per image after suppression.',
-                         **define)
-    # Output.
-    flags.DEFINE_string('output_dir', os.path.join('output', 'eval'),
-                        'Folder for results.json, pr_<class>.png and detections.json.', **define)
-    cli.define_precision_flag(FLAGS)
-    flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h', **define)
-
-
-_define_flags()
-FLAG_GROUPS = (('What to evaluate', ('ckpt_path', 'detections_file', 'precision')),
-               ('Data', ('dataset_dir', 'dataset_name', 'train_or_test', 'split_name',
-                         'batch_size', 'max_num_batches')),
-               ('Post-processing (checkpoint only)', ('select_threshold', 'nms_threshold', 'top_k',
-                                                      'keep_top_k')),
-               ('Output', ('output_dir',)))
+def define_flags():
+    """The evaluator's own flags (a ``cli.FlagSet``), theme by theme."""
+    flag_set = cli.FlagSet()
+    flag_set.group('What to evaluate')
+    flag_set.checkpoint_path()
+    flag_set.string('detections_file', None, 'Score this detections JSON (format in '
+                    'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
+    flag_set.precision()
+    flag_set.group('Data')
+    flag_set.string('dataset_dir', None, 'Folder of the TFRecords and dataset_description.json.')
+    flag_set.string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle or a custom name.')
+    flag_set.string('split', 'test', 'Split to evaluate (as the converter named it).')
+    flag_set.deprecated_alias('train_or_test', 'split')
+    flag_set.deprecated_alias('split_name', 'split')
+    flag_set.integer('batch_size', 8, 'Images per batch.')
+    flag_set.integer('max_num_batches', None, 'Evaluate only the first N batches (default: all).')
+    flag_set.group('Post-processing (checkpoint only)')
+    flag_set.postprocessing(select_threshold=0.01)
+    flag_set.group('Output')
+    flag_set.string('output_dir', os.path.join('output', 'eval'),
+                    'Folder for results.json, pr_<class>.png and detections.json.')
+    return flag_set
 
 
 def _ground_truth_pixels(example):
@@ -247,83 +223,60 @@ def write_results(output_dir, results, settings):
     return path
 
 
-def _split_name():
-    if FLAGS.split_name and FLAGS['train_or_test'].present and FLAGS.split_name != FLAGS.train_or_test:
-        raise EvalError('--split_name=%s and --train_or_test=%s disagree: give one of them'
-                        % (FLAGS.split_name, FLAGS.train_or_test))
-    return FLAGS.split_name or FLAGS.train_or_test
+def _check_flags(options):
+    if bool(options.ckpt_path) == bool(options.detections_file):
+        raise cli.UsageError('give exactly one of --ckpt_path (evaluate a model) and '
+                             '--detections_file (score a file)')
+    if not options.dataset_dir:
+        raise cli.UsageError('--dataset_dir is required (folder of the TFRecords)')
+    if options.batch_size < 1:
+        raise cli.UsageError('--batch_size must be positive, got %d' % options.batch_size)
+    if options.max_num_batches is not None and options.max_num_batches < 1:
+        raise cli.UsageError('--max_num_batches must be positive, got %d' % options.max_num_batches)
+    cli.check_postprocessing(options)
 
 
-def _check_flags():
-    if bool(FLAGS.ckpt_path) == bool(FLAGS.detections_file):
-        raise EvalError('give exactly one of --ckpt_path (evaluate a model) and --detections_file '
-                        '(score a file)')
-    if not FLAGS.dataset_dir:
-        raise EvalError('--dataset_dir is required (folder of the TFRecords)')
-    if FLAGS.batch_size < 1:
-        raise EvalError('--batch_size must be positive, got %d' % FLAGS.batch_size)
-    if FLAGS.max_num_batches is not None and FLAGS.max_num_batches < 1:
-        raise EvalError('--max_num_batches must be positive, got %d' % FLAGS.max_num_batches)
-    if not 0. <= FLAGS.select_threshold <= 1.:
-        raise EvalError('--select_threshold must be in [0, 1], got %g' % FLAGS.select_threshold)
-    if not 0. < FLAGS.nms_threshold <= 1.:
-        raise EvalError('--nms_threshold must be in (0, 1], got %g' % FLAGS.nms_threshold)
-    if FLAGS.top_k < 1 or FLAGS.keep_top_k < 1:
-        raise EvalError('--top_k and --keep_top_k must be positive')
-    return _split_name()
-
-
-def _run(split_name):
-    spec = dataset_factory.get_dataset(FLAGS.dataset_name, split_name, FLAGS.dataset_dir)
-    os.makedirs(FLAGS.output_dir, exist_ok=True)  # fails before a long evaluation, not after
+def _run(options):
+    _check_flags(options)
+    spec = dataset_factory.get_dataset(options.dataset_name, options.split, options.dataset_dir)
+    os.makedirs(options.output_dir, exist_ok=True)  # fails before a long evaluation, not after
     settings = {'dataset_name': spec.dataset_name, 'split_name': spec.split_name,
-                'dataset_dir': FLAGS.dataset_dir, 'num_samples': spec.num_samples,
-                'max_num_batches': FLAGS.max_num_batches, 'batch_size': FLAGS.batch_size}
-    if FLAGS.detections_file:
-        metric = evaluate_detections_file(FLAGS.detections_file, spec, FLAGS.batch_size,
-                                          FLAGS.max_num_batches)
-        settings['detections_file'] = FLAGS.detections_file
+                'dataset_dir': options.dataset_dir, 'num_samples': spec.num_samples,
+                'max_num_batches': options.max_num_batches, 'batch_size': options.batch_size}
+    if options.detections_file:
+        metric = evaluate_detections_file(options.detections_file, spec, options.batch_size,
+                                          options.max_num_batches)
+        settings['detections_file'] = options.detections_file
     else:
         metric, entries, _, prefix = evaluate_checkpoint(
-            FLAGS.ckpt_path, spec, FLAGS.batch_size, FLAGS.max_num_batches,
-            FLAGS.select_threshold, FLAGS.nms_threshold, FLAGS.top_k, FLAGS.keep_top_k,
-            FLAGS.precision)
-        settings.update(checkpoint=prefix, precision=FLAGS.precision,
-                        select_threshold=FLAGS.select_threshold,
-                        nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k,
-                        keep_top_k=FLAGS.keep_top_k)
-        voc_metric.write_detections_file(os.path.join(FLAGS.output_dir, DETECTIONS_JSON), entries,
-                                         spec.class_names)
+            options.ckpt_path, spec, options.batch_size, options.max_num_batches,
+            options.select_threshold, options.nms_threshold, options.top_k, options.keep_top_k,
+            options.precision)
+        settings.update(checkpoint=prefix, precision=options.precision,
+                        select_threshold=options.select_threshold,
+                        nms_threshold=options.nms_threshold, top_k=options.top_k,
+                        keep_top_k=options.keep_top_k)
+        voc_metric.write_detections_file(os.path.join(options.output_dir, DETECTIONS_JSON),
+                                         entries, spec.class_names)
     results = metric.evaluate()
     print(format_table(results))
-    print('results written to %s' % write_results(FLAGS.output_dir, results, settings))
+    print('results written to %s' % write_results(options.output_dir, results, settings))
 
 
-def main():
+def _evaluate(options):
     try:
-        split_name = _check_flags()
-    except EvalError as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
-    try:
-        _run(split_name)
-    except (EvalError, model_info.ModelInfoError, voc_metric.MetricInputError,
-            dataset_factory.DatasetError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+        _run(options)
     except tf.errors.OpError as e:
-        print('error: evaluation failed: %s' % inference.op_error_reason(e), file=sys.stderr)
-        return 1
+        raise EvalError('evaluation failed: %s' % inference.op_error_reason(e))
     except OSError as e:  # e.g. an --output_dir that cannot be written
-        print('error: %s: %s' % (e.filename, e.strerror), file=sys.stderr)
-        return 1
+        raise EvalError('%s: %s' % (e.filename, e.strerror))
     return 0
 
 
-def run(argv):
-    """The command line: ``run(['eval_ssd_network.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run_cli(argv, FLAGS, FLAG_GROUPS, __doc__, main)
+def main(argv=None):
+    """The command line: ``main(['eval_ssd_network.py', '--ckpt_path=...', ...])`` → exit status."""
+    return cli.run(argv, define_flags(), __doc__, _evaluate)
 
 
 if __name__ == '__main__':
-    sys.exit(run(sys.argv))
+    sys.exit(main())

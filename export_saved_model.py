@@ -25,15 +25,19 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import tensorflow.compat.v1 as tf  # noqa: E402
+from tensorflow.python.util import deprecation  # noqa: E402
 
 from preprocessing import transform  # noqa: E402
-from serving.versions import MAX_VERSION, parse_version  # noqa: E402
+from serving.server.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
 from utils import inference  # noqa: E402
 from utils import model_info as model_info_lib  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 DETECTED_MODEL = 'detected_model'
 SERVING_DEFAULT = 'serving_default'
@@ -43,8 +47,8 @@ ASSETS_EXTRA = 'assets.extra'
 DETECTION_KEYS = inference.DETECTION_KEYS
 
 
-class ExportError(ValueError):
-    """A flag or an export folder that makes the export impossible."""
+class ExportError(ToolkitError, ValueError):
+    """A flag or an export folder that makes the export impossible (exit status 1)."""
 
 
 def existing_versions(model_dir):
@@ -141,6 +145,13 @@ def _decode_and_preprocess(encoded, net, max_image_pixels):
     return inputs, tf.shape(image)[:2], bbox_img
 
 
+def _tensor_info(tensor):
+    """The SignatureDef entry of ``tensor``, through the TF1 builder API this export is made
+    with (SPEC §8); TensorFlow would call it deprecated on every export."""
+    with deprecation.silence():
+        return tf.saved_model.utils.build_tensor_info(tensor)
+
+
 def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
                      precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
@@ -150,7 +161,7 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
     ``precision='bfloat16'`` both networks compute in bfloat16 (casts in the graph, float32
     variables), while every signature input and output keeps its float32 dtype.
     """
-    info = tf.saved_model.utils.build_tensor_info
+    info = _tensor_info
     predict = tf.saved_model.signature_constants.PREDICT_METHOD_NAME
 
     img_shape = transform.input_shape(net)
@@ -228,63 +239,50 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
     return final_dir
 
 
-def _define_flags():
-    flags = tf.app.flags
-    # Input.
-    flags.DEFINE_string('ckpt_path', None,
-                        'Checkpoint prefix (dir/model.ckpt-1000) or training directory (its newest '
-                        'checkpoint); model_info.json must sit beside it.')
-    # Output.
-    flags.DEFINE_string('export_dir', 'export', 'Base folder of exports; the model goes to '
-                        '<export_dir>/<model_name>/<version>/.')
-    flags.DEFINE_string('model_name', 'ssd_vgg_300', 'Model name, as the server is told it.')
-    flags.DEFINE_integer('model_version', None,
-                         'Integer version to write (default: next after the newest existing).')
-    flags.DEFINE_boolean('overwrite', False, 'Replace --model_version when it already exists.')
-    # Post-processing baked into serving_default.
-    flags.DEFINE_float('select_threshold', 0.5, 'Minimum class score of a detection.')
-    flags.DEFINE_float('nms_threshold', 0.45,
-                       'IoU above which non-maximum suppression drops a box.')
-    flags.DEFINE_integer('top_k', 400, 'Boxes kept per image before non-maximum suppression.')
-    flags.DEFINE_integer('keep_top_k', 200, 'Detections per image after NMS (K of the outputs).')
-    # Compute.
-    flags.DEFINE_enum('precision', 'float32', list(inference.PRECISIONS), cli.PRECISION_HELP)
-    # Input limit baked into serving_default.
-    flags.DEFINE_integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
-                         'serving_default refuses images of more pixels (width x height) with '
-                         'InvalidArgument, from their header, before decoding them.')
-    return flags.FLAGS
+def define_flags():
+    """The exporter's own flags (a ``cli.FlagSet``), theme by theme."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Input')
+    flag_set.checkpoint_path()
+    flag_set.precision()
+    flag_set.group('Output')
+    flag_set.string('export_dir', 'export', 'Base folder of exports; the model goes to '
+                    '<export_dir>/<model_name>/<version>/.')
+    flag_set.string('model_name', 'ssd_vgg_300', 'Model name, as the server is told it.')
+    flag_set.integer('model_version', None,
+                     'Integer version to write (default: next after the newest existing).')
+    flag_set.boolean('overwrite', False, 'Replace --model_version when it already exists.')
+    flag_set.group('Post-processing and input limit baked into serving_default')
+    flag_set.postprocessing(select_threshold=0.5)
+    flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
+                     'serving_default refuses images of more pixels (width x height) with '
+                     'InvalidArgument, from their header, before decoding them.')
+    return flag_set
 
 
-
-def main(_):
+def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
-    if not FLAGS.ckpt_path:
-        print('error: --ckpt_path is required (checkpoint prefix or training directory)',
-              file=sys.stderr)
-        return 2
-    if not 0. <= FLAGS.select_threshold <= 1. or not 0. < FLAGS.nms_threshold <= 1.:
-        print('error: --select_threshold must be in [0, 1] and --nms_threshold in (0, 1]',
-              file=sys.stderr)
-        return 2
-    if FLAGS.max_image_pixels < 1:
-        print('error: --max_image_pixels must be >= 1, got %d' % FLAGS.max_image_pixels,
-              file=sys.stderr)
-        return 2
+    if not options.ckpt_path:
+        raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
+    cli.check_postprocessing(options)
+    if options.max_image_pixels < 1:
+        raise cli.UsageError('--max_image_pixels must be >= 1, got %d' % options.max_image_pixels)
     try:
-        path = export(FLAGS.ckpt_path, FLAGS.export_dir, FLAGS.model_name, FLAGS.model_version,
-                      FLAGS.overwrite, FLAGS.select_threshold, FLAGS.nms_threshold, FLAGS.top_k,
-                      FLAGS.keep_top_k, FLAGS.precision, FLAGS.max_image_pixels)
-    except (ExportError, model_info_lib.ModelInfoError, tf.errors.OpError) as e:
-        message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-        print('error: %s' % message.splitlines()[0], file=sys.stderr)
-        return 1
+        path = export(options.ckpt_path, options.export_dir, options.model_name,
+                      options.model_version, options.overwrite, options.select_threshold,
+                      options.nms_threshold, options.top_k, options.keep_top_k, options.precision,
+                      options.max_image_pixels)
+    except tf.errors.OpError as e:
+        raise ExportError(e.message)
     print('exported %s' % path)
     return 0
 
 
+def main(argv=None):
+    """The command line: ``main(['export_saved_model.py', '--ckpt_path=...', ...])`` → exit
+    status."""
+    return cli.run(argv, define_flags(), __doc__, _export)
+
+
 if __name__ == '__main__':
-    # Flags are defined only when run as a script, so tests can import this module beside
-    # detector.py, which defines flags of the same names.
-    FLAGS = _define_flags()
-    tf.app.run(main)
+    sys.exit(main())

@@ -166,7 +166,7 @@ def evaluate(tfrecords_dir, train_dir, eval_dir):
     """eval_ssd_network.py on val; returns its results.json."""
     subprocess.run([sys.executable, 'eval_ssd_network.py', '--ckpt_path=%s' % train_dir,
                     '--dataset_dir=%s' % tfrecords_dir, '--dataset_name=vehicle',
-                    '--train_or_test=val', '--output_dir=%s' % eval_dir],
+                    '--split=val', '--output_dir=%s' % eval_dir],
                    cwd=REPO_ROOT, check=True)
     return read_json(os.path.join(eval_dir, 'results.json'), None)
 

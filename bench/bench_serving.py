@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from bench import common  # noqa: E402
-from serving import client as client_lib  # noqa: E402
-from serving import protocols  # noqa: E402
+from serving.clients import client as client_lib  # noqa: E402
+from serving.clients import protocols  # noqa: E402
 
 MODEL_NAME = 'ssd'
 SHARED_IMAGE = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'test_images', 'vehicle_0.jpg')

@@ -5,7 +5,6 @@ detect on sample images → export a SavedModel → start the local model server
 gRPC and REST → print where everything is. Each step runs the same command-line tool a user would
 run, and a step whose result already exists is reused, so a rerun is quick.
 """
-import argparse
 import json
 import os
 import shutil
@@ -16,6 +15,10 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
+sys.path.insert(0, REPO_ROOT)
+
+from utils import cli  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 # Reduced width and schedule measured by bench/bench_learning.py: mAP@0.5 0.73-0.88 on the
 # held-out generated images after 900 steps (about 7 minutes on 2 cores); the demo trains 1200. Colour tells the sample
@@ -41,8 +44,8 @@ TRAIN_SETTINGS = {
 DETECTION_THRESHOLD = 0.3
 
 
-class DemoError(RuntimeError):
-    pass
+class DemoError(ToolkitError, RuntimeError):
+    """A step of the demo failed (its own output says why)."""
 
 
 def banner(step, total, title):
@@ -92,20 +95,25 @@ def wait_for_server(process, rest_port, model_name, timeout=120):
     raise DemoError('the model server did not report the model AVAILABLE within %d s' % timeout)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work_dir', default=os.path.join(REPO_ROOT, 'output', 'demo'),
-                        help='where the demo writes data, checkpoints and results')
-    parser.add_argument('--num_images', type=int, default=300, help='generated sample images')
-    parser.add_argument('--max_number_of_steps', default=TRAIN_SETTINGS['max_number_of_steps'])
-    parser.add_argument('--fresh', action='store_true', help='delete the work dir first')
-    options = parser.parse_args()
+def define_flags():
+    """The demo's own flags (a ``utils.cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Demo')
+    flag_set.string('work_dir', os.path.join(REPO_ROOT, 'output', 'demo'),
+                    'Where the demo writes data, checkpoints and results.')
+    flag_set.integer('num_images', 300, 'Generated sample images.')
+    flag_set.integer('max_number_of_steps', int(TRAIN_SETTINGS['max_number_of_steps']),
+                     'Training steps.')
+    flag_set.boolean('fresh', False, 'Delete the work dir first.')
+    return flag_set
 
+
+def _demo(options):
     # oneDNN kernels are off by default on some CPUs (AMD); they are faster for this network.
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-    # Keep the demo's output to the tools' own progress and results.
+    # Keep the demo's output to the tools' own progress and results (TensorFlow's C++ start-up
+    # lines; the libraries' deprecation notices are silenced by utils/slim_compat.py).
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    os.environ.setdefault('PYTHONWARNINGS', 'ignore')
     work = os.path.abspath(options.work_dir)
     if options.fresh and os.path.isdir(work):
         shutil.rmtree(work)
@@ -148,7 +156,7 @@ def main():
 
     banner(4, total, 'evaluate on the held-out test split')
     run('eval_ssd_network.py', '--ckpt_path=' + train_dir, '--dataset_dir=' + records_dir,
-        '--dataset_name=vehicle', '--train_or_test=test', '--output_dir=' + eval_dir)
+        '--dataset_name=vehicle', '--split=test', '--output_dir=' + eval_dir)
     with open(os.path.join(eval_dir, 'results.json')) as f:
         results = json.load(f)
 
@@ -199,11 +207,13 @@ def main():
     return 0
 
 
-if __name__ == '__main__':
+def main(argv=None):
+    """The command line: ``main(['demo.py', '--fresh'])`` → exit status."""
     try:
-        sys.exit(main())
-    except DemoError as e:
-        print('demo error: %s' % e, file=sys.stderr)
-        sys.exit(1)
+        return cli.run(argv, define_flags(), __doc__, _demo)
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,13 +1,29 @@
-"""Shared fixtures: the shared real data (skipped when absent), a small generated dataset, and
-``declared_png`` (a few kilobytes declaring a huge picture)."""
+"""Shared fixtures: the shared real data (skipped when absent), a small generated dataset,
+``declared_png`` (a few kilobytes declaring a huge picture) and ``value_after_importing`` (what a
+fresh interpreter holds once it imported some modules)."""
+import json
 import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
+
+
+def value_after_importing(module_names, expression):
+    """Imports ``module_names`` in a fresh interpreter (repository root as working folder) and
+    returns the JSON value of ``expression`` there, where ``modules`` lists the imported modules."""
+    code = ('import importlib, json, sys\n'
+            'modules = [importlib.import_module(name) for name in sys.argv[1:]]\n'
+            'print(json.dumps(%s))' % expression)
+    result = subprocess.run([sys.executable, '-c', code] + list(module_names), cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def shared_path(*parts):

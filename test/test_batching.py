@@ -1,10 +1,10 @@
-"""serving/batching.py: concurrent requests share runs, each gets its own rows back."""
+"""serving/server/batching.py: concurrent requests share runs, each gets its own rows back."""
 import threading
 
 import numpy as np
 import pytest
 
-from serving import batching
+from serving.server import batching
 
 
 def _parameters(**kwargs):

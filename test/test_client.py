@@ -1,4 +1,4 @@
-"""serving.client / serving.protocols: gRPC and REST answers through the local model server equal
+"""serving.clients.client / serving.clients.protocols: gRPC and REST answers through the local model server equal
 the in-process SavedModel's, the NumPy path (detected_model) agrees with the graph path, the CLI
 prints detector.py's lines without TensorFlow for REST, and the mAP mode reads records right."""
 import os
@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from serving import client as client_lib
-from serving import protocols
+from serving.clients import client as client_lib
+from serving.clients import protocols
 from test.conftest import REPO_ROOT
 from test.test_export import CLASS_NAMES, KEEP_TOP_K, SELECT_THRESHOLD, exported_model, \
     run_signature
@@ -22,7 +22,7 @@ PYTHON = sys.executable
 @pytest.fixture(scope='module')
 def served(tmp_path_factory):
     """(export case, running local server) for the whole module."""
-    from serving import model_server
+    from serving.server import model_server
     case = exported_model(tmp_path_factory)
     server = model_server.start_server('ssd', os.path.join(case[1], 'ssd'), poll_wait_seconds=60)
     yield case, server

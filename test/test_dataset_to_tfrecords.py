@@ -342,7 +342,6 @@ def test_automatic_worker_count_grows_with_the_image_count(sample_voc_dir, tmp_p
 # SIGTERM arrives while the third record is read: the CLI must clean up like Ctrl-C.
 _SIGTERM_DURING_CONVERSION = '''
 import os, signal, sys
-from absl import app
 from datasets.write_dataset import dataset_to_tfrecords as converter, voc_reader
 read, calls = voc_reader.read_example, []
 def read_then_terminate(task):
@@ -351,9 +350,7 @@ def read_then_terminate(task):
         os.kill(os.getpid(), signal.SIGTERM)
     return read(task)
 voc_reader.read_example = read_then_terminate
-sys.argv = ['dataset_to_tfrecords.py'] + sys.argv[1:]
-converter.define_flags()
-app.run(converter.main)
+sys.exit(converter.main(['dataset_to_tfrecords.py'] + sys.argv[1:]))
 '''
 
 

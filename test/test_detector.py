@@ -32,8 +32,8 @@ def run_script(*args):
 
 
 def run_in_process(capsys, *args):
-    """The same through ``detector.run`` (no new TensorFlow start-up): (status, stdout, stderr)."""
-    status = detector.run(['detector.py', '--noshow'] + list(args))
+    """The same through ``detector.main`` (no new TensorFlow start-up): (status, stdout, stderr)."""
+    status = detector.main(['detector.py', '--noshow'] + list(args))
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -123,7 +123,7 @@ def test_bad_flags_and_missing_model(tmp_path, capsys):
                                               'or training directory)')
     status, _, stderr = run_in_process(capsys, '--select_threshold=abc')
     assert status == 2 and stderr.startswith('error:') and 'select_threshold' in stderr
-    assert detector.run(['detector.py', '--help']) == 0
+    assert detector.main(['detector.py', '--help']) == 0
     assert '--select_threshold (default: 0.5)' in capsys.readouterr().out
 
 

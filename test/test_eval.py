@@ -47,7 +47,7 @@ def oracle_entries(images, drop=None):
 
 def run_eval(capsys, *args):
     """Runs the CLI in-process: (status, stdout, last stderr line, i.e. after the progress bar)."""
-    status = eval_ssd_network.run(['eval_ssd_network.py'] + list(args))
+    status = eval_ssd_network.main(['eval_ssd_network.py'] + list(args))
     captured = capsys.readouterr()
     return status, captured.out, (captured.err.strip().splitlines() or [''])[-1]
 
@@ -65,7 +65,7 @@ def test_oracle_detections_file(sample_tfrecords, tmp_path, capsys):
     voc_metric.write_detections_file(path, oracle_entries(images), CLASS_NAMES)
     status, stdout, stderr = run_eval(capsys, '--detections_file=%s' % path,
                                       '--dataset_dir=%s' % sample_tfrecords,
-                                      '--train_or_test=train', '--output_dir=%s' % tmp_path)
+                                      '--split=train', '--output_dir=%s' % tmp_path)
     assert status == 0, stderr
     with open(str(tmp_path / 'results.json')) as f:
         results = json.load(f)
@@ -136,7 +136,7 @@ def test_max_num_batches_limits_images(sample_tfrecords, tmp_path, capsys):
     path = str(tmp_path / 'oracle.json')
     voc_metric.write_detections_file(path, oracle_entries(read_split(sample_tfrecords, 'train')))
     status, stdout, _ = run_eval(capsys, '--detections_file=%s' % path,
-                                 '--dataset_dir=%s' % sample_tfrecords, '--train_or_test=train',
+                                 '--dataset_dir=%s' % sample_tfrecords, '--split=train',
                                  '--batch_size=3', '--max_num_batches=2',
                                  '--output_dir=%s' % tmp_path)
     assert status == 0 and '6 images' in stdout
@@ -163,7 +163,7 @@ def test_bad_input(sample_tfrecords, checkpoint_dir, tmp_path, capsys):
     status, _, stderr = run_eval(capsys, '--detections_file=%s' % path, *common)
     assert status == 1 and "class_names ['a', 'b'] differ" in stderr
 
-    status, _, stderr = run_eval(capsys, '--detections_file=%s' % path, '--train_or_test=val',
+    status, _, stderr = run_eval(capsys, '--detections_file=%s' % path, '--split=val',
                                  *common)
     assert status == 1 and "has no split 'val'" in stderr
 

@@ -22,8 +22,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.framework import types_pb2
 
-from serving.limits import DEFAULT_LIMITS
-from serving.model_server import start_server
+from serving.server.limits import DEFAULT_LIMITS
+from serving.server.model_server import start_server
 from test import serving_fixtures
 from test.conftest import declared_png
 from test.serving_fixtures import run_signature, sample_jpeg

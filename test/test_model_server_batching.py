@@ -9,8 +9,8 @@ import tensorflow.compat.v1 as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving import batching
-from serving.model_server import start_server
+from serving.server import batching
+from serving.server.model_server import start_server
 from test import serving_fixtures
 from test.serving_fixtures import run_signature, sample_jpeg
 

@@ -15,7 +15,7 @@ import types
 import pytest
 import requests
 
-from serving.model_server import UsageError, server_from_flags, start_server
+from serving.server.model_server import UsageError, server_from_flags, start_server
 from test.serving_fixtures import sample_jpeg, write_model_version
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,12 +1,12 @@
-"""TF Serving's REST JSON conventions in serving/rest_api.py, on hand-written values (no server)."""
+"""TF Serving's REST JSON conventions in serving/server/rest_api.py, on hand-written values (no server)."""
 import grpc
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from serving import rest_api
-from serving.servable import ServingError
+from serving.server import rest_api
+from serving.errors import ServingError
 
 
 def _info(dtype, dims):

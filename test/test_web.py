@@ -1,4 +1,4 @@
-"""serving/web.py (Flask page), its Dockerfile, and docker_run.sh / docker_run.bat.
+"""serving/clients/web.py (Flask page), its Dockerfile, and docker_run.sh / docker_run.bat.
 
 Route tests use a stub detector; the browser test drives headless Chromium through the DevTools
 protocol against the real chain: page → REST → serving.model_server → a small SavedModel from
@@ -19,9 +19,9 @@ import time
 import numpy as np
 import pytest
 
-from serving import client as client_lib
-from serving import protocols
-from serving import web
+from serving.clients import client as client_lib
+from serving.clients import protocols
+from serving.clients import web
 from test.conftest import REPO_ROOT, declared_png
 
 CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
@@ -237,7 +237,7 @@ def test_debugger_only_with_the_debug_flag_never_from_flask_debug(flags, debugge
 
 def _dockerfile_copies():
     """Repository paths the Dockerfile copies (files; folders end with /)."""
-    with open(os.path.join(REPO_ROOT, 'serving', 'Dockerfile')) as f:
+    with open(os.path.join(REPO_ROOT, 'serving', 'clients', 'Dockerfile')) as f:
         text = f.read()
     sources = []
     for line in text.splitlines():
@@ -256,7 +256,7 @@ def test_dockerfile_copies_every_module_the_page_imports():
 import json, sys
 sys.modules["tensorflow"] = None
 import numpy as np
-from serving import client, web
+from serving.clients import client, web
 class Transport(object):
     def predict(self, model_name, inputs, signature_name, version=None):
         shapes = [(38, 4), (19, 6), (10, 6), (5, 6), (3, 4), (1, 4)]
@@ -279,7 +279,7 @@ print(json.dumps(sorted(m.__file__ for m in list(sys.modules.values())
     assert 'nets/np_postprocess.py' in loaded and 'utils/visualization.py' in loaded
     for path in loaded:
         assert path in sources or os.path.dirname(path) + '/' in sources, path
-    with open(os.path.join(REPO_ROOT, 'serving', 'requirements.txt')) as f:
+    with open(os.path.join(REPO_ROOT, 'serving', 'clients', 'requirements.txt')) as f:
         pinned = re.findall(r'^([\w-]+)==', f.read(), re.M)
     assert 'tensorflow' not in ' '.join(pinned)
     assert {'Flask', 'gunicorn', 'requests', 'numpy', 'opencv-python-headless'} <= set(pinned)
@@ -391,7 +391,7 @@ def _page_ws_url(port):
 def live_page(tmp_path):
     """URL of the page (REST to a local model server with the fixture model), its class names."""
     from werkzeug.serving import make_server
-    from serving import model_server
+    from serving.server import model_server
     from test import serving_fixtures
     base = tmp_path / 'models'
     base.mkdir()

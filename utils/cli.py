@@ -1,17 +1,122 @@
-"""Command-line plumbing shared by detector.py and eval_ssd_network.py: grouped --help and
-flag parsing with one-line errors."""
+"""The one command-line convention of every tool of the toolkit.
+
+Each script builds its own ``FlagSet`` (an absl ``flags.FlagValues`` of its own, never absl's
+global registry) inside a ``define_flags()`` function, theme by theme, and its ``main(argv)``
+hands it to ``run``:
+
+- ``--help`` / ``-h`` prints the script's docstring and its own flags grouped by theme (not the
+  hundreds absl defines), exit 0;
+- an unknown flag, a malformed value or a stray argument: one line ``error: ...``, exit 2;
+- a ``UsageError`` (a bad flag value or combination found by the script): ``error: ...``, exit 2;
+- any other ``utils.errors.ToolkitError``: ``error: <message>``, exit 1 (caught here, once).
+
+Importing a script therefore defines no flag; tests and notebooks may import several at once.
+"""
 import sys
 import textwrap
 
 from absl import flags
 
+from utils.errors import ToolkitError
 
 PRECISION_HELP = ('Compute precision of the network: float32, or bfloat16 (casts in the graph; '
                   '~2-3x faster on CPUs with AVX512_BF16 or AMX, scores within ~0.05).')
+USAGE_EXIT = 2
+ERROR_EXIT = 1
+
+
+class UsageError(ToolkitError):
+    """A bad flag value or combination (exit status 2, like a flag that does not parse)."""
+
+
+class FlagSet(object):
+    """A script's flags, defined theme by theme: ``values`` (the ``flags.FlagValues``) and
+    ``groups`` (``[(theme, [flag names])]``, the order ``--help`` lists them in)."""
+
+    def __init__(self):
+        self.values = flags.FlagValues()
+        self.groups = []
+        self._aliases = []  # (deprecated name, flag name)
+        flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h',
+                             flag_values=self.values)
+
+    def group(self, theme):
+        """Flags defined from now on are listed under ``theme`` in ``--help``."""
+        self.groups.append((theme, []))
+
+    def _define(self, define, name, default, help_text, *args, **kwargs):
+        define(name, default, *args, help=help_text, flag_values=self.values, **kwargs)
+        self.groups[-1][1].append(name)
+
+    def string(self, name, default, help_text):
+        self._define(flags.DEFINE_string, name, default, help_text)
+
+    def integer(self, name, default, help_text):
+        self._define(flags.DEFINE_integer, name, default, help_text)
+
+    def float(self, name, default, help_text):
+        self._define(flags.DEFINE_float, name, default, help_text)
+
+    def boolean(self, name, default, help_text):
+        self._define(flags.DEFINE_boolean, name, default, help_text)
+
+    def enum(self, name, default, choices, help_text):
+        self._define(flags.DEFINE_enum, name, default, help_text, list(choices))
+
+    def precision(self):
+        """``--precision`` (float32 | bfloat16), as every inference CLI names it."""
+        self.enum('precision', 'float32', ('float32', 'bfloat16'), PRECISION_HELP)
+
+    def checkpoint_path(self):
+        """``--ckpt_path``, as every tool that loads a trained model names it."""
+        self.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
+                    'directory (its newest checkpoint); model_info.json must sit beside it.')
+
+    def postprocessing(self, select_threshold):
+        """The detection post-processing flags (``select_threshold`` is the tool's default)."""
+        self.float('select_threshold', select_threshold,
+                   'Minimum class score of a detection, in [0, 1].')
+        self.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
+                   'lower-scored box, in (0, 1].')
+        self.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
+        self.integer('keep_top_k', 200, 'Detections kept per image after suppression (K of '
+                     'the outputs).')
+
+    def deprecated_alias(self, old_name, name):
+        """``--old_name`` (a string flag) still sets ``--name``; ``--help`` mentions it beside
+        ``--name`` only. Giving both with different values is a ``UsageError``."""
+        flags.DEFINE_string(old_name, None, 'Deprecated spelling of --%s.' % name,
+                            flag_values=self.values)
+        self.values[name].help += ' (Deprecated spelling: --%s.)' % old_name
+        self._aliases.append((old_name, name))
+
+    def resolve_aliases(self):
+        """Copies each deprecated flag given on the command line into its new name."""
+        for name in sorted(set(name for _, name in self._aliases)):
+            given = [(n, self.values[n].value) for n in
+                     [name] + [old for old, new in self._aliases if new == name]
+                     if self.values[n].present]
+            for other, value in given[1:]:
+                if value != given[0][1]:
+                    raise UsageError('--%s=%s and --%s=%s disagree: give --%s only' % (
+                        given[0][0], given[0][1], other, value, name))
+            if given:
+                setattr(self.values, name, given[0][1])
+
+
+def check_postprocessing(options):
+    """``UsageError`` for post-processing flag values (see ``FlagSet.postprocessing``) out of
+    range."""
+    if not 0. <= options.select_threshold <= 1.:
+        raise UsageError('--select_threshold must be in [0, 1], got %g' % options.select_threshold)
+    if not 0. < options.nms_threshold <= 1.:
+        raise UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
+    if options.top_k < 1 or options.keep_top_k < 1:
+        raise UsageError('--top_k and --keep_top_k must be positive')
 
 
 def define_precision_flag(flag_values):
-    """``--precision`` (float32 | bfloat16) in ``flag_values``, as every inference CLI names it."""
+    """``--precision`` in ``flag_values`` (for scripts that do not build a ``FlagSet``)."""
     flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], PRECISION_HELP,
                       flag_values=flag_values)
 
@@ -29,20 +134,42 @@ def format_help(doc, flag_values, groups):
     return '\n'.join(lines)
 
 
+def print_error(message):
+    """``error: <first line of message>`` on stderr."""
+    text = str(message).strip()
+    print('error: %s' % (text.splitlines()[0] if text else 'unknown error'), file=sys.stderr)
+
+
 def run_cli(argv, flag_values, groups, doc, main_fn):
     """Parses ``argv`` (program name first) into ``flag_values``, answers --help, runs
-    ``main_fn()``; returns the exit status (2 for an unknown or malformed flag)."""
+    ``main_fn()``; returns the exit status (see the module docstring)."""
     flag_values.unparse_flags()
     try:
         rest = flag_values(argv)
     except flags.Error as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 2
+        print_error(e)
+        return USAGE_EXIT
     if flag_values.help:
         print(format_help(doc, flag_values, groups))
         return 0
     if len(rest) > 1:
-        print('error: unexpected argument %r (flags look like --name=value)' % rest[1],
-              file=sys.stderr)
-        return 2
-    return main_fn()
+        print_error('unexpected argument %r (flags look like --name=value)' % rest[1])
+        return USAGE_EXIT
+    try:
+        return main_fn()
+    except UsageError as e:
+        print_error(e)
+        return USAGE_EXIT
+    except ToolkitError as e:
+        print_error(e)
+        return ERROR_EXIT
+
+
+def run(argv, flag_set, doc, main_fn):
+    """``run_cli`` for a ``FlagSet``: ``main_fn(flag_values)`` gets the parsed flags.
+    ``argv`` None means ``sys.argv``."""
+    def main_with_flags():
+        flag_set.resolve_aliases()
+        return main_fn(flag_set.values)
+    return run_cli(sys.argv if argv is None else argv, flag_set.values, flag_set.groups, doc,
+                   main_with_flags)

@@ -5,11 +5,13 @@ client and the web page (serving/Dockerfile) can import it without them.
 """
 import os
 
+from utils.errors import ToolkitError
+
 # Image files of a folder that are processed (what tf.io.decode_image reads).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 
 
-class ImagePathError(ValueError):
+class ImagePathError(ToolkitError, ValueError):
     """A bad ``--image_path`` (missing, or a folder without images); one-line message."""
 
 

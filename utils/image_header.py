@@ -8,6 +8,8 @@ fixed place); bytes with no known signature are not images and are left to the c
 """
 import struct
 
+from utils.errors import ToolkitError
+
 DEFAULT_MAX_IMAGE_PIXELS = 50 * 1000 * 1000
 PIXELS_FLAG = '--max_image_pixels'
 
@@ -21,7 +23,7 @@ _STANDALONE_MARKERS = frozenset([0x01] + list(range(0xD0, 0xD8)))
 _END_OF_IMAGE, _START_OF_SCAN = 0xD9, 0xDA
 
 
-class ImageHeaderError(ValueError):
+class ImageHeaderError(ToolkitError, ValueError):
     """An image whose header is unreadable or declares more pixels than allowed."""
 
 

@@ -8,11 +8,13 @@ it so that users never repeat ``--num_classes`` or class names. Fields:
 import json
 import os
 
+from utils.errors import ToolkitError
+
 MODEL_INFO_FILENAME = 'model_info.json'
 _CHECKPOINT_SUFFIXES = ('.index', '.meta')
 
 
-class ModelInfoError(ValueError):
+class ModelInfoError(ToolkitError, ValueError):
     """A checkpoint path or its model_info.json is missing or inconsistent."""
 
 

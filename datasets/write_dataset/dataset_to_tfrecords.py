@@ -29,14 +29,13 @@ import re
 import signal
 import time
 
-from absl import app
-from absl import flags
 import tqdm
 
 from datasets import dataset_config
 from datasets import records
 from datasets.utils import dataset_utils
 from datasets.write_dataset import voc_reader
+from utils import cli
 from utils.errors import ToolkitError
 
 ALL_SPLIT = 'all'
@@ -281,25 +280,28 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
 
 
 def define_flags():
-    """Registers the CLI flags (only when run as a script: importers may own flags of these names)."""
-    # Input
-    flags.DEFINE_string('dataset_dir', None, 'VOC-layout folder (Annotations/, JPEGImages/, '
-                        'optional ImageSets/Main/<split>.txt).')
-    flags.DEFINE_string('split', None, 'Split list ImageSets/Main/<split>.txt to convert; '
-                        'default: every annotation, written as split "all".')
-    # Classes
-    flags.DEFINE_string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle, or a custom name '
-                        '(then --labels_file is required). Also the shard name prefix.')
-    flags.DEFINE_string('labels_file', None, 'Text file with one class name per line '
-                        '(line 1 = id 1); overrides the built-in class list.')
-    flags.DEFINE_bool('skip_unknown_classes', False, 'Drop objects whose class is not in the class '
-                      'list instead of stopping.')
-    # Output
-    flags.DEFINE_string('output_dir', None, 'Folder for the shards and dataset_description.json.')
-    flags.DEFINE_integer('samples_per_file', 200, 'Records per shard.')
-    # Performance
-    flags.DEFINE_integer('num_workers', None, 'Image-reading processes (default: one per 500 '
-                         'images, at most one per CPU; 1: no extra process).')
+    """The converter's own flags (a ``utils.cli.FlagSet``), theme by theme."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Input')
+    flag_set.string('dataset_dir', None, 'VOC-layout folder (Annotations/, JPEGImages/, '
+                    'optional ImageSets/Main/<split>.txt). Required.')
+    flag_set.string('split', None, 'Split list ImageSets/Main/<split>.txt to convert; '
+                    'default: every annotation, written as split "all".')
+    flag_set.group('Classes')
+    flag_set.string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle, or a custom name '
+                    '(then --labels_file is required). Also the shard name prefix.')
+    flag_set.string('labels_file', None, 'Text file with one class name per line '
+                    '(line 1 = id 1); overrides the built-in class list.')
+    flag_set.boolean('skip_unknown_classes', False, 'Drop objects whose class is not in the '
+                     'class list instead of stopping.')
+    flag_set.group('Output')
+    flag_set.string('output_dir', None, 'Folder for the shards and dataset_description.json. '
+                    'Required.')
+    flag_set.integer('samples_per_file', 200, 'Records per shard.')
+    flag_set.group('Performance')
+    flag_set.integer('num_workers', None, 'Image-reading processes (default: one per 500 '
+                     'images, at most one per CPU; 1: no extra process).')
+    return flag_set
 
 
 def _interrupt(signum, _):
@@ -307,31 +309,33 @@ def _interrupt(signum, _):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def main(argv):
-    if len(argv) > 1:
-        print('error: unexpected arguments %s' % ' '.join(argv[1:]), file=sys.stderr)
-        return 2
+def _convert(options):
+    for name in ('dataset_dir', 'output_dir'):
+        if not getattr(options, name):
+            raise cli.UsageError('--%s is required' % name)
     signal.signal(signal.SIGTERM, _interrupt)
-    FLAGS = flags.FLAGS
     try:
-        summary = convert(FLAGS.dataset_dir, FLAGS.output_dir, FLAGS.dataset_name,
-                          split=FLAGS.split, labels_file=FLAGS.labels_file,
-                          samples_per_file=FLAGS.samples_per_file, num_workers=FLAGS.num_workers,
-                          skip_unknown_classes=FLAGS.skip_unknown_classes)
-    except (ConversionError, dataset_config.DatasetConfigError, dataset_utils.DatasetError,
-            OSError) as error:
-        print('error: %s' % error, file=sys.stderr)
-        return 1
+        summary = convert(options.dataset_dir, options.output_dir, options.dataset_name,
+                          split=options.split, labels_file=options.labels_file,
+                          samples_per_file=options.samples_per_file,
+                          num_workers=options.num_workers,
+                          skip_unknown_classes=options.skip_unknown_classes)
+    except OSError as error:
+        raise ConversionError(str(error))
     except KeyboardInterrupt as interrupt:
         terminated = interrupt.args == (signal.SIGTERM.name,)
-        print('error: %s; no new shard was published' % (
-            'terminated (SIGTERM)' if terminated else 'interrupted'), file=sys.stderr)
+        cli.print_error('%s; no new shard was published' % (
+            'terminated (SIGTERM)' if terminated else 'interrupted'))
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     print(summary)
     return 0
 
 
+def main(argv=None):
+    """The command line: ``main(['dataset_to_tfrecords.py', '--dataset_dir=...', ...])`` → exit
+    status."""
+    return cli.run(argv, define_flags(), __doc__, _convert)
+
+
 if __name__ == '__main__':
-    define_flags()
-    flags.mark_flags_as_required(['dataset_dir', 'output_dir'])
-    app.run(main)
+    sys.exit(main())

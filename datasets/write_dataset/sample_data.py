@@ -24,12 +24,12 @@ if __name__ == '__main__':  # run as a script: make the repository root importab
 
 import xml.etree.ElementTree as ElementTree
 
-from absl import app
-from absl import flags
 import cv2
 import numpy as np
 
 from datasets import dataset_config
+from utils import cli
+from utils.errors import ToolkitError
 
 SIZE_RANGE = (300, 500)           # image height and width, pixels (inclusive)
 MAX_SIDE_FRACTION = (0.7, 0.55, 0.45, 0.4)  # largest object side for 1, 2, 3, 4 objects
@@ -43,7 +43,7 @@ _HUB = (170, 170, 170)
 _GLASS = (120, 80, 50)           # BGR: dark blue-grey windows
 
 
-class SampleDataError(Exception):
+class SampleDataError(ToolkitError):
     """Bad generator arguments; the message names the flag."""
 
 
@@ -279,27 +279,31 @@ def generate_voc_dataset(output_dir, num_images=300, seed=0, test_fraction=0.2):
 
 
 def define_flags():
-    """Registers the CLI flags (only when run as a script: importers may own flags of these names)."""
-    flags.DEFINE_string('output_dir', 'Images/sample_vehicles', 'Folder to create (VOC layout).')
-    flags.DEFINE_integer('num_images', 300, 'Number of images to generate.')
-    flags.DEFINE_integer('seed', 0, 'Random seed: the same seed gives identical files.')
-    flags.DEFINE_float('test_fraction', 0.2, 'Share of images listed in test.txt (rest: train).')
+    """The generator's own flags (a ``utils.cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Output')
+    flag_set.string('output_dir', 'Images/sample_vehicles', 'Folder to create (VOC layout).')
+    flag_set.group('Content')
+    flag_set.integer('num_images', 300, 'Number of images to generate.')
+    flag_set.integer('seed', 0, 'Random seed: the same seed gives identical files.')
+    flag_set.float('test_fraction', 0.2, 'Share of images listed in test.txt (rest: train).')
+    return flag_set
 
 
-def main(argv):
-    if len(argv) > 1:
-        print('error: unexpected arguments %s' % ' '.join(argv[1:]), file=sys.stderr)
-        return 2
-    FLAGS = flags.FLAGS
+def _generate(options):
     try:
-        generate_voc_dataset(FLAGS.output_dir, FLAGS.num_images, FLAGS.seed, FLAGS.test_fraction)
-    except (SampleDataError, OSError) as error:
-        print('error: %s' % error, file=sys.stderr)
-        return 1
-    print('wrote %d images to %s' % (FLAGS.num_images, FLAGS.output_dir))
+        generate_voc_dataset(options.output_dir, options.num_images, options.seed,
+                             options.test_fraction)
+    except OSError as error:
+        raise SampleDataError(str(error))
+    print('wrote %d images to %s' % (options.num_images, options.output_dir))
     return 0
 
 
+def main(argv=None):
+    """The command line: ``main(['sample_data.py', '--output_dir=...', ...])`` → exit status."""
+    return cli.run(argv, define_flags(), __doc__, _generate)
+
+
 if __name__ == '__main__':
-    define_flags()
-    app.run(main)
+    sys.exit(main())

@@ -22,6 +22,8 @@ import xml.etree.ElementTree as ElementTree
 import cv2
 import numpy as np
 
+from utils.errors import ToolkitError
+
 # Extensions tried for an image id, best first (a .jpg beside a .png of the same id wins).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 JPEG_QUALITY = 95
@@ -59,7 +61,7 @@ ReadResult.__doc__ = """``record`` is a VocRecord, or None with ``skip_category`
 saying why; ``events`` is a dict event name -> count."""
 
 
-class VocFormatError(ValueError):
+class VocFormatError(ToolkitError, ValueError):
     """A file that cannot be used; the message says what is wrong with it."""
 
 

@@ -37,8 +37,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from google.protobuf import json_format
 
-from serving.servable import DEFAULT_SIGNATURE, ServingError, check_input_names
-from serving.versions import parse_version
+from serving.errors import ServingError
+from serving.server.servable import DEFAULT_SIGNATURE, check_input_names
+from serving.server.versions import parse_version
 
 logger = logging.getLogger('serving.model_server')
 
@@ -67,7 +68,7 @@ _KIND_NAMES = {'U': 'string', 'S': 'string', 'O': 'mixed or null', 'b': 'bool', 
 
 
 def _invalid(message):
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+    return ServingError(code=grpc.StatusCode.INVALID_ARGUMENT, message=message)
 
 
 def _malformed(method, path):
@@ -274,15 +275,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         limit = self.server.max_request_bytes
         if length > limit:
             self._drain(length)
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               'request body of %d bytes exceeds the limit of %d bytes '
-                               '(--max_request_bytes)' % (length, limit))
+            raise ServingError('request body of %d bytes exceeds the limit of %d bytes '
+                               '(--max_request_bytes)' % (length, limit),
+                               code=grpc.StatusCode.RESOURCE_EXHAUSTED)
         try:
             body = self.rfile.read(length)
         except TimeoutError:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                               'request body not received within %g s (--rest_api_timeout_in_ms)'
-                               % self.server.timeout_seconds)
+            raise ServingError('request body not received within %g s (--rest_api_timeout_in_ms)'
+                               % self.server.timeout_seconds,
+                               code=grpc.StatusCode.DEADLINE_EXCEEDED)
         if len(body) < length:
             raise _invalid('request body ended after %d of %d bytes' % (len(body), length))
         return body
@@ -310,8 +311,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if match is None or (method == 'GET') != (action in (None, '/metadata')):
             raise _malformed(method, self.path)
         if action in (':classify', ':regress'):
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               '%s is not supported by this server; use :predict' % action[1:])
+            raise ServingError('%s is not supported by this server; use :predict' % action[1:],
+                               code=grpc.StatusCode.UNIMPLEMENTED)
         name, label = match.group('name'), match.group('label')
         version = None
         if match.group('version'):

@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+from utils.errors import ToolkitError
+
 BatchingParameters = collections.namedtuple(
     'BatchingParameters', 'max_batch_size batch_timeout_micros num_batch_threads '
                           'max_enqueued_batches')
@@ -40,7 +42,7 @@ DEFAULT_PARAMETERS = BatchingParameters(max_batch_size=8, batch_timeout_micros=5
 _FIELD = re.compile(r'(\w+)\s*\{\s*value\s*:\s*(-?\d+)\s*\}')
 
 
-class BatchingConfigError(ValueError):
+class BatchingConfigError(ToolkitError, ValueError):
     """A batching parameters file that cannot be used (the message names file and field)."""
 
 

@@ -19,8 +19,9 @@ import grpc
 import tensorflow.compat.v1 as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving.limits import DEFAULT_LIMITS
-from serving import batching as batching_lib
+from serving.errors import ServingError
+from serving.server.limits import DEFAULT_LIMITS
+from serving.server import batching as batching_lib
 from utils import image_header
 
 SERVE_TAG = tf.saved_model.tag_constants.SERVING
@@ -31,15 +32,6 @@ _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 # Lines of TensorFlow error text that locate the failure instead of stating it.
 _NOISE_PREFIXES = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[',
                    'Original stack')
-
-
-class ServingError(Exception):
-    """A refused request or failed load; ``code`` is the ``grpc.StatusCode`` clients see."""
-
-    def __init__(self, code, message):
-        super(ServingError, self).__init__(message)
-        self.code = code
-        self.message = message
 
 
 def summarize_error(err):
@@ -80,8 +72,8 @@ def _received_dtype(array):
 
 
 def _invalid(signature_name, alias, problem):
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, "input '%s' of signature '%s': %s" % (
-        alias, signature_name, problem))
+    return ServingError("input '%s' of signature '%s': %s" % (alias, signature_name, problem),
+                        code=grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def check_input(signature_name, alias, tensor_info, dtype, shape, limits=DEFAULT_LIMITS):
@@ -132,13 +124,12 @@ def check_input_names(signature_name, signature, aliases):
     expected = ', '.join(sorted(signature.inputs))
     for alias in sorted(aliases):
         if alias not in signature.inputs:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "input '%s' is not an input of signature '%s' (inputs: %s)" % (
-                                   alias, signature_name, expected))
+            raise ServingError("input '%s' is not an input of signature '%s' (inputs: %s)" % (
+                alias, signature_name, expected), code=grpc.StatusCode.INVALID_ARGUMENT)
     for alias in sorted(signature.inputs):
         if alias not in aliases:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               "missing input '%s' of signature '%s' (inputs: %s)" % (
+            raise ServingError(code=grpc.StatusCode.INVALID_ARGUMENT,
+                               message="missing input '%s' of signature '%s' (inputs: %s)" % (
                                    alias, signature_name, expected))
 
 
@@ -155,7 +146,7 @@ class Servable(object):
 
     Attributes: ``version`` (int), ``export_dir``, ``signature_defs`` (dict name -> SignatureDef,
     private ``__...`` keys excluded), ``limits`` (``RequestLimits``, default ``DEFAULT_LIMITS``).
-    ``batching``: ``serving.batching.BatchingParameters`` to batch concurrent requests of
+    ``batching``: ``serving.server.batching.BatchingParameters`` to batch concurrent requests of
     batchable signatures (``is_batchable``), or None. Loading failures propagate as
     TensorFlow's errors.
     """
@@ -185,8 +176,8 @@ class Servable(object):
         """The SignatureDef called ``name``; FAILED_PRECONDITION (TF Serving's code) naming the
         available ones otherwise."""
         if name not in self.signature_defs:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               "signature '%s' not found in version %d (available: %s)" % (
+            raise ServingError(code=grpc.StatusCode.FAILED_PRECONDITION,
+                               message="signature '%s' not found in version %d (available: %s)" % (
                                    name, self.version, ', '.join(sorted(self.signature_defs))))
         return self.signature_defs[name]
 
@@ -235,16 +226,16 @@ class Servable(object):
         for alias in aliases:
             if alias not in sig.outputs:
                 raise ServingError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
                     "output_filter '%s' is not an output of signature '%s' (outputs: %s)" % (
-                        alias, signature_name, ', '.join(sorted(sig.outputs))))
+                        alias, signature_name, ', '.join(sorted(sig.outputs))),
+                    code=grpc.StatusCode.INVALID_ARGUMENT)
         key = (signature_name, tuple(aliases))
         if self._scheduler is None or not is_batchable(sig):
             return self._run_session(key, inputs)
         try:
             return self._scheduler.run(key, inputs)
         except batching_lib.QueueFullError as err:
-            raise ServingError(grpc.StatusCode.UNAVAILABLE, str(err))
+            raise ServingError(code=grpc.StatusCode.UNAVAILABLE, message=str(err))
 
     def _run_session(self, key, inputs):
         """One session run of ``key = (signature name, output aliases)`` on checked ``inputs``."""
@@ -255,7 +246,7 @@ class Servable(object):
             values = self._session.run([sig.outputs[alias].name for alias in aliases], feed)
         except tf.errors.OpError as err:
             code, message = summarize_error(err)
-            raise ServingError(code, "signature '%s': %s" % (signature_name, message))
+            raise ServingError(code=code, message="signature '%s': %s" % (signature_name, message))
         return dict(zip(aliases, values))
 
     def enter(self):

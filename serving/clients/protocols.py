@@ -18,17 +18,11 @@ import threading
 
 import numpy as np
 
+from serving.errors import ServingError
+
 PROTOCOLS = ('grpc', 'rest')
 DEFAULT_TIMEOUT = 60.
 _MAX_GRPC_MESSAGE = 64 * 1024 * 1024
-
-
-class ServingError(Exception):
-    """The server refused or could not answer a request; ``code`` is the gRPC/HTTP status."""
-
-    def __init__(self, message, code=None):
-        super(ServingError, self).__init__(message)
-        self.code = code
 
 
 def _is_string_array(array):

@@ -22,8 +22,9 @@ import time
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving.servable import Servable, ServingError, summarize_error
-from serving.versions import looks_like_version, parse_version
+from serving.errors import ServingError
+from serving.server.servable import Servable, summarize_error
+from serving.server.versions import looks_like_version, parse_version
 
 logger = logging.getLogger('serving.model_server')
 
@@ -38,7 +39,7 @@ def scan_versions(base_path, on_ignored=None):
     """dict version (int) -> folder for every version-named subfolder of ``base_path``.
 
     ``on_ignored(name)`` is called for each folder whose name looks like a number but is not a
-    version (see ``serving.versions``).
+    version (see ``serving.server.versions``).
     """
     versions = {}
     for name in os.listdir(base_path):
@@ -72,8 +73,8 @@ class VersionManager(object):
 
     ``version_labels`` maps a label (e.g. 'stable') to a version number for requests that name a
     label. ``session_config`` is a ``tf.ConfigProto`` for every version's session; ``limits``
-    the ``serving.limits.RequestLimits`` every version enforces; ``batching`` the
-    ``serving.batching.BatchingParameters`` of every version (None: no batching).
+    the ``serving.server.limits.RequestLimits`` every version enforces; ``batching`` the
+    ``serving.server.batching.BatchingParameters`` of every version (None: no batching).
     """
 
     def __init__(self, model_name, base_path, session_config=None, version_labels=None,
@@ -185,8 +186,8 @@ class VersionManager(object):
     def check_model_name(self, model_name):
         """NOT_FOUND unless ``model_name`` is the model this manager serves."""
         if model_name != self.model_name:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               "model '%s' not found (this server serves '%s')" % (
+            raise ServingError(code=grpc.StatusCode.NOT_FOUND,
+                               message="model '%s' not found (this server serves '%s')" % (
                                    model_name, self.model_name))
 
     def _resolve(self, model_name, version, label):
@@ -195,8 +196,8 @@ class VersionManager(object):
         if not label:
             return version
         if label not in self._labels:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               "version label '%s' of model '%s' is not assigned" % (
+            raise ServingError(code=grpc.StatusCode.NOT_FOUND,
+                               message="version label '%s' of model '%s' is not assigned" % (
                                    label, model_name))
         return self._labels[label]
 
@@ -212,12 +213,12 @@ class VersionManager(object):
         with self._lock:
             servable = self._current
             if servable is None:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   "model '%s' has no loaded version (see its status)" % model_name)
+                raise ServingError("model '%s' has no loaded version (see its status)" % model_name,
+                                   code=grpc.StatusCode.NOT_FOUND)
             if version is not None and version != servable.version:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   "version %d of model '%s' is not loaded (serving version %d)" % (
-                                       version, model_name, servable.version))
+                raise ServingError(
+                    "version %d of model '%s' is not loaded (serving version %d)" % (
+                        version, model_name, servable.version), code=grpc.StatusCode.NOT_FOUND)
             servable.enter()  # under the lock, so a swap cannot close it before we count in
         try:
             yield servable
@@ -237,12 +238,12 @@ class VersionManager(object):
         if version is not None:
             found = [s for s in found if s.version == version]
             if not found:
-                raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   "version %d of model '%s' was never seen" % (
+                raise ServingError(code=grpc.StatusCode.NOT_FOUND,
+                                   message="version %d of model '%s' was never seen" % (
                                        version, model_name))
         if not found:
-            raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               "model '%s' has no versions yet" % model_name)
+            raise ServingError(code=grpc.StatusCode.NOT_FOUND,
+                               message="model '%s' has no versions yet" % model_name)
         return found
 
     def status_response(self, model_name, version=None, label=None):

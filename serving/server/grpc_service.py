@@ -21,7 +21,8 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving.servable import DEFAULT_SIGNATURE, ServingError
+from serving.errors import ServingError
+from serving.server.servable import DEFAULT_SIGNATURE
 
 SIGNATURE_DEF_FIELD = 'signature_def'
 
@@ -57,8 +58,8 @@ def _to_ndarray(alias, tensor_proto):
     try:
         return tf.make_ndarray(tensor_proto)
     except (TypeError, ValueError) as err:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           "input '%s': malformed TensorProto (%s)" % (alias, err))
+        raise ServingError(code=grpc.StatusCode.INVALID_ARGUMENT,
+                           message="input '%s': malformed TensorProto (%s)" % (alias, err))
 
 
 def _unimplemented(name, instead):
@@ -97,14 +98,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_abort_on_serving_error
     def GetModelMetadata(self, request, context):
         if not request.metadata_field:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                               'GetModelMetadataRequest must name at least one metadata_field '
-                               '(supported: %s)' % SIGNATURE_DEF_FIELD)
+            raise ServingError(
+                'GetModelMetadataRequest must name at least one metadata_field (supported: %s)'
+                % SIGNATURE_DEF_FIELD, code=grpc.StatusCode.INVALID_ARGUMENT)
         for field in request.metadata_field:
             if field != SIGNATURE_DEF_FIELD:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   "metadata_field '%s' is not supported (supported: %s)" % (
-                                       field, SIGNATURE_DEF_FIELD))
+                raise ServingError("metadata_field '%s' is not supported (supported: %s)" % (
+                    field, SIGNATURE_DEF_FIELD), code=grpc.StatusCode.INVALID_ARGUMENT)
         version, label = _requested_version(request.model_spec)
         with self._manager.acquire(request.model_spec.name, version, label) as servable:
             response = get_model_metadata_pb2.GetModelMetadataResponse()

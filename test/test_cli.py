@@ -1,0 +1,103 @@
+"""utils/cli.py: the one command-line convention, and every tool that follows it."""
+import importlib
+
+import pytest
+from absl import flags
+
+from utils import cli
+from test.conftest import value_after_importing
+from utils.errors import ToolkitError
+
+# Modules whose main(argv) follows the convention (the trainer is part of the training package).
+CLI_MODULES = ('detector', 'eval_ssd_network', 'export_saved_model',
+               'datasets.write_dataset.dataset_to_tfrecords', 'datasets.write_dataset.sample_data',
+               'serving.server.model_server', 'serving.clients.client', 'serving.clients.web',
+               'scripts.demo')
+
+
+def _flag_set():
+    flag_set = cli.FlagSet()
+    flag_set.group('Data')
+    flag_set.string('split', 'test', 'Split to read.')
+    flag_set.deprecated_alias('split_name', 'split')
+    flag_set.group('Output')
+    flag_set.integer('count', 1, 'How many.')
+    return flag_set
+
+
+def _run(capsys, argv, main_fn):
+    status = cli.run(['tool'] + argv, _flag_set(), 'A tool.', main_fn)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_help_lists_the_own_flags_by_theme(capsys):
+    status, out, _ = _run(capsys, ['--help'], lambda options: 0)
+    assert status == 0
+    assert out.splitlines()[:4] == ['A tool.', '', 'Data:', '  --split (default: test)']
+    assert 'Output:' in out and '--count' in out
+    assert 'Deprecated spelling: --split_name' in out
+    assert '--helpfull' not in out and '--flagfile' not in out and 'absl' not in out
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--nope=1'], 'error: Unknown command line flag'),
+    (['--count=abc'], 'error: flag --count=abc'),
+    (['stray'], "error: unexpected argument 'stray'"),
+])
+def test_bad_flags_are_one_line_and_exit_2(capsys, argv, message):
+    status, _, err = _run(capsys, argv, lambda options: 0)
+    assert status == 2 and err.startswith(message) and err.count('\n') == 1, err
+
+
+def test_toolkit_errors_are_caught_once(capsys):
+    def usage(options):
+        raise cli.UsageError('--count must be even\nsecond line')
+
+    def failure(options):
+        raise ToolkitError('no such file')
+
+    assert _run(capsys, [], usage)[0::2] == (2, 'error: --count must be even\n')
+    assert _run(capsys, [], failure)[0::2] == (1, 'error: no such file\n')
+    with pytest.raises(KeyError):  # a bug is not a user error: its traceback is kept
+        _run(capsys, [], lambda options: {}['x'])
+
+
+def test_deprecated_alias_sets_the_flag_and_conflicts_are_refused(capsys):
+    seen = []
+    assert _run(capsys, ['--split_name=train'], lambda options: seen.append(options.split) or 0)[0] == 0
+    assert seen == ['train']
+    status, _, err = _run(capsys, ['--split_name=train', '--split=test'], lambda options: 0)
+    assert status == 2 and 'disagree' in err
+    assert _run(capsys, ['--split_name=test', '--split=test'], lambda options: 0)[0] == 0
+
+
+def test_flags_are_parsed_afresh_on_each_run(capsys):
+    flag_set = _flag_set()
+    values = []
+    for argv in (['tool', '--count=3'], ['tool']):
+        cli.run(argv, flag_set, 'A tool.', lambda options: values.append(options.count))
+    assert values == [3, 1]
+
+
+def test_importing_the_tools_defines_no_flag():
+    """Absl's global registry (where TensorFlow defines its own flags) gets none of the tools'."""
+    shared, count = value_after_importing(CLI_MODULES, (
+        '(lambda own: [sorted(own & set(sys.modules["absl.flags"].FLAGS)), len(own)])('
+        'set().union(*(m.define_flags().values for m in modules)) - {"help", "h"})'))
+    assert shared == [] and count > 50
+
+
+@pytest.mark.parametrize('name', CLI_MODULES)
+def test_every_tool_answers_help_with_its_own_flags(name, capsys):
+    module = importlib.import_module(name)
+    assert module.main([name, '--help']) == 0
+    out = capsys.readouterr().out
+    flag_set = module.define_flags()
+    assert isinstance(flag_set.values, flags.FlagValues) and flag_set.groups
+    for theme, names in flag_set.groups:
+        assert '%s:' % theme in out
+        for flag_name in names:
+            assert '  --%s (default: ' % flag_name in out
+    assert module.main([name, '--no_such_flag']) == 2
+    assert capsys.readouterr().err.startswith('error: ')
