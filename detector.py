@@ -24,8 +24,8 @@ from absl import flags  # noqa: E402
 
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
-from utils import inference  # noqa: E402
-from utils import model_info  # noqa: E402
+from model import inference  # noqa: E402
+from model import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 

@@ -16,11 +16,11 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from deployment import model_deploy
 from nets import custom_layers
-from nets import pretrained
-from utils import inference
-from utils import model_info
+from model import pretrained
+from model import inference
+from model import model_info
 from utils import slim_compat
-from utils import train_tools
+from training import train_tools
 
 slim = slim_compat.import_slim()
 flags = tf.app.flags

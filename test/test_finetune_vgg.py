@@ -12,7 +12,8 @@ import tensorflow.compat.v1 as tf
 import train_ssd_network
 from datasets import dataset_factory
 from deployment import model_deploy
-from nets import nets_factory, pretrained
+from model import pretrained
+from nets import nets_factory
 from test.conftest import REPO_ROOT, shared_path
 from utils import slim_compat
 

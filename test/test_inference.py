@@ -7,8 +7,8 @@ import tensorflow.compat.v1 as tf
 
 from nets import np_postprocess
 from test.checkpoints import CLASS_NAMES, class_names_for, copy_with_info, make_checkpoint
-from utils import inference
-from utils.model_info import ModelInfoError
+from model import inference
+from model.model_info import ModelInfoError
 
 VGG_MEANS = np.array([123.68, 116.78, 103.94])
 

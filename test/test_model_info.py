@@ -3,7 +3,7 @@ import os
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils import model_info
+from model import model_info
 
 
 def _save_checkpoint(directory, step):

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets import nets_factory, pretrained
+from model import pretrained
+from nets import nets_factory
 from utils import slim_compat
 
 slim = slim_compat.import_slim()

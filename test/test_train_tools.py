@@ -1,4 +1,4 @@
-"""utils/train_tools: list reshaping, LR schedules, optimizers, train op, class-count checks."""
+"""training/train_tools: list reshaping, LR schedules, optimizers, train op, class-count checks."""
 import collections
 import os
 import signal
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils import train_tools
+from training import train_tools
 
 tf.disable_eager_execution()
 

@@ -270,7 +270,7 @@ def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd
     exclude = tuple(_scopes(checkpoint_exclude_scopes))
     class_scopes = ','.join(v.op.name[:-len('/weights')] for v in tf.global_variables()
                             if v.op.name.endswith('conv_cls/weights'))
-    from nets import pretrained
+    from model import pretrained
     try:
         check_num_classes(pre_trained_path, num_classes, 'the checkpoint',
                           'pass --num_classes=%(found)d, or leave the class layers out with '

@@ -14,7 +14,7 @@ import tensorflow.compat.v1 as tf
 
 from nets import nets_factory
 from preprocessing import preprocessing_factory
-from utils import model_info
+from model import model_info
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
