@@ -16,11 +16,11 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from deployment import model_deploy
 from nets import custom_layers
-from model import pretrained
 from model import inference
 from model import model_info
 from utils import slim_compat
 from training import train_tools
+from utils.errors import ToolkitError
 
 slim = slim_compat.import_slim()
 flags = tf.app.flags
@@ -127,7 +127,7 @@ SUMMARY_IMAGES = 3
 PRECISIONS = inference.PRECISIONS   # one list for every tool
 
 
-class TrainError(ValueError):
+class TrainError(ToolkitError, ValueError):
     """A flag or input that prevents training; the message names it."""
 
 
@@ -495,8 +495,7 @@ def train(f):
 def main(_):
     try:
         train(FLAGS)
-    except (TrainError, train_tools.TrainConfigError, train_tools.NonFiniteLossError,
-            model_info.ModelInfoError, pretrained.CheckpointError) as e:
+    except ToolkitError as e:
         print('error: %s' % e, file=sys.stderr)
         return 1
     return 0

@@ -95,8 +95,9 @@ def _save_variables(path, shapes):
 
 @pytest.mark.parametrize('case, expected', [
     ('missing_file', 'nothing.ckpt'),
-    ('wrong_shape', 'shape mismatch for ssd_300_vgg/conv1/conv1_1/weights'),
-    ('missing_variable', 'variable vgg_16/conv1/conv1_1/biases'),
+    ('wrong_shape', "vgg_16/conv1/conv1_1/weights has shape [3, 3, 3, 64], the model's "
+                    'ssd_300_vgg/conv1/conv1_1/weights needs [3, 3, 3, 8]'),
+    ('missing_variable', 'lacks the variable vgg_16/conv1/conv1_1/biases'),
 ])
 def test_checkpoint_errors_are_one_line_on_the_command_line(case, expected, sample_tfrecords,
                                                             tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from model import pretrained
+from model import checkpoints, pretrained
 from nets import nets_factory
 from utils import slim_compat
 
@@ -11,6 +11,7 @@ slim = slim_compat.import_slim()
 tf.disable_eager_execution()
 
 WIDTH = 0.125   # channels: conv1 8, conv2 16, conv3 32, conv4/5 64, conv6/7 128
+BOX_LAYERS = ('block10', 'block11', 'block4', 'block7', 'block8', 'block9')   # sorted
 
 
 def _model(num_classes=6, scope='ssd_300_vgg'):
@@ -57,7 +58,7 @@ def test_ssd_checkpoint_loads_every_variable(tmp_path):
 
 def test_checkpoint_model_scope(tmp_path):
     saved = _save_random_model(str(tmp_path / 'model.ckpt'), scope='other_net')
-    with tf.Graph().as_default(), pytest.raises(pretrained.CheckpointError, match='other_net'):
+    with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match='other_net'):
         pretrained.init_fn_from_checkpoint(str(tmp_path / 'model.ckpt'))   # scope detection comes first
     _, after = _load(str(tmp_path / 'model.ckpt'), checkpoint_model_scope='other_net')
     np.testing.assert_array_equal(after['ssd_300_vgg/block8/conv3x3/weights'],
@@ -66,15 +67,16 @@ def test_checkpoint_model_scope(tmp_path):
 
 def test_class_count_mismatch_and_exclude_scopes(tmp_path):
     saved = _save_random_model(str(tmp_path / 'model.ckpt'), num_classes=21)
-    with pytest.raises(pretrained.CheckpointError) as error:
+    with pytest.raises(checkpoints.CheckpointError) as error:
         _load(str(tmp_path / 'model.ckpt'), num_classes=6)
     message = str(error.value)
     assert 'ssd_300_vgg/block4_box/conv_cls/weights' in message
     assert '[3, 3, 64, 84]' in message and '[3, 3, 64, 24]' in message
-    assert 'has 21 classes, the model 6' in message and '--checkpoint_exclude_scopes' in message
+    assert 'trained with num_classes=21, the model has num_classes=6' in message
+    assert '--checkpoint_exclude_scopes=%s' % ','.join(
+        'ssd_300_vgg/%s_box/conv_cls' % b for b in BOX_LAYERS) in message
 
-    heads = ['ssd_300_vgg/%s_box/conv_cls' % b for b in
-             ('block4', 'block7', 'block8', 'block9', 'block10', 'block11')]
+    heads = ['ssd_300_vgg/%s_box/conv_cls' % b for b in BOX_LAYERS]
     before, after = _load(str(tmp_path / 'model.ckpt'), num_classes=6, exclude_scopes=','.join(heads))
     for name in after:
         if '/conv_cls/' in name:
@@ -86,7 +88,7 @@ def test_class_count_mismatch_and_exclude_scopes(tmp_path):
 def test_missing_variables(tmp_path):
     missing = 'ssd_300_vgg/block11/conv3x3/biases'
     saved = _save_random_model(str(tmp_path / 'model.ckpt'), drop=(missing,))
-    with pytest.raises(pretrained.CheckpointError, match=missing):
+    with pytest.raises(checkpoints.CheckpointError, match=missing):
         _load(str(tmp_path / 'model.ckpt'))
     before, after = _load(str(tmp_path / 'model.ckpt'), ignore_missing_vars=True)
     np.testing.assert_array_equal(after[missing], before[missing])
@@ -136,7 +138,7 @@ def test_vgg16_checkpoint_with_fc6_fc7_subsampling(tmp_path):
 
 def test_vgg16_width_mismatch_names_both_shapes(tmp_path):
     _save_vgg16(str(tmp_path / 'vgg_16.ckpt'), conv6_channels=64)
-    with pytest.raises(pretrained.CheckpointError) as error:
+    with pytest.raises(checkpoints.CheckpointError) as error:
         _load(str(tmp_path / 'vgg_16.ckpt'))
     message = str(error.value)
     assert 'ssd_300_vgg/conv6/weights' in message and 'vgg_16/fc6/weights' in message
@@ -145,8 +147,8 @@ def test_vgg16_width_mismatch_names_both_shapes(tmp_path):
 
 def test_bad_paths(tmp_path):
     (tmp_path / 'broken.ckpt.index').write_bytes(b'not a checkpoint')
-    expectations = [('nothing.ckpt', 'checkpoint not found'), ('', 'no checkpoint found in directory'),
+    expectations = [('nothing.ckpt', 'no checkpoint at'), ('', 'no checkpoint in directory'),
                     ('broken.ckpt', 'cannot read checkpoint')]
     for name, message in expectations:
-        with tf.Graph().as_default(), pytest.raises(pretrained.CheckpointError, match=message):
+        with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match=message):
             pretrained.init_fn_from_checkpoint(str(tmp_path / name))

@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from model import checkpoints
 from training import train_tools
+from utils import slim_compat
+
+slim = slim_compat.import_slim()
 
 tf.disable_eager_execution()
 
@@ -113,11 +117,16 @@ def test_variables_to_train_by_scope():
             train_tools.get_variables_to_train('nowhere')
 
 
+def _class_layer(num_classes, anchors=4, depth=8):
+    """The model variable of one SSD class layer for ``num_classes`` in the default graph."""
+    return slim.model_variable('ssd_300_vgg/block4_box/conv_cls/weights',
+                               [3, 3, depth, anchors * num_classes])
+
+
 def _save_class_layer(path, num_classes, anchors=4):
     """A checkpoint holding one SSD class layer for ``num_classes``."""
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            tf.get_variable('weights', [3, 3, 8, anchors * num_classes])
+        _class_layer(num_classes, anchors)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             return tf.train.Saver().save(sess, path)
@@ -126,25 +135,24 @@ def _save_class_layer(path, num_classes, anchors=4):
 def test_class_count_mismatch_names_both_counts_and_the_flag(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'voc' / 'model.ckpt'), num_classes=21)
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            tf.get_variable('weights', [3, 3, 8, 4 * 6])
-        with pytest.raises(train_tools.TrainConfigError) as err:
+        _class_layer(6)
+        with pytest.raises(checkpoints.CheckpointError) as err:
             train_tools.get_init_fn(prefix, str(tmp_path / 'new_run'), num_classes=6)
         message = str(err.value)
+        assert message.startswith('--pre_trained_path=%s: ' % prefix)
         assert 'num_classes=21' in message and 'num_classes=6' in message
         assert '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box/conv_cls' in message
         # Resuming a run with another class count is refused the same way.
-        with pytest.raises(train_tools.TrainConfigError, match='--train_model_dir'):
+        with pytest.raises(checkpoints.CheckpointError, match='--train_model_dir'):
             train_tools.get_init_fn(None, os.path.dirname(prefix), num_classes=6)
 
 
 def test_matching_class_count_resumes_without_init_fn(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'run' / 'model.ckpt'), num_classes=6)
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            var = tf.get_variable('weights', [3, 3, 8, 4 * 6])
-        shapes = train_tools.checkpoint_variable_shapes(prefix)
-        assert train_tools.checkpoint_num_classes(shapes, [var], 6) == 6
+        var = _class_layer(6)
+        shapes = checkpoints.variable_shapes(prefix)
+        assert checkpoints.trained_num_classes(shapes[var.op.name], var.shape.as_list(), 6) == 6
         # Resume wins over fine-tuning: the session restores the run's own checkpoint.
         assert train_tools.get_init_fn('/elsewhere/model.ckpt', os.path.dirname(prefix), 6) is None
         assert train_tools.get_init_fn(None, str(tmp_path / 'empty'), 6) is None
@@ -236,10 +244,9 @@ def test_logging_hook_reports_losses_rate_and_speed():
 def test_resume_checkpoint_of_another_width_is_refused(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'run' / 'model.ckpt'), num_classes=6)
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            tf.get_variable('weights', [3, 3, 4, 4 * 6])  # half the input channels
-        with pytest.raises(train_tools.TrainConfigError, match=r'ssd_300_vgg/block4_box/conv_cls/'
-                           r'weights is \[3, 3, 8, 24\] there and \[3, 3, 4, 24\] here'):
+        _class_layer(6, depth=4)  # half the input channels
+        with pytest.raises(checkpoints.CheckpointError, match=r'ssd_300_vgg/block4_box/conv_cls/'
+                           r'weights has shape \[3, 3, 8, 24\], the model needs \[3, 3, 4, 24\]'):
             train_tools.get_init_fn(None, os.path.dirname(prefix), 6)
 
 
