@@ -4,7 +4,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from model import checkpoints, model_info, pretrained
-from training import train_tools
+from training import hooks, train_tools
 from utils import slim_compat
 from utils.errors import ToolkitError
 
@@ -48,7 +48,7 @@ def test_one_checkpoint_error_class(tmp_path):
     assert issubclass(checkpoints.CheckpointError, ValueError)
     # The inference tools catch a trained model's problems as ModelInfoError: checkpoints too.
     assert issubclass(checkpoints.CheckpointError, model_info.ModelInfoError)
-    for error in (train_tools.TrainConfigError, train_tools.NonFiniteLossError,
+    for error in (train_tools.TrainConfigError, hooks.NonFiniteLossError,
                   model_info.ModelInfoError):
         assert issubclass(error, ToolkitError), error
     with pytest.raises(checkpoints.CheckpointError, match='no checkpoint in directory'):

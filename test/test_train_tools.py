@@ -1,4 +1,5 @@
-"""training/train_tools: list reshaping, LR schedules, optimizers, train op, class-count checks."""
+"""training/train_tools and training/hooks: list reshaping, LR schedules, optimizers, train op,
+checkpoint checks of get_init_fn, the non-finite guard, signal stop and logging hooks."""
 import collections
 import os
 import signal
@@ -8,7 +9,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from model import checkpoints
-from training import train_tools
+from training import hooks, train_tools
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
@@ -178,12 +179,12 @@ def _toy_training(train_dir, hooks_before, poison_at=None, save_steps=1):
     optimizer = tf.train.GradientDescentOptimizer(0.1)
     train_tensor, finite = train_tools.get_trainop(optimizer, optimizer.compute_gradients(loss),
                                                    step, loss)
-    guard = train_tools.NonFiniteGuardHook(finite, loss, step)
+    guard = hooks.NonFiniteGuardHook(finite, loss, step)
     saver = tf.train.Saver()
-    hooks = [guard] + hooks_before + [
+    session_hooks = [guard] + hooks_before + [
         tf.train.StopAtStepHook(last_step=6),
         tf.train.CheckpointSaverHook(train_dir, save_steps=save_steps, saver=saver)]
-    with tf.train.MonitoredTrainingSession(hooks=hooks, save_checkpoint_secs=None,
+    with tf.train.MonitoredTrainingSession(hooks=session_hooks, save_checkpoint_secs=None,
                                            save_summaries_steps=None, log_step_count_steps=None,
                                            checkpoint_dir=train_dir) as sess:
         while not sess.should_stop():
@@ -193,7 +194,7 @@ def _toy_training(train_dir, hooks_before, poison_at=None, save_steps=1):
 def test_non_finite_guard_stops_before_a_nan_checkpoint(tmp_path):
     train_dir = str(tmp_path)
     with tf.Graph().as_default():
-        with pytest.raises(train_tools.NonFiniteLossError, match='step 4'):
+        with pytest.raises(hooks.NonFiniteLossError, match='step 4'):
             _toy_training(train_dir, [], poison_at=3)
     latest = tf.train.latest_checkpoint(train_dir)
     assert latest.endswith('model.ckpt-3')  # step 4 (whose update produced NaN) never saved
@@ -213,7 +214,7 @@ def test_signal_stops_cleanly_with_a_final_checkpoint(tmp_path):
             if self.runs == 2:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    stop = train_tools.SignalStopHook(printer=lambda *_: None)
+    stop = hooks.SignalStopHook(printer=lambda *_: None)
     stop.install()
     try:
         with tf.Graph().as_default():
@@ -231,8 +232,8 @@ def test_logging_hook_reports_losses_rate_and_speed():
     with tf.Graph().as_default():
         step = tf.train.get_or_create_global_step()
         increment = tf.assign_add(step, 1)
-        hook = train_tools.LoggingHook(2, 8, step, tf.constant(3.5), tf.constant(0.01),
-                                       {'localization': tf.constant(1.25)}, printer=lines.append)
+        hook = hooks.LoggingHook(2, 8, step, tf.constant(3.5), tf.constant(0.01),
+                                 {'localization': tf.constant(1.25)}, printer=lines.append)
         with tf.train.MonitoredSession(hooks=[hook]) as sess:
             for _ in range(4):
                 sess.run(increment)
