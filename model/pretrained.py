@@ -29,7 +29,7 @@ _VGG_CONVERSIONS = {  # model name (inside the scope) → (vgg name, slices appl
 }
 
 
-def _pairs(variables, model_scope, checkpoint_model_scope, is_vgg):
+def checkpoint_pairs(variables, model_scope, checkpoint_model_scope, is_vgg):
     """``(variable, checkpoint name, slices or None)`` for every variable the checkpoint format
     can hold (a VGG-16 checkpoint holds nothing past conv7)."""
     pairs = []
@@ -110,7 +110,8 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
     if not variables:
         raise CheckpointError('no model variables under scope %r to initialise' % model_scope)
     plan = checkpoints.match_variables(
-        prefix, checkpoint_shapes, _pairs(variables, model_scope, checkpoint_model_scope, is_vgg),
+        prefix, checkpoint_shapes,
+        checkpoint_pairs(variables, model_scope, checkpoint_model_scope, is_vgg),
         num_classes or checkpoints.model_num_classes(model_variables), ignore_missing_vars,
         remedy='; use --ignore_missing_vars or --checkpoint_exclude_scopes',
         class_remedy=_class_remedy(variables))

@@ -1,4 +1,5 @@
-"""Initialisation from SSD-Tensorflow-format and slim vgg_16 checkpoints the tests create."""
+"""Initialisation from SSD-Tensorflow-format and slim vgg_16 checkpoints the tests create, and
+the names and shapes of both public formats written down independently of this repository."""
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -152,3 +153,94 @@ def test_bad_paths(tmp_path):
     for name, message in expectations:
         with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match=message):
             pretrained.init_fn_from_checkpoint(str(tmp_path / name))
+
+
+# Names and shapes written down from the public code, not read from this repository's graph:
+# slim's nets/vgg.py (vgg_16: conv1..conv5 as slim.repeat of 3x3 convs, fc6 a 7x7 conv, fc7 and
+# fc8 1x1 convs) and SSD-Tensorflow's nets/ssd_vgg_300.py (the same convs, conv6 a 3x3 conv of
+# rate 6, conv7 1x1, block8..block11 a 1x1 then a 3x3 conv, and per feature layer a
+# `<layer>_box` scope holding conv_loc, conv_cls and, for block4, L2Normalization/gamma).
+VGG16_CONVS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))   # block, convs, depth
+SLIM_VGG16_SPOT_CHECKS = {
+    'vgg_16/conv1/conv1_1/weights': [3, 3, 3, 64],
+    'vgg_16/conv1/conv1_2/weights': [3, 3, 64, 64],
+    'vgg_16/conv3/conv3_3/biases': [256],
+    'vgg_16/conv4/conv4_1/weights': [3, 3, 256, 512],
+    'vgg_16/conv5/conv5_3/biases': [512],
+    'vgg_16/fc6/weights': [7, 7, 512, 4096],
+    'vgg_16/fc6/biases': [4096],
+    'vgg_16/fc7/weights': [1, 1, 4096, 4096],
+    'vgg_16/fc8/weights': [1, 1, 4096, 1000],
+}
+# SSD300 for Pascal VOC: 21 classes; 4, 6, 6, 6, 4, 4 anchors per cell in block4, block7..block11.
+SSD_TENSORFLOW_VOC = {
+    'ssd_300_vgg/conv1/conv1_1/weights': [3, 3, 3, 64],
+    'ssd_300_vgg/conv5/conv5_3/weights': [3, 3, 512, 512],
+    'ssd_300_vgg/conv6/weights': [3, 3, 512, 1024],
+    'ssd_300_vgg/conv6/biases': [1024],
+    'ssd_300_vgg/conv7/weights': [1, 1, 1024, 1024],
+    'ssd_300_vgg/block8/conv1x1/weights': [1, 1, 1024, 256],
+    'ssd_300_vgg/block8/conv3x3/weights': [3, 3, 256, 512],
+    'ssd_300_vgg/block9/conv1x1/weights': [1, 1, 512, 128],
+    'ssd_300_vgg/block9/conv3x3/weights': [3, 3, 128, 256],
+    'ssd_300_vgg/block10/conv3x3/weights': [3, 3, 128, 256],
+    'ssd_300_vgg/block11/conv1x1/weights': [1, 1, 256, 128],
+    'ssd_300_vgg/block4_box/L2Normalization/gamma': [512],
+    'ssd_300_vgg/block4_box/conv_loc/weights': [3, 3, 512, 4 * 4],
+    'ssd_300_vgg/block4_box/conv_cls/weights': [3, 3, 512, 4 * 21],
+    'ssd_300_vgg/block4_box/conv_cls/biases': [4 * 21],
+    'ssd_300_vgg/block7_box/conv_cls/weights': [3, 3, 1024, 6 * 21],
+    'ssd_300_vgg/block8_box/conv_loc/weights': [3, 3, 512, 6 * 4],
+    'ssd_300_vgg/block9_box/conv_cls/weights': [3, 3, 256, 6 * 21],
+    'ssd_300_vgg/block10_box/conv_cls/weights': [3, 3, 256, 4 * 21],
+    'ssd_300_vgg/block11_box/conv_loc/weights': [3, 3, 256, 4 * 4],
+}
+
+
+def _slim_vgg16_shapes(with_fc=True):
+    """{name: shape} of slim's vgg_16 checkpoint (VGG-16 of the paper, ImageNet's 1000 classes)."""
+    shapes, depth_in = {}, 3
+    for block, convs, depth in VGG16_CONVS:
+        for i in range(1, convs + 1):
+            shapes['vgg_16/conv%d/conv%d_%d/weights' % (block, block, i)] = [3, 3, depth_in, depth]
+            shapes['vgg_16/conv%d/conv%d_%d/biases' % (block, block, i)] = [depth]
+            depth_in = depth
+    if with_fc:
+        for name, shape in (('fc6', [7, 7, 512, 4096]), ('fc7', [1, 1, 4096, 4096]),
+                            ('fc8', [1, 1, 4096, 1000])):
+            shapes['vgg_16/%s/weights' % name], shapes['vgg_16/%s/biases' % name] = shape, shape[-1:]
+    return shapes
+
+
+def _full_width_model(num_classes=21):
+    with tf.Graph().as_default():
+        net = nets_factory.build_network('ssd_vgg_300', num_classes)
+        with slim.arg_scope(net.arg_scope()):
+            net.net(tf.placeholder(tf.float32, [1, 300, 300, 3]))
+        return slim.get_model_variables('ssd_300_vgg')
+
+
+def test_full_width_model_has_the_ssd_tensorflow_names_and_shapes():
+    variables = {v.op.name: v.shape.as_list() for v in _full_width_model()}
+    # (13 VGG convs + conv6 + conv7 + 8 extra convs + 6 x 2 heads) x (weights, biases) + gamma
+    assert len(variables) == 71
+    for name, shape in SSD_TENSORFLOW_VOC.items():
+        assert variables.get(name) == shape, name
+
+
+@pytest.mark.parametrize('with_fc', [True, False])
+def test_slim_vgg16_names_and_shapes_map_onto_the_full_width_model(with_fc):
+    shapes = _slim_vgg16_shapes(with_fc)
+    if with_fc:
+        for name, shape in SLIM_VGG16_SPOT_CHECKS.items():
+            assert shapes[name] == shape, name
+    variables = _full_width_model()
+    pairs = pretrained.checkpoint_pairs(variables, 'ssd_300_vgg', 'vgg_16', is_vgg=True)
+    # The loader's checks against the checkpoint's shape map alone (no 500 MB file needed).
+    plan = checkpoints.match_variables('vgg_16.ckpt', shapes, pairs)
+    loaded = {variable.op.name: name for variable, name, _ in plan}
+    assert len(loaded) == 26 + (4 if with_fc else 0)
+    assert loaded['ssd_300_vgg/conv4/conv4_3/weights'] == 'vgg_16/conv4/conv4_3/weights'
+    if with_fc:   # subsampled as in the SSD paper: every 3rd tap of 7x7, every 4th channel
+        assert loaded['ssd_300_vgg/conv6/weights'] == 'vgg_16/fc6/weights'
+        assert loaded['ssd_300_vgg/conv7/biases'] == 'vgg_16/fc7/biases'
