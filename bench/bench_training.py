@@ -11,7 +11,6 @@ Prints the median of ``--repeats`` timed runs of ``--steps_per_repeat`` steps ea
 import os
 import sys
 import tempfile
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)

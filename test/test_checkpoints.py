@@ -14,8 +14,8 @@ tf.disable_eager_execution()
 
 def test_scopes_match_at_scope_boundaries():
     name = 'ssd_300_vgg/block4_box/conv_cls/weights'
-    for scopes in ('ssd_300_vgg/block4_box', 'ssd_300_vgg/block4_box/', ' x, ssd_300_vgg/block4_box',
-                   ['ssd_300_vgg/block4_box/conv_cls'], [name]):
+    for scopes in ('ssd_300_vgg/block4_box', 'ssd_300_vgg/block4_box/',
+                   ' x, ssd_300_vgg/block4_box', ['ssd_300_vgg/block4_box/conv_cls'], [name]):
         assert checkpoints.in_scopes(name, scopes), scopes
     for scopes in ('ssd_300_vgg/block4', 'ssd_300_vgg/block4_box/conv', '', None, ' , '):
         assert not checkpoints.in_scopes(name, scopes), scopes
@@ -32,8 +32,8 @@ def test_exclude_and_trainable_scopes_share_that_meaning(tmp_path):
             prefix = tf.train.Saver(variables).save(sess, str(tmp_path / 'model.ckpt'))
     with tf.Graph().as_default():
         variables = [slim.model_variable(n, [2], initializer=tf.zeros_initializer()) for n in names]
-        init_fn = pretrained.init_fn_from_checkpoint(prefix, exclude_scopes='ssd_300_vgg/block4_box',
-                                                     log=lambda _: None)
+        init_fn = pretrained.init_fn_from_checkpoint(
+            prefix, exclude_scopes='ssd_300_vgg/block4_box', log=lambda _: None)
         assert train_tools.get_variables_to_train('ssd_300_vgg/block4_box') == variables[:1]
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -53,7 +53,8 @@ def test_one_checkpoint_error_class(tmp_path):
         assert issubclass(error, ToolkitError), error
     with pytest.raises(checkpoints.CheckpointError, match='no checkpoint in directory'):
         checkpoints.variable_shapes(str(tmp_path))
-    with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match='no checkpoint at'):
+    with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError,
+                                                match='no checkpoint at'):
         pretrained.init_fn_from_checkpoint(str(tmp_path / 'nothing.ckpt'))
     with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError,
                                                 match='--pre_trained_path=.*no checkpoint at'):

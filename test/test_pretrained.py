@@ -160,7 +160,8 @@ def test_bad_paths(tmp_path):
 # fc8 1x1 convs) and SSD-Tensorflow's nets/ssd_vgg_300.py (the same convs, conv6 a 3x3 conv of
 # rate 6, conv7 1x1, block8..block11 a 1x1 then a 3x3 conv, and per feature layer a
 # `<layer>_box` scope holding conv_loc, conv_cls and, for block4, L2Normalization/gamma).
-VGG16_CONVS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))   # block, convs, depth
+# (block, convs, depth) of VGG-16
+VGG16_CONVS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 SLIM_VGG16_SPOT_CHECKS = {
     'vgg_16/conv1/conv1_1/weights': [3, 3, 3, 64],
     'vgg_16/conv1/conv1_2/weights': [3, 3, 64, 64],
@@ -208,7 +209,8 @@ def _slim_vgg16_shapes(with_fc=True):
     if with_fc:
         for name, shape in (('fc6', [7, 7, 512, 4096]), ('fc7', [1, 1, 4096, 4096]),
                             ('fc8', [1, 1, 4096, 1000])):
-            shapes['vgg_16/%s/weights' % name], shapes['vgg_16/%s/biases' % name] = shape, shape[-1:]
+            shapes['vgg_16/%s/weights' % name] = shape
+            shapes['vgg_16/%s/biases' % name] = shape[-1:]
     return shapes
 
 

@@ -28,16 +28,16 @@ def setup_cluster(f):
     ps_hosts, worker_hosts = _hosts('ps_hosts', f.ps_hosts), _hosts('worker_hosts', f.worker_hosts)
     if len(ps_hosts) != f.num_ps_tasks:
         raise TrainConfigError('--ps_hosts lists %d hosts for --num_ps_tasks=%d'
-                         % (len(ps_hosts), f.num_ps_tasks))
+                               % (len(ps_hosts), f.num_ps_tasks))
     if len(worker_hosts) != f.num_replicas:
         raise TrainConfigError('--worker_hosts lists %d hosts for --num_replicas=%d'
-                         % (len(worker_hosts), f.num_replicas))
+                               % (len(worker_hosts), f.num_replicas))
     if f.job_name not in ('ps', 'worker'):
         raise TrainConfigError('--job_name=%s must be ps or worker' % f.job_name)
     tasks = ps_hosts if f.job_name == 'ps' else worker_hosts
     if not 0 <= f.task < len(tasks):
         raise TrainConfigError('--task=%d is out of range for %d %s tasks'
-                         % (f.task, len(tasks), f.job_name))
+                               % (f.task, len(tasks), f.job_name))
     cluster = tf.train.ClusterSpec({'ps': ps_hosts, 'worker': worker_hosts})
     server = tf.distribute.Server(cluster, job_name=f.job_name, task_index=f.task,
                                   config=tf.ConfigProto(allow_soft_placement=True))
@@ -118,5 +118,5 @@ def run_session(f, server, is_chief, scaffold, hooks, step_after):
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as e:
         # Typically a checkpoint in --train_model_dir written with other network flags.
         raise TrainConfigError('--train_model_dir=%s: %s (was it trained with other --model_name/'
-                         '--width_multiplier flags?)' % (f.train_model_dir, _first_line(e)))
+                               '--width_multiplier flags?)' % (f.train_model_dir, _first_line(e)))
     return final_step

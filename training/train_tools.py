@@ -3,8 +3,6 @@
 Graph mode (``tensorflow.compat.v1``). Nothing here reads flags: the trainer passes values in.
 """
 import os
-import signal
-import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf

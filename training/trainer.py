@@ -28,24 +28,27 @@ def check_flags(f):
         raise TrainConfigError('--dataset_dir=%s is not a directory' % f.dataset_dir)
     if f.batch_size < 1 or f.batch_size % f.num_clones:
         raise TrainConfigError('--batch_size=%d must be a positive multiple of --num_clones=%d'
-                         % (f.batch_size, f.num_clones))
+                               % (f.batch_size, f.num_clones))
     if f.num_classes is not None and f.num_classes < 2:
-        raise TrainConfigError('--num_classes=%d must be >= 2 (background included)' % f.num_classes)
+        raise TrainConfigError('--num_classes=%d must be >= 2 (background included)'
+                               % f.num_classes)
     if f.width_multiplier <= 0:
         raise TrainConfigError('--width_multiplier=%g must be > 0' % f.width_multiplier)
     if f.weights_initializer not in graph.WEIGHTS_INITIALIZERS:
         raise TrainConfigError('--weights_initializer=%s must be one of %s'
-                         % (f.weights_initializer, ', '.join(sorted(graph.WEIGHTS_INITIALIZERS))))
+                               % (f.weights_initializer,
+                                  ', '.join(sorted(graph.WEIGHTS_INITIALIZERS))))
     if f.data_format not in ('NHWC', 'NCHW'):
         raise TrainConfigError('--data_format=%s must be NHWC or NCHW' % f.data_format)
     if f.head_init_stddev < 0:
         raise TrainConfigError('--head_init_stddev=%g must be >= 0' % f.head_init_stddev)
     if f.precision not in PRECISIONS:
-        raise TrainConfigError('--precision=%s must be one of %s' % (f.precision, ', '.join(PRECISIONS)))
+        raise TrainConfigError('--precision=%s must be one of %s'
+                               % (f.precision, ', '.join(PRECISIONS)))
     if f.num_epochs_per_decay < 0 or (f.num_epochs_per_decay == 0 and not (
             f.learning_rate_decay_type == 'polynomial' and f.max_number_of_steps)):
         raise TrainConfigError('--num_epochs_per_decay=%g must be > 0 (or 0 with '
-                         '--learning_rate_decay_type=polynomial and --max_number_of_steps)'
+                               '--learning_rate_decay_type=polynomial and --max_number_of_steps)'
                          % f.num_epochs_per_decay)
     if f.max_number_of_steps is not None and f.max_number_of_steps < 1:
         raise TrainConfigError('--max_number_of_steps=%d must be >= 1' % f.max_number_of_steps)
@@ -58,12 +61,13 @@ def load_dataset(f):
         spec = dataset_factory.get_dataset(f.dataset_name, f.train_or_test, f.dataset_dir)
     except (ValueError, IOError, KeyError) as e:
         raise TrainConfigError('--dataset_dir=%s --dataset_name=%s --train_or_test=%s: %s'
-                         % (f.dataset_dir, f.dataset_name, f.train_or_test, e))
+                               % (f.dataset_dir, f.dataset_name, f.train_or_test, e))
     if not spec.data_sources or not spec.num_samples:
-        raise TrainConfigError('--train_or_test=%s: no samples in %s' % (f.train_or_test, f.dataset_dir))
+        raise TrainConfigError('--train_or_test=%s: no samples in %s'
+                               % (f.train_or_test, f.dataset_dir))
     if f.num_classes is not None and f.num_classes < spec.num_classes:
         raise TrainConfigError('--num_classes=%d is smaller than the %d classes (background included) '
-                         'of dataset %s: drop the flag to use the dataset\'s count'
+                               'of dataset %s: drop the flag to use the dataset\'s count'
                          % (f.num_classes, spec.num_classes, f.dataset_name))
     if f.num_classes is not None and f.num_classes > spec.num_classes:
         print('warning: --num_classes=%d exceeds the dataset\'s %d (background included)'
