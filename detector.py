@@ -25,7 +25,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
-from utils import inference  # noqa: E402
+from model import inference  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402

@@ -30,7 +30,8 @@ from tqdm import tqdm  # noqa: E402
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
 from utils import cli  # noqa: E402
-from utils import inference  # noqa: E402
+from model import inference  # noqa: E402
+from model import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402

@@ -35,8 +35,8 @@ from preprocessing import transform  # noqa: E402
 from serving.server.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
-from utils import inference  # noqa: E402
-from utils import model_info as model_info_lib  # noqa: E402
+from model import inference  # noqa: E402
+from model import model_info as model_info_lib  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 DETECTED_MODEL = 'detected_model'

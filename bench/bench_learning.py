@@ -6,7 +6,7 @@ steps, minutes and mAP@0.5 on the held-out generated images.
 
 Generates ``--num_images`` images with ``datasets/write_dataset/sample_data.py`` (80 % train,
 20 % test), converts both splits to TFRecords, runs ``train_ssd_network.py`` exactly as a user
-would, then scores the test split with the inference graph of ``utils/inference.py`` and the VOC
+would, then scores the test split with the inference graph of ``model/inference.py`` and the VOC
 metric of ``utils/voc_metric.py`` (boxes in pixels of each original image).
 """
 import os
@@ -89,7 +89,8 @@ def _epochs(tfrecords_dir):
 def evaluate(tfrecords_dir, train_dir):
     """mAP@0.5 (VOC07 11-point and VOC2010+ area) of the newest checkpoint on the test split."""
     from datasets import dataset_factory, input_pipeline
-    from utils import inference, voc_metric
+    from model import inference
+    from utils import voc_metric
     spec = dataset_factory.get_dataset('vehicle', 'test', tfrecords_dir)
     with tf.Graph().as_default():
         net, info, prefix = inference.load_model(train_dir)

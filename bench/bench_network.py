@@ -16,7 +16,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from bench import common  # noqa: E402
 from nets import nets_factory, np_postprocess  # noqa: E402
-from utils import inference  # noqa: E402
+from model import inference  # noqa: E402
 from utils import slim_compat  # noqa: E402
 
 slim = slim_compat.import_slim()

@@ -52,7 +52,8 @@ def random_checkpoint(train_dir, width):
     """A randomly initialised SSD-VGG300 checkpoint with model_info.json (vehicle classes)."""
     from datasets import dataset_config
     from nets import nets_factory
-    from utils import model_info, slim_compat
+    from model import model_info
+    from utils import slim_compat
     slim = slim_compat.import_slim()
     names = list(dataset_config.VEHICLE_CLASSES)
     with tf.Graph().as_default():

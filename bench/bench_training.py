@@ -11,21 +11,26 @@ Prints the median of ``--repeats`` timed runs of ``--steps_per_repeat`` steps ea
 import os
 import sys
 import tempfile
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
+from absl import flags  # noqa: E402
 
-import train_ssd_network  # noqa: E402  (defines the training flags used here)
+import train_ssd_network  # noqa: E402
 from bench import common  # noqa: E402
+from training import graph, session, trainer  # noqa: E402
+from utils import cli  # noqa: E402
 
-flags = tf.app.flags
-flags.DEFINE_integer('repeats', 5, 'Timed runs (the median is reported).')
-flags.DEFINE_integer('steps_per_repeat', 3, 'Training steps per timed run.')
-flags.DEFINE_integer('pipeline_batches', 10, 'Input batches per timed pipeline run.')
-FLAGS = flags.FLAGS
+# The trainer's flags and the benchmark's own, in one flag set of this script.
+FLAGS = train_ssd_network.define_flags(flags.FlagValues())
+flags.DEFINE_integer('repeats', 5, 'Timed runs (the median is reported).', flag_values=FLAGS)
+flags.DEFINE_integer('steps_per_repeat', 3, 'Training steps per timed run.', flag_values=FLAGS)
+flags.DEFINE_integer('pipeline_batches', 10, 'Input batches per timed pipeline run.',
+                     flag_values=FLAGS)
+FLAG_GROUPS = (('Benchmark', ('repeats', 'steps_per_repeat', 'pipeline_batches')),
+               ) + train_ssd_network.FLAG_GROUPS
 
 
 def _sample_tfrecords():
@@ -40,7 +45,7 @@ def _sample_tfrecords():
 def _time_pipeline(f, spec, net, config):
     """Median seconds per batch of the training input pipeline alone."""
     with tf.Graph().as_default():
-        iterator, batch = train_ssd_network.build_batches(
+        iterator, batch = graph.build_batches(
             f, spec, net, net.anchors(net.params.img_shape), config)
         flat = [t.op for t in tf.nest.flatten(batch)]
         with tf.Session() as sess:
@@ -55,8 +60,8 @@ def _time_training(f, spec, net, config):
     """Median seconds per training step (forward, backward, update) with the real pipeline."""
     with tf.Graph().as_default():
         global_step = tf.train.get_or_create_global_step()
-        handles = train_ssd_network.build_training_graph(f, net, spec, config, global_step)
-        with tf.Session(config=train_ssd_network.session_config(f)) as sess:
+        handles = graph.build_training_graph(f, net, spec, config, global_step)
+        with tf.Session(config=session.session_config(f)) as sess:
             sess.run([tf.global_variables_initializer(), handles['iterator'].initializer])
             seconds = common.median_seconds(
                 lambda: [sess.run(handles['train_tensor']) for _ in range(FLAGS.steps_per_repeat)],
@@ -64,14 +69,14 @@ def _time_training(f, spec, net, config):
     return seconds / FLAGS.steps_per_repeat
 
 
-def main(_):
+def main():
     f = FLAGS
     if not f.dataset_dir:
         f.dataset_dir = _sample_tfrecords()
     f.train_model_dir = f.train_model_dir or tempfile.mkdtemp(prefix='bench_training_run_')
-    train_ssd_network.check_flags(f)
-    config = train_ssd_network.setup_cluster(f)[0]
-    spec = train_ssd_network.load_dataset(f)
+    trainer.check_flags(f)
+    config = session.setup_cluster(f)[0]
+    spec = trainer.load_dataset(f)
     from nets import nets_factory
     net = nets_factory.build_network(f.model_name, f.num_classes or spec.num_classes,
                                      f.width_multiplier)
@@ -80,7 +85,7 @@ def main(_):
                   'training augmentation + anchor encoding, %d parallel calls'
                   % f.num_preprocessing_threads)
     # Both precisions unless --precision is given.
-    precisions = [f.precision] if f['precision'].present else list(train_ssd_network.PRECISIONS)
+    precisions = [f.precision] if f['precision'].present else list(trainer.PRECISIONS)
     for precision in precisions:
         f.precision = precision
         note = 'width %g, batch %d, %d clone(s), %s, %s' % (
@@ -98,5 +103,5 @@ def main(_):
 
 if __name__ == '__main__':
     # Benchmark defaults: batch 8 on the CPU, one clone.
-    sys.exit(tf.app.run(main, argv=[sys.argv[0], '--batch_size=8', '--clone_on_cpu']
-                        + sys.argv[1:]))
+    sys.exit(cli.run_cli([sys.argv[0], '--batch_size=8', '--clone_on_cpu'] + sys.argv[1:], FLAGS,
+                         FLAG_GROUPS, __doc__, main))

@@ -6,8 +6,8 @@ import shutil
 import tensorflow.compat.v1 as tf
 
 from nets import nets_factory
-from utils import inference
-from utils import model_info
+from model import inference
+from model import model_info
 
 CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
 WIDTH = 0.125

@@ -48,7 +48,7 @@ def _transport(server, protocol):
 
 def test_numpy_preprocessing_matches_the_graph(served):
     import tensorflow.compat.v1 as tf
-    from utils import inference
+    from model import inference
     image = client_lib.decode_image(open(served[0][3][1], 'rb').read())  # the PNG (150x200)
     with tf.Graph().as_default(), tf.Session() as sess:
         expected, _ = sess.run(inference.preprocess_for_detection(tf.constant(image),

@@ -311,7 +311,7 @@ def test_cli_refuses_an_existing_version(export_case):
 
 def test_bad_checkpoint_path_leaves_no_folder(export_case, tmp_path):
     import export_saved_model as export
-    from utils import model_info
+    from model import model_info
     prefix = export_case[0]
     with pytest.raises(model_info.ModelInfoError, match='not a checkpoint prefix: use %s$'
                        % re.escape(prefix)):

@@ -8,12 +8,15 @@ import types
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+from absl import flags as absl_flags
 
 import train_ssd_network
 from datasets import dataset_factory
 from deployment import model_deploy
-from nets import nets_factory, pretrained
+from model import pretrained
+from nets import nets_factory
 from test.conftest import REPO_ROOT, shared_path
+from training import graph as training_graph
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
@@ -94,8 +97,9 @@ def _save_variables(path, shapes):
 
 @pytest.mark.parametrize('case, expected', [
     ('missing_file', 'nothing.ckpt'),
-    ('wrong_shape', 'shape mismatch for ssd_300_vgg/conv1/conv1_1/weights'),
-    ('missing_variable', 'variable vgg_16/conv1/conv1_1/biases'),
+    ('wrong_shape', "vgg_16/conv1/conv1_1/weights has shape [3, 3, 3, 64], the model's "
+                    'ssd_300_vgg/conv1/conv1_1/weights needs [3, 3, 3, 8]'),
+    ('missing_variable', 'lacks the variable vgg_16/conv1/conv1_1/biases'),
 ])
 def test_checkpoint_errors_are_one_line_on_the_command_line(case, expected, sample_tfrecords,
                                                             tmp_path):
@@ -137,8 +141,8 @@ NCHW_CONV_SHAPES = dict(
 
 
 def _trainer_flags(**overrides):
-    """The trainer's flag defaults as a namespace (the script's FLAGS stay unparsed)."""
-    flag_values = train_ssd_network.FLAGS
+    """The trainer's flag defaults as a namespace."""
+    flag_values = train_ssd_network.define_flags(absl_flags.FlagValues())
     values = {name: flag_values[name].default for name in flag_values}
     values.update(overrides)
     return types.SimpleNamespace(**values)
@@ -152,7 +156,7 @@ def test_nchw_training_graph_has_every_layer_in_nchw(sample_tfrecords):
     with tf.Graph().as_default() as graph:
         global_step = tf.train.get_or_create_global_step()
         config = model_deploy.DeploymentConfig(clone_on_cpu=True)
-        train_ssd_network.build_training_graph(f, net, spec, config, global_step)
+        training_graph.build_training_graph(f, net, spec, config, global_step)
         convs = {}
         forward = [op for op in graph.get_operations() if 'gradients' not in op.name]
         for op in forward:

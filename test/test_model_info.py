@@ -3,7 +3,7 @@ import os
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils import model_info
+from model import checkpoints, model_info
 
 
 def _save_checkpoint(directory, step):
@@ -33,14 +33,14 @@ def test_missing_info_names_the_file(tmp_path):
 def test_resolve_checkpoint(tmp_path):
     _save_checkpoint(str(tmp_path), 3)
     newest = _save_checkpoint(str(tmp_path), 10)
-    assert model_info.resolve_checkpoint(str(tmp_path)) == newest
-    assert model_info.resolve_checkpoint(newest) == newest
-    with pytest.raises(model_info.ModelInfoError, match='use %s$' % newest):
-        model_info.resolve_checkpoint(newest + '.index')
-    with pytest.raises(model_info.ModelInfoError, match='use %s$' % newest):
-        model_info.resolve_checkpoint(newest + '.data-00000-of-00001')
-    with pytest.raises(model_info.ModelInfoError, match='no checkpoint at'):
-        model_info.resolve_checkpoint(str(tmp_path / 'model.ckpt-99'))
+    assert checkpoints.resolve(str(tmp_path)) == newest
+    assert checkpoints.resolve(newest) == newest
+    with pytest.raises(checkpoints.CheckpointError, match='use %s$' % newest):
+        checkpoints.resolve(newest + '.index')
+    with pytest.raises(checkpoints.CheckpointError, match='use %s$' % newest):
+        checkpoints.resolve(newest + '.data-00000-of-00001')
+    with pytest.raises(checkpoints.CheckpointError, match='no checkpoint at'):
+        checkpoints.resolve(str(tmp_path / 'model.ckpt-99'))
     os.makedirs(tmp_path / 'empty')
-    with pytest.raises(model_info.ModelInfoError, match='no checkpoint in directory'):
-        model_info.resolve_checkpoint(str(tmp_path / 'empty'))
+    with pytest.raises(checkpoints.CheckpointError, match='no checkpoint in directory'):
+        checkpoints.resolve(str(tmp_path / 'empty'))

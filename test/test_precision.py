@@ -1,4 +1,4 @@
-"""bfloat16 inference (utils/inference.py): float32 variables and checkpoints, bfloat16 convs in
+"""bfloat16 inference (model/inference.py): float32 variables and checkpoints, bfloat16 convs in
 the graph, and float32 agreement on a random and on a trained model."""
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import tensorflow.compat.v1 as tf
 
 from preprocessing.processing import ssd_vgg_preprocessing
 from test import checkpoints
+from model import inference
 from utils import boxes
-from utils import inference
 
 tf.disable_eager_execution()
 

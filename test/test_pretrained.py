@@ -1,15 +1,18 @@
-"""Initialisation from SSD-Tensorflow-format and slim vgg_16 checkpoints the tests create."""
+"""Initialisation from SSD-Tensorflow-format and slim vgg_16 checkpoints the tests create, and
+the names and shapes of both public formats written down independently of this repository."""
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from nets import nets_factory, pretrained
+from model import checkpoints, pretrained
+from nets import nets_factory
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
 tf.disable_eager_execution()
 
 WIDTH = 0.125   # channels: conv1 8, conv2 16, conv3 32, conv4/5 64, conv6/7 128
+BOX_LAYERS = ('block10', 'block11', 'block4', 'block7', 'block8', 'block9')   # sorted
 
 
 def _model(num_classes=6, scope='ssd_300_vgg'):
@@ -56,7 +59,7 @@ def test_ssd_checkpoint_loads_every_variable(tmp_path):
 
 def test_checkpoint_model_scope(tmp_path):
     saved = _save_random_model(str(tmp_path / 'model.ckpt'), scope='other_net')
-    with tf.Graph().as_default(), pytest.raises(pretrained.CheckpointError, match='other_net'):
+    with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match='other_net'):
         pretrained.init_fn_from_checkpoint(str(tmp_path / 'model.ckpt'))   # scope detection comes first
     _, after = _load(str(tmp_path / 'model.ckpt'), checkpoint_model_scope='other_net')
     np.testing.assert_array_equal(after['ssd_300_vgg/block8/conv3x3/weights'],
@@ -65,15 +68,16 @@ def test_checkpoint_model_scope(tmp_path):
 
 def test_class_count_mismatch_and_exclude_scopes(tmp_path):
     saved = _save_random_model(str(tmp_path / 'model.ckpt'), num_classes=21)
-    with pytest.raises(pretrained.CheckpointError) as error:
+    with pytest.raises(checkpoints.CheckpointError) as error:
         _load(str(tmp_path / 'model.ckpt'), num_classes=6)
     message = str(error.value)
     assert 'ssd_300_vgg/block4_box/conv_cls/weights' in message
     assert '[3, 3, 64, 84]' in message and '[3, 3, 64, 24]' in message
-    assert 'has 21 classes, the model 6' in message and '--checkpoint_exclude_scopes' in message
+    assert 'trained with num_classes=21, the model has num_classes=6' in message
+    assert '--checkpoint_exclude_scopes=%s' % ','.join(
+        'ssd_300_vgg/%s_box/conv_cls' % b for b in BOX_LAYERS) in message
 
-    heads = ['ssd_300_vgg/%s_box/conv_cls' % b for b in
-             ('block4', 'block7', 'block8', 'block9', 'block10', 'block11')]
+    heads = ['ssd_300_vgg/%s_box/conv_cls' % b for b in BOX_LAYERS]
     before, after = _load(str(tmp_path / 'model.ckpt'), num_classes=6, exclude_scopes=','.join(heads))
     for name in after:
         if '/conv_cls/' in name:
@@ -85,7 +89,7 @@ def test_class_count_mismatch_and_exclude_scopes(tmp_path):
 def test_missing_variables(tmp_path):
     missing = 'ssd_300_vgg/block11/conv3x3/biases'
     saved = _save_random_model(str(tmp_path / 'model.ckpt'), drop=(missing,))
-    with pytest.raises(pretrained.CheckpointError, match=missing):
+    with pytest.raises(checkpoints.CheckpointError, match=missing):
         _load(str(tmp_path / 'model.ckpt'))
     before, after = _load(str(tmp_path / 'model.ckpt'), ignore_missing_vars=True)
     np.testing.assert_array_equal(after[missing], before[missing])
@@ -135,7 +139,7 @@ def test_vgg16_checkpoint_with_fc6_fc7_subsampling(tmp_path):
 
 def test_vgg16_width_mismatch_names_both_shapes(tmp_path):
     _save_vgg16(str(tmp_path / 'vgg_16.ckpt'), conv6_channels=64)
-    with pytest.raises(pretrained.CheckpointError) as error:
+    with pytest.raises(checkpoints.CheckpointError) as error:
         _load(str(tmp_path / 'vgg_16.ckpt'))
     message = str(error.value)
     assert 'ssd_300_vgg/conv6/weights' in message and 'vgg_16/fc6/weights' in message
@@ -144,8 +148,101 @@ def test_vgg16_width_mismatch_names_both_shapes(tmp_path):
 
 def test_bad_paths(tmp_path):
     (tmp_path / 'broken.ckpt.index').write_bytes(b'not a checkpoint')
-    expectations = [('nothing.ckpt', 'checkpoint not found'), ('', 'no checkpoint found in directory'),
+    expectations = [('nothing.ckpt', 'no checkpoint at'), ('', 'no checkpoint in directory'),
                     ('broken.ckpt', 'cannot read checkpoint')]
     for name, message in expectations:
-        with tf.Graph().as_default(), pytest.raises(pretrained.CheckpointError, match=message):
+        with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match=message):
             pretrained.init_fn_from_checkpoint(str(tmp_path / name))
+
+
+# Names and shapes written down from the public code, not read from this repository's graph:
+# slim's nets/vgg.py (vgg_16: conv1..conv5 as slim.repeat of 3x3 convs, fc6 a 7x7 conv, fc7 and
+# fc8 1x1 convs) and SSD-Tensorflow's nets/ssd_vgg_300.py (the same convs, conv6 a 3x3 conv of
+# rate 6, conv7 1x1, block8..block11 a 1x1 then a 3x3 conv, and per feature layer a
+# `<layer>_box` scope holding conv_loc, conv_cls and, for block4, L2Normalization/gamma).
+# (block, convs, depth) of VGG-16
+VGG16_CONVS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+SLIM_VGG16_SPOT_CHECKS = {
+    'vgg_16/conv1/conv1_1/weights': [3, 3, 3, 64],
+    'vgg_16/conv1/conv1_2/weights': [3, 3, 64, 64],
+    'vgg_16/conv3/conv3_3/biases': [256],
+    'vgg_16/conv4/conv4_1/weights': [3, 3, 256, 512],
+    'vgg_16/conv5/conv5_3/biases': [512],
+    'vgg_16/fc6/weights': [7, 7, 512, 4096],
+    'vgg_16/fc6/biases': [4096],
+    'vgg_16/fc7/weights': [1, 1, 4096, 4096],
+    'vgg_16/fc8/weights': [1, 1, 4096, 1000],
+}
+# SSD300 for Pascal VOC: 21 classes; 4, 6, 6, 6, 4, 4 anchors per cell in block4, block7..block11.
+SSD_TENSORFLOW_VOC = {
+    'ssd_300_vgg/conv1/conv1_1/weights': [3, 3, 3, 64],
+    'ssd_300_vgg/conv5/conv5_3/weights': [3, 3, 512, 512],
+    'ssd_300_vgg/conv6/weights': [3, 3, 512, 1024],
+    'ssd_300_vgg/conv6/biases': [1024],
+    'ssd_300_vgg/conv7/weights': [1, 1, 1024, 1024],
+    'ssd_300_vgg/block8/conv1x1/weights': [1, 1, 1024, 256],
+    'ssd_300_vgg/block8/conv3x3/weights': [3, 3, 256, 512],
+    'ssd_300_vgg/block9/conv1x1/weights': [1, 1, 512, 128],
+    'ssd_300_vgg/block9/conv3x3/weights': [3, 3, 128, 256],
+    'ssd_300_vgg/block10/conv3x3/weights': [3, 3, 128, 256],
+    'ssd_300_vgg/block11/conv1x1/weights': [1, 1, 256, 128],
+    'ssd_300_vgg/block4_box/L2Normalization/gamma': [512],
+    'ssd_300_vgg/block4_box/conv_loc/weights': [3, 3, 512, 4 * 4],
+    'ssd_300_vgg/block4_box/conv_cls/weights': [3, 3, 512, 4 * 21],
+    'ssd_300_vgg/block4_box/conv_cls/biases': [4 * 21],
+    'ssd_300_vgg/block7_box/conv_cls/weights': [3, 3, 1024, 6 * 21],
+    'ssd_300_vgg/block8_box/conv_loc/weights': [3, 3, 512, 6 * 4],
+    'ssd_300_vgg/block9_box/conv_cls/weights': [3, 3, 256, 6 * 21],
+    'ssd_300_vgg/block10_box/conv_cls/weights': [3, 3, 256, 4 * 21],
+    'ssd_300_vgg/block11_box/conv_loc/weights': [3, 3, 256, 4 * 4],
+}
+
+
+def _slim_vgg16_shapes(with_fc=True):
+    """{name: shape} of slim's vgg_16 checkpoint (VGG-16 of the paper, ImageNet's 1000 classes)."""
+    shapes, depth_in = {}, 3
+    for block, convs, depth in VGG16_CONVS:
+        for i in range(1, convs + 1):
+            shapes['vgg_16/conv%d/conv%d_%d/weights' % (block, block, i)] = [3, 3, depth_in, depth]
+            shapes['vgg_16/conv%d/conv%d_%d/biases' % (block, block, i)] = [depth]
+            depth_in = depth
+    if with_fc:
+        for name, shape in (('fc6', [7, 7, 512, 4096]), ('fc7', [1, 1, 4096, 4096]),
+                            ('fc8', [1, 1, 4096, 1000])):
+            shapes['vgg_16/%s/weights' % name] = shape
+            shapes['vgg_16/%s/biases' % name] = shape[-1:]
+    return shapes
+
+
+def _full_width_model(num_classes=21):
+    with tf.Graph().as_default():
+        net = nets_factory.build_network('ssd_vgg_300', num_classes)
+        with slim.arg_scope(net.arg_scope()):
+            net.net(tf.placeholder(tf.float32, [1, 300, 300, 3]))
+        return slim.get_model_variables('ssd_300_vgg')
+
+
+def test_full_width_model_has_the_ssd_tensorflow_names_and_shapes():
+    variables = {v.op.name: v.shape.as_list() for v in _full_width_model()}
+    # (13 VGG convs + conv6 + conv7 + 8 extra convs + 6 x 2 heads) x (weights, biases) + gamma
+    assert len(variables) == 71
+    for name, shape in SSD_TENSORFLOW_VOC.items():
+        assert variables.get(name) == shape, name
+
+
+@pytest.mark.parametrize('with_fc', [True, False])
+def test_slim_vgg16_names_and_shapes_map_onto_the_full_width_model(with_fc):
+    shapes = _slim_vgg16_shapes(with_fc)
+    if with_fc:
+        for name, shape in SLIM_VGG16_SPOT_CHECKS.items():
+            assert shapes[name] == shape, name
+    variables = _full_width_model()
+    pairs = pretrained.checkpoint_pairs(variables, 'ssd_300_vgg', 'vgg_16', is_vgg=True)
+    # The loader's checks against the checkpoint's shape map alone (no 500 MB file needed).
+    plan = checkpoints.match_variables('vgg_16.ckpt', shapes, pairs)
+    loaded = {variable.op.name: name for variable, name, _ in plan}
+    assert len(loaded) == 26 + (4 if with_fc else 0)
+    assert loaded['ssd_300_vgg/conv4/conv4_3/weights'] == 'vgg_16/conv4/conv4_3/weights'
+    if with_fc:   # subsampled as in the SSD paper: every 3rd tap of 7x7, every 4th channel
+        assert loaded['ssd_300_vgg/conv6/weights'] == 'vgg_16/fc6/weights'
+        assert loaded['ssd_300_vgg/conv7/biases'] == 'vgg_16/fc7/biases'

@@ -12,9 +12,11 @@ import types
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
+from absl import flags as absl_flags
 
 import train_ssd_network
 from test.conftest import REPO_ROOT
+from training import graph, train_tools, trainer
 
 SCRIPT = os.path.join(REPO_ROOT, 'train_ssd_network.py')
 LEARNING_STEPS = 20
@@ -178,8 +180,8 @@ def _flags(**overrides):
     (dict(precision='float16'), '--precision=float16 must be one of float32, bfloat16'),
 ])
 def test_bad_flags_are_named(overrides, message):
-    with pytest.raises(train_ssd_network.TrainError, match=re.escape(message)):
-        train_ssd_network.check_flags(_flags(**overrides))
+    with pytest.raises(train_tools.TrainConfigError, match=re.escape(message)):
+        trainer.check_flags(_flags(**overrides))
 
 
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
@@ -191,13 +193,13 @@ def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
 
 def test_num_classes_comes_from_the_dataset_and_may_not_undercut_it(sample_tfrecords):
     flags = _flags(dataset_dir=sample_tfrecords, dataset_name='vehicle', train_or_test='train')
-    spec = train_ssd_network.load_dataset(flags)
+    spec = trainer.load_dataset(flags)
     assert spec.num_classes == 6
-    assert train_ssd_network.class_names(spec, 8) == [
+    assert trainer.class_names(spec, 8) == [
         'Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck', 'class_6', 'class_7']
     flags.num_classes = 4
-    with pytest.raises(train_ssd_network.TrainError, match='--num_classes=4 is smaller than the 6'):
-        train_ssd_network.load_dataset(flags)
+    with pytest.raises(train_tools.TrainConfigError, match='--num_classes=4 is smaller than the 6'):
+        trainer.load_dataset(flags)
 
 
 def test_he_initializer_keeps_relu_signal_scale():
@@ -207,7 +209,7 @@ def test_he_initializer_keeps_relu_signal_scale():
     for name in ('network', 'he'):
         with tf.Graph().as_default():
             with slim.arg_scope([slim.conv2d], weights_initializer=slim.xavier_initializer()):
-                with train_ssd_network.initializer_scope(name):
+                with graph.initializer_scope(name):
                     slim.conv2d(tf.zeros([1, 8, 8, 64]), 64, [3, 3], scope='conv')
             with tf.Session() as sess:
                 sess.run(tf.global_variables_initializer())
@@ -224,7 +226,7 @@ def test_head_init_stddev_sets_only_the_box_heads():
     net = nets_factory.build_network('ssd_vgg_300', 6, 0.25)
     with tf.Graph().as_default():
         with slim.arg_scope(net.arg_scope()):
-            with train_ssd_network.initializer_scope('he', head_init_stddev=0.001):
+            with graph.initializer_scope('he', head_init_stddev=0.001):
                 net.net(tf.zeros([1, 300, 300, 3]))
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
@@ -238,6 +240,24 @@ def test_head_init_stddev_sets_only_the_box_heads():
 def test_polynomial_decay_over_the_whole_run():
     flags = _flags(num_epochs_per_decay=0, learning_rate_decay_type='polynomial',
                    max_number_of_steps=1600, batch_size=8)
-    train_ssd_network.check_flags(flags)
-    assert train_ssd_network.decay_steps_of(flags, 565) == 1600
-    assert train_ssd_network.decay_steps_of(_flags(batch_size=8), 565) == 141   # 2 epochs
+    trainer.check_flags(flags)
+    assert graph.decay_steps_of(flags, 565) == 1600
+    assert graph.decay_steps_of(_flags(batch_size=8), 565) == 141   # 2 epochs
+
+
+def test_help_lists_the_trainers_flags_by_theme(capsys):
+    assert train_ssd_network.run(['train_ssd_network.py', '--help']) == 0
+    text = capsys.readouterr().out
+    flag_values = train_ssd_network.define_flags(absl_flags.FlagValues())
+    grouped = [name for _, names in train_ssd_network.FLAG_GROUPS for name in names]
+    assert sorted(grouped) == sorted(name for name in flag_values if len(name) > 1 and name != 'help')
+    for theme, names in train_ssd_network.FLAG_GROUPS:
+        assert '%s:' % theme in text
+        for name in names:
+            assert '  --%s (default: ' % name in text
+    assert '--logtostderr' not in text and '--helpfull' not in text   # absl's own flags
+    assert train_ssd_network.run(['train_ssd_network.py', '--no_such_flag']) == 2
+
+
+def test_importing_the_trainer_defines_no_global_flag():
+    assert 'train_model_dir' not in absl_flags.FLAGS

@@ -1,4 +1,5 @@
-"""utils/train_tools: list reshaping, LR schedules, optimizers, train op, class-count checks."""
+"""training/train_tools and training/hooks: list reshaping, LR schedules, optimizers, train op,
+checkpoint checks of get_init_fn, the non-finite guard, signal stop and logging hooks."""
 import collections
 import os
 import signal
@@ -7,7 +8,11 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from utils import train_tools
+from model import checkpoints
+from training import hooks, train_tools
+from utils import slim_compat
+
+slim = slim_compat.import_slim()
 
 tf.disable_eager_execution()
 
@@ -113,11 +118,16 @@ def test_variables_to_train_by_scope():
             train_tools.get_variables_to_train('nowhere')
 
 
+def _class_layer(num_classes, anchors=4, depth=8):
+    """The model variable of one SSD class layer for ``num_classes`` in the default graph."""
+    return slim.model_variable('ssd_300_vgg/block4_box/conv_cls/weights',
+                               [3, 3, depth, anchors * num_classes])
+
+
 def _save_class_layer(path, num_classes, anchors=4):
     """A checkpoint holding one SSD class layer for ``num_classes``."""
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            tf.get_variable('weights', [3, 3, 8, anchors * num_classes])
+        _class_layer(num_classes, anchors)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             return tf.train.Saver().save(sess, path)
@@ -126,25 +136,24 @@ def _save_class_layer(path, num_classes, anchors=4):
 def test_class_count_mismatch_names_both_counts_and_the_flag(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'voc' / 'model.ckpt'), num_classes=21)
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            tf.get_variable('weights', [3, 3, 8, 4 * 6])
-        with pytest.raises(train_tools.TrainConfigError) as err:
+        _class_layer(6)
+        with pytest.raises(checkpoints.CheckpointError) as err:
             train_tools.get_init_fn(prefix, str(tmp_path / 'new_run'), num_classes=6)
         message = str(err.value)
+        assert message.startswith('--pre_trained_path=%s: ' % prefix)
         assert 'num_classes=21' in message and 'num_classes=6' in message
         assert '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box/conv_cls' in message
         # Resuming a run with another class count is refused the same way.
-        with pytest.raises(train_tools.TrainConfigError, match='--train_model_dir'):
+        with pytest.raises(checkpoints.CheckpointError, match='--train_model_dir'):
             train_tools.get_init_fn(None, os.path.dirname(prefix), num_classes=6)
 
 
 def test_matching_class_count_resumes_without_init_fn(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'run' / 'model.ckpt'), num_classes=6)
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            var = tf.get_variable('weights', [3, 3, 8, 4 * 6])
-        shapes = train_tools.checkpoint_variable_shapes(prefix)
-        assert train_tools.checkpoint_num_classes(shapes, [var], 6) == 6
+        var = _class_layer(6)
+        shapes = checkpoints.variable_shapes(prefix)
+        assert checkpoints.trained_num_classes(shapes[var.op.name], var.shape.as_list(), 6) == 6
         # Resume wins over fine-tuning: the session restores the run's own checkpoint.
         assert train_tools.get_init_fn('/elsewhere/model.ckpt', os.path.dirname(prefix), 6) is None
         assert train_tools.get_init_fn(None, str(tmp_path / 'empty'), 6) is None
@@ -170,12 +179,12 @@ def _toy_training(train_dir, hooks_before, poison_at=None, save_steps=1):
     optimizer = tf.train.GradientDescentOptimizer(0.1)
     train_tensor, finite = train_tools.get_trainop(optimizer, optimizer.compute_gradients(loss),
                                                    step, loss)
-    guard = train_tools.NonFiniteGuardHook(finite, loss, step)
+    guard = hooks.NonFiniteGuardHook(finite, loss, step)
     saver = tf.train.Saver()
-    hooks = [guard] + hooks_before + [
+    session_hooks = [guard] + hooks_before + [
         tf.train.StopAtStepHook(last_step=6),
         tf.train.CheckpointSaverHook(train_dir, save_steps=save_steps, saver=saver)]
-    with tf.train.MonitoredTrainingSession(hooks=hooks, save_checkpoint_secs=None,
+    with tf.train.MonitoredTrainingSession(hooks=session_hooks, save_checkpoint_secs=None,
                                            save_summaries_steps=None, log_step_count_steps=None,
                                            checkpoint_dir=train_dir) as sess:
         while not sess.should_stop():
@@ -185,7 +194,7 @@ def _toy_training(train_dir, hooks_before, poison_at=None, save_steps=1):
 def test_non_finite_guard_stops_before_a_nan_checkpoint(tmp_path):
     train_dir = str(tmp_path)
     with tf.Graph().as_default():
-        with pytest.raises(train_tools.NonFiniteLossError, match='step 4'):
+        with pytest.raises(hooks.NonFiniteLossError, match='step 4'):
             _toy_training(train_dir, [], poison_at=3)
     latest = tf.train.latest_checkpoint(train_dir)
     assert latest.endswith('model.ckpt-3')  # step 4 (whose update produced NaN) never saved
@@ -205,7 +214,7 @@ def test_signal_stops_cleanly_with_a_final_checkpoint(tmp_path):
             if self.runs == 2:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    stop = train_tools.SignalStopHook(printer=lambda *_: None)
+    stop = hooks.SignalStopHook(printer=lambda *_: None)
     stop.install()
     try:
         with tf.Graph().as_default():
@@ -223,8 +232,8 @@ def test_logging_hook_reports_losses_rate_and_speed():
     with tf.Graph().as_default():
         step = tf.train.get_or_create_global_step()
         increment = tf.assign_add(step, 1)
-        hook = train_tools.LoggingHook(2, 8, step, tf.constant(3.5), tf.constant(0.01),
-                                       {'localization': tf.constant(1.25)}, printer=lines.append)
+        hook = hooks.LoggingHook(2, 8, step, tf.constant(3.5), tf.constant(0.01),
+                                 {'localization': tf.constant(1.25)}, printer=lines.append)
         with tf.train.MonitoredSession(hooks=[hook]) as sess:
             for _ in range(4):
                 sess.run(increment)
@@ -236,10 +245,9 @@ def test_logging_hook_reports_losses_rate_and_speed():
 def test_resume_checkpoint_of_another_width_is_refused(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'run' / 'model.ckpt'), num_classes=6)
     with tf.Graph().as_default():
-        with tf.variable_scope('ssd_300_vgg/block4_box/conv_cls'):
-            tf.get_variable('weights', [3, 3, 4, 4 * 6])  # half the input channels
-        with pytest.raises(train_tools.TrainConfigError, match=r'ssd_300_vgg/block4_box/conv_cls/'
-                           r'weights is \[3, 3, 8, 24\] there and \[3, 3, 4, 24\] here'):
+        _class_layer(6, depth=4)  # half the input channels
+        with pytest.raises(checkpoints.CheckpointError, match=r'ssd_300_vgg/block4_box/conv_cls/'
+                           r'weights has shape \[3, 3, 8, 24\], the model needs \[3, 3, 4, 24\]'):
             train_tools.get_init_fn(None, os.path.dirname(prefix), 6)
 
 

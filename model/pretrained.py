@@ -13,6 +13,8 @@ Values are assigned through placeholders, so the converted weights never enter t
 """
 import tensorflow.compat.v1 as tf
 
+from model import checkpoints
+from model.checkpoints import CheckpointError
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
@@ -27,46 +29,10 @@ _VGG_CONVERSIONS = {  # model name (inside the scope) → (vgg name, slices appl
 }
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot initialise the model (missing file, variable or wrong shape)."""
-
-
-def _resolve(checkpoint_path):
-    if tf.gfile.IsDirectory(checkpoint_path):
-        prefix = tf.train.latest_checkpoint(checkpoint_path)
-        if prefix is None:
-            raise CheckpointError('no checkpoint found in directory %s' % checkpoint_path)
-        return prefix
-    if not tf.gfile.Exists(checkpoint_path + '.index') and not tf.gfile.Exists(checkpoint_path):
-        raise CheckpointError('checkpoint not found: %s' % checkpoint_path)
-    return checkpoint_path
-
-
-def _excluded(name, exclude_scopes):
-    return any(name == s or name.startswith(s.rstrip('/') + '/') for s in exclude_scopes if s)
-
-
-def _class_count_hint(var_name, model_shape, ckpt_shape, ckpt_shapes, ckpt_name):
-    """For a class head (`.../conv_cls/...`) the class counts behind both shapes, else ''."""
-    if '/conv_cls/' not in var_name:
-        return ''
-    # Anchors per cell come from the same layer's box regressor (4 outputs per anchor).
-    loc_shape = ckpt_shapes.get(ckpt_name.split('/conv_cls/')[0] + '/conv_loc/biases')
-    if not loc_shape:
-        return ''
-    anchors = loc_shape[-1] // 4
-    return ('; the checkpoint has %d classes, the model %d (add %s to --checkpoint_exclude_scopes '
-            'to train this head from scratch)' % (ckpt_shape[-1] // anchors, model_shape[-1] // anchors,
-                                                   var_name.split('/conv_cls/')[0] + '/conv_cls'))
-
-
-def _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore_missing_vars):
-    """List of (variable, checkpoint name, slices or None) to load; raises CheckpointError.
-
-    Variables left out of the plan keep their initialisers.
-    """
-    ckpt_shapes = reader.get_variable_to_shape_map()
-    plan = []
+def checkpoint_pairs(variables, model_scope, checkpoint_model_scope, is_vgg):
+    """``(variable, checkpoint name, slices or None)`` for every variable the checkpoint format
+    can hold (a VGG-16 checkpoint holds nothing past conv7)."""
+    pairs = []
     for var in variables:
         local = var.op.name[len(model_scope) + 1:]
         slices = None
@@ -75,27 +41,15 @@ def _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore
                 local, slices = _VGG_CONVERSIONS[local]
             elif not local.startswith(('conv1/', 'conv2/', 'conv3/', 'conv4/', 'conv5/')):
                 continue  # not part of VGG-16
-        name = '%s/%s' % (checkpoint_model_scope, local)
-        if name not in ckpt_shapes:
-            if slices is not None:
-                continue  # a conv-only VGG-16 checkpoint: no fc6/fc7 to make conv6/conv7 from
-            if ignore_missing_vars:
-                tf.logging.warning('variable %s not in the checkpoint; keeping its initialiser', name)
-                continue
-            raise CheckpointError('variable %s (for %s) not found in the checkpoint; use '
-                                  '--ignore_missing_vars or --checkpoint_exclude_scopes'
-                                  % (name, var.op.name))
-        model_shape = var.get_shape().as_list()
-        ckpt_shape = ckpt_shapes[name]
-        loaded_shape = ckpt_shape if slices is None else [
-            len(range(*s.indices(n))) for s, n in zip(slices, ckpt_shape)]
-        if loaded_shape != model_shape:
-            converted = '' if slices is None else ' (after subsampling to %s)' % (loaded_shape,)
-            raise CheckpointError('shape mismatch for %s: checkpoint %s has %s%s, the model needs %s%s' % (
-                var.op.name, name, ckpt_shape, converted, model_shape,
-                _class_count_hint(var.op.name, model_shape, ckpt_shape, ckpt_shapes, name)))
-        plan.append((var, name, slices))
-    return plan
+        pairs.append((var, '%s/%s' % (checkpoint_model_scope, local), slices))
+    return pairs
+
+
+def _class_remedy(variables):
+    heads = sorted({v.op.name.split(checkpoints.CLASS_HEAD)[0] + checkpoints.CLASS_HEAD.rstrip('/')
+                    for v in variables if checkpoints.CLASS_HEAD in v.op.name})
+    return (': pass --num_classes=%(found)d, or leave the class layers out with '
+            '--checkpoint_exclude_scopes=' + ','.join(heads))
 
 
 def _top_scopes(variables, model_scope):
@@ -117,7 +71,8 @@ def describe_plan(prefix, is_vgg, plan, variables, model_scope):
 
 
 def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoint_model_scope=None,
-                            exclude_scopes=(), ignore_missing_vars=False, log=print):
+                            exclude_scopes=(), ignore_missing_vars=False, num_classes=None,
+                            log=print):
     """A function(sess) that loads `checkpoint_path` into the model variables under `model_scope`.
 
     Args:
@@ -125,39 +80,41 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
       model_scope: scope of the model variables in the current graph.
       checkpoint_model_scope: scope of the weights inside the checkpoint; default `model_scope`
         for SSD checkpoints and `vgg_16` for VGG-16 ones (detected automatically).
-      exclude_scopes: variable-name prefixes (full names, e.g. 'ssd_300_vgg/block4_box/conv_cls')
-        left at their initialisers; a comma-separated string is accepted.
+      exclude_scopes: scopes (full names, e.g. 'ssd_300_vgg/block4_box/conv_cls') whose variables
+        keep their initialisers, matched at scope boundaries (``checkpoints.in_scopes``); a
+        comma-separated string is accepted.
       ignore_missing_vars: skip model variables absent from the checkpoint instead of failing.
+      num_classes: the model's class count (default: read from its class heads).
       log: called once with the line of ``describe_plan``.
     Raises:
-      CheckpointError: missing checkpoint, missing variable, or a shape mismatch (message names
-      the variable and both shapes; for class heads also both class counts).
+      checkpoints.CheckpointError: missing checkpoint, missing variable, or a shape mismatch
+      (message names the variable and both shapes; for class heads both class counts).
     """
-    if isinstance(exclude_scopes, str):
-        exclude_scopes = [s.strip() for s in exclude_scopes.split(',')]
-    exclude_scopes = exclude_scopes or ()
-    prefix = _resolve(checkpoint_path)
-    try:
-        reader = tf.train.NewCheckpointReader(prefix)
-    except tf.errors.OpError as e:
-        raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, e.message.splitlines()[0]))
+    prefix = checkpoints.resolve(checkpoint_path)
+    reader = checkpoints.open_reader(prefix)
+    checkpoint_shapes = reader.get_variable_to_shape_map()
     if not checkpoint_model_scope:   # None or an empty flag: detect
-        scopes = sorted({n.split('/')[0] for n in reader.get_variable_to_shape_map()})
+        scopes = sorted({n.split('/')[0] for n in checkpoint_shapes})
         if model_scope in scopes:
             checkpoint_model_scope = model_scope
         elif VGG_SCOPE in scopes:
             checkpoint_model_scope = VGG_SCOPE
         else:
-            raise CheckpointError('checkpoint %s holds neither %s/ nor %s/ variables (top-level scopes: %s); '
-                                  'set --checkpoint_model_scope' % (prefix, model_scope, VGG_SCOPE,
-                                                                    ', '.join(scopes)))
+            raise CheckpointError('checkpoint %s holds neither %s/ nor %s/ variables (top-level '
+                                  'scopes: %s); set --checkpoint_model_scope'
+                                  % (prefix, model_scope, VGG_SCOPE, ', '.join(scopes)))
     is_vgg = checkpoint_model_scope == VGG_SCOPE
     model_variables = [v for v in slim.get_model_variables(model_scope)
                        if v.op.name.startswith(model_scope + '/')]
-    variables = [v for v in model_variables if not _excluded(v.op.name, exclude_scopes)]
+    variables = [v for v in model_variables if not checkpoints.in_scopes(v.op.name, exclude_scopes)]
     if not variables:
         raise CheckpointError('no model variables under scope %r to initialise' % model_scope)
-    plan = _plan(variables, reader, model_scope, checkpoint_model_scope, is_vgg, ignore_missing_vars)
+    plan = checkpoints.match_variables(
+        prefix, checkpoint_shapes,
+        checkpoint_pairs(variables, model_scope, checkpoint_model_scope, is_vgg),
+        num_classes or checkpoints.model_num_classes(model_variables), ignore_missing_vars,
+        remedy='; use --ignore_missing_vars or --checkpoint_exclude_scopes',
+        class_remedy=_class_remedy(variables))
     if not plan:
         raise CheckpointError('checkpoint %s holds none of the model variables under %s/'
                               % (prefix, checkpoint_model_scope))

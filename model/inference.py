@@ -12,28 +12,27 @@ import contextlib
 
 import tensorflow.compat.v1 as tf
 
+from model import checkpoints
+from model import model_info
 from nets import nets_factory
 from preprocessing import preprocessing_factory
 from preprocessing import transform
-from utils import model_info
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
 
 PRECISIONS = ('float32', 'bfloat16')
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes', 'num_detections')
-# The layer whose output channels are num_anchors * num_classes: the class count a checkpoint
-# was trained with can be read from its shape.
-_CLASS_HEAD_SUFFIX = 'conv_cls/weights'
 
 
 def load_model(ckpt_path):
     """Resolves ``ckpt_path`` (prefix or directory → newest) and rebuilds its network.
 
     Returns ``(net, info, checkpoint_prefix)``: the ``SSDNet``, the ``model_info.json`` dict and
-    the checkpoint prefix. Raises ``model_info.ModelInfoError`` with a one-line message.
+    the checkpoint prefix. Raises ``model_info.ModelInfoError`` (``checkpoints.CheckpointError``
+    for the checkpoint path) with a one-line message.
     """
-    prefix = model_info.resolve_checkpoint(ckpt_path)
+    prefix = checkpoints.resolve(ckpt_path)
     info = model_info.read_model_info(prefix)
     try:
         net = nets_factory.build_network(info['model_name'], info['num_classes'],
@@ -128,48 +127,16 @@ def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=0.45, 
     return result
 
 
-def _class_count_error(prefix, name, checkpoint_shape, graph_shape, num_classes):
-    # conv_cls has num_anchors * num_classes output channels in both checkpoint and graph.
-    anchors = graph_shape[-1] // num_classes
-    trained = checkpoint_shape[-1] / float(anchors)
-    trained = ('%d' % trained) if trained == int(trained) else 'an incompatible number of'
-    return model_info.ModelInfoError(
-        'checkpoint %s was trained with %s classes (%s), but model_info.json says num_classes=%d '
-        '(background included)' % (prefix, trained, name, num_classes))
-
-
 def restore(sess, checkpoint_prefix, var_list=None):
     """Restores the model variables (default: all global variables of the graph) from the checkpoint.
 
-    Raises ``model_info.ModelInfoError`` naming the checkpoint when a variable is missing, or
+    Raises ``checkpoints.CheckpointError`` naming the checkpoint when a variable is missing, or
     when shapes differ (for the class heads the message names both class counts).
     """
-    if var_list is None:
-        var_list = tf.global_variables()
-    try:
-        reader = tf.train.load_checkpoint(checkpoint_prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        raise model_info.ModelInfoError('cannot read checkpoint %s: %s'
-                                        % (checkpoint_prefix, str(e).splitlines()[0]))
-    saved_shapes = reader.get_variable_to_shape_map()
-    num_classes = model_info.read_model_info(checkpoint_prefix)['num_classes']
-    variables = {}
-    for variable in var_list:
-        name = variable.op.name
-        if name not in saved_shapes:
-            raise model_info.ModelInfoError(
-                'checkpoint %s lacks the variable %s: it was not written for this network '
-                '(see model_name / width_multiplier in model_info.json)' % (checkpoint_prefix, name))
-        graph_shape = variable.shape.as_list()
-        if list(saved_shapes[name]) != graph_shape:
-            if name.endswith(_CLASS_HEAD_SUFFIX):
-                raise _class_count_error(checkpoint_prefix, name, saved_shapes[name], graph_shape,
-                                         num_classes)
-            raise model_info.ModelInfoError(
-                'checkpoint %s: variable %s has shape %s, the network built from model_info.json '
-                'expects %s' % (checkpoint_prefix, name, list(saved_shapes[name]), graph_shape))
-        variables[name] = variable
-    tf.train.Saver(var_list=variables).restore(sess, checkpoint_prefix)
+    checkpoints.restore(sess, checkpoint_prefix, var_list,
+                        model_info.read_model_info(checkpoint_prefix)['num_classes'],
+                        remedy=': it was not written for the network model_info.json describes '
+                               '(model_name, num_classes, width_multiplier)')
 
 
 def op_error_reason(error):

@@ -3,19 +3,20 @@
 Graph mode (``tensorflow.compat.v1``). Nothing here reads flags: the trainer passes values in.
 """
 import os
-import signal
-import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 from deployment import model_deploy
+from model import checkpoints
+from model import pretrained
+from utils.errors import ToolkitError
 
 LEARNING_RATE_DECAY_TYPES = ('fixed', 'exponential', 'polynomial')
 OPTIMIZERS = ('adadelta', 'adagrad', 'adam', 'ftrl', 'momentum', 'sgd', 'rmsprop')
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(ToolkitError, ValueError):
     """A training setting or checkpoint does not fit the run (message names the flag/file)."""
 
 
@@ -118,22 +119,16 @@ def configure_optimizer(name, learning_rate, momentum=0.9, rmsprop_decay=0.9,
     raise TrainConfigError('--optimizer=%s is not one of %s' % (name, ', '.join(OPTIMIZERS)))
 
 
-def _scopes(comma_separated):
-    return [s.strip() for s in (comma_separated or '').split(',') if s.strip()]
-
-
 def get_variables_to_train(trainable_scopes=None):
-    """Trainable variables under the comma-separated ``trainable_scopes`` (all when empty)."""
-    scopes = _scopes(trainable_scopes)
+    """Trainable variables under the comma-separated ``trainable_scopes`` (all when empty),
+    matched at scope boundaries as ``--checkpoint_exclude_scopes`` (``checkpoints.in_scopes``)."""
+    scopes = checkpoints.parse_scopes(trainable_scopes)
     if not scopes:
         return tf.trainable_variables()
-    variables = []
     for scope in scopes:
-        found = tf.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES, scope)
-        if not found:
+        if not any(checkpoints.in_scopes(v.op.name, [scope]) for v in tf.trainable_variables()):
             raise TrainConfigError('--trainable_scopes: no trainable variable under %r' % scope)
-        variables.extend(found)
-    return variables
+    return [v for v in tf.trainable_variables() if checkpoints.in_scopes(v.op.name, scopes)]
 
 
 def deploy_loss_summary(clones, optimizer, var_list=None, regularization_losses=None):
@@ -188,99 +183,34 @@ def get_trainop(optimizer, grads_and_vars, global_step, total_loss, update_ops=N
     return train_tensor, is_finite
 
 
-def checkpoint_variable_shapes(checkpoint_path):
-    """{name: shape} of the variables stored in a checkpoint prefix or directory."""
-    path = tf.train.latest_checkpoint(checkpoint_path) if os.path.isdir(checkpoint_path) \
-        else checkpoint_path
-    if path is None:
-        raise TrainConfigError('no checkpoint in directory %s' % checkpoint_path)
-    try:
-        return dict(tf.train.list_variables(path))
-    except (tf.errors.OpError, ValueError) as e:
-        raise TrainConfigError('cannot read checkpoint %s: %s' % (path, str(e).split('\n')[0]))
-
-
-def checkpoint_num_classes(checkpoint_shapes, class_variables, num_classes):
-    """Class count a checkpoint was trained with, judged by the class-prediction layers.
-
-    ``class_variables``: the run's class-prediction weights (``.../conv_cls/weights``), whose
-    last dimension is ``anchors_per_cell * num_classes``. The checkpoint variable with the same
-    name below the model scope gives its own count. Returns None when the checkpoint holds no
-    class layer (e.g. VGG-16 weights).
-    """
-    for var in class_variables:
-        relative = var.op.name.split('/', 1)[-1]
-        run_depth = var.shape.as_list()[-1]
-        anchors_per_cell = run_depth // num_classes
-        for name, shape in checkpoint_shapes.items():
-            if name.split('/', 1)[-1] == relative and shape:
-                return int(shape[-1] // anchors_per_cell)
-    return None
-
-
-def check_num_classes(checkpoint_path, num_classes, what, remedy, exclude_scopes=()):
-    """Raises TrainConfigError naming both class counts when a checkpoint disagrees with the run.
-
-    ``what`` says which checkpoint ('the resume checkpoint in', '--pre_trained_path'); ``remedy``
-    names the flag to use (``%(found)d`` is the checkpoint's count). Class layers under
-    ``exclude_scopes`` are not restored, so they are not compared.
-    """
-    class_variables = [v for v in tf.global_variables() if v.op.name.endswith('conv_cls/weights')
-                       and not any(v.op.name.startswith(s) for s in exclude_scopes)]
-    found = checkpoint_num_classes(checkpoint_variable_shapes(checkpoint_path), class_variables,
-                                   num_classes)
-    if found is not None and found != num_classes:
-        raise TrainConfigError('%s %s was trained with num_classes=%d (background included) but '
-                               'this run has num_classes=%d: %s'
-                               % (what, checkpoint_path, found, num_classes,
-                                  remedy % {'found': found}))
-
-
-def check_resume_shapes(train_model_dir):
-    """Raises TrainConfigError when the newest checkpoint of ``train_model_dir`` was written by
-    another network (a variable of another shape or missing), which restoring would not catch."""
-    saved = checkpoint_variable_shapes(train_model_dir)
-    for var in tf.global_variables():
-        name, shape = var.op.name, var.shape.as_list()
-        if name not in saved or list(saved[name]) != shape:
-            raise TrainConfigError(
-                'the resume checkpoint in %s does not fit this network: %s is %s there and %s '
-                'here (trained with other --model_name/--width_multiplier/--optimizer flags?): '
-                'use a new --train_model_dir or the original flags'
-                % (train_model_dir, name, saved.get(name, 'missing'), shape))
-
-
 def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd_300_vgg',
                 checkpoint_model_scope=None, checkpoint_exclude_scopes=None,
                 ignore_missing_vars=False):
     """fn(sess) initialising the model from ``pre_trained_path``, or None.
 
     None when ``train_model_dir`` already holds a checkpoint (the session resumes from it, which
-    wins over fine-tuning) or when no ``pre_trained_path`` is given (training from scratch).
-    Either checkpoint must have the run's class count unless its class layers are excluded.
-    Call it after the network is built (it compares against the graph's variables).
+    wins over fine-tuning; it must fit the graph's variables) or when no ``pre_trained_path`` is
+    given (training from scratch). Either checkpoint must have the run's class count unless its
+    class layers are excluded. Call it after the network is built (it compares against the
+    graph's variables). Raises ``checkpoints.CheckpointError`` naming the flag.
     """
     if train_model_dir and tf.train.latest_checkpoint(train_model_dir):
-        check_num_classes(train_model_dir, num_classes, 'the resume checkpoint in',
-                          'pass --num_classes=%(found)d or use a new --train_model_dir')
-        check_resume_shapes(train_model_dir)
+        checkpoints.check_fits(
+            train_model_dir, tf.global_variables(), num_classes,
+            remedy=' (the resume checkpoint in --train_model_dir): use a new --train_model_dir, or '
+                   'the flags it was trained with (--num_classes, --model_name, '
+                   '--width_multiplier, --optimizer)')
         return None
     if not pre_trained_path:
         return None
-    exclude = tuple(_scopes(checkpoint_exclude_scopes))
-    class_scopes = ','.join(v.op.name[:-len('/weights')] for v in tf.global_variables()
-                            if v.op.name.endswith('conv_cls/weights'))
-    from nets import pretrained
     try:
-        check_num_classes(pre_trained_path, num_classes, 'the checkpoint',
-                          'pass --num_classes=%(found)d, or leave the class layers out with '
-                          '--checkpoint_exclude_scopes=' + class_scopes, exclude_scopes=exclude)
         return pretrained.init_fn_from_checkpoint(
             pre_trained_path, model_scope=model_scope,
-            checkpoint_model_scope=checkpoint_model_scope, exclude_scopes=exclude,
-            ignore_missing_vars=ignore_missing_vars)
-    except (TrainConfigError, pretrained.CheckpointError) as e:
-        raise TrainConfigError('--pre_trained_path=%s: %s' % (pre_trained_path, e))
+            checkpoint_model_scope=checkpoint_model_scope,
+            exclude_scopes=checkpoint_exclude_scopes, ignore_missing_vars=ignore_missing_vars,
+            num_classes=num_classes)
+    except checkpoints.CheckpointError as e:
+        raise checkpoints.CheckpointError('--pre_trained_path=%s: %s' % (pre_trained_path, e))
 
 
 def print_configuration(flag_values, params, data_sources, save_dir=None):
@@ -300,102 +230,3 @@ def print_configuration(flag_values, params, data_sources, save_dir=None):
         with open(os.path.join(save_dir, 'training_config.txt'), 'w') as f:
             f.write(text)
     return text
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss or the gradients became NaN/inf; the message names the step."""
-
-
-class NonFiniteGuardHook(tf.train.SessionRunHook):
-    """Stops training at the first non-finite step, before any later hook can checkpoint it.
-
-    Put it first in the hook list: hooks run ``after_run`` in order, and raising here also skips
-    the final save at session close, so no checkpoint holds the spoilt weights.
-    """
-
-    def __init__(self, is_finite, total_loss, global_step):
-        self._fetches = [is_finite, total_loss]
-        self._global_step = global_step
-
-    def before_run(self, run_context):
-        return tf.train.SessionRunArgs(self._fetches)
-
-    def after_run(self, run_context, run_values):
-        finite, loss = run_values.results
-        if not finite:
-            step = run_context.session.run(self._global_step)
-            raise NonFiniteLossError(
-                'non-finite training step %d (total loss %s, or an infinite gradient): stopped '
-                'without checkpointing it; lower --learning_rate or check the data' % (step, loss))
-
-
-class LoggingHook(tf.train.SessionRunHook):
-    """Prints every ``every_n_steps`` local steps: step, losses, learning rate, s/step, images/s."""
-
-    def __init__(self, every_n_steps, batch_size, global_step, total_loss, learning_rate,
-                 loss_parts, printer=print):
-        self._every = max(1, int(every_n_steps))
-        self._batch_size = batch_size
-        self._fetches = {'step': global_step, 'total': total_loss, 'lr': learning_rate,
-                         'parts': loss_parts}
-        self._printer = printer
-        self._local_step = 0
-        self._last_time = None
-        self._last_local_step = 0
-
-    def before_run(self, run_context):
-        if self._last_time is None:
-            self._last_time = time.time()
-        if (self._local_step + 1) % self._every == 0:
-            return tf.train.SessionRunArgs(self._fetches)
-        return None
-
-    def after_run(self, run_context, run_values):
-        self._local_step += 1
-        if run_values.results is None:
-            return
-        values = run_values.results
-        now = time.time()
-        sec_per_step = (now - self._last_time) / (self._local_step - self._last_local_step)
-        self._last_time, self._last_local_step = now, self._local_step
-        parts = ', '.join('%s %.4f' % (k, v) for k, v in sorted(values['parts'].items()))
-        self._printer('step %d: loss %.4f (%s) lr %.6g | %.3f s/step, %.1f images/s' % (
-            values['step'], values['total'], parts, values['lr'], sec_per_step,
-            self._batch_size / sec_per_step))
-
-
-class SignalStopHook(tf.train.SessionRunHook):
-    """Turns SIGINT/SIGTERM into a clean stop after the current step (the session's
-    CheckpointSaverHook then writes a final checkpoint). A second signal interrupts at once.
-
-    Use ``install()`` before training and ``uninstall()`` in a ``finally``.
-    """
-
-    def __init__(self, printer=print):
-        self._printer = printer
-        self._signal = None
-        self._previous = {}
-
-    def install(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-
-    def uninstall(self):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    @property
-    def stopped_by(self):
-        """Name of the signal that stopped training, or None."""
-        return self._signal
-
-    def _handle(self, signum, frame):
-        if self._signal is not None:
-            raise KeyboardInterrupt
-        self._signal = signal.Signals(signum).name
-
-    def after_run(self, run_context, run_values):
-        if self._signal is not None:
-            self._printer('%s received: saving a final checkpoint and stopping' % self._signal)
-            run_context.request_stop()

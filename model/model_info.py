@@ -11,11 +11,11 @@ import os
 from utils.errors import ToolkitError
 
 MODEL_INFO_FILENAME = 'model_info.json'
-_CHECKPOINT_SUFFIXES = ('.index', '.meta')
 
 
 class ModelInfoError(ToolkitError, ValueError):
-    """A checkpoint path or its model_info.json is missing or inconsistent."""
+    """A trained model's files cannot be used: its model_info.json is missing or inconsistent
+    (``model.checkpoints.CheckpointError``, a subclass, covers the checkpoint itself)."""
 
 
 def write_model_info(train_dir, **fields):
@@ -53,27 +53,3 @@ def read_model_info(path):
     info.setdefault('width_multiplier', 1.0)
     info.setdefault('img_shape', [300, 300])
     return info
-
-
-def resolve_checkpoint(path):
-    """Returns the checkpoint prefix for a directory (its newest checkpoint) or a prefix.
-
-    A ``.index``/``.data-*``/``.meta`` file given instead of the prefix is a common mistake: the
-    error names the prefix to use.
-    """
-    import tensorflow.compat.v1 as tf
-    if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            raise ModelInfoError('no checkpoint in directory %s' % path)
-        return prefix
-    for suffix in _CHECKPOINT_SUFFIXES:
-        if path.endswith(suffix):
-            raise ModelInfoError('%s is a checkpoint file, not a checkpoint prefix: use %s'
-                                 % (path, path[:-len(suffix)]))
-    if '.data-' in os.path.basename(path):
-        raise ModelInfoError('%s is a checkpoint file, not a checkpoint prefix: use %s'
-                             % (path, path[:path.rindex('.data-')]))
-    if not os.path.isfile(path + '.index'):
-        raise ModelInfoError('no checkpoint at %s (expected %s.index)' % (path, path))
-    return path

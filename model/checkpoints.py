@@ -1,0 +1,191 @@
+"""Checkpoints: finding one, reading it, and checking that it fits the model before loading it.
+
+The one place for what every loader checks: the detector, evaluator and exporter restoring a
+trained model (``model/inference.restore``), the trainer resuming a run and fine-tuning from
+pretrained weights (``model/pretrained.py``).
+
+- ``resolve(path)``: a checkpoint prefix, or a directory (its newest checkpoint) → the prefix.
+- ``open_reader(prefix)``: a checkpoint reader (``get_variable_to_shape_map``, ``get_tensor``).
+- ``parse_scopes`` / ``in_scopes``: scope flags (``--checkpoint_exclude_scopes``,
+  ``--trainable_scopes``) match at scope boundaries: ``a/b`` covers ``a/b`` and ``a/b/...`` but
+  not ``a/b2/...``.
+- ``match_variables``: which model variables a checkpoint loads, with one-line errors for a
+  missing variable or a shape that differs (naming both class counts for a class head).
+- ``restore(sess, prefix, var_list, num_classes)``: the checks, then a ``tf.train.Saver`` restore.
+
+Every error is a ``CheckpointError`` whose message names the checkpoint.
+"""
+import os
+
+import tensorflow.compat.v1 as tf
+
+from model import model_info
+
+_CHECKPOINT_SUFFIXES = ('.index', '.meta')
+# A class head (``<layer>_box/conv_cls/...``) has anchors_per_cell * num_classes outputs, its
+# box regressor (``<layer>_box/conv_loc/...``) anchors_per_cell * 4.
+CLASS_HEAD = '/conv_cls/'
+BOX_HEAD = '/conv_loc/'
+
+
+class CheckpointError(model_info.ModelInfoError):
+    """A checkpoint that cannot be found, read, or loaded into the model (a missing variable, a
+    shape or class count that differs). A ``ToolkitError`` and a ``ValueError``; also a
+    ``ModelInfoError`` (a trained model's files), which the inference tools catch."""
+
+
+def resolve(path):
+    """The checkpoint prefix for a directory (its newest checkpoint) or a prefix.
+
+    A ``.index``/``.data-*``/``.meta`` file given instead of the prefix is a common mistake: the
+    error names the prefix to use. A single-file (V1) checkpoint such as slim's ``vgg_16.ckpt``
+    is its own prefix.
+    """
+    if tf.gfile.IsDirectory(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise CheckpointError('no checkpoint in directory %s' % path)
+        return prefix
+    for suffix in _CHECKPOINT_SUFFIXES:
+        if path.endswith(suffix):
+            raise CheckpointError('%s is a checkpoint file, not a checkpoint prefix: use %s'
+                                  % (path, path[:-len(suffix)]))
+    if '.data-' in os.path.basename(path):
+        raise CheckpointError('%s is a checkpoint file, not a checkpoint prefix: use %s'
+                              % (path, path[:path.rindex('.data-')]))
+    if not tf.gfile.Exists(path + '.index') and not tf.gfile.Exists(path):
+        raise CheckpointError('no checkpoint at %s (expected %s.index)' % (path, path))
+    return path
+
+
+def open_reader(prefix):
+    """A ``tf.train`` checkpoint reader of ``prefix``; CheckpointError when it cannot be read."""
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, str(e).splitlines()[0]))
+
+
+def variable_shapes(path):
+    """``{name: shape}`` of the variables of a checkpoint prefix or directory."""
+    return open_reader(resolve(path)).get_variable_to_shape_map()
+
+
+def parse_scopes(scopes):
+    """A comma-separated string (a flag) or an iterable of scopes → list of non-empty scopes."""
+    if isinstance(scopes, str):
+        scopes = scopes.split(',')
+    return [s.strip().rstrip('/') for s in scopes or () if s and s.strip().rstrip('/')]
+
+
+def in_scopes(name, scopes):
+    """True when variable ``name`` is one of ``scopes`` or lies below one (scope boundaries:
+    ``ssd_300_vgg/block4_box`` covers ``ssd_300_vgg/block4_box/conv_cls/weights`` but not
+    ``ssd_300_vgg/block4_box2/...``)."""
+    return any(name == s or name.startswith(s + '/') for s in parse_scopes(scopes))
+
+
+def model_num_classes(variables):
+    """The class count (background included) of the model behind ``variables``, read from a class
+    head and its box regressor; None when they hold no such pair."""
+    shapes = {v.op.name: v.shape.as_list() for v in variables}
+    for name, shape in sorted(shapes.items()):
+        loc = shapes.get(name.replace(CLASS_HEAD, BOX_HEAD))
+        if CLASS_HEAD in name and loc and loc[-1] >= 4:
+            return shape[-1] // (loc[-1] // 4)
+    return None
+
+
+def trained_num_classes(checkpoint_shape, model_shape, num_classes):
+    """The class count a class head of ``checkpoint_shape`` was trained with, given the same head
+    in a model of ``num_classes`` (``model_shape``); None when it is not a whole number."""
+    anchors = model_shape[-1] // num_classes if num_classes else 0
+    if not anchors or checkpoint_shape[-1] % anchors:
+        return None
+    return checkpoint_shape[-1] // anchors
+
+
+def _loaded_shape(checkpoint_shape, slices):
+    if slices is None:
+        return list(checkpoint_shape)
+    return [len(range(*s.indices(n))) for s, n in zip(slices, checkpoint_shape)]
+
+
+def _mismatch(prefix, variable, name, checkpoint_shape, slices, num_classes, remedy,
+              class_remedy):
+    """The CheckpointError of a variable whose checkpoint shape differs from the model's."""
+    model_shape = variable.shape.as_list()
+    found = (trained_num_classes(checkpoint_shape, model_shape, num_classes)
+             if CLASS_HEAD in variable.op.name and slices is None else None)
+    if found is not None and found != num_classes:
+        return CheckpointError(
+            'checkpoint %s was trained with num_classes=%d, the model has num_classes=%d '
+            '(background included; %s is %s there, %s here)%s'
+            % (prefix, found, num_classes, name, list(checkpoint_shape), model_shape,
+               class_remedy % {'found': found}))
+    converted = '' if slices is None else ' (%s after subsampling)' % (
+        _loaded_shape(checkpoint_shape, slices),)
+    model_name = '' if name == variable.op.name else "'s %s" % variable.op.name
+    return CheckpointError('checkpoint %s: %s has shape %s%s, the model%s needs %s%s'
+                           % (prefix, name, list(checkpoint_shape), converted, model_name,
+                              model_shape, remedy))
+
+
+def match_variables(prefix, checkpoint_shapes, pairs, num_classes=None, ignore_missing=False,
+                    remedy='', class_remedy=None):
+    """The ``(variable, checkpoint name, slices)`` of ``pairs`` that the checkpoint loads.
+
+    Args:
+      prefix: the checkpoint (named in the errors).
+      checkpoint_shapes: its ``{name: shape}``.
+      pairs: ``(model variable, checkpoint name, slices)``; ``slices`` (one slice per
+        dimension, or None) subsample the checkpoint value (VGG-16's fc6/fc7 → conv6/conv7). A
+        pair with slices whose name is missing is left out silently (conv-only VGG-16).
+      num_classes: the model's class count (default: read from the class heads of ``pairs``);
+        class heads are compared first, so another class count is reported as such.
+      ignore_missing: leave out (with a warning) variables missing from the checkpoint.
+      remedy, class_remedy: appended to the messages (``class_remedy``, default ``remedy``, to
+        that of a class count, with ``%(found)d`` the checkpoint's count).
+    Raises:
+      CheckpointError naming the checkpoint, the variable and both shapes (or class counts).
+    """
+    if num_classes is None:
+        num_classes = model_num_classes([variable for variable, _, _ in pairs])
+    class_remedy = remedy if class_remedy is None else class_remedy
+    ordered = sorted(pairs, key=lambda pair: CLASS_HEAD not in pair[0].op.name)  # stable
+    plan = set()
+    for variable, name, slices in ordered:
+        if name not in checkpoint_shapes:
+            if slices is not None:
+                continue
+            if ignore_missing:
+                tf.logging.warning('variable %s not in the checkpoint; keeping its initialiser',
+                                   name)
+                continue
+            raise CheckpointError('checkpoint %s lacks the variable %s%s%s' % (
+                prefix, name, '' if name == variable.op.name else ' (for %s)' % variable.op.name,
+                remedy))
+        if _loaded_shape(checkpoint_shapes[name], slices) != variable.shape.as_list():
+            raise _mismatch(prefix, variable, name, checkpoint_shapes[name], slices, num_classes,
+                            remedy, class_remedy)
+        plan.add(id(variable))
+    return [pair for pair in pairs if id(pair[0]) in plan]
+
+
+def check_fits(path, variables, num_classes=None, remedy=''):
+    """Raises CheckpointError unless the checkpoint at ``path`` (prefix or directory) holds every
+    one of ``variables`` under its own name and shape; returns the prefix."""
+    prefix = resolve(path)
+    shapes = open_reader(prefix).get_variable_to_shape_map()
+    match_variables(prefix, shapes, [(v, v.op.name, None) for v in variables], num_classes,
+                    remedy=remedy)
+    return prefix
+
+
+def restore(sess, path, var_list=None, num_classes=None, remedy=''):
+    """Restores ``var_list`` (default: every global variable) from the checkpoint at ``path``
+    after ``check_fits``; returns the prefix."""
+    var_list = tf.global_variables() if var_list is None else var_list
+    prefix = check_fits(path, var_list, num_classes, remedy)
+    tf.train.Saver(var_list={v.op.name: v for v in var_list}).restore(sess, prefix)
+    return prefix

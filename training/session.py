@@ -1,0 +1,122 @@
+"""The trainer's cluster and session: deployment config from the distributed flags, the session
+configuration, and the monitored session that runs the steps (chief or worker)."""
+import os
+
+import tensorflow.compat.v1 as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+from deployment import model_deploy
+from training.train_tools import TrainConfigError
+
+
+def _hosts(flag_name, value):
+    hosts = [h.strip() for h in value.split(',') if h.strip()]
+    for host in hosts:
+        if ':' not in host:
+            raise TrainConfigError('--%s: %r is not host:port' % (flag_name, host))
+    return hosts
+
+
+def setup_cluster(f):
+    """(DeploymentConfig, tf.distribute.Server or None) from the distributed flags.
+
+    A ps process serves forever here (the caller never gets back); workers get a server whose
+    target the session connects to.
+    """
+    if f.num_replicas == 1 and f.num_ps_tasks == 0:
+        return _deployment_config(f), None
+    ps_hosts, worker_hosts = _hosts('ps_hosts', f.ps_hosts), _hosts('worker_hosts', f.worker_hosts)
+    if len(ps_hosts) != f.num_ps_tasks:
+        raise TrainConfigError('--ps_hosts lists %d hosts for --num_ps_tasks=%d'
+                               % (len(ps_hosts), f.num_ps_tasks))
+    if len(worker_hosts) != f.num_replicas:
+        raise TrainConfigError('--worker_hosts lists %d hosts for --num_replicas=%d'
+                               % (len(worker_hosts), f.num_replicas))
+    if f.job_name not in ('ps', 'worker'):
+        raise TrainConfigError('--job_name=%s must be ps or worker' % f.job_name)
+    tasks = ps_hosts if f.job_name == 'ps' else worker_hosts
+    if not 0 <= f.task < len(tasks):
+        raise TrainConfigError('--task=%d is out of range for %d %s tasks'
+                               % (f.task, len(tasks), f.job_name))
+    cluster = tf.train.ClusterSpec({'ps': ps_hosts, 'worker': worker_hosts})
+    server = tf.distribute.Server(cluster, job_name=f.job_name, task_index=f.task,
+                                  config=tf.ConfigProto(allow_soft_placement=True))
+    if f.job_name == 'ps':
+        print('parameter server %d serving on %s' % (f.task, ps_hosts[f.task]), flush=True)
+        server.join()
+    return _deployment_config(f, replica_id=f.task), server
+
+
+def _deployment_config(f, replica_id=0):
+    try:
+        return model_deploy.DeploymentConfig(
+            num_clones=f.num_clones, clone_on_cpu=f.clone_on_cpu, replica_id=replica_id,
+            num_replicas=f.num_replicas, num_ps_tasks=f.num_ps_tasks)
+    except ValueError as e:
+        raise TrainConfigError('--num_clones/--num_replicas/--num_ps_tasks/--task: %s' % e)
+
+
+def session_config(f):
+    gpu_options = tf.GPUOptions(per_process_gpu_memory_fraction=f.gpu_memory_fraction,
+                                allow_growth=f.allow_growth)
+    config = tf.ConfigProto(allow_soft_placement=True, log_device_placement=f.log_device_placement,
+                            gpu_options=gpu_options)
+    if f.precision == 'bfloat16':
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
+        if os.environ.get('TF_ENABLE_ONEDNN_OPTS') != '1':
+            print('warning: --precision=bfloat16 trains through oneDNN\'s bfloat16 rewrite: set '
+                  'TF_ENABLE_ONEDNN_OPTS=1 (command.sh does), or it may run in float32', flush=True)
+    return config
+
+
+def _first_line(error):
+    """The first informative line of a TensorFlow error (its message starts with a banner)."""
+    lines = [l.strip() for l in error.message.splitlines() if l.strip()]
+    useful = [l for l in lines if not l.startswith(('Graph execution error', 'Detected at node'))]
+    return (useful or lines or ['unknown error'])[0]
+
+
+class WorkerSessionCreator(tf.train.SessionCreator):
+    """Session of a non-chief worker: waits for the chief to initialise the shared variables,
+    polling every ``poll_secs`` (TensorFlow's own creator polls every 30 s)."""
+
+    def __init__(self, scaffold, master, config, poll_secs=1):
+        self._scaffold, self._master, self._config = scaffold, master, config
+        self._poll_secs = poll_secs
+
+    def create_session(self):
+        self._scaffold.finalize()
+        manager = tf.train.SessionManager(
+            local_init_op=self._scaffold.local_init_op,
+            ready_op=self._scaffold.ready_op,
+            ready_for_local_init_op=self._scaffold.ready_for_local_init_op,
+            graph=tf.get_default_graph(), recovery_wait_secs=self._poll_secs)
+        return manager.wait_for_session(self._master, config=self._config)
+
+
+def run_session(f, server, is_chief, scaffold, hooks, step_after):
+    """Runs training steps until a hook stops them; returns the last global step reached.
+
+    The chief restores the newest checkpoint of --train_model_dir (else runs the scaffold's
+    init_fn); other workers wait for the chief.
+    """
+    master = server.target if server else ''
+    if is_chief:
+        creator = tf.train.ChiefSessionCreator(scaffold=scaffold, master=master,
+                                               config=session_config(f),
+                                               checkpoint_dir=f.train_model_dir)
+    else:
+        creator = WorkerSessionCreator(scaffold, master, session_config(f))
+    final_step = None
+    try:
+        with tf.train.MonitoredSession(session_creator=creator, hooks=hooks) as sess:
+            while not sess.should_stop():
+                final_step = sess.run(step_after)
+    except tf.errors.OutOfRangeError:
+        raise TrainConfigError('--dataset_dir=%s: the input ran out of data' % f.dataset_dir)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+        # Typically a checkpoint in --train_model_dir written with other network flags.
+        raise TrainConfigError('--train_model_dir=%s: %s (was it trained with other --model_name/'
+                               '--width_multiplier flags?)' % (f.train_model_dir, _first_line(e)))
+    return final_step
