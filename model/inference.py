@@ -17,6 +17,7 @@ from model import model_info
 from nets import nets_factory
 from preprocessing import preprocessing_factory
 from preprocessing import transform
+from utils import cpu_features
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
@@ -69,6 +70,7 @@ def compute_precision(precision):
     if precision == 'float32':
         yield
         return
+    cpu_features.warn_if_bfloat16_is_slow(precision)
 
     def float32_variables(getter, name, *args, dtype=None, **kwargs):
         variable = getter(name, *args, dtype=tf.float32, **kwargs)

@@ -26,3 +26,14 @@ def test_bfloat16_is_slow_without_its_instructions_or_without_onednn(tmp_path):
     assert 'TF_ENABLE_ONEDNN_OPTS' in cpu_features.bfloat16_slow_reason(fast, {})
     assert cpu_features.bfloat16_description(fast) == 'AVX512_BF16, AMX_BF16'
     assert cpu_features.bfloat16_description(_flags(tmp_path, ZEN3)) == 'none'
+
+
+def test_the_warning_is_printed_once_and_only_for_bfloat16(monkeypatch):
+    import io
+    monkeypatch.setattr(cpu_features, '_warned', [])
+    monkeypatch.setattr(cpu_features, 'bfloat16_slow_reason', lambda: 'no instructions')
+    stream = io.StringIO()
+    assert cpu_features.warn_if_bfloat16_is_slow('float32', stream) is None
+    for _ in range(2):
+        assert cpu_features.warn_if_bfloat16_is_slow('bfloat16', stream) == 'no instructions'
+    assert stream.getvalue() == 'warning: --precision=bfloat16: no instructions\n'

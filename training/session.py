@@ -1,12 +1,12 @@
 """The trainer's cluster and session: deployment config from the distributed flags, the session
 configuration, and the monitored session that runs the steps (chief or worker)."""
-import os
 
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from deployment import model_deploy
 from training.train_tools import TrainConfigError
+from utils import cpu_features
 
 
 def _hosts(flag_name, value):
@@ -64,9 +64,7 @@ def session_config(f):
     if f.precision == 'bfloat16':
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
-        if os.environ.get('TF_ENABLE_ONEDNN_OPTS') != '1':
-            print('warning: --precision=bfloat16 trains through oneDNN\'s bfloat16 rewrite: set '
-                  'TF_ENABLE_ONEDNN_OPTS=1 (command.sh does), or it may run in float32', flush=True)
+        cpu_features.warn_if_bfloat16_is_slow(f.precision)
     return config
 
 

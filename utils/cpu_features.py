@@ -7,6 +7,7 @@ in float32. The tools still honour ``--precision=bfloat16`` everywhere (an expor
 for another machine), and say once why it will not be fast here.
 """
 import os
+import sys
 
 BFLOAT16_FLAGS = ('avx512_bf16', 'amx_bf16')
 
@@ -45,3 +46,16 @@ def bfloat16_description(flags=None):
         return 'unknown'
     present = [name.upper() for name in BFLOAT16_FLAGS if name in flags]
     return ', '.join(present) or 'none'
+
+
+_warned = []
+
+
+def warn_if_bfloat16_is_slow(precision, stream=None):
+    """Prints ``warning: --precision=bfloat16: <reason>`` once per process when bfloat16 cannot
+    pay here; returns the reason (None when there is nothing to say)."""
+    reason = bfloat16_slow_reason() if precision == 'bfloat16' else None
+    if reason and not _warned:
+        _warned.append(reason)
+        print('warning: --precision=bfloat16: %s' % reason, file=stream or sys.stderr, flush=True)
+    return reason
