@@ -66,11 +66,6 @@ def open_reader(prefix):
         raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, str(e).splitlines()[0]))
 
 
-def variable_shapes(path):
-    """``{name: shape}`` of the variables of a checkpoint prefix or directory."""
-    return open_reader(resolve(path)).get_variable_to_shape_map()
-
-
 def parse_scopes(scopes):
     """A comma-separated string (a flag) or an iterable of scopes → list of non-empty scopes."""
     if isinstance(scopes, str):
