@@ -11,7 +11,9 @@ pretrained weights (``model/pretrained.py``).
   not ``a/b2/...``.
 - ``match_variables``: which model variables a checkpoint loads, with one-line errors for a
   missing variable or a shape that differs (naming both class counts for a class head).
-- ``restore(sess, prefix, var_list, num_classes)``: the checks, then a ``tf.train.Saver`` restore.
+- ``check_fits(path, variables, num_classes)``: the same checks for variables stored under their
+  own names (the trainer's resume); ``restore(sess, path, var_list, num_classes)``: those
+  checks, then a ``tf.train.Saver`` restore.
 
 Every error is a ``CheckpointError`` whose message names the checkpoint.
 """
@@ -64,11 +66,6 @@ def open_reader(prefix):
         return tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as e:
         raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, str(e).splitlines()[0]))
-
-
-def variable_shapes(path):
-    """``{name: shape}`` of the variables of a checkpoint prefix or directory."""
-    return open_reader(resolve(path)).get_variable_to_shape_map()
 
 
 def parse_scopes(scopes):

@@ -52,7 +52,7 @@ def test_one_checkpoint_error_class(tmp_path):
                   model_info.ModelInfoError):
         assert issubclass(error, ToolkitError), error
     with pytest.raises(checkpoints.CheckpointError, match='no checkpoint in directory'):
-        checkpoints.variable_shapes(str(tmp_path))
+        checkpoints.resolve(str(tmp_path))
     with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError,
                                                 match='no checkpoint at'):
         pretrained.init_fn_from_checkpoint(str(tmp_path / 'nothing.ckpt'))

@@ -152,7 +152,7 @@ def test_matching_class_count_resumes_without_init_fn(tmp_path):
     prefix = _save_class_layer(str(tmp_path / 'run' / 'model.ckpt'), num_classes=6)
     with tf.Graph().as_default():
         var = _class_layer(6)
-        shapes = checkpoints.variable_shapes(prefix)
+        shapes = checkpoints.open_reader(prefix).get_variable_to_shape_map()
         assert checkpoints.trained_num_classes(shapes[var.op.name], var.shape.as_list(), 6) == 6
         # Resume wins over fine-tuning: the session restores the run's own checkpoint.
         assert train_tools.get_init_fn('/elsewhere/model.ckpt', os.path.dirname(prefix), 6) is None
