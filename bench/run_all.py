@@ -12,6 +12,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -62,6 +63,26 @@ def comparison_lines(values):
     return lines
 
 
+def previous_rows(path):
+    """{script: table rows} of the report at ``path``, each row's note saying which run measured
+    it, so that ``--only`` keeps the figures it does not measure again."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        head = f.read().split('\n<!-- section: ')[0]
+    date = re.search(r'^- Date: (.+)$', head, re.M)
+    rows = {}
+    for line in head.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
+        if not line.startswith('| bench_') or len(cells) < 5:
+            continue
+        cells = (cells + [''])[:6]
+        if 'run of ' not in cells[4] and date:
+            cells[4] = ('%s (run of %s)' % (cells[4], date.group(1))).strip()
+        rows.setdefault(cells[0], []).append('| %s |' % ' | '.join(cells))
+    return rows
+
+
 def machine_description():
     cpu = platform.processor() or platform.machine()
     try:
@@ -98,7 +119,8 @@ def run_benchmark(script, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output', default=os.path.join(REPO_ROOT, 'bench', 'REPORT.md'))
-    parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py)')
+    parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py); '
+                        'the report keeps the other scripts\' rows, marked with their run\'s date')
     parser.add_argument('--force', action='store_true',
                         help='write the report even though the machine is busy')
     options = parser.parse_args()
@@ -119,8 +141,10 @@ def main():
              '|---|---|---|---|---|---|']
     failed = []
     values = {}
+    kept = previous_rows(options.output) if options.only else {}
     for script, args, _ in BENCHMARKS:
         if options.only and script not in options.only:
+            lines.extend(kept.get(script, []))
             continue
         load = '%.2f' % os.getloadavg()[0]
         figures, seconds, ok = run_benchmark(script, args)

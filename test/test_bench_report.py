@@ -62,3 +62,16 @@ def test_pytorch_twin_has_our_network_size_and_outputs():
     with torch.no_grad():
         logits, boxes = model(torch.zeros(1, 3, 300, 300))
     assert tuple(logits.shape) == (1, 8732, 21) and tuple(boxes.shape) == (1, 8732, 4)
+
+
+def test_only_keeps_the_rows_of_the_other_benchmarks_with_their_date(tmp_path):
+    path = tmp_path / 'REPORT.md'
+    path.write_text('# Benchmark report\n\n- Date: 2026-11-25 21:23 UTC\n\n'
+                    '| benchmark | figure | value | unit | note |\n|---|---|---|---|---|\n'
+                    '| bench_learning.py | learning_map_voc07 | 0.663 | mAP@0.5 | held-out split |\n'
+                    '| bench_data.py | x | 1 | s | a (run of 2026-11-01 10:00 UTC) | 0.10 |\n\n'
+                    '<!-- section: Kept -->\n## Kept\n\n| bench_fake.py | not | a | row | here |\n')
+    assert run_all.previous_rows(str(path)) == {
+        'bench_learning.py': ['| bench_learning.py | learning_map_voc07 | 0.663 | mAP@0.5 | '
+                              'held-out split (run of 2026-11-25 21:23 UTC) |  |'],
+        'bench_data.py': ['| bench_data.py | x | 1 | s | a (run of 2026-11-01 10:00 UTC) | 0.10 |']}
