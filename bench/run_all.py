@@ -136,7 +136,7 @@ def main():
     lines = ['# Benchmark report', '',
              '- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
              '- Machine: %s' % machine_description(),
-             '- Command: `python bench/run_all.py`', '',
+             '- Command: `%s`' % ' '.join(['python bench/run_all.py'] + sys.argv[1:]), '',
              '| benchmark | figure | value | unit | note | load at start |',
              '|---|---|---|---|---|---|']
     failed = []
