@@ -41,6 +41,8 @@ COMPARISONS = (
      'torch_forward_bfloat16_batch8', 'forward_bfloat16_batch8', 1.3),
     ('forward batch 1 bfloat16: TensorFlow vs PyTorch autocast',
      'torch_forward_bfloat16_batch1', 'forward_bfloat16_batch1', None),
+    ('forward batch 1 float32: TensorFlow vs PyTorch',
+     'torch_forward_float32_batch1', 'forward_float32_batch1', None),
     ('forward batch 8 float32: TensorFlow vs PyTorch',
      'torch_forward_float32_batch8', 'forward_float32_batch8', None),
     ('training step bfloat16: TensorFlow vs PyTorch autocast',
@@ -158,7 +160,7 @@ def main():
         # Written after every benchmark, so an interrupted run still leaves its figures; the
         # sections that long benchmarks (bench_finetune.py) write themselves are kept.
         comparisons = comparison_lines(values)
-        head = lines + (['', '**Side by side** (figures of this run):', ''] + comparisons
+        head = lines + (['', '**Side by side** (figures of the table):', ''] + comparisons
                         if comparisons else [])
         common.write_report(options.output, '\n'.join(head),
                             common.read_report_sections(options.output))
