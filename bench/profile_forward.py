@@ -1,4 +1,4 @@
-"""Where the forward pass spends its time, op type by op type (issue #12's profile).
+"""Which kernels the forward pass runs, op type by op type, and in which dtype (issue #12).
 
     TF_ENABLE_ONEDNN_OPTS=1 python bench/profile_forward.py [--batch_size=1] [--runs=5]
 
@@ -8,8 +8,9 @@ detector.py, eval_ssd_network.py and the bfloat16 export); and float32 graph wit
 session-level bfloat16 rewrite (``auto_mixed_precision_onednn_bfloat16``, what the trainer's
 --precision=bfloat16 turns on). For each it prints the op types that take the most time as the
 kernels report it (after grappler's rewrites, so oneDNN's fused kernels and its layout
-conversions appear under their own names), their share and their output dtypes, and the wall
-time of an untraced run. Tracing adds its own overhead: compare shares, not absolute times.
+conversions appear under their own names), their output dtypes and the wall time of an untraced
+run. The traced times are what the kernels report: on a 2-core Zen 3 they summed to 6-38 ms
+against 0.4-0.6 s of wall time, so read them as which kernels run, not where the time goes.
 """
 import argparse
 import collections
