@@ -2,7 +2,7 @@ r"""Serving benchmark: export time, per-request latency and request size in-proc
 over REST (both signatures), and throughput with concurrent clients, against the local model
 server (``python -m serving.model_server``, started here as a separate process); then, for the
 float32 and the bfloat16 export, a batch of 8 JPEGs in-process and gRPC throughput with 1 and
---clients clients with batching off and on.
+--clients clients with batching off, always on and adaptive (the default of --enable_batching).
 
     python bench/bench_serving.py [--repeats=7] [--width_multiplier=1.0] [--clients=4] \
         [--ckpt_path=ckpt/fine_tuning] [--image_path=picture.jpg]
@@ -13,6 +13,7 @@ JPEG bytes adds under 15% to the in-process latency of the same signature.
 """
 import collections
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -87,15 +88,17 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_model_server(base_path, extra_flags=()):
-    """``python -m serving.model_server`` in its own process; returns (process, grpc, rest)."""
+def start_model_server(base_path, extra_flags=(), log_path=os.devnull):
+    """``python -m serving.model_server`` in its own process, its log in ``log_path``; returns
+    (process, grpc, rest)."""
     grpc_port, rest_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'serving.model_server', '--model_name=%s' % MODEL_NAME,
-         '--model_base_path=%s' % base_path, '--port=%d' % grpc_port,
-         '--rest_api_port=%d' % rest_port, '--file_system_poll_wait_seconds=60']
-        + list(extra_flags),
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(log_path, 'w') as log:
+        process = subprocess.Popen(
+            [sys.executable, '-m', 'serving.model_server', '--model_name=%s' % MODEL_NAME,
+             '--model_base_path=%s' % base_path, '--port=%d' % grpc_port,
+             '--rest_api_port=%d' % rest_port, '--file_system_poll_wait_seconds=60']
+            + list(extra_flags),
+            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=log)
     import requests
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -177,14 +180,40 @@ def stop_model_server(process):
     process.wait(timeout=60)
 
 
+# The adaptive scheduler's log line (serving/server/batching.py) once it has measured both modes.
+BATCHING_DECISION = re.compile(r'batching: (\S+) rows/s batched, (\S+) rows/s run at once: '
+                               r'(batching|running requests at once)')
+
+
+def adaptive_decision(make_transport, inputs, clients, log_path):
+    """Sends untimed requests from ``clients`` clients until the server logs its first adaptive
+    batching decision; returns a note of it."""
+    for _ in range(20):
+        with open(log_path) as f:
+            found = BATCHING_DECISION.findall(f.read())
+        if found:
+            batched, direct, chosen = found[-1]
+            return 'chose %s (%s rows/s batched, %s at once)' % (
+                'batching' if chosen == 'batching' else 'direct runs', batched, direct)
+        throughput(make_transport, inputs, clients, FLAGS.requests_per_client)
+    raise RuntimeError('the server logged no batching decision (%s)' % log_path)
+
+
 def precision_and_batching_figures(ckpt, work_dir, encoded):
     """Per precision: in-process serving_default on a batch of 8 JPEGs, and gRPC throughput
-    with 1 and --clients clients, batching off and on (--max_batch_size = --clients)."""
+    with 1 and --clients clients, batching off, always on and adaptive (--max_batch_size =
+    --clients). The adaptive server is timed after it has measured both modes and chosen."""
     import export_saved_model
     parameters = os.path.join(work_dir, 'batching.txt')
     with open(parameters, 'w') as f:
         f.write('max_batch_size { value: %d }\nbatch_timeout_micros { value: %d }\n'
                 % (FLAGS.clients, FLAGS.batch_timeout_micros))
+    batching_flags = ['--enable_batching', '--batching_parameters_file=%s' % parameters]
+    modes = collections.OrderedDict([
+        ('off', []), ('always', batching_flags + ['--noadaptive_batching']),
+        ('adaptive', batching_flags)])
+    log_path = os.path.join(work_dir, 'server.log')
+    inputs = {'encoded_image': np.array([encoded], dtype=object)}
     batch = {'encoded_image': [encoded] * 8}
     for precision in ('float32', 'bfloat16'):
         version_dir = export_saved_model.export(
@@ -194,24 +223,25 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
         sess.close()
         common.report('in_process_serving_default_batch8_%s' % precision, seconds, 's/batch',
                       '8 JPEGs in one request, %.2f s/image' % (seconds / 8))
-        for batching in (False, True):
-            extra = ['--enable_batching', '--batching_parameters_file=%s' % parameters] \
-                if batching else []
-            server, grpc_port, _ = start_model_server(os.path.dirname(version_dir), extra)
-            try:
-                for clients in (1, FLAGS.clients):
-                    rate = throughput(
-                        lambda: protocols.GrpcTransport('127.0.0.1:%d' % grpc_port),
-                        {'encoded_image': np.array([encoded], dtype=object)}, clients,
-                        FLAGS.requests_per_client)
+        for mode, extra in modes.items():
+            for clients in (1, FLAGS.clients):
+                # A new server each time: the adaptive one measures this load from the start.
+                server, grpc_port, _ = start_model_server(os.path.dirname(version_dir), extra,
+                                                          log_path)
+                try:
+                    def new_grpc():
+                        return protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
+                    note = 'one JPEG per request, %d requests each' % FLAGS.requests_per_client
+                    if mode != 'off':
+                        note += ', max_batch_size %d, timeout %d us' % (
+                            FLAGS.clients, FLAGS.batch_timeout_micros)
+                    if mode == 'adaptive':
+                        note += '; ' + adaptive_decision(new_grpc, inputs, clients, log_path)
+                    rate = throughput(new_grpc, inputs, clients, FLAGS.requests_per_client)
                     common.report('grpc_throughput_%s_batching_%s_%d_clients' % (
-                        precision, 'on' if batching else 'off', clients), rate, 'requests/s',
-                        'one JPEG per request, %d requests each%s' % (
-                            FLAGS.requests_per_client,
-                            ', max_batch_size %d, timeout %d us' % (
-                                FLAGS.clients, FLAGS.batch_timeout_micros) if batching else ''))
-            finally:
-                stop_model_server(server)
+                        precision, mode, clients), rate, 'requests/s', note)
+                finally:
+                    stop_model_server(server)
 
 
 def main(_):

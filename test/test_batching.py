@@ -1,5 +1,7 @@
-"""serving/server/batching.py: concurrent requests share runs, each gets its own rows back."""
+"""serving/server/batching.py: concurrent requests share runs, each gets its own rows back, and
+the adaptive chooser keeps whichever of batched and direct runs serves more rows per second."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -8,7 +10,8 @@ from serving.server import batching
 
 
 def _parameters(**kwargs):
-    return batching.DEFAULT_PARAMETERS._replace(**kwargs)
+    """Batching parameters; not adaptive unless asked, so batching itself is what is tested."""
+    return batching.DEFAULT_PARAMETERS._replace(**dict(dict(adaptive=False), **kwargs))
 
 
 def _concurrently(scheduler, requests):
@@ -108,22 +111,24 @@ def test_full_queue_is_refused():
 
 def test_parameters_file_format():
     text = '# TF Serving format\nmax_batch_size { value: 4 }\nbatch_timeout_micros {value:250}\n'
-    assert batching.parse_batching_parameters(text) == _parameters(max_batch_size=4,
-                                                                    batch_timeout_micros=250)
+    defaults = batching.DEFAULT_PARAMETERS
+    assert batching.parse_batching_parameters(text) == defaults._replace(
+        max_batch_size=4, batch_timeout_micros=250)
     assert batching.parse_batching_parameters('batch_timeout_micros { value: 0 }') == \
-        _parameters(batch_timeout_micros=0)
+        defaults._replace(batch_timeout_micros=0)
     with pytest.raises(batching.BatchingConfigError, match="unknown field 'max_batch'"):
         batching.parse_batching_parameters('max_batch { value: 4 }')
     with pytest.raises(batching.BatchingConfigError, match='max_batch_size must be >= 1, got 0'):
         batching.parse_batching_parameters('max_batch_size { value: 0 }')
     with pytest.raises(batching.BatchingConfigError, match='cannot parse'):
         batching.parse_batching_parameters('max_batch_size: 4')
+    with pytest.raises(batching.BatchingConfigError, match="unknown field 'adaptive'"):
+        batching.parse_batching_parameters('adaptive { value: 0 }')   # a flag, not TF Serving's
 
 
 def test_a_lone_client_waits_for_company_once_and_busy_clients_wait_for_each_other():
     """The wait is learnt: after its first batch a lone client's requests never sit out the
     timeout, while three clients sending one request after another share runs."""
-    import time
     timeout_s = 1.0
 
     def slow_double(key, inputs):
@@ -149,3 +154,92 @@ def test_a_lone_client_waits_for_company_once_and_busy_clients_wait_for_each_oth
     scheduler.close()
     together = scheduler.batch_sizes[6:]
     assert sum(together) == 12 and max(together) == 3 and len(together) < 12
+
+
+class _Clock(object):
+    def __init__(self):
+        self.now = 0.
+
+    def __call__(self):
+        return self.now
+
+
+def test_chooser_measures_rows_per_busy_second_and_keeps_the_faster_mode():
+    clock = _Clock()
+    chooser = batching.ModeChooser(window_rows=2, exploit_windows=1, clock=clock)
+
+    def request(start, end, rows=1):
+        clock.now = start
+        mode = chooser.start()
+        clock.now = end
+        chooser.finish(mode, rows)
+        return mode
+
+    # Batched first. Its first completion opens the window (busy second 1) and is not counted;
+    # the idle gap from t=1 to t=5 is not busy time: 2 rows in 2 busy seconds.
+    assert [request(0, 1), request(5, 6)] == [batching.BATCHED] * 2
+    straggler = chooser.start()                # starts batched at t=6, ends after the switch
+    assert request(6, 7) == batching.BATCHED
+    assert chooser.mode == batching.DIRECT and chooser.decisions == []
+    # Direct: two at once; the window opens at t=8 (busy second 4); then 1 + 2 rows by busy
+    # second 4.5: 6 rows/s. The straggler's rows count for neither mode.
+    clock.now = 7
+    assert [chooser.start(), chooser.start()] == [batching.DIRECT] * 2
+    clock.now = 8
+    chooser.finish(batching.DIRECT, 1)
+    chooser.finish(straggler, 5)
+    chooser.finish(batching.DIRECT, 1)
+    assert request(8, 8.5, rows=2) == batching.DIRECT
+    assert chooser.decisions == [({batching.BATCHED: 1.0, batching.DIRECT: 6.0},
+                                  batching.DIRECT)]
+    # Exploiting for one window (2 rows), then a new round measures direct first.
+    assert request(9, 10, rows=2) == batching.DIRECT
+    assert chooser.mode == batching.DIRECT
+    assert [request(10, 11), request(11, 11.5), request(11.5, 12)] == [batching.DIRECT] * 3
+    assert chooser.mode == batching.BATCHED and len(chooser.decisions) == 1
+
+
+def _clients(scheduler, clients, until):
+    """``clients`` threads send one-row requests until ``until()`` (200 each at most) and check
+    every answer is their own."""
+    failures = []
+
+    def client(i):
+        for n in range(200):
+            if until():
+                return
+            x = np.full((1, 2), i * 1000 + n, np.float32)
+            if not np.array_equal(scheduler.run('k', {'x': x})['y'], x * 2):
+                failures.append((i, n))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []
+
+
+@pytest.mark.parametrize('serialised, expected', [
+    # Runs overlap and a batch costs its rows: four runs at once beat one batch of four.
+    (False, batching.DIRECT),
+    # One run at a time (a saturated CPU) and a batch costs less per row: batching wins.
+    (True, batching.BATCHED)])
+def test_adaptive_scheduler_keeps_what_serves_more(serialised, expected):
+    one_at_a_time = threading.Lock()
+
+    def run(key, inputs):
+        rows = len(inputs['x'])
+        if serialised:
+            with one_at_a_time:
+                time.sleep(0.02 + 0.005 * rows)    # batch of 4: 100 rows/s; singly: 40
+        else:
+            time.sleep(0.04 * rows)                # batch of 4: 25 rows/s; 4 at once: 100
+        return _double(key, inputs)
+    scheduler = batching.BatchScheduler(run, _parameters(max_batch_size=4, adaptive=True,
+                                                         batch_timeout_micros=200000))
+    _clients(scheduler, 4, until=lambda: scheduler.chooser.decisions)
+    scheduler.close()
+    (rates, chosen), = scheduler.chooser.decisions
+    assert chosen == expected, rates
+    assert max(scheduler.batch_sizes) == 4     # the batched window did batch

@@ -1,5 +1,8 @@
 """utils/cli.py: the one command-line convention, and every tool that follows it."""
 import importlib
+import os
+import subprocess
+import sys
 
 import pytest
 from absl import flags
@@ -38,6 +41,20 @@ def test_help_lists_the_own_flags_by_theme(capsys):
     assert 'Output:' in out and '--count' in out
     assert 'Deprecated spelling: --split_name' in out
     assert '--helpfull' not in out and '--flagfile' not in out and 'absl' not in out
+
+
+def test_help_into_a_pipe_closed_early_is_no_error():
+    """``tool --help | head -1``: help longer than the pipe's buffer, the reader gone after a
+    few bytes; the tool exits 0 with nothing on stderr."""
+    script = ('import sys; from utils import cli; '
+              'sys.exit(cli.run(["tool", "--help"], cli.FlagSet(), "A tool. " * 100000, None))')
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen([sys.executable, '-c', script], cwd=repo,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.read(7) == b'A tool.'
+    process.stdout.close()
+    assert process.wait(60) == 0
+    assert process.stderr.read() == b''
 
 
 @pytest.mark.parametrize('argv,message', [

@@ -15,7 +15,9 @@ import types
 import pytest
 import requests
 
-from serving.server.model_server import UsageError, server_from_flags, start_server
+from serving.server import batching
+from serving.server.model_server import (UsageError, batching_from_flags, server_from_flags,
+                                         start_server)
 from test.serving_fixtures import sample_jpeg, write_model_version
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,7 +123,7 @@ def test_flag_validation_names_the_flag(tmp_path, changes, message):
                   grpc_max_threads=2, tensorflow_intra_op_parallelism=0,
                   tensorflow_inter_op_parallelism=0, version_labels='', max_image_pixels=10,
                   max_batch_rows=2, max_tensor_elements=10, rest_api_timeout_in_ms=1000,
-                  enable_batching=False, batching_parameters_file='')
+                  enable_batching=False, batching_parameters_file='', adaptive_batching=True)
     values.update(changes)
     if values['batching_parameters_file'] == 'BAD_FILE':
         bad = tmp_path / 'batching.txt'
@@ -131,6 +133,15 @@ def test_flag_validation_names_the_flag(tmp_path, changes, message):
     with pytest.raises(UsageError) as raised:
         server_from_flags(types.SimpleNamespace(**values)).stop()
     assert str(raised.value).startswith(message)
+
+
+def test_batching_flags_give_the_file_values_and_the_adaptive_choice(tmp_path):
+    parameters_file = tmp_path / 'batching.txt'
+    parameters_file.write_text('max_batch_size { value: 4 }\n')
+    assert batching_from_flags(True, str(parameters_file), False) == \
+        batching.DEFAULT_PARAMETERS._replace(max_batch_size=4, adaptive=False)
+    assert batching_from_flags(True, '', True) == batching.DEFAULT_PARAMETERS
+    assert batching_from_flags(False, '', True) is None
 
 
 def test_taken_port_is_a_usage_error(tmp_path):

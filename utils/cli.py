@@ -5,13 +5,14 @@ global registry) inside a ``define_flags()`` function, theme by theme, and its `
 hands it to ``run``:
 
 - ``--help`` / ``-h`` prints the script's docstring and its own flags grouped by theme (not the
-  hundreds absl defines), exit 0;
+  hundreds absl defines), exit 0, also when the reader stops early (``--help | head``);
 - an unknown flag, a malformed value or a stray argument: one line ``error: ...``, exit 2;
 - a ``UsageError`` (a bad flag value or combination found by the script): ``error: ...``, exit 2;
 - any other ``utils.errors.ToolkitError``: ``error: <message>``, exit 1 (caught here, once).
 
 Importing a script therefore defines no flag; tests and notebooks may import several at once.
 """
+import os
 import sys
 import textwrap
 
@@ -134,6 +135,15 @@ def format_help(doc, flag_values, groups):
     return '\n'.join(lines)
 
 
+def print_help(text):
+    """Prints ``text`` on stdout; a reader that closes the pipe early is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python's exit would flush the rest into the closed pipe and print a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def print_error(message):
     """``error: <first line of message>`` on stderr."""
     text = str(message).strip()
@@ -150,7 +160,7 @@ def run_cli(argv, flag_values, groups, doc, main_fn):
         print_error(e)
         return USAGE_EXIT
     if flag_values.help:
-        print(format_help(doc, flag_values, groups))
+        print_help(format_help(doc, flag_values, groups))
         return 0
     if len(rest) > 1:
         print_error('unexpected argument %r (flags look like --name=value)' % rest[1])

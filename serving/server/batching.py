@@ -14,6 +14,13 @@ while it ran), ``max_batch_size`` at most. A lone client's batches hold one requ
 queues behind them, so they do not wait at all; four busy clients' batches wait for all four.
 The first batch assumes company and may wait the full timeout once.
 
+Whether to batch at all is measured too (``adaptive``, on by default): a batch pays only where
+it costs less per row than single runs, and concurrent single runs also overlap on the cores
+(e.g. one request's JPEG decoding beside another's convolutions). A ``ModeChooser`` measures
+the served rows per busy second batched, then with each request run at once in its own thread
+(as with batching off), keeps the faster for ``EXPLOIT_WINDOWS`` measuring windows and then
+measures both again, so a change of traffic or model is followed.
+
 Parameters come from TF Serving's ``--batching_parameters_file`` text format::
 
     max_batch_size { value: 8 }
@@ -26,6 +33,7 @@ pays where a batch of N costs less than N single runs: on this 2-core CPU, the b
 (bench/bench_serving.py measures it).
 """
 import collections
+import logging
 import re
 import threading
 import time
@@ -34,11 +42,20 @@ import numpy as np
 
 from utils.errors import ToolkitError
 
+logger = logging.getLogger('serving.model_server')
+
+# The first four fields are TF Serving's (its file format sets them); ``adaptive`` is ours (a
+# server flag): choose between batched and direct runs by measured throughput.
 BatchingParameters = collections.namedtuple(
     'BatchingParameters', 'max_batch_size batch_timeout_micros num_batch_threads '
-                          'max_enqueued_batches')
+                          'max_enqueued_batches adaptive')
+FILE_FIELDS = BatchingParameters._fields[:4]
 DEFAULT_PARAMETERS = BatchingParameters(max_batch_size=8, batch_timeout_micros=5000,
-                                        num_batch_threads=1, max_enqueued_batches=100)
+                                        num_batch_threads=1, max_enqueued_batches=100,
+                                        adaptive=True)
+BATCHED, DIRECT = 'batched', 'direct'
+# Windows of rows spent on the chosen mode between two measurements of both.
+EXPLOIT_WINDOWS = 20
 _FIELD = re.compile(r'(\w+)\s*\{\s*value\s*:\s*(-?\d+)\s*\}')
 
 
@@ -55,9 +72,9 @@ def parse_batching_parameters(text, source='--batching_parameters_file'):
     fields it leaves out); every value must be a positive integer (the timeout may be 0)."""
     values = {}
     for name, number in _FIELD.findall(text):
-        if name not in BatchingParameters._fields:
+        if name not in FILE_FIELDS:
             raise BatchingConfigError('%s: unknown field %r (known: %s)' % (
-                source, name, ', '.join(BatchingParameters._fields)))
+                source, name, ', '.join(FILE_FIELDS)))
         # A zero timeout is allowed (batches then hold what queued while the session was busy).
         minimum = 0 if name == 'batch_timeout_micros' else 1
         if int(number) < minimum:
@@ -81,6 +98,93 @@ class _Request(object):
         self.error = None
 
 
+class ModeChooser(object):
+    """Chooses ``BATCHED`` or ``DIRECT`` for each request by measured throughput.
+
+    A round measures the current mode, then the other, each over a window of ``window_rows``
+    rows, and keeps the faster for ``exploit_windows`` windows' worth of rows; then the next
+    round starts. Throughput is rows per *busy* second (time with a request in flight), so idle
+    gaps between clients' requests do not count, and a window is counted from the first
+    completion of its mode on (that completion's rows excluded), so requests already running
+    when the mode changed do not count as work of the new mode. ``decisions`` records every
+    round as ``(rates by mode in rows/s, chosen mode)``. ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, window_rows, exploit_windows=EXPLOIT_WINDOWS, clock=time.monotonic,
+                 on_decision=None):
+        self._window_rows = window_rows
+        self._exploit_rows = exploit_windows * window_rows
+        self._clock = clock
+        self._on_decision = on_decision
+        self._lock = threading.Lock()
+        self.mode = BATCHED
+        self.decisions = []
+        self._rates = {}            # this round's measured rates
+        self._measuring = True      # False while exploiting a decision
+        self._rows = 0              # rows counted in the current window (or exploitation)
+        self._window_start = None   # busy seconds at the window's first completion
+        self._in_flight = 0
+        self._busy = 0.             # busy seconds before ``_busy_since``
+        self._busy_since = None
+
+    def _busy_seconds(self, now):
+        return self._busy + (now - self._busy_since if self._in_flight else 0.)
+
+    def start(self):
+        """A request arrives: returns the mode to run it in."""
+        with self._lock:
+            if not self._in_flight:
+                self._busy_since = self._clock()
+            self._in_flight += 1
+            return self.mode
+
+    def finish(self, mode, rows):
+        """A request started in ``mode`` ended with ``rows`` rows served (0 if it failed)."""
+        with self._lock:
+            now = self._clock()
+            if mode == self.mode:
+                self._count(rows, now)
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._busy += now - self._busy_since
+
+    def _count(self, rows, now):
+        if not self._measuring:
+            self._rows += rows
+            if self._rows >= self._exploit_rows:   # time to measure both again
+                self._switch_to(self.mode, measuring=True)
+            return
+        if self._window_start is None:             # the window opens at its first completion
+            self._window_start = self._busy_seconds(now)
+            return
+        self._rows += rows
+        elapsed = self._busy_seconds(now) - self._window_start
+        if self._rows < self._window_rows or elapsed <= 0:
+            return
+        self._rates[self.mode] = self._rows / elapsed
+        other = DIRECT if self.mode == BATCHED else BATCHED
+        if other not in self._rates:
+            self._switch_to(other, measuring=True)
+            return
+        # Ties go to direct runs: no batch assembly, and no one waits for company.
+        best = BATCHED if self._rates[BATCHED] > self._rates[DIRECT] else DIRECT
+        self.decisions.append((dict(self._rates), best))
+        if self._on_decision:
+            self._on_decision(dict(self._rates), best)
+        self._rates = {}
+        self._switch_to(best, measuring=False)
+
+    def _switch_to(self, mode, measuring):
+        self.mode, self._measuring = mode, measuring
+        self._rows, self._window_start = 0, None
+
+
+def _log_decision(rates, mode):
+    logger.info('batching: %.3g rows/s batched, %.3g rows/s run at once: %s for the next %d '
+                'windows', rates[BATCHED], rates[DIRECT],
+                'batching' if mode == BATCHED else 'running requests at once', EXPLOIT_WINDOWS)
+
+
 class BatchScheduler(object):
     """Batches ``run_fn(key, inputs) -> outputs`` calls made from many threads.
 
@@ -98,14 +202,30 @@ class BatchScheduler(object):
         # Rows that came together last time (see the module docstring); company is assumed
         # until the first batch shows otherwise.
         self._expected_rows = parameters.max_batch_size
-        self.batch_sizes = []   # rows of every session run, for tests and logs
+        self.batch_sizes = []   # rows of every batched session run, for tests and logs
+        self.chooser = ModeChooser(max(8, 2 * parameters.max_batch_size),
+                                   on_decision=_log_decision) if parameters.adaptive else None
         self._threads = [threading.Thread(target=self._loop, name='batching-%d' % i, daemon=True)
                          for i in range(parameters.num_batch_threads)]
         for thread in self._threads:
             thread.start()
 
     def run(self, key, inputs):
-        """Queues one request and returns its outputs (or raises what its batch raised)."""
+        """Runs one request, batched or (when the chooser finds that faster) at once in this
+        thread; returns its outputs or raises what its run raised."""
+        if self.chooser is None:
+            return self._run_batched(key, inputs)
+        mode = self.chooser.start()
+        rows = 0
+        try:
+            outputs = (self._run_fn(key, inputs) if mode == DIRECT
+                       else self._run_batched(key, inputs))
+            rows = len(next(iter(inputs.values())))
+            return outputs
+        finally:
+            self.chooser.finish(mode, rows)
+
+    def _run_batched(self, key, inputs):
         request = _Request(key, inputs)
         with self._cond:
             if self._closed:

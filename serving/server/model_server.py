@@ -172,6 +172,10 @@ def define_flags():
                     'TF Serving BatchingParameters text file (max_batch_size { value: 8 }, '
                     'batch_timeout_micros { value: 5000 }, num_batch_threads, '
                     'max_enqueued_batches); default values without it. Needs --enable_batching.')
+    flag_set.boolean('adaptive_batching', True,
+                     'With --enable_batching, measure throughput batched and with requests run at '
+                     'once, keep the faster and measure again from time to time (ours, not TF '
+                     'Serving\'s: batching then never lowers throughput); false batches always.')
     flag_set.integer('tensorflow_intra_op_parallelism', 0,
                      'Threads inside one op (0 = TensorFlow chooses).')
     flag_set.integer('tensorflow_inter_op_parallelism', 0,
@@ -190,15 +194,16 @@ def parse_version_labels(text):
     return labels
 
 
-def batching_from_flags(enable_batching, parameters_file):
+def batching_from_flags(enable_batching, parameters_file, adaptive=True):
     """``BatchingParameters`` for ``--enable_batching`` (from ``--batching_parameters_file``
-    when given), or None; ``UsageError`` names the flag or the file's bad field."""
+    when given, ``adaptive`` from ``--adaptive_batching``), or None; ``UsageError`` names the
+    flag or the file's bad field."""
     if not enable_batching:
         if parameters_file:
             raise UsageError('--batching_parameters_file needs --enable_batching')
         return None
     if not parameters_file:
-        return batching.DEFAULT_PARAMETERS
+        return batching.DEFAULT_PARAMETERS._replace(adaptive=adaptive)
     try:
         with open(parameters_file) as f:
             text = f.read()
@@ -206,7 +211,7 @@ def batching_from_flags(enable_batching, parameters_file):
         raise UsageError('--batching_parameters_file %s: %s' % (parameters_file, err.strerror))
     try:
         return batching.parse_batching_parameters(
-            text, '--batching_parameters_file %s' % parameters_file)
+            text, '--batching_parameters_file %s' % parameters_file)._replace(adaptive=adaptive)
     except batching.BatchingConfigError as err:
         raise UsageError(str(err))
 
@@ -227,7 +232,8 @@ def server_from_flags(values):
                  'max_image_pixels', 'max_batch_rows', 'max_tensor_elements'):
         if getattr(values, name) <= 0:
             raise UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
-    batching = batching_from_flags(values.enable_batching, values.batching_parameters_file)
+    batching = batching_from_flags(values.enable_batching, values.batching_parameters_file,
+                                   values.adaptive_batching)
     return start_server(
         values.model_name, os.path.abspath(values.model_base_path), port=values.port,
         rest_api_port=values.rest_api_port or None,
