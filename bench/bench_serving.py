@@ -1,11 +1,11 @@
 r"""Serving benchmark: export time, per-request latency and request size in-process, over gRPC and
-over REST (both signatures), and throughput with concurrent clients, against the local model
-server (``python -m serving.model_server``, started here as a separate process); then, for the
-float32 and the bfloat16 export, a batch of 8 JPEGs in-process and gRPC throughput with 1 and
---clients clients with batching off, always on and adaptive (the default of --enable_batching).
+over REST (both signatures), against the local model server (``python -m serving.model_server``,
+started here as a separate process); then, for the float32 and the bfloat16 export, a batch of
+8 JPEGs in-process and gRPC throughput with 1 and --clients concurrent clients, with batching
+off, always on and adaptive (the default of --enable_batching), the three servers timed in turn.
 
     python bench/bench_serving.py [--repeats=7] [--width_multiplier=1.0] [--clients=4] \
-        [--ckpt_path=ckpt/fine_tuning] [--image_path=picture.jpg]
+        [--throughput_rounds=3] [--ckpt_path=ckpt/fine_tuning] [--image_path=picture.jpg]
 
 Without --ckpt_path a randomly initialised SSD-VGG300 (6 classes) is exported: latency does not
 depend on the weights. Prints ``[figure]`` lines (medians of --repeats runs). Target: gRPC with
@@ -44,7 +44,10 @@ flags.DEFINE_string('image_path', None, 'JPEG to send (default: a shared street 
                     'else a generated 432x320 picture).')
 flags.DEFINE_integer('repeats', 7, 'Timed requests per latency figure (the median is reported).')
 flags.DEFINE_integer('clients', 4, 'Concurrent clients of the throughput figure.')
-flags.DEFINE_integer('requests_per_client', 6, 'Requests each concurrent client sends.')
+flags.DEFINE_integer('requests_per_client', 6, 'Requests each concurrent client sends in one '
+                     'round of a throughput figure.')
+flags.DEFINE_integer('throughput_rounds', 3, 'Rounds of each throughput figure (the median is '
+                     'reported), round-robin over the servers compared.')
 flags.DEFINE_integer('batch_timeout_micros', 20000, 'Batching timeout of the batching figures.')
 FLAGS = flags.FLAGS
 
@@ -133,18 +136,23 @@ def in_process_runners(version_dir, feeds):
     return {signature: runner(signature) for signature in feeds}, sess
 
 
-def interleaved_medians(cases, repeats):
-    """Median seconds of each ``name → fn`` in ``cases``, timed round-robin (one warm-up each) so
-    that a change of background load hits every case alike."""
+def seconds_of(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(cases, repeats, measure=seconds_of):
+    """Median of ``measure(fn)`` (default: its seconds) for each ``name → fn`` in ``cases``,
+    run round-robin (one warm-up each) so that a change of background load hits every case
+    alike."""
     for fn in cases.values():
         fn()
-    times = {name: [] for name in cases}
+    values = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(values)) for name, values in times.items()}
+            values[name].append(measure(fn))
+    return {name: float(np.median(v)) for name, v in values.items()}
 
 
 def throughput(make_transport, inputs, clients, requests_each):
@@ -201,8 +209,10 @@ def adaptive_decision(make_transport, inputs, clients, log_path):
 
 def precision_and_batching_figures(ckpt, work_dir, encoded):
     """Per precision: in-process serving_default on a batch of 8 JPEGs, and gRPC throughput
-    with 1 and --clients clients, batching off, always on and adaptive (--max_batch_size =
-    --clients). The adaptive server is timed after it has measured both modes and chosen."""
+    with 1 and --clients clients against three servers side by side: batching off, always on,
+    and adaptive (--max_batch_size = --clients). The adaptive server is new for each client
+    count and timed once it has measured both modes and chosen; then --throughput_rounds rounds
+    go round-robin over the three servers (medians reported), so drift hits all alike."""
     import export_saved_model
     parameters = os.path.join(work_dir, 'batching.txt')
     with open(parameters, 'w') as f:
@@ -212,7 +222,6 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
     modes = collections.OrderedDict([
         ('off', []), ('always', batching_flags + ['--noadaptive_batching']),
         ('adaptive', batching_flags)])
-    log_path = os.path.join(work_dir, 'server.log')
     inputs = {'encoded_image': np.array([encoded], dtype=object)}
     batch = {'encoded_image': [encoded] * 8}
     for precision in ('float32', 'bfloat16'):
@@ -223,25 +232,35 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
         sess.close()
         common.report('in_process_serving_default_batch8_%s' % precision, seconds, 's/batch',
                       '8 JPEGs in one request, %.2f s/image' % (seconds / 8))
-        for mode, extra in modes.items():
-            for clients in (1, FLAGS.clients):
-                # A new server each time: the adaptive one measures this load from the start.
-                server, grpc_port, _ = start_model_server(os.path.dirname(version_dir), extra,
-                                                          log_path)
-                try:
-                    def new_grpc():
-                        return protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
-                    note = 'one JPEG per request, %d requests each' % FLAGS.requests_per_client
-                    if mode != 'off':
-                        note += ', max_batch_size %d, timeout %d us' % (
-                            FLAGS.clients, FLAGS.batch_timeout_micros)
-                    if mode == 'adaptive':
-                        note += '; ' + adaptive_decision(new_grpc, inputs, clients, log_path)
-                    rate = throughput(new_grpc, inputs, clients, FLAGS.requests_per_client)
-                    common.report('grpc_throughput_%s_batching_%s_%d_clients' % (
-                        precision, mode, clients), rate, 'requests/s', note)
-                finally:
-                    stop_model_server(server)
+        for clients in (1, FLAGS.clients):
+            servers = collections.OrderedDict()
+            try:
+                for mode, extra in modes.items():
+                    log_path = os.path.join(work_dir, 'server_%s.log' % mode)
+                    process, grpc_port, _ = start_model_server(os.path.dirname(version_dir),
+                                                               extra, log_path)
+                    servers[mode] = (process, grpc_port, log_path)
+                transports = {mode: (lambda port=port: protocols.GrpcTransport(
+                    '127.0.0.1:%d' % port)) for mode, (_, port, _) in servers.items()}
+                decision = adaptive_decision(transports['adaptive'], inputs, clients,
+                                             servers['adaptive'][2])
+                rates = interleaved_medians(
+                    {mode: (lambda mode=mode: throughput(transports[mode], inputs, clients,
+                                                         FLAGS.requests_per_client))
+                     for mode in modes}, FLAGS.throughput_rounds, measure=lambda fn: fn())
+            finally:
+                for process, _, _ in servers.values():
+                    stop_model_server(process)
+            for mode, rate in rates.items():
+                note = 'one JPEG per request, median of %d rounds of %d requests each' % (
+                    FLAGS.throughput_rounds, FLAGS.requests_per_client)
+                if mode != 'off':
+                    note += ', max_batch_size %d, timeout %d us' % (
+                        FLAGS.clients, FLAGS.batch_timeout_micros)
+                if mode == 'adaptive':
+                    note += '; ' + decision
+                common.report('grpc_throughput_%s_batching_%s_%d_clients' % (
+                    precision, mode, clients), rate, 'requests/s', note)
 
 
 def main(_):
@@ -307,14 +326,6 @@ def main(_):
         grpc.close()
         rest.close()
 
-        def new_grpc():
-            return protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
-
-        for clients in (1, FLAGS.clients):
-            rate = throughput(new_grpc, jpeg_inputs, clients, FLAGS.requests_per_client)
-            common.report('grpc_serving_default_throughput_%d_clients' % clients, rate,
-                          'requests/s', '%d requests each, %d cores' % (
-                              FLAGS.requests_per_client, os.cpu_count()))
         stop_model_server(server)
         server = None
         precision_and_batching_figures(ckpt, work_dir, encoded)

@@ -166,7 +166,8 @@ class _Clock(object):
 
 def test_chooser_measures_rows_per_busy_second_and_keeps_the_faster_mode():
     clock = _Clock()
-    chooser = batching.ModeChooser(window_rows=2, exploit_windows=1, clock=clock)
+    chooser = batching.ModeChooser(window_rows=2, exploit_windows=1, warmup_rounds=0,
+                                   clock=clock)
 
     def request(start, end, rows=1):
         clock.now = start
@@ -197,6 +198,21 @@ def test_chooser_measures_rows_per_busy_second_and_keeps_the_faster_mode():
     assert chooser.mode == batching.DIRECT
     assert [request(10, 11), request(11, 11.5), request(11.5, 12)] == [batching.DIRECT] * 3
     assert chooser.mode == batching.BATCHED and len(chooser.decisions) == 1
+
+
+def test_chooser_decides_nothing_in_its_warmup_round():
+    clock = _Clock()
+    chooser = batching.ModeChooser(window_rows=1, exploit_windows=1, warmup_rounds=1,
+                                   clock=clock)
+    modes = []
+    for t in range(8):          # one request at a time; a window is its opening + one more
+        clock.now = t
+        modes.append(chooser.start())
+        clock.now = t + 1
+        chooser.finish(modes[-1], 1)
+    b, d = batching.BATCHED, batching.DIRECT
+    assert modes == [b, b, d, d] + [d, d, b, b]   # the warm-up round, then a deciding one
+    assert chooser.decisions == [({b: 1.0, d: 1.0}, d)]   # a tie goes to direct runs
 
 
 def _clients(scheduler, clients, until):

@@ -19,7 +19,8 @@ it costs less per row than single runs, and concurrent single runs also overlap 
 (e.g. one request's JPEG decoding beside another's convolutions). A ``ModeChooser`` measures
 the served rows per busy second batched, then with each request run at once in its own thread
 (as with batching off), keeps the faster for ``EXPLOIT_WINDOWS`` measuring windows and then
-measures both again, so a change of traffic or model is followed.
+measures both again, so a change of traffic or model is followed. A first round only warms
+both paths up.
 
 Parameters come from TF Serving's ``--batching_parameters_file`` text format::
 
@@ -103,16 +104,19 @@ class ModeChooser(object):
 
     A round measures the current mode, then the other, each over a window of ``window_rows``
     rows, and keeps the faster for ``exploit_windows`` windows' worth of rows; then the next
-    round starts. Throughput is rows per *busy* second (time with a request in flight), so idle
+    round starts. The first ``warmup_rounds`` rounds decide nothing: a new servable's first
+    runs of each batch size are slow (kernels and buffers set up for the shape), which would
+    count against batching. Throughput is rows per *busy* second (time with a request in flight), so idle
     gaps between clients' requests do not count, and a window is counted from the first
     completion of its mode on (that completion's rows excluded), so requests already running
     when the mode changed do not count as work of the new mode. ``decisions`` records every
     round as ``(rates by mode in rows/s, chosen mode)``. ``clock`` is injectable for tests.
     """
 
-    def __init__(self, window_rows, exploit_windows=EXPLOIT_WINDOWS, clock=time.monotonic,
-                 on_decision=None):
+    def __init__(self, window_rows, exploit_windows=EXPLOIT_WINDOWS, warmup_rounds=1,
+                 clock=time.monotonic, on_decision=None):
         self._window_rows = window_rows
+        self._warmup_rounds = warmup_rounds
         self._exploit_rows = exploit_windows * window_rows
         self._clock = clock
         self._on_decision = on_decision
@@ -166,6 +170,11 @@ class ModeChooser(object):
         if other not in self._rates:
             self._switch_to(other, measuring=True)
             return
+        if self._warmup_rounds:
+            self._warmup_rounds -= 1
+            self._rates = {}
+            self._switch_to(self.mode, measuring=True)
+            return
         # Ties go to direct runs: no batch assembly, and no one waits for company.
         best = BATCHED if self._rates[BATCHED] > self._rates[DIRECT] else DIRECT
         self.decisions.append((dict(self._rates), best))
@@ -203,7 +212,7 @@ class BatchScheduler(object):
         # until the first batch shows otherwise.
         self._expected_rows = parameters.max_batch_size
         self.batch_sizes = []   # rows of every batched session run, for tests and logs
-        self.chooser = ModeChooser(max(8, 2 * parameters.max_batch_size),
+        self.chooser = ModeChooser(max(16, 4 * parameters.max_batch_size),
                                    on_decision=_log_decision) if parameters.adaptive else None
         self._threads = [threading.Thread(target=self._loop, name='batching-%d' % i, daemon=True)
                          for i in range(parameters.num_batch_threads)]
