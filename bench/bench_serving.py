@@ -142,17 +142,22 @@ def seconds_of(fn):
     return time.perf_counter() - start
 
 
-def interleaved_medians(cases, repeats, measure=seconds_of):
-    """Median of ``measure(fn)`` (default: its seconds) for each ``name → fn`` in ``cases``,
-    run round-robin (one warm-up each) so that a change of background load hits every case
-    alike."""
+def interleaved_runs(cases, repeats, measure=seconds_of):
+    """``repeats`` values of ``measure(fn)`` (default: its seconds) for each ``name → fn`` in
+    ``cases``, run round-robin (one warm-up each) so that a change of background load hits every
+    case alike."""
     for fn in cases.values():
         fn()
     values = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
             values[name].append(measure(fn))
-    return {name: float(np.median(v)) for name, v in values.items()}
+    return values
+
+
+def interleaved_medians(cases, repeats):
+    """Median seconds of each ``name → fn`` in ``cases`` (see ``interleaved_runs``)."""
+    return {name: float(np.median(v)) for name, v in interleaved_runs(cases, repeats).items()}
 
 
 def throughput(make_transport, inputs, clients, requests_each):
@@ -244,23 +249,24 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
                     '127.0.0.1:%d' % port)) for mode, (_, port, _) in servers.items()}
                 decision = adaptive_decision(transports['adaptive'], inputs, clients,
                                              servers['adaptive'][2])
-                rates = interleaved_medians(
+                rates = interleaved_runs(
                     {mode: (lambda mode=mode: throughput(transports[mode], inputs, clients,
                                                          FLAGS.requests_per_client))
                      for mode in modes}, FLAGS.throughput_rounds, measure=lambda fn: fn())
             finally:
                 for process, _, _ in servers.values():
                     stop_model_server(process)
-            for mode, rate in rates.items():
-                note = 'one JPEG per request, median of %d rounds of %d requests each' % (
-                    FLAGS.throughput_rounds, FLAGS.requests_per_client)
+            for mode, rounds in rates.items():
+                note = ('one JPEG per request, median of %d rounds of %d requests each '
+                        '(%.3g-%.3g)' % (FLAGS.throughput_rounds, FLAGS.requests_per_client,
+                                         min(rounds), max(rounds)))
                 if mode != 'off':
                     note += ', max_batch_size %d, timeout %d us' % (
                         FLAGS.clients, FLAGS.batch_timeout_micros)
                 if mode == 'adaptive':
                     note += '; ' + decision
                 common.report('grpc_throughput_%s_batching_%s_%d_clients' % (
-                    precision, mode, clients), rate, 'requests/s', note)
+                    precision, mode, clients), float(np.median(rounds)), 'requests/s', note)
 
 
 def main(_):

@@ -215,6 +215,19 @@ def test_chooser_decides_nothing_in_its_warmup_round():
     assert chooser.decisions == [({b: 1.0, d: 1.0}, d)]   # a tie goes to direct runs
 
 
+@pytest.mark.parametrize('direct_seconds, chosen', [
+    (1.04, batching.DIRECT),     # batching 4 % faster: within the margin, direct runs
+    (1.1, batching.BATCHED)])    # batching 10 % faster: batching
+def test_chooser_batches_only_when_it_serves_clearly_more(direct_seconds, chosen):
+    clock = _Clock()
+    chooser = batching.ModeChooser(window_rows=1, warmup_rounds=0, clock=clock)
+    while not chooser.decisions:     # one request at a time, each taking its mode's time
+        mode = chooser.start()
+        clock.now += 1. if mode == batching.BATCHED else direct_seconds
+        chooser.finish(mode, 1)
+    assert chooser.decisions[0][1] == chosen
+
+
 def _clients(scheduler, clients, until):
     """``clients`` threads send one-row requests until ``until()`` (200 each at most) and check
     every answer is their own."""

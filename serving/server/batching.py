@@ -18,9 +18,9 @@ Whether to batch at all is measured too (``adaptive``, on by default): a batch p
 it costs less per row than single runs, and concurrent single runs also overlap on the cores
 (e.g. one request's JPEG decoding beside another's convolutions). A ``ModeChooser`` measures
 the served rows per busy second batched, then with each request run at once in its own thread
-(as with batching off), keeps the faster for ``EXPLOIT_WINDOWS`` measuring windows and then
-measures both again, so a change of traffic or model is followed. A first round only warms
-both paths up.
+(as with batching off), keeps the faster (batching only when it serves ``BATCHING_MARGIN``
+more) for ``EXPLOIT_WINDOWS`` measuring windows and then measures both again, so a change
+of traffic or model is followed. A first round only warms both paths up.
 
 Parameters come from TF Serving's ``--batching_parameters_file`` text format::
 
@@ -57,6 +57,9 @@ DEFAULT_PARAMETERS = BatchingParameters(max_batch_size=8, batch_timeout_micros=5
 BATCHED, DIRECT = 'batched', 'direct'
 # Windows of rows spent on the chosen mode between two measurements of both.
 EXPLOIT_WINDOWS = 20
+# Batching is chosen only when it serves this much more than direct runs: closer rates are
+# within a window's noise, and direct runs are batching off's behaviour.
+BATCHING_MARGIN = 1.05
 _FIELD = re.compile(r'(\w+)\s*\{\s*value\s*:\s*(-?\d+)\s*\}')
 
 
@@ -175,8 +178,8 @@ class ModeChooser(object):
             self._rates = {}
             self._switch_to(self.mode, measuring=True)
             return
-        # Ties go to direct runs: no batch assembly, and no one waits for company.
-        best = BATCHED if self._rates[BATCHED] > self._rates[DIRECT] else DIRECT
+        best = BATCHED if self._rates[BATCHED] > BATCHING_MARGIN * self._rates[DIRECT] \
+            else DIRECT
         self.decisions.append((dict(self._rates), best))
         if self._on_decision:
             self._on_decision(dict(self._rates), best)
