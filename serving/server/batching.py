@@ -29,9 +29,8 @@ Parameters come from TF Serving's ``--batching_parameters_file`` text format::
 
 (``num_batch_threads``: session runs at once; ``max_enqueued_batches``: beyond that many
 batches waiting, requests are refused with ``QueueFullError``.) With ``batch_timeout_micros``
-0 nothing waits: a batch holds the requests that queued while the previous one ran. Batching
-pays where a batch of N costs less than N single runs: on this 2-core CPU, the bfloat16 export
-(bench/bench_serving.py measures it).
+0 nothing waits: a batch holds the requests that queued while the previous one ran.
+bench/bench_serving.py measures batching off, always on and adaptive side by side.
 """
 import collections
 import logging
@@ -92,11 +91,16 @@ def parse_batching_parameters(text, source='--batching_parameters_file'):
     return DEFAULT_PARAMETERS._replace(**values)
 
 
+def _rows(inputs):
+    """Rows of a request: the first axis of its inputs (alias -> array)."""
+    return len(next(iter(inputs.values())))
+
+
 class _Request(object):
     def __init__(self, key, inputs):
         self.key = key
         self.inputs = inputs
-        self.rows = len(next(iter(inputs.values())))
+        self.rows = _rows(inputs)
         self.done = threading.Event()
         self.outputs = None
         self.error = None
@@ -109,10 +113,10 @@ class ModeChooser(object):
     rows, and keeps the faster for ``exploit_windows`` windows' worth of rows; then the next
     round starts. The first ``warmup_rounds`` rounds decide nothing: a new servable's first
     runs of each batch size are slow (kernels and buffers set up for the shape), which would
-    count against batching. Throughput is rows per *busy* second (time with a request in flight), so idle
-    gaps between clients' requests do not count, and a window is counted from the first
-    completion of its mode on (that completion's rows excluded), so requests already running
-    when the mode changed do not count as work of the new mode. ``decisions`` records every
+    count against batching. Throughput is rows per *busy* second (time with a request in
+    flight), so idle gaps between clients' requests do not count, and a window is counted from
+    the first completion of its mode on (that completion's rows excluded), so requests already
+    running when the mode changed do not count as work of the new mode. ``decisions`` records every
     round as ``(rates by mode in rows/s, chosen mode)``. ``clock`` is injectable for tests.
     """
 
@@ -232,7 +236,7 @@ class BatchScheduler(object):
         try:
             outputs = (self._run_fn(key, inputs) if mode == DIRECT
                        else self._run_batched(key, inputs))
-            rows = len(next(iter(inputs.values())))
+            rows = _rows(inputs)
             return outputs
         finally:
             self.chooser.finish(mode, rows)

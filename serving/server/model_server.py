@@ -175,7 +175,8 @@ def define_flags():
     flag_set.boolean('adaptive_batching', True,
                      'With --enable_batching, measure throughput batched and with requests run at '
                      'once, keep the faster and measure again from time to time (ours, not TF '
-                     'Serving\'s: batching then never lowers throughput); false batches always.')
+                     'Serving\'s: batching then never lowers throughput); '
+                     '--noadaptive_batching batches always.')
     flag_set.integer('tensorflow_intra_op_parallelism', 0,
                      'Threads inside one op (0 = TensorFlow chooses).')
     flag_set.integer('tensorflow_inter_op_parallelism', 0,
@@ -202,18 +203,20 @@ def batching_from_flags(enable_batching, parameters_file, adaptive=True):
         if parameters_file:
             raise UsageError('--batching_parameters_file needs --enable_batching')
         return None
-    if not parameters_file:
-        return batching.DEFAULT_PARAMETERS._replace(adaptive=adaptive)
-    try:
-        with open(parameters_file) as f:
-            text = f.read()
-    except OSError as err:
-        raise UsageError('--batching_parameters_file %s: %s' % (parameters_file, err.strerror))
-    try:
-        return batching.parse_batching_parameters(
-            text, '--batching_parameters_file %s' % parameters_file)._replace(adaptive=adaptive)
-    except batching.BatchingConfigError as err:
-        raise UsageError(str(err))
+    parameters = batching.DEFAULT_PARAMETERS
+    if parameters_file:
+        try:
+            with open(parameters_file) as f:
+                text = f.read()
+        except OSError as err:
+            raise UsageError('--batching_parameters_file %s: %s' % (parameters_file,
+                                                                    err.strerror))
+        try:
+            parameters = batching.parse_batching_parameters(
+                text, '--batching_parameters_file %s' % parameters_file)
+        except batching.BatchingConfigError as err:
+            raise UsageError(str(err))
+    return parameters._replace(adaptive=adaptive)
 
 
 def server_from_flags(values):
