@@ -46,6 +46,10 @@ def define_flags(flag_values):
                          'Parallel calls of the pre-processing map.', **define)
     flags.DEFINE_integer('shuffle_seed', None,
                          'Seed of the input shuffling (None: random).', **define)
+    flags.DEFINE_boolean('skip_corrupt_records', False,
+                         'Read every record once before training and train past the corrupt '
+                         'ones (logged with their shards) instead of stopping at the first.',
+                         **define)
     flags.DEFINE_boolean('zoom_out', True,
                          'Augmentation: random zoom-out (objects shrink on a mean-coloured '
                          'canvas); off speeds learning when objects are large.', **define)
@@ -158,7 +162,7 @@ FLAG_GROUPS = (
         'keep_checkpoint_every_n_hours', 'log_every_n_steps')),
     ('Data', (
         'dataset_dir', 'dataset_name', 'train_or_test', 'batch_size', 'num_preprocessing_threads',
-        'shuffle_seed', 'zoom_out', 'photometric_distortion')),
+        'shuffle_seed', 'skip_corrupt_records', 'zoom_out', 'photometric_distortion')),
     ('Network', (
         'model_name', 'num_classes', 'width_multiplier', 'data_format', 'weight_decay',
         'weights_initializer', 'head_init_stddev', 'match_threshold', 'negative_ratio',

@@ -140,13 +140,3 @@ def restore(sess, checkpoint_prefix, var_list=None):
                         remedy=': it was not written for the network model_info.json describes '
                                '(model_name, num_classes, width_multiplier)')
 
-
-def op_error_reason(error):
-    """The one line of a ``tf.errors.OpError`` that says what went wrong.
-
-    Graph-mode messages start with "Graph execution error:" and the node's Python stack; the
-    reason is the last line before the ``[[{{node ...}}]]`` trailer.
-    """
-    lines = [line.strip() for line in error.message.splitlines()
-             if line.strip() and not line.strip().startswith('[[')]
-    return lines[-1] if lines else type(error).__name__

@@ -1,12 +1,16 @@
 """The trainer's cluster and session: deployment config from the distributed flags, the session
 configuration, and the monitored session that runs the steps (chief or worker)."""
 
+import os
+
 import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from datasets import record_check
 from deployment import model_deploy
 from training.train_tools import TrainConfigError
 from utils import cpu_features
+from utils import tf_errors
 
 
 def _hosts(flag_name, value):
@@ -68,13 +72,6 @@ def session_config(f):
     return config
 
 
-def _first_line(error):
-    """The first informative line of a TensorFlow error (its message starts with a banner)."""
-    lines = [l.strip() for l in error.message.splitlines() if l.strip()]
-    useful = [l for l in lines if not l.startswith(('Graph execution error', 'Detected at node'))]
-    return (useful or lines or ['unknown error'])[0]
-
-
 class WorkerSessionCreator(tf.train.SessionCreator):
     """Session of a non-chief worker: waits for the chief to initialise the shared variables,
     polling every ``poll_secs`` (TensorFlow's own creator polls every 30 s)."""
@@ -93,11 +90,50 @@ class WorkerSessionCreator(tf.train.SessionCreator):
         return manager.wait_for_session(self._master, config=self._config)
 
 
-def run_session(f, server, is_chief, scaffold, hooks, step_after):
+def remove_partial_checkpoint(train_dir):
+    """Removes what a failed checkpoint save leaves in ``train_dir``: TensorFlow's temporary
+    files (``*.tempstate*``, sharded ``*_temp`` folders) and the files of checkpoints newer than
+    the newest one ``checkpoint`` records (their save did not finish)."""
+    newest = tf.train.latest_checkpoint(train_dir)
+    newest_step = int(newest.rsplit('-', 1)[1]) if newest else -1
+    for path in tf.io.gfile.glob(os.path.join(train_dir, 'model.ckpt-*')):
+        name = os.path.basename(path)
+        step = name[len('model.ckpt-'):].split('.')[0].split('_')[0]
+        if '.tempstate' in name or '_temp' in name or (step.isdigit() and int(step) > newest_step):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+
+
+def training_error(f, error, data_sources):
+    """The one-line ``ToolkitError`` for a TensorFlow ``error`` that stopped training."""
+    record_check.raise_if_corrupt(error, data_sources,
+                                  remedy='; --skip_corrupt_records trains past it')
+    text = tf_errors.describe(error)
+    if tf_errors.is_disk_full(error):
+        remove_partial_checkpoint(f.train_model_dir)
+        newest = tf.train.latest_checkpoint(f.train_model_dir)
+        return TrainConfigError(
+            '--train_model_dir=%s: cannot write: %s; %s' % (
+                f.train_model_dir, text.cause,
+                'the newest complete checkpoint is still %s (a rerun resumes from it)'
+                % os.path.basename(newest) if newest else 'no checkpoint was written'))
+    if text.node and 'Restore' in text.node:
+        # A checkpoint in --train_model_dir written with other network flags.
+        return TrainConfigError('--train_model_dir=%s: %s (was it trained with other '
+                                '--model_name/--width_multiplier flags?)'
+                                % (f.train_model_dir, tf_errors.one_line(error)))
+    return TrainConfigError('training stopped: %s' % tf_errors.one_line(error))
+
+
+def run_session(f, server, is_chief, scaffold, hooks, step_after, data_sources=()):
     """Runs training steps until a hook stops them; returns the last global step reached.
 
     The chief restores the newest checkpoint of --train_model_dir (else runs the scaffold's
-    init_fn); other workers wait for the chief.
+    init_fn); other workers wait for the chief. TensorFlow errors become one-line
+    ``ToolkitError``s: a corrupt record of ``data_sources`` named, a full disk named with the
+    newest complete checkpoint (the failed save's files removed).
     """
     master = server.target if server else ''
     if is_chief:
@@ -113,8 +149,6 @@ def run_session(f, server, is_chief, scaffold, hooks, step_after):
                 final_step = sess.run(step_after)
     except tf.errors.OutOfRangeError:
         raise TrainConfigError('--dataset_dir=%s: the input ran out of data' % f.dataset_dir)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.DataLossError) as e:
-        # Typically a checkpoint in --train_model_dir written with other network flags.
-        raise TrainConfigError('--train_model_dir=%s: %s (was it trained with other --model_name/'
-                               '--width_multiplier flags?)' % (f.train_model_dir, _first_line(e)))
+    except tf.errors.OpError as e:
+        raise training_error(f, e, data_sources) from None
     return final_step

@@ -6,6 +6,7 @@ import os
 
 import tensorflow.compat.v1 as tf
 
+from datasets import record_check
 from model import inference
 from model import model_info
 from training import graph
@@ -86,6 +87,8 @@ def train(f):
     config, server = session.setup_cluster(f)
     check_flags(f)
     spec = load_dataset(f)
+    if f.skip_corrupt_records:
+        spec, _ = record_check.skip_corrupt(spec)
     num_classes = f.num_classes or spec.num_classes
     from nets import nets_factory
     try:
@@ -125,7 +128,7 @@ def train(f):
         signal_hook.install()
         try:
             final_step = session.run_session(f, server, is_chief, scaffold, session_hooks,
-                                             step_after)
+                                             step_after, spec.data_sources)
         finally:
             signal_hook.uninstall()
     print('training stopped at global step %s%s' % (

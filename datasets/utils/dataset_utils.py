@@ -23,11 +23,13 @@ SHARD_NAME = '%s_%s_%03d.tfrecord'
 
 DatasetSpec = collections.namedtuple(
     'DatasetSpec', 'dataset_name split_name data_sources num_samples num_classes '
-                   'labels_to_names names_to_labels class_names')
+                   'labels_to_names names_to_labels class_names skipped_records')
+DatasetSpec.__new__.__defaults__ = ((),)
 DatasetSpec.__doc__ = """One split of a converted dataset.
 
 ``data_sources``: sorted shard paths; ``num_classes`` counts the background (id 0);
-``labels_to_names``: {0: 'none', 1: first class, ...}; ``class_names``: id order, no background.
+``labels_to_names``: {0: 'none', 1: first class, ...}; ``class_names``: id order, no background;
+``skipped_records``: corrupt records the input pipeline reads past (``datasets.record_check``).
 """
 
 DatasetParams = collections.namedtuple('DatasetParams', 'dataset_name class_names file_patterns')

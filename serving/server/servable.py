@@ -23,24 +23,20 @@ from serving.errors import ServingError
 from serving.server.limits import DEFAULT_LIMITS
 from serving.server import batching as batching_lib
 from utils import image_header
+from utils import tf_errors
 
 SERVE_TAG = tf.saved_model.tag_constants.SERVING
 DEFAULT_SIGNATURE = 'serving_default'
 # Keys like ``__saved_model_init_op`` are plumbing, not callable signatures (TF Serving hides them).
 _PRIVATE_SIGNATURE_PREFIX = '__'
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
-# Lines of TensorFlow error text that locate the failure instead of stating it.
-_NOISE_PREFIXES = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[',
-                   'Original stack')
 
 
 def summarize_error(err):
     """``(grpc.StatusCode, one-line message)`` for any exception, TensorFlow's OpError included."""
     if isinstance(err, tf.errors.OpError):
-        lines = [line.strip() for line in err.message.splitlines()]
-        useful = [line for line in lines if line and not line.startswith(_NOISE_PREFIXES)]
         return (_CODES_BY_NUMBER.get(err.error_code, grpc.StatusCode.UNKNOWN),
-                useful[0] if useful else type(err).__name__)
+                tf_errors.one_line(err))
     text = str(err).strip()
     return grpc.StatusCode.UNKNOWN, '%s: %s' % (type(err).__name__, text.splitlines()[0] if text
                                                 else 'no message')
