@@ -20,8 +20,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -29,10 +30,12 @@ from tqdm import tqdm  # noqa: E402
 
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
+from datasets import record_check  # noqa: E402
 from utils import cli  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info  # noqa: E402
 from utils import visualization  # noqa: E402
+from utils import tf_errors  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
@@ -61,12 +64,18 @@ def define_flags():
     flag_set.deprecated_alias('split_name', 'split')
     flag_set.integer('batch_size', 8, 'Images per batch.')
     flag_set.integer('max_num_batches', None, 'Evaluate only the first N batches (default: all).')
+    flag_set.boolean('skip_corrupt_records', False, 'Read every record once first and evaluate '
+                     'past the corrupt ones (counted, with their shards, in results.json).')
     flag_set.group('Post-processing (checkpoint only)')
     flag_set.postprocessing(select_threshold=0.01)
     flag_set.group('Output')
     flag_set.string('output_dir', os.path.join('output', 'eval'),
                     'Folder for results.json, pr_<class>.png and detections.json.')
     return flag_set
+
+
+def _print_stderr(line):
+    print(line, file=sys.stderr)
 
 
 def _ground_truth_pixels(example):
@@ -240,10 +249,14 @@ def _check_flags(options):
 def _run(options):
     _check_flags(options)
     spec = dataset_factory.get_dataset(options.dataset_name, options.split, options.dataset_dir)
+    skipped = None
+    if options.skip_corrupt_records:
+        spec, skipped = record_check.skip_corrupt(spec, printer=_print_stderr)
     os.makedirs(options.output_dir, exist_ok=True)  # fails before a long evaluation, not after
     settings = {'dataset_name': spec.dataset_name, 'split_name': spec.split_name,
                 'dataset_dir': options.dataset_dir, 'num_samples': spec.num_samples,
-                'max_num_batches': options.max_num_batches, 'batch_size': options.batch_size}
+                'max_num_batches': options.max_num_batches, 'batch_size': options.batch_size,
+                'skipped_records': skipped}
     if options.detections_file:
         metric = evaluate_detections_file(options.detections_file, spec, options.batch_size,
                                           options.max_num_batches)
@@ -268,7 +281,10 @@ def _evaluate(options):
     try:
         _run(options)
     except tf.errors.OpError as e:
-        raise EvalError('evaluation failed: %s' % inference.op_error_reason(e))
+        record_check.raise_if_corrupt(e, dataset_factory.get_dataset(
+            options.dataset_name, options.split, options.dataset_dir).data_sources,
+            remedy='; --skip_corrupt_records evaluates past it')
+        raise EvalError('evaluation failed: %s' % tf_errors.one_line(e))
     except OSError as e:  # e.g. an --output_dir that cannot be written
         raise EvalError('%s: %s' % (e.filename, e.strerror))
     return 0

@@ -25,8 +25,9 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402

@@ -7,13 +7,19 @@ Resumes from the newest checkpoint in --train_model_dir, else fine-tunes from --
 else starts from scratch. Writes model.ckpt-<step>, TensorBoard events, model_info.json and
 training_config.txt into --train_model_dir. SIGINT/SIGTERM save a final checkpoint.
 """
+import os
 import sys
 
-from absl import flags
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
-from training import train_tools
-from utils import cli
-from utils.errors import ToolkitError
+from absl import flags  # noqa: E402
+
+from training import train_tools  # noqa: E402
+from utils import cli  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 
 def define_flags(flag_values):

@@ -113,7 +113,7 @@ def _demo(options):
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     # Keep the demo's output to the tools' own progress and results (TensorFlow's C++ start-up
     # lines; the libraries' deprecation notices are silenced by utils/slim_compat.py).
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     work = os.path.abspath(options.work_dir)
     if options.fresh and os.path.isdir(work):
         shutil.rmtree(work)

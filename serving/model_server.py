@@ -10,6 +10,7 @@ if __name__ == '__main__':
     # Run as a file too: make the repository root importable; keep TensorFlow's C++ start-up
     # chatter quiet.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
     from serving.server.model_server import main
     sys.exit(main())

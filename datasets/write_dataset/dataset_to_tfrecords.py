@@ -21,7 +21,8 @@ import sys
 
 if __name__ == '__main__':  # run as a script: make the repository root importable, TF quiet
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
 import collections
 import multiprocessing
