@@ -3,16 +3,17 @@
     python detector.py --ckpt_path=ckpt/fine_tuning --image_path=../shared/data/test_images \
         [--output_dir=output/detections] [--select_threshold=0.5] [--json]
 
-For each image (a file, or every .jpg/.jpeg/.png/.bmp/.gif of a folder): decode, resize to
-300×300, run the network, keep scores above --select_threshold, non-maximum suppression, then
-print the detections (class, score, box ``[ymin, xmin, ymax, xmax]`` in pixels of the original
+For each image (a file, or every file of a folder: JPEG, PNG, BMP, GIF and WebP are read, any
+other file is reported with the reason): decode, turn upright by its EXIF orientation (boxes
+and pictures as photo viewers show them), resize to 300×300, run the network, keep scores above --select_threshold, non-maximum suppression, then
+print the detections (class, score, box ``[ymin, xmin, ymax, xmax]`` in pixels of the upright
 image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also shown on screen
 when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
 the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
 
-Exit status: 0 when at least one image was processed (unreadable images are reported on stderr,
-one line each, and skipped), 1 when the model cannot be loaded or no image could be processed,
-2 for bad flags.
+Exit status: 0 when at least one image was processed (unreadable files are reported on stderr,
+one line each, and skipped), 1 when the model cannot be loaded, no image could be processed or
+--output_dir cannot be written (the picture being written is removed), 2 for bad flags.
 """
 import os
 import sys
@@ -26,6 +27,8 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
+from utils import exif  # noqa: E402
+from utils import tf_errors  # noqa: E402
 from model import inference  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
@@ -45,8 +48,8 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.precision()
     flag_set.group('Input and output')
-    flag_set.string('image_path', None, 'An image file, or a folder whose images (%s) are all '
-                    'processed.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
+    flag_set.string('image_path', None, 'An image file, or a folder whose files are all '
+                    'processed (%s) or reported.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
     flag_set.string('output_dir', os.path.join('output', 'detections'),
                     'Folder for the annotated pictures (<image name>.png).')
     flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
@@ -69,6 +72,15 @@ def output_names(paths):
     return names
 
 
+def _turn_upright(image, steps):
+    """``utils.exif.UPRIGHT_STEPS`` in the graph: ``steps`` = boolean placeholders
+    ``(transpose, flip up-down, flip left-right)`` applied to ``image [H, W, 3]``."""
+    transpose, flip_ud, flip_lr = steps
+    image = tf.cond(transpose, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+    image = tf.cond(flip_ud, lambda: tf.reverse(image, [0]), lambda: image)
+    return tf.cond(flip_lr, lambda: tf.reverse(image, [1]), lambda: image)
+
+
 class Detector(object):
     """One inference graph and session for a checkpoint; ``run(encoded)`` per image."""
 
@@ -78,7 +90,10 @@ class Detector(object):
         with self.graph.as_default():
             net, self.info, self.checkpoint = inference.load_model(ckpt_path)
             self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
+            self._upright_steps = [tf.placeholder_with_default(False, [], name=name) for name in
+                                   ('transpose', 'flip_up_down', 'flip_left_right')]
             image = tf.io.decode_image(self._encoded, channels=3, expand_animations=False)
+            image = _turn_upright(image, self._upright_steps)
             image.set_shape([None, None, 3])
             inputs, bbox_img = inference.preprocess_for_detection(image, net,
                                                                   self.info['model_name'])
@@ -92,9 +107,12 @@ class Detector(object):
         self.class_names = self.info['class_names']
 
     def run(self, encoded):
-        """Encoded JPEG/PNG/BMP/GIF bytes → ``(image uint8 [H, W, 3], boxes [D, 4] pixels,
-        scores [D], classes [D])``. Raises ``tf.errors.InvalidArgumentError`` for bad bytes."""
-        out = self.session.run(self._fetches, {self._encoded: encoded})
+        """Encoded JPEG/PNG/BMP/GIF/WebP bytes → ``(image uint8 [H, W, 3] upright by its EXIF
+        orientation, boxes [D, 4] pixels of that image, scores [D], classes [D])``. Raises
+        ``tf.errors.InvalidArgumentError`` for bad bytes."""
+        feed = dict(zip(self._upright_steps, exif.UPRIGHT_STEPS[exif.orientation(encoded)]))
+        feed[self._encoded] = encoded
+        out = self.session.run(self._fetches, feed)
         count = int(out['num_detections'])
         return (out['image'], out['detection_boxes'][:count], out['detection_scores'][:count],
                 out['detection_classes'][:count])
@@ -118,6 +136,22 @@ def _make_output_dir(output_dir):
         raise DetectorError('--output_dir %s: cannot create it (%s)' % (output_dir, e.strerror))
 
 
+def _report_skipped(path, reason):
+    print('error: %s: %s, skipped' % (path, reason), file=sys.stderr)
+
+
+def _write_output(output_dir, path, write, *args):
+    """``write(path, *args)``; a refused write (full disk...) removes what it left and stops the
+    run with one line naming --output_dir."""
+    try:
+        return write(path, *args)
+    except OSError as e:
+        if os.path.exists(path):
+            os.remove(path)
+        raise ToolkitError('--output_dir=%s: cannot write %s: %s'
+                           % (output_dir, os.path.basename(path), e.strerror or e))
+
+
 def detect_images(detector, paths, output_dir, show=False):
     """Processes ``paths``; returns ``(entries for the detections file, failed paths)``."""
     entries, failed = [], []
@@ -128,17 +162,18 @@ def detect_images(detector, paths, output_dir, show=False):
                 encoded = f.read()
             image, boxes, scores, classes = detector.run(encoded)
         except (OSError, tf.errors.InvalidArgumentError) as e:
-            reason = (inference.op_error_reason(e) if isinstance(e, tf.errors.OpError)
+            reason = (tf_errors.describe(e).cause if isinstance(e, tf.errors.OpError)
                       else e.strerror or str(e))
-            print('error: %s: not a readable image (%s), skipped' % (path, reason),
-                  file=sys.stderr)
+            _report_skipped(path, 'not a readable image (%s)' % reason)
             failed.append(path)
             continue
         print('\n'.join(detection_io.format_detections(name, image.shape[0], image.shape[1],
                                                        boxes, scores, classes,
                                                        detector.class_names)))
-        picture = visualization.save_detections(os.path.join(output_dir, out_name), image, boxes,
-                                                classes, scores, detector.class_names, title=name)
+        picture = _write_output(output_dir, os.path.join(output_dir, out_name),
+                                lambda target: visualization.save_detections(
+                                    target, image, boxes, classes, scores, detector.class_names,
+                                    title=name))
         if show:
             visualization.show_image(picture)
         entries.append({'image': name, 'height': image.shape[0], 'width': image.shape[1],
@@ -149,26 +184,31 @@ def detect_images(detector, paths, output_dir, show=False):
 def _run(options):
     _check_flags(options)
     try:
-        paths = detection_io.list_images(options.image_path)
+        paths, others = detection_io.list_images(options.image_path)
     except detection_io.ImagePathError as e:
         raise DetectorError(str(e))  # a bad --image_path: a flag problem (exit 2)
+    for path in others:
+        _report_skipped(path, detection_io.unsupported_reason(path))
     try:
         detector = Detector(options.ckpt_path, options.select_threshold, options.nms_threshold,
                             options.top_k, options.keep_top_k, options.precision)
     except tf.errors.OpError as e:
         raise ToolkitError('cannot load the model from %s: %s'
-                           % (options.ckpt_path, inference.op_error_reason(e)))
+                           % (options.ckpt_path, tf_errors.one_line(e)))
     try:
         _make_output_dir(options.output_dir)
         entries, failed = detect_images(detector, paths, options.output_dir, options.show)
     finally:
         detector.close()
     if options.json and entries:
-        voc_metric.write_detections_file(os.path.join(options.output_dir, DETECTIONS_JSON),
-                                         entries, detector.class_names)
-    print('%d of %d image%s processed, pictures in %s%s'
-          % (len(entries), len(paths), '' if len(paths) == 1 else 's', options.output_dir,
-             ' (%d skipped: unreadable)' % len(failed) if failed else ''), file=sys.stderr)
+        _write_output(options.output_dir, os.path.join(options.output_dir, DETECTIONS_JSON),
+                      voc_metric.write_detections_file, entries, detector.class_names)
+    total = len(paths) + len(others)
+    skipped = ['%d unreadable' % len(failed)] * bool(failed) + \
+        ['%d not an image format read here' % len(others)] * bool(others)
+    print('%d of %d file%s processed, pictures in %s%s'
+          % (len(entries), total, '' if total == 1 else 's', options.output_dir,
+             ' (skipped: %s)' % ', '.join(skipped) if skipped else ''), file=sys.stderr)
     return 0 if entries else 1
 
 

@@ -36,6 +36,7 @@ from preprocessing import transform  # noqa: E402
 from serving.server.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
+from utils import tf_errors  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info as model_info_lib  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -273,8 +274,14 @@ def _export(options):
                       options.model_version, options.overwrite, options.select_threshold,
                       options.nms_threshold, options.top_k, options.keep_top_k, options.precision,
                       options.max_image_pixels)
-    except tf.errors.OpError as e:
-        raise ExportError(e.message)
+    except (tf.errors.OpError, OSError) as e:
+        reason = tf_errors.one_line(e) if isinstance(e, tf.errors.OpError) else \
+            '%s: %s' % (e.filename, e.strerror) if e.filename else str(e)
+        if tf_errors.is_disk_full(e):  # the message names a temporary file: name the folder
+            reason = 'cannot write: %s' % (tf_errors.describe(e).cause
+                                           if isinstance(e, tf.errors.OpError) else e.strerror)
+        raise ExportError('--export_dir=%s: %s (nothing was exported)'
+                          % (options.export_dir, reason))
     print('exported %s' % path)
     return 0
 

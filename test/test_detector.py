@@ -59,7 +59,7 @@ def test_folder_with_garbage_file(checkpoint_dir, tmp_path):
     cv2.imwrite(str(images / 'wide.jpg'), rng.randint(0, 255, (90, 240, 3)).astype(np.uint8))
     cv2.imwrite(str(images / 'tall.png'), rng.randint(0, 255, (200, 120, 3)).astype(np.uint8))
     (images / 'broken.jpg').write_bytes(b'this is not a JPEG')
-    (images / 'notes.txt').write_text('ignored: not an image extension')
+    (images / 'notes.txt').write_text('reported: not an image extension')
     out = tmp_path / 'out'
 
     status, stdout, stderr = run_script('--ckpt_path=%s' % checkpoint_dir,
@@ -68,8 +68,10 @@ def test_folder_with_garbage_file(checkpoint_dir, tmp_path):
 
     assert status == 0, stderr
     error_lines = [line for line in stderr.splitlines() if line.startswith('error:')]
-    assert len(error_lines) == 1 and 'broken.jpg' in error_lines[0]
-    assert '2 of 3 images processed' in stderr
+    assert len(error_lines) == 2 and 'notes.txt: not an image file' in error_lines[0]
+    assert 'broken.jpg: not a readable image (Unknown image file format' in error_lines[1]
+    assert '2 of 4 files processed' in stderr
+    assert '(skipped: 1 unreadable, 1 not an image format read here)' in stderr
     assert sorted(os.listdir(str(out))) == ['detections.json', 'tall.png', 'wide.png']
     assert mpimg.imread(str(out / 'wide.png')).shape[:2] == (90, 240)
     assert mpimg.imread(str(out / 'tall.png')).shape[:2] == (200, 120)

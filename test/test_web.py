@@ -142,7 +142,7 @@ def test_api_returns_json_detections(app_client):
     data, _ = _png_bytes()
     response = _upload(app_client, '/api/detect', data)
     assert response.status_code == 200
-    assert response.get_json() == {'width': 160, 'height': 120, 'detections': [
+    assert response.get_json() == {'width': 160, 'height': 120, 'orientation': 1, 'detections': [
         {'class_id': 3, 'class_name': 'Car', 'score': 0.91, 'box': [20., 30., 90., 110.]},
         {'class_id': 5, 'class_name': 'Truck', 'score': 0.55, 'box': [5., 5., 40., 50.]}]}
     # The raw body with an image/* content type works too.

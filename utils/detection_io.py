@@ -8,7 +8,12 @@ import os
 from utils.errors import ToolkitError
 
 # Image files of a folder that are processed (what tf.io.decode_image reads).
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
+# Known image formats that are not read, and what to do about them.
+_UNSUPPORTED = {'.tif': 'TIFF is not read: convert it to PNG or JPEG',
+                '.tiff': 'TIFF is not read: convert it to PNG or JPEG',
+                '.heic': 'HEIC is not read: convert it to JPEG',
+                '.heif': 'HEIF is not read: convert it to JPEG'}
 
 
 class ImagePathError(ToolkitError, ValueError):
@@ -16,18 +21,27 @@ class ImagePathError(ToolkitError, ValueError):
 
 
 def list_images(image_path):
-    """The image files to process: ``[image_path]`` for a file, the sorted images of a folder."""
+    """``(images, others)``: the files to process (``[image_path]`` for a file, the sorted
+    images of a folder) and the folder's other files (sorted), which callers report with
+    ``unsupported_reason``: together they are every file of the folder."""
     if os.path.isfile(image_path):
-        return [image_path]
+        return [image_path], []
     if os.path.isdir(image_path):
-        images = sorted(os.path.join(image_path, name) for name in os.listdir(image_path)
-                        if name.lower().endswith(IMAGE_EXTENSIONS)
-                        and os.path.isfile(os.path.join(image_path, name)))
+        files = sorted(os.path.join(image_path, name) for name in os.listdir(image_path)
+                       if os.path.isfile(os.path.join(image_path, name)))
+        images = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
         if not images:
             raise ImagePathError('--image_path %s: no image files (%s) in this folder'
                                  % (image_path, ', '.join(IMAGE_EXTENSIONS)))
-        return images
+        return images, [path for path in files if path not in images]
     raise ImagePathError('--image_path %s: no such file or folder' % image_path)
+
+
+def unsupported_reason(path):
+    """Why a file of an image folder is not processed (one phrase)."""
+    extension = os.path.splitext(path)[1].lower()
+    return _UNSUPPORTED.get(extension, 'not an image file of a format read here (%s)'
+                            % ', '.join(IMAGE_EXTENSIONS))
 
 
 def class_label(label, class_names=None):

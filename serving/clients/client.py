@@ -26,11 +26,15 @@ from preprocessing import np_transform
 from serving.clients import protocols
 from utils import cli
 from utils import detection_io
+from utils import exif
 from utils.errors import ToolkitError
 
 SIGNATURES = ('serving_default', 'detected_model')
 # The network detected_model serves (its input size, anchors and prior scaling).
 PARAMS = ssd_params.SSD300_PARAMS
+
+# JPEG quality of a photo re-encoded upright (high: the model sees nearly the original pixels).
+UPRIGHT_JPEG_QUALITY = 95
 
 Detections = collections.namedtuple('Detections', ['boxes', 'scores', 'classes'])
 
@@ -40,18 +44,32 @@ class ClientError(ToolkitError, ValueError):
 
 
 def decode_image(data, name='image'):
-    """Encoded JPEG/PNG bytes → RGB uint8 ``[H, W, 3]``, as ``tf.io.decode_image`` gives it.
-
-    EXIF orientation is ignored on purpose: the served graph's decoder ignores it too, so boxes of
-    both signatures refer to the same pixel frame.
-    """
+    """Encoded JPEG/PNG bytes → RGB uint8 ``[H, W, 3]``, turned upright by its EXIF orientation
+    (``utils.exif``), as photo viewers show it and as ``upright_bytes`` sends it."""
     import cv2
     array = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(array, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) \
         if array.size else None
     if image is None:
         raise ClientError('%s is not a JPEG or PNG image' % name)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return exif.upright(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), exif.orientation(data))
+
+
+def upright_bytes(data, name='image'):
+    """The bytes to send for ``serving_default``: a JPEG whose EXIF orientation turns it,
+    re-encoded upright (quality ``UPRIGHT_JPEG_QUALITY``, EXIF dropped); other bytes as they are.
+
+    The served graph decodes the pixels as stored (it reads no EXIF), so clients send upright
+    images and the boxes come back in the upright frame.
+    """
+    if exif.orientation(data) == exif.UPRIGHT:
+        return data
+    import cv2
+    image = cv2.cvtColor(decode_image(data, name), cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, UPRIGHT_JPEG_QUALITY])
+    if not ok:
+        raise ClientError('%s: cannot re-encode the upright picture' % name)
+    return encoded.tobytes()
 
 
 def preprocess(image, img_shape=PARAMS.img_shape):
@@ -105,11 +123,12 @@ class DetectionClient(object):
         self._anchors = None
 
     def detect(self, data, name='image'):
-        """Encoded image bytes → ``Detections`` in pixels of that image."""
+        """Encoded image bytes → ``Detections`` in pixels of that image turned upright by its
+        EXIF orientation."""
         if self.signature == 'detected_model':
             return self.detect_array(decode_image(data, name))
         outputs = self.transport.predict(
-            self.model_name, {'encoded_image': np.array([data], dtype=object)},
+            self.model_name, {'encoded_image': np.array([upright_bytes(data, name)], dtype=object)},
             'serving_default', self.version)
         count = int(np.asarray(outputs['num_detections']).reshape(-1)[0])
         return Detections(
@@ -150,14 +169,14 @@ def read_records(data_sources, limit):
     ``encoded`` bytes, ``filename``, ``height``, ``width``, ``bboxes [N, 4]`` normalised,
     ``labels [N]``, ``difficult [N]``, ``truncated [N]``.
 
-    Reading TFRecords needs TensorFlow; only this evaluation mode imports it. The record iterator
-    works in eager and graph mode alike.
+    Reading TFRecords needs TensorFlow; only this evaluation mode imports it. A shard whose
+    framing breaks raises ``record_check.CorruptRecordError`` naming it.
     """
     import itertools
-    import tensorflow.compat.v1 as tf
+    from datasets import record_check
     from datasets import records
-    raws = itertools.chain.from_iterable(tf.io.tf_record_iterator(path) for path in data_sources)
-    for raw in itertools.islice(raws, limit):
+    raws = itertools.chain.from_iterable(record_check.iter_records(path) for path in data_sources)
+    for _, raw in itertools.islice(raws, limit):
         yield records.parse_proto(raw)
 
 
@@ -169,7 +188,13 @@ def evaluate(client, records, class_names=None):
     from utils import voc_metric
     metric = voc_metric.VOCMetric(class_names=class_names)
     for index, record in enumerate(records):
-        detections = client.detect(record['encoded'], record['filename'])
+        try:
+            detections = client.detect(record['encoded'], record['filename'])
+        except protocols.ServingError as e:
+            if e.code not in ('INVALID_ARGUMENT', 400):
+                raise
+            raise ClientError('record of image %s: the server refused it: %s'
+                              % (record['filename'], e.message))
         gt_boxes = np_transform.to_pixels(record['bboxes'], (record['height'], record['width']))
         metric.add(index, gt_boxes, record['labels'], record['difficult'],
                    detections.boxes, detections.scores, detections.classes)
@@ -211,7 +236,11 @@ def define_flags():
 
 
 def _run_images(client, flags, class_names):
-    for path in detection_io.list_images(flags.image_path):
+    images, others = detection_io.list_images(flags.image_path)
+    for path in others:
+        print('error: %s: %s, skipped' % (path, detection_io.unsupported_reason(path)),
+              file=sys.stderr)
+    for path in images:
         try:
             with open(path, 'rb') as f:
                 data = f.read()

@@ -9,16 +9,21 @@ Routes:
 - ``POST /detect`` (form field ``image``): result page with the picture, boxes drawn, and a
   table of detections (class, score, box ``[ymin, xmin, ymax, xmax]`` in pixels).
 - ``POST /api/detect`` (form field ``image``, or the raw bytes with an ``image/*`` body):
-  ``{"width", "height", "detections": [{"class_id", "class_name", "score", "box"}]}``.
-Uploads larger than ``max_upload_mb`` answer 413; non-images, and images whose header declares
-more than ``max_image_pixels`` pixels, 400 before anything decodes them; server refusals 400/502.
-The JSON endpoint answers errors as ``{"error": ...}``.
+  ``{"width", "height", "orientation", "detections": [{"class_id", "class_name", "score",
+  "box"}]}``.
+A photo is turned upright by its EXIF ``orientation`` (1..8, ``utils/exif.py``) before detection,
+as photo viewers show it: the picture, the boxes and ``width``/``height`` are in that upright
+frame (the model server gets the upright image). Uploads larger than ``max_upload_mb`` answer 413;
+non-images, and images whose header declares more than ``max_image_pixels`` pixels (one image per
+request: the request's whole pixel budget), 400 before anything decodes them; server refusals
+400/502. The JSON endpoint answers errors as ``{"error": ...}``.
 
 The result page shows the picture at display size (longest side at most ``DISPLAY_MAX_SIDE``,
 JPEG decoded at a reduced scale when it is larger) as a JPEG; the table keeps the pixels of the
 original image. The Werkzeug debugger runs only with ``--debug`` (never from ``FLASK_DEBUG``).
 """
 import base64
+import collections
 import os
 import sys
 
@@ -29,6 +34,7 @@ from serving.clients import client as client_lib
 from serving.clients import protocols
 from utils import cli
 from utils import detection_io
+from utils import exif
 from utils import image_header
 from utils.errors import ToolkitError
 
@@ -75,8 +81,9 @@ def _reduced_decode_flag(height, width):
 
 
 def display_image(data, name, height, width):
-    """Encoded upload of size ``(height, width)`` → RGB uint8 picture whose longest side is at
-    most ``DISPLAY_MAX_SIDE`` (the original size when smaller)."""
+    """Encoded upload of stored size ``(height, width)`` → RGB uint8 picture, upright by its EXIF
+    orientation, whose longest side is at most ``DISPLAY_MAX_SIDE`` (the original size when
+    smaller)."""
     import cv2
     image = cv2.imdecode(np.frombuffer(data, np.uint8), _reduced_decode_flag(height, width))
     if image is None:
@@ -86,13 +93,13 @@ def display_image(data, name, height, width):
     size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
     if (image.shape[1], image.shape[0]) != size:
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return exif.upright(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), exif.orientation(data))
 
 
 def render_jpeg(image, detections, class_names, original_size):
     """The display ``image`` with its detections drawn (``utils.visualization``), as JPEG bytes.
 
-    ``detections`` are in pixels of the original image of ``original_size = (height, width)``.
+    ``detections`` are in pixels of the upright image of ``original_size = (height, width)``.
     """
     import cv2
     from utils import visualization
@@ -128,76 +135,88 @@ def _serving_status(error):
     return 400 if error.code in ('INVALID_ARGUMENT', 400) else 502
 
 
+Upload = collections.namedtuple('Upload', 'name size orientation image detections')
+Upload.__doc__ = """One detected upload: ``size`` ``(height, width)`` of the upright picture,
+``orientation`` its EXIF orientation, ``image`` the display picture (or None), ``detections`` in
+pixels of the upright picture."""
+
+
+def read_upload():
+    """``(bytes, name)`` of the request's image (form field ``image`` or an ``image/*`` body)."""
+    upload = flask.request.files.get('image')
+    if upload is not None:
+        return upload.read(), upload.filename or 'upload'
+    if flask.request.mimetype.startswith('image/'):
+        return flask.request.get_data(), 'request body'
+    raise UploadError('no image: send the file in the form field "image"')
+
+
+def detect_upload(detect, max_image_pixels, display):
+    """The request's upload checked from its header, its display picture (when ``display``;
+    decoded before the model server is asked, so a corrupt file costs no server call) and its
+    detections, as an ``Upload``; raises UploadError."""
+    data, name = read_upload()
+    stored = check_image_bytes(data, name, max_image_pixels)
+    orientation = exif.orientation(data)
+    image = display_image(data, name, *stored) if display else None
+    try:
+        detections = detect(data, name)
+    except protocols.ServingError as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else 'no message'
+        raise UploadError('model server: %s' % message, _serving_status(e))
+    size = stored[::-1] if exif.swaps_sides(orientation) else stored
+    return Upload(name, tuple(size), orientation, image, detections)
+
+
 def create_app(detect, class_names=None, max_upload_mb=DEFAULT_MAX_UPLOAD_MB, title='SSD detector',
                max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """The Flask app.
 
-    ``detect``: callable ``(encoded bytes, name) -> client.Detections`` (boxes in pixels), e.g.
-    ``DetectionClient.detect``; ``class_names``: id order, no background (None: ids shown);
-    ``max_image_pixels``: largest width x height of an upload, read from its header.
+    ``detect``: callable ``(encoded bytes, name) -> client.Detections`` (boxes in pixels of the
+    upright picture), e.g. ``DetectionClient.detect``; ``class_names``: id order, no background
+    (None: ids shown); ``max_image_pixels``: largest width x height of an upload, read from its
+    header.
     """
     app = flask.Flask(__name__)
     app.config['MAX_CONTENT_LENGTH'] = int(max_upload_mb * 1024 * 1024)
-    app.config['DETECT'] = detect
-    app.config['CLASS_NAMES'] = class_names
-    app.config['TITLE'] = title
 
-    def read_upload():
-        upload = flask.request.files.get('image')
-        if upload is not None:
-            return upload.read(), upload.filename or 'upload'
-        if flask.request.mimetype.startswith('image/'):
-            return flask.request.get_data(), 'request body'
-        raise UploadError('no image: send the file in the form field "image"')
-
-    def run(display):
-        """The upload checked, its ``(height, width)``, the display picture (when ``display``;
-        decoded before the model server is asked, so a corrupt file costs no server call) and
-        the detections; raises UploadError."""
-        data, name = read_upload()
-        size = check_image_bytes(data, name, max_image_pixels)
-        image = display_image(data, name, *size) if display else None
-        try:
-            detections = detect(data, name)
-        except protocols.ServingError as e:
-            message = str(e).strip().splitlines()[0] if str(e).strip() else 'no message'
-            raise UploadError('model server: %s' % message, _serving_status(e))
-        return name, size, image, detections
+    def form_page(error, status):
+        return flask.render_template('index.html', title=title, max_upload_mb=max_upload_mb,
+                                     error=error), status
 
     @app.get('/')
     def index():
-        return flask.render_template('index.html', title=title,
-                                     max_upload_mb=max_upload_mb)
+        return flask.render_template('index.html', title=title, max_upload_mb=max_upload_mb)
 
     @app.post('/detect')
     def detect_page():
         try:
-            name, (height, width), image, detections = run(display=True)
+            upload = detect_upload(detect, max_image_pixels, display=True)
         except UploadError as e:
-            return flask.render_template('index.html', title=title, max_upload_mb=max_upload_mb,
-                                         error=str(e)), e.status
-        picture = base64.b64encode(render_jpeg(image, detections, class_names,
-                                               (height, width))).decode('ascii')
-        return flask.render_template('result.html', title=title, filename=name,
-                                     width=width, height=height, picture=picture,
-                                     detections=detections_json(detections, class_names))
+            return form_page(str(e), e.status)
+        picture = base64.b64encode(render_jpeg(upload.image, upload.detections, class_names,
+                                               upload.size)).decode('ascii')
+        return flask.render_template('result.html', title=title, filename=upload.name,
+                                     width=upload.size[1], height=upload.size[0],
+                                     picture=picture,
+                                     detections=detections_json(upload.detections, class_names))
 
     @app.post('/api/detect')
     def detect_api():
         try:
-            _, (height, width), _, detections = run(display=False)
+            upload = detect_upload(detect, max_image_pixels, display=False)
         except UploadError as e:
             return flask.jsonify(error=str(e)), e.status
-        return flask.jsonify(width=width, height=height,
-                             detections=detections_json(detections, class_names))
+        return flask.jsonify(width=upload.size[1], height=upload.size[0],
+                             orientation=upload.orientation,
+                             detections=detections_json(upload.detections, class_names))
 
     @app.errorhandler(413)
     def too_large(_):
         message = 'upload larger than %g MB' % max_upload_mb
         if flask.request.path.startswith('/api/'):
             return flask.jsonify(error=message), 413
-        return flask.render_template('index.html', title=title, max_upload_mb=max_upload_mb,
-                                     error=message), 413
+        return form_page(message, 413)
 
     return app
 
