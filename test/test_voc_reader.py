@@ -75,13 +75,13 @@ def test_index_images_prefers_jpg_and_ignores_other_files(tmp_path):
 
 def test_load_image_keeps_jpeg_reencodes_png_rejects_garbage(tmp_path):
     jpeg = _jpeg(tmp_path / 'a.jpg', 20, 30)
-    data, height, width, reencoded = voc_reader.load_image(jpeg)
+    data, height, width, reencoded, _ = voc_reader.load_image(jpeg)
     assert data == open(jpeg, 'rb').read() and (height, width, reencoded) == (20, 30, False)
 
     image = np.zeros((12, 16, 3), np.uint8)
     image[:, 8:] = (0, 0, 255)
     cv2.imwrite(str(tmp_path / 'b.png'), image)
-    data, height, width, reencoded = voc_reader.load_image(str(tmp_path / 'b.png'))
+    data, height, width, reencoded, _ = voc_reader.load_image(str(tmp_path / 'b.png'))
     assert data[:3] == b'\xff\xd8\xff' and (height, width, reencoded) == (12, 16, True)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     assert np.abs(decoded.astype(int) - image).mean() < 10

@@ -13,6 +13,11 @@ missing or wrong). A box that has no area after clipping, or a non-finite coordi
 Images are looked up by the annotation id in ``JPEGImages/`` (as the VOC devkit does), whatever
 the XML ``<filename>`` says. JPEG bytes are stored unchanged when the file is a complete JPEG;
 other formats (PNG, BMP) are re-encoded as JPEG; undecodable or truncated files are skipped.
+
+Phone photos: a JPEG whose EXIF orientation swaps its sides (5 to 8) and whose ``<size>`` is the
+upright size was annotated upright (as a viewer shows it): its pixels are stored upright
+(re-encoded). When ``<size>`` is the stored size, the annotation refers to the stored pixels and
+they are kept. Both cases are counted in the summary.
 """
 import collections
 import math
@@ -22,6 +27,7 @@ import xml.etree.ElementTree as ElementTree
 import cv2
 import numpy as np
 
+from utils import exif
 from utils.errors import ToolkitError
 
 # Extensions tried for an image id, best first (a .jpg beside a .png of the same id wins).
@@ -43,6 +49,8 @@ EVENT_UNKNOWN_CLASS = 'objects of unknown classes dropped'
 EVENT_REENCODED = 'non-JPEG images re-encoded as JPEG'
 EVENT_SIZE_FIXED = 'missing or wrong <size> (decoded size used)'
 EVENT_FILENAME_DIFFERS = '<filename> differs from the image on disk'
+EVENT_EXIF_TURNED = 'EXIF-rotated photos annotated upright (stored upright)'
+EVENT_EXIF_KEPT = 'EXIF-rotated photos annotated on the stored pixels (kept as stored)'
 
 VocObject = collections.namedtuple('VocObject', 'name box difficult truncated')
 VocObject.__doc__ = """One XML object; ``box`` is the raw (xmin, ymin, xmax, ymax) in 1-based pixels."""
@@ -143,11 +151,23 @@ def _jpeg_is_complete(data):
     return data.rfind(b'\xff\xd9') > data.rfind(b'\xff\xda') >= 0
 
 
-def load_image(path):
-    """Returns (jpeg_bytes, height, width, reencoded) for an image file; VocFormatError if unusable.
+def _orientation_event(orientation, stored_size, annotated_size):
+    """The EXIF event of a photo (None when its orientation does not swap its sides, or when
+    ``<size>`` matches neither frame): EVENT_EXIF_TURNED or EVENT_EXIF_KEPT."""
+    if not exif.swaps_sides(orientation) or stored_size[0] == stored_size[1]:
+        return None
+    if annotated_size == stored_size[::-1]:
+        return EVENT_EXIF_TURNED
+    return EVENT_EXIF_KEPT if annotated_size == stored_size else None
 
-    EXIF orientation is ignored on purpose: VOC boxes refer to the stored pixel grid, which is
-    also what ``tf.io.decode_jpeg`` returns.
+
+def load_image(path, annotated_size=None):
+    """Returns (jpeg_bytes, height, width, reencoded, exif_event) for an image file;
+    VocFormatError if unusable.
+
+    The stored pixel grid (what ``tf.io.decode_jpeg`` returns) is kept, unless the EXIF
+    orientation swaps the sides and ``annotated_size`` (``<size>``, (height, width)) is the
+    upright size: then the image is turned upright. ``exif_event`` says which (or None).
     """
     with open(path, 'rb') as handle:
         data = handle.read()
@@ -157,15 +177,18 @@ def load_image(path):
                          cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise VocFormatError('%s: not a decodable image' % path)
-    height, width = image.shape[:2]
+    orientation = exif.orientation(data)
+    event = _orientation_event(orientation, image.shape[:2], annotated_size)
     if data[:3] == b'\xff\xd8\xff':
         if not _jpeg_is_complete(data):
             raise VocFormatError('%s: truncated JPEG (no end-of-image marker)' % path)
-        return data, height, width, False
+        if event != EVENT_EXIF_TURNED:
+            return data, image.shape[0], image.shape[1], False, event
+        image = exif.upright(image, orientation)
     ok, encoded = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise VocFormatError('%s: could not re-encode as JPEG' % path)
-    return encoded.tobytes(), height, width, True
+    return encoded.tobytes(), image.shape[0], image.shape[1], event is None, event
 
 
 def normalise_box(box, height, width):
@@ -188,10 +211,12 @@ def make_record(annotation, image_path, names_to_labels):
         return ReadResult(image_id, None, SKIP_NO_IMAGE,
                           '%s: no image %s.* in JPEGImages' % (annotation.xml_path, image_id), {})
     try:
-        encoded, height, width, reencoded = load_image(image_path)
+        encoded, height, width, reencoded, exif_event = load_image(image_path, annotation.size)
     except (VocFormatError, OSError) as error:
         return ReadResult(image_id, None, SKIP_BAD_IMAGE, str(error), {})
     events[EVENT_REENCODED] += int(reencoded)
+    if exif_event:
+        events[exif_event] += 1
     events[EVENT_SIZE_FIXED] += int(annotation.size != (height, width))
     events[EVENT_FILENAME_DIFFERS] += int(
         annotation.filename is not None and annotation.filename != os.path.basename(image_path))
