@@ -37,6 +37,7 @@ from datasets import records
 from datasets.utils import dataset_utils
 from datasets.write_dataset import voc_reader
 from utils import cli
+from utils import tf_errors
 from utils.errors import ToolkitError
 
 ALL_SPLIT = 'all'
@@ -305,6 +306,13 @@ def define_flags():
     return flag_set
 
 
+def _write_errors():
+    """What a refused write raises: OSError and, once the shard writer imported TensorFlow (the
+    except clause asks when an error is raised), its OpError."""
+    tf = sys.modules.get('tensorflow')
+    return (OSError, tf.errors.OpError) if tf else (OSError,)
+
+
 def _interrupt(signum, _):
     """SIGTERM handler: stops the conversion the way Ctrl-C does (temporary files removed)."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -321,8 +329,13 @@ def _convert(options):
                           samples_per_file=options.samples_per_file,
                           num_workers=options.num_workers,
                           skip_unknown_classes=options.skip_unknown_classes)
-    except OSError as error:
-        raise ConversionError(str(error))
+    except _write_errors() as error:
+        cause = error.strerror if isinstance(error, OSError) else tf_errors.describe(error).cause
+        if tf_errors.is_disk_full(error):
+            raise ConversionError('--output_dir=%s: cannot write: %s; no new shard was published'
+                                  % (options.output_dir, cause))
+        raise ConversionError(str(error) if isinstance(error, OSError) else
+                              tf_errors.one_line(error))
     except KeyboardInterrupt as interrupt:
         terminated = interrupt.args == (signal.SIGTERM.name,)
         cli.print_error('%s; no new shard was published' % (
