@@ -52,7 +52,7 @@ def _wait_until_serving(proc, status_url):
     pytest.fail('server did not start within %.0f s' % START_TIMEOUT)
 
 
-def test_cli_finishes_in_flight_request_on_sigterm_and_exits_0(tmp_path):
+def test_cli_answers_a_request_received_before_sigterm_and_exits_0(tmp_path):
     write_model_version(str(tmp_path), 1)
     grpc_port, rest_port = _free_port(), _free_port()
     proc = _run_cli('--model_name=cars', '--model_base_path=%s' % tmp_path,
@@ -61,20 +61,12 @@ def test_cli_finishes_in_flight_request_on_sigterm_and_exits_0(tmp_path):
         _wait_until_serving(proc, 'http://127.0.0.1:%d/v1/models/cars' % rest_port)
         body = json.dumps({'instances': [
             {'b64': base64.b64encode(sample_jpeg(120, 160, 0)).decode()}]}).encode()
-        # Send the headers and half the body, so the request is in flight when SIGTERM arrives.
         conn = socket.create_connection(('127.0.0.1', rest_port))
         conn.sendall(b'POST /v1/models/cars:predict HTTP/1.1\r\nHost: x\r\n'
-                     b'Content-Length: %d\r\n\r\n' % len(body) + body[:len(body) // 2])
-        time.sleep(1.)
+                     b'Content-Length: %d\r\n\r\n' % len(body) + body)
+        time.sleep(0.2)  # received whole: in flight (or answered) when SIGTERM arrives
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        conn.sendall(body[len(body) // 2:])
-        answer = b''
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
+        answer = b''.join(iter(lambda: conn.recv(65536), b''))
         conn.close()
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -89,6 +81,62 @@ def test_cli_finishes_in_flight_request_on_sigterm_and_exits_0(tmp_path):
     assert 'Traceback' not in stderr
     with pytest.raises(requests.ConnectionError):
         requests.get('http://127.0.0.1:%d/v1/models/cars' % rest_port, timeout=5)
+
+
+def test_cli_sigterm_with_a_half_sent_request_exits_within_5_seconds(tmp_path):
+    """A client that sent half its request holds nothing: its connection is closed at once."""
+    write_model_version(str(tmp_path), 1)
+    grpc_port, rest_port = _free_port(), _free_port()
+    proc = _run_cli('--model_name=cars', '--model_base_path=%s' % tmp_path,
+                    '--port=%d' % grpc_port, '--rest_api_port=%d' % rest_port)
+    conn = None
+    try:
+        _wait_until_serving(proc, 'http://127.0.0.1:%d/v1/models/cars' % rest_port)
+        conn = socket.create_connection(('127.0.0.1', rest_port))
+        conn.sendall(b'POST /v1/models/cars:predict HTTP/1.1\r\nHost: x\r\n'
+                     b'Content-Length: 1000\r\n\r\n{"instances": [')
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=40)
+        seconds = time.monotonic() - signalled
+        assert _closed_by_server(conn, 1)
+    finally:
+        if conn is not None:
+            conn.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert seconds < 5, 'SIGTERM took %.1f s with a half-sent request' % seconds
+    assert 'Traceback' not in stderr
+
+
+def test_stop_lets_a_request_in_flight_finish(tmp_path, monkeypatch):
+    """A request received whole before stop() is answered, though it runs past the stop."""
+    from serving.server import servable as servable_lib
+    run = servable_lib.Servable.run
+
+    def slow_run(self, *args, **kwargs):
+        time.sleep(1.5)
+        return run(self, *args, **kwargs)
+    monkeypatch.setattr(servable_lib.Servable, 'run', slow_run)
+    write_model_version(str(tmp_path), 1)
+    server = start_server('cars', str(tmp_path))
+    body = json.dumps({'instances': [
+        {'b64': base64.b64encode(sample_jpeg(120, 160, 0)).decode()}]}).encode()
+    conn = socket.create_connection(('127.0.0.1', server.rest_api_port))
+    try:
+        conn.sendall(b'POST /v1/models/cars:predict HTTP/1.0\r\n'
+                     b'Content-Length: %d\r\n\r\n' % len(body) + body)
+        time.sleep(0.5)  # received, now sleeping in slow_run
+        started = time.monotonic()
+        server.stop(grace_seconds=10.)
+        seconds = time.monotonic() - started
+        answer = b''.join(iter(lambda: conn.recv(65536), b''))
+    finally:
+        conn.close()
+    assert answer.startswith(b'HTTP/1.0 200'), answer[:300]
+    assert 0.5 < seconds < 10
 
 
 def test_cli_bad_flag_gives_one_error_line():
@@ -227,7 +275,7 @@ def test_stop_closes_idle_connections_and_bounds_requests_in_flight(tmp_path):
     write_model_version(str(tmp_path), 1)
     server = start_server('cars', str(tmp_path))  # default 30 s read timeout
     idle = socket.create_connection(('127.0.0.1', server.rest_api_port))
-    # Headers sent, body never finished: in flight, and cut off after the grace period.
+    # Headers sent, body never finished: not a whole request, closed at once.
     stalled = socket.create_connection(('127.0.0.1', server.rest_api_port))
     stalled.sendall(b'POST /v1/models/cars:predict HTTP/1.0\r\nContent-Length: 100\r\n\r\n{')
     time.sleep(0.3)

@@ -20,8 +20,10 @@ request"), 404 for an unknown model or version, 408 for a client too slow to sen
 
 Connections: each carries one request (HTTP/1.0). Every read and write on it times out after
 ``timeout_seconds`` (``--rest_api_timeout_in_ms``), so an idle or stalled client holds its thread
-for that long at most. ``stop`` stops accepting, closes the connections that have not sent a
-byte yet at once, lets requests in flight finish for up to ``grace_seconds``, then closes the rest.
+for that long at most. ``stop`` stops accepting, closes at once the connections that have not
+sent a whole request yet (idle, or half-sent: a client that stalls would otherwise hold the
+shutdown for the whole grace period), lets requests in flight finish for up to
+``grace_seconds``, then closes the rest.
 """
 import base64
 import binascii
@@ -259,6 +261,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self, method):
         try:
             body = self._read_body() if method == 'POST' else None
+            if not self.server.start_running(self.connection):
+                return  # the server closed the connection while the request came in
             self._send_json(200, self._route(method, body))
         except ServingError as err:
             self._send_json(_HTTP_STATUS.get(err.code, 500), {'error': err.message})
@@ -363,7 +367,9 @@ class _ThreadingServer(http.server.ThreadingHTTPServer):
         self.manager = manager
         self.max_request_bytes = max_request_bytes
         self.timeout_seconds = timeout_seconds
-        self._connections = {}  # socket -> 'idle' (no byte received yet), 'busy' or 'closed'
+        # socket -> 'idle' (no byte received yet), 'receiving' (the request is coming in),
+        # 'running' (received whole, being answered) or 'closed'.
+        self._connections = {}
         self._changed = threading.Condition()
         self._closing = False
 
@@ -381,8 +387,17 @@ class _ThreadingServer(http.server.ThreadingHTTPServer):
         with self._changed:
             started = started and self._connections.get(connection) == 'idle'
             if started:
-                self._connections[connection] = 'busy'
+                self._connections[connection] = 'receiving'
         return started
+
+    def start_running(self, connection):
+        """Marks the request of ``connection`` received whole; False when the server closed the
+        connection first (the request is then not run)."""
+        with self._changed:
+            if self._connections.get(connection) != 'receiving':
+                return False
+            self._connections[connection] = 'running'
+        return True
 
     def forget(self, connection):
         with self._changed:
@@ -399,13 +414,15 @@ class _ThreadingServer(http.server.ThreadingHTTPServer):
                     pass
 
     def close_connections(self, grace_seconds):
-        """Closes idle connections now, waits up to ``grace_seconds`` for requests in flight,
-        then closes what is left; True when every request finished in time."""
+        """Closes now the connections without a whole request (idle or half-sent), waits up to
+        ``grace_seconds`` for requests in flight, then closes what is left; True when every
+        request finished in time."""
         with self._changed:
             self._closing = True
             self._shut('idle')
+            self._shut('receiving')
             finished = self._changed.wait_for(
-                lambda: 'busy' not in self._connections.values(), grace_seconds)
+                lambda: 'running' not in self._connections.values(), grace_seconds)
             self._shut(None)
         return finished
 
