@@ -9,9 +9,11 @@ that share the variables:
   ``[300, 300, 3]`` (RGB minus the VGG means), outputs ``predict0..5`` ``[1, H_i, W_i, A_i, C]``
   and ``local0..5`` ``[1, H_i, W_i, A_i, 4]``.
 - ``serving_default``: input ``encoded_image`` string ``[-1]`` (JPEG or PNG bytes, any size up
-  to ``--max_image_pixels``: larger images are refused with InvalidArgument before they are
-  decoded, from the size their header declares), outputs ``detection_boxes`` float32
-  ``[-1, K, 4]`` (``[ymin, xmin, ymax, xmax]`` in pixels of each input image),
+  to ``--max_image_pixels``, and ``--max_request_pixels`` for all the images of one request:
+  larger ones are refused with InvalidArgument before they are decoded, from the size their
+  headers declare), outputs ``detection_boxes`` float32 ``[-1, K, 4]``
+  (``[ymin, xmin, ymax, xmax]`` in pixels of each input image as sent: the graph reads no EXIF
+  orientation, so clients send upright pictures, as ``serving.client`` and the web page do),
   ``detection_scores`` ``[-1, K]``, ``detection_classes`` int64 ``[-1, K]``,
   ``num_detections`` int32 ``[-1]``; rows past ``num_detections`` are zero.
 plus ``assets.extra/model_info.json`` (class names for clients). ``--precision=bfloat16`` makes
@@ -147,6 +149,18 @@ def _decode_and_preprocess(encoded, net, max_image_pixels):
     return inputs, tf.shape(image)[:2], bbox_img
 
 
+def _assert_request_pixels(encoded, max_request_pixels):
+    """An Assert op (InvalidArgument) refusing a batch of encoded images whose headers declare
+    more than ``max_request_pixels`` pixels together, before any of them is decoded."""
+    sizes = tf.cast(tf.map_fn(tf.autograph.experimental.do_not_convert(_header_size), encoded,
+                              back_prop=False, fn_output_signature=tf.int64), tf.float64)
+    total = tf.reduce_sum(sizes[:, 0] * sizes[:, 1])
+    message = tf.strings.format(
+        'encoded_image: the images of one request hold {} pixels, more than the limit of %d (%s)'
+        % (max_request_pixels, image_header.REQUEST_PIXELS_FLAG), [tf.cast(total, tf.int64)])
+    return tf.debugging.Assert(total <= max_request_pixels, [message])
+
+
 def _tensor_info(tensor):
     """The SignatureDef entry of ``tensor``, through the TF1 builder API this export is made
     with (SPEC §8); TensorFlow would call it deprecated on every export."""
@@ -155,7 +169,8 @@ def _tensor_info(tensor):
 
 
 def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-                     precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
+                     precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
+                     max_request_pixels=image_header.DEFAULT_MAX_REQUEST_PIXELS):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
 
     ``detected_model`` creates the variables; ``serving_default`` reuses them on the batch of
@@ -178,9 +193,10 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
         inputs={'images': info(image)}, outputs=raw_outputs, method_name=predict)
 
     encoded = tf.placeholder(tf.string, [None], name='encoded_image')
-    images, shapes, windows = tf.map_fn(
-        functools.partial(_decode_and_preprocess, net=net, max_image_pixels=max_image_pixels),
-        encoded, back_prop=False, fn_output_signature=(tf.float32, tf.int32, tf.float32))
+    with tf.control_dependencies([_assert_request_pixels(encoded, max_request_pixels)]):
+        images, shapes, windows = tf.map_fn(
+            functools.partial(_decode_and_preprocess, net=net, max_image_pixels=max_image_pixels),
+            encoded, back_prop=False, fn_output_signature=(tf.float32, tf.int32, tf.float32))
     detections = inference.detect(net, images, shapes, select_threshold=select_threshold,
                                   nms_threshold=nms_threshold, top_k=top_k,
                                   keep_top_k=keep_top_k, reuse=True, precision=precision,
@@ -199,7 +215,8 @@ def _write_model_info(version_dir, info, thresholds):
 
 def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
            select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
+           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
+           max_request_pixels=image_header.DEFAULT_MAX_REQUEST_PIXELS):
     """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder."""
     if not model_name or os.sep in model_name or model_name in ('.', '..'):
         raise ExportError('--model_name must be a plain folder name, got %r' % model_name)
@@ -213,7 +230,8 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
         with tf.Graph().as_default() as graph:
             net, info, prefix = inference.load_model(ckpt_path)
             signatures = build_signatures(net, precision=precision,
-                                          max_image_pixels=max_image_pixels, **thresholds)
+                                          max_image_pixels=max_image_pixels,
+                                          max_request_pixels=max_request_pixels, **thresholds)
             bad = forbidden_ops(graph.as_graph_def())
             if bad:
                 raise ExportError('the graph holds Python ops TF Serving cannot run: %s'
@@ -226,7 +244,8 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
                     signature_def_map=signatures, strip_default_attrs=True)
                 builder.save()
         _write_model_info(tmp_dir, dict(info, checkpoint=os.path.basename(prefix),
-                                        precision=precision, max_image_pixels=max_image_pixels),
+                                        precision=precision, max_image_pixels=max_image_pixels,
+                                        max_request_pixels=max_request_pixels),
                           thresholds)
         if os.path.exists(final_dir):  # Only reached with --overwrite.
             old_dir = os.path.join(model_dir, '.old-%d-%d' % (version, os.getpid()))
@@ -259,6 +278,9 @@ def define_flags():
     flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
                      'serving_default refuses images of more pixels (width x height) with '
                      'InvalidArgument, from their header, before decoding them.')
+    flag_set.integer('max_request_pixels', image_header.DEFAULT_MAX_REQUEST_PIXELS,
+                     'serving_default refuses a request whose images hold more pixels together, '
+                     'from their headers, before decoding any.')
     return flag_set
 
 
@@ -267,13 +289,14 @@ def _export(options):
     if not options.ckpt_path:
         raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
     cli.check_postprocessing(options)
-    if options.max_image_pixels < 1:
-        raise cli.UsageError('--max_image_pixels must be >= 1, got %d' % options.max_image_pixels)
+    for name in ('max_image_pixels', 'max_request_pixels'):
+        if getattr(options, name) < 1:
+            raise cli.UsageError('--%s must be >= 1, got %d' % (name, getattr(options, name)))
     try:
         path = export(options.ckpt_path, options.export_dir, options.model_name,
                       options.model_version, options.overwrite, options.select_threshold,
                       options.nms_threshold, options.top_k, options.keep_top_k, options.precision,
-                      options.max_image_pixels)
+                      options.max_image_pixels, options.max_request_pixels)
     except (tf.errors.OpError, OSError) as e:
         reason = tf_errors.one_line(e) if isinstance(e, tf.errors.OpError) else \
             '%s: %s' % (e.filename, e.strerror) if e.filename else str(e)

@@ -12,6 +12,10 @@ from utils.errors import ToolkitError
 
 DEFAULT_MAX_IMAGE_PIXELS = 50 * 1000 * 1000
 PIXELS_FLAG = '--max_image_pixels'
+# The pixels of all the images of one request (declared by their headers): one picture of the
+# largest size, or eight 12 MP phone photos.
+DEFAULT_MAX_REQUEST_PIXELS = 100 * 1000 * 1000
+REQUEST_PIXELS_FLAG = '--max_request_pixels'
 
 _JPEG = b'\xff\xd8\xff'
 _PNG = b'\x89PNG\r\n\x1a\n'

@@ -7,12 +7,14 @@ import collections
 
 from utils import image_header
 
-RequestLimits = collections.namedtuple('RequestLimits',
-                                       'max_image_pixels max_batch_rows max_tensor_elements')
+RequestLimits = collections.namedtuple(
+    'RequestLimits', 'max_image_pixels max_batch_rows max_tensor_elements max_request_pixels')
+RequestLimits.__new__.__defaults__ = (image_header.DEFAULT_MAX_REQUEST_PIXELS,)
 RequestLimits.__doc__ = """``max_image_pixels`` per encoded image (read from its header),
 ``max_batch_rows`` along the batch axis (the first axis of an input the signature declares with
 a variable first size, e.g. the images of serving_default), ``max_tensor_elements`` per input
-tensor (as its shape declares them)."""
+tensor (as its shape declares them), ``max_request_pixels`` for all the encoded images of one
+request together (their decoded pixels are what a request costs in memory)."""
 
 # 2**24 elements: the float32 values a 64 MiB request can carry.
 DEFAULT_LIMITS = RequestLimits(max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,

@@ -10,7 +10,8 @@ idle connections, let the requests in flight finish (for up to 30 s), unload the
 exit 0.
 
 What one request may cost is bounded before TensorFlow runs it: ``--max_image_pixels`` per
-encoded image (read from its header), ``--max_batch_rows`` images (rows) per request,
+encoded image (read from its header), ``--max_request_pixels`` for all of them together,
+``--max_batch_rows`` images (rows) per request,
 ``--max_tensor_elements`` per input tensor, ``--max_request_bytes`` per message or body, and
 ``--rest_api_timeout_in_ms`` for every read and write on a REST connection. Over a limit the
 answer is INVALID_ARGUMENT (REST 400) naming the limit and its flag.
@@ -158,6 +159,9 @@ def define_flags():
     flag_set.integer('max_image_pixels', DEFAULT_LIMITS.max_image_pixels,
                      'Largest width x height of one encoded image, read from its header before '
                      'anything decodes it.')
+    flag_set.integer('max_request_pixels', DEFAULT_LIMITS.max_request_pixels,
+                     'Largest sum of width x height over the encoded images of one request, '
+                     'read from their headers (bounds the memory one request decodes into).')
     flag_set.integer('max_batch_rows', DEFAULT_LIMITS.max_batch_rows,
                      'Most rows (e.g. images of serving_default) in one request, along the first '
                      'axis of inputs with a variable batch size.')
@@ -232,7 +236,8 @@ def server_from_flags(values):
         if not 0 <= getattr(values, name) <= 65535:
             raise UsageError('--%s must be in 0..65535, got %d' % (name, getattr(values, name)))
     for name in ('max_request_bytes', 'grpc_max_threads', 'rest_api_timeout_in_ms',
-                 'max_image_pixels', 'max_batch_rows', 'max_tensor_elements'):
+                 'max_image_pixels', 'max_request_pixels', 'max_batch_rows',
+                 'max_tensor_elements'):
         if getattr(values, name) <= 0:
             raise UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
     batching = batching_from_flags(values.enable_batching, values.batching_parameters_file,
@@ -246,7 +251,7 @@ def server_from_flags(values):
         inter_op_threads=values.tensorflow_inter_op_parallelism,
         version_labels=parse_version_labels(values.version_labels),
         limits=RequestLimits(values.max_image_pixels, values.max_batch_rows,
-                             values.max_tensor_elements),
+                             values.max_tensor_elements, values.max_request_pixels),
         rest_timeout_seconds=values.rest_api_timeout_in_ms / 1000., batching=batching)
 
 

@@ -105,14 +105,21 @@ def check_input(signature_name, alias, tensor_info, dtype, shape, limits=DEFAULT
 
 def check_images(signature_name, alias, array, limits=DEFAULT_LIMITS):
     """Raises INVALID_ARGUMENT for an encoded image in the string ``array`` whose header is
-    unreadable or declares more than ``limits.max_image_pixels`` pixels."""
+    unreadable or declares more than ``limits.max_image_pixels`` pixels, or when the images
+    together declare more than ``limits.max_request_pixels``."""
+    total = 0
     for index, value in enumerate(array.flat):
         if isinstance(value, bytes):
             try:
-                image_header.check_image_pixels(value, limits.max_image_pixels,
-                                                'element %d' % index)
+                size = image_header.check_image_pixels(value, limits.max_image_pixels,
+                                                       'element %d' % index)
             except image_header.ImageHeaderError as error:
                 raise _invalid(signature_name, alias, str(error))
+            total += size[0] * size[1] if size else 0
+    if total > limits.max_request_pixels:
+        raise _invalid(signature_name, alias, 'the images of one request hold %d pixels, more '
+                       'than the limit of %d (%s)' % (total, limits.max_request_pixels,
+                                                      image_header.REQUEST_PIXELS_FLAG))
 
 
 def check_input_names(signature_name, signature, aliases):
