@@ -275,16 +275,16 @@ def test_exporter_converter_and_detector_on_a_full_disk(sample_voc_dir, tmp_path
                                        'device (nothing was exported)' % disk]
         assert os.listdir(os.path.join(disk, 'cars')) == []
 
+        with open(os.path.join(disk, 'filler'), 'wb') as f:  # 100 KB left: less than a shard
+            f.write(b'\0' * (shutil.disk_usage(disk).free - 100 * 1024))
         status, _, stderr = run_tool('datasets/write_dataset/dataset_to_tfrecords.py',
                                      '--dataset_dir=%s' % sample_voc_dir, '--output_dir=%s' % disk,
                                      '--split=train', '--samples_per_file=100')
         assert status == 1
         assert error_lines(stderr) == ['error: --output_dir=%s: cannot write: No space left on '
                                        'device; no new shard was published' % disk]
-        assert os.listdir(disk) == ['cars']
+        assert sorted(os.listdir(disk)) == ['cars', 'filler']
 
-        with open(os.path.join(disk, 'filler'), 'wb') as f:  # leave 100 KB: less than a picture
-            f.write(b'\0' * (shutil.disk_usage(disk).free - 100 * 1024))
         image = os.path.join(sample_voc_dir, 'JPEGImages', sorted(os.listdir(
             os.path.join(sample_voc_dir, 'JPEGImages')))[0])
         status, _, stderr = run_tool('detector.py', '--ckpt_path=%s' % ckpt,
