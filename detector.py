@@ -29,6 +29,7 @@ from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
 from utils import tf_errors  # noqa: E402
+from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
@@ -112,7 +113,8 @@ class Detector(object):
         ``tf.errors.InvalidArgumentError`` for bad bytes."""
         feed = dict(zip(self._upright_steps, exif.UPRIGHT_STEPS[exif.orientation(encoded)]))
         feed[self._encoded] = encoded
-        out = self.session.run(self._fetches, feed)
+        with tf_logging.native_stderr_held():  # libjpeg's own lines about a bad image
+            out = self.session.run(self._fetches, feed)
         count = int(out['num_detections'])
         return (out['image'], out['detection_boxes'][:count], out['detection_scores'][:count],
                 out['detection_classes'][:count])

@@ -18,6 +18,7 @@ from tensorflow.python.util import deprecation
 
 from datasets import records
 from utils import tf_errors
+from utils import tf_logging
 from utils.errors import ToolkitError
 
 RecordFault = collections.namedtuple('RecordFault', 'shard index image_id reason')
@@ -62,7 +63,8 @@ class _Decoder(object):
     def fault(self, raw):
         """None when the record parses and decodes, else TensorFlow's reason."""
         try:
-            self._session.run(self._parsed, {self._raw: raw})
+            with tf_logging.native_stderr_held():  # libjpeg's own lines about a bad image
+                self._session.run(self._parsed, {self._raw: raw})
         except tf.errors.OpError as e:
             return tf_errors.describe(e).cause
         return None
