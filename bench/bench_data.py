@@ -53,8 +53,9 @@ def bench_pipeline(output_dir):
     """Median throughput (images/s) of parse + decode of every record, graph mode, no shuffle."""
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel  (see docstring)
     from datasets import input_pipeline  # pylint: disable=import-outside-toplevel
+    from datasets import record_check  # pylint: disable=import-outside-toplevel
     spec = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.split, output_dir)
-    with tf.Graph().as_default():
+    with tf.Graph().as_default(), record_check.naming_corrupt_records(spec.data_sources):
         iterator = tf.data.make_initializable_iterator(
             input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1))
         element = iterator.get_next()

@@ -88,11 +88,11 @@ def _epochs(tfrecords_dir):
 
 def evaluate(tfrecords_dir, train_dir):
     """mAP@0.5 (VOC07 11-point and VOC2010+ area) of the newest checkpoint on the test split."""
-    from datasets import dataset_factory, input_pipeline
+    from datasets import dataset_factory, input_pipeline, record_check
     from model import inference
     from utils import voc_metric
     spec = dataset_factory.get_dataset('vehicle', 'test', tfrecords_dir)
-    with tf.Graph().as_default():
+    with tf.Graph().as_default(), record_check.naming_corrupt_records(spec.data_sources):
         net, info, prefix = inference.load_model(train_dir)
         example = tf.data.make_one_shot_iterator(
             input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1)).get_next()

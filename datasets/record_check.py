@@ -11,6 +11,7 @@ shards again to say which, and ``skip_corrupt(spec)`` (``--skip_corrupt_records`
 before a run so that ``input_pipeline.make_dataset`` reads past them.
 """
 import collections
+import contextlib
 import os
 
 import tensorflow.compat.v1 as tf
@@ -136,6 +137,17 @@ def raise_if_corrupt(error, paths, remedy=''):
                      first_only=True)
     if faults:
         raise CorruptRecordError(faults[0], remedy) from None
+
+
+@contextlib.contextmanager
+def naming_corrupt_records(paths, remedy=''):
+    """Runs the block; a TensorFlow error that a corrupt record of ``paths`` caused leaves it as
+    a ``CorruptRecordError`` naming that record (other errors pass unchanged)."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        raise_if_corrupt(error, paths, remedy)
+        raise
 
 
 def skip_corrupt(spec, printer=print):
