@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
@@ -277,7 +278,16 @@ def _run(options):
     print('results written to %s' % write_results(options.output_dir, results, settings))
 
 
+def _remove_files_written_since(folder, since):
+    """Removes the files of ``folder`` modified since ``since`` (a failed run's partial output)."""
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and os.path.getmtime(path) >= since:
+            os.remove(path)
+
+
 def _evaluate(options):
+    started = time.time() - 1  # file times may be rounded down to the second
     try:
         _run(options)
     except tf.errors.OpError as e:
@@ -286,6 +296,10 @@ def _evaluate(options):
             remedy='; --skip_corrupt_records evaluates past it')
         raise EvalError('evaluation failed: %s' % tf_errors.one_line(e))
     except OSError as e:  # e.g. an --output_dir that cannot be written
+        if tf_errors.is_disk_full(e):
+            _remove_files_written_since(options.output_dir, started)
+            raise EvalError('--output_dir=%s: cannot write: %s (this run\'s files removed)'
+                            % (options.output_dir, e.strerror))
         raise EvalError('%s: %s' % (e.filename, e.strerror))
     return 0
 

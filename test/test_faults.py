@@ -297,6 +297,22 @@ def test_exporter_converter_and_detector_on_a_full_disk(sample_voc_dir, tmp_path
         assert sorted(os.listdir(disk)) == ['cars', 'filler']
 
 
+def test_evaluator_on_a_full_disk_leaves_no_partial_output(sample_tfrecords, tmp_path, capsys):
+    import eval_ssd_network
+    ckpt = str(tmp_path / 'ckpt')
+    make_checkpoint(ckpt)
+    disk = str(tmp_path / 'disk')
+    with small_disk(disk, '40k'):
+        status = eval_ssd_network.main(['eval_ssd_network.py', '--ckpt_path=%s' % ckpt,
+                                        '--dataset_dir=%s' % sample_tfrecords, '--split=test',
+                                        '--output_dir=%s' % disk])
+        assert status == 1
+        assert error_lines(capsys.readouterr().err)[-1] == (
+            "error: --output_dir=%s: cannot write: No space left on device (this run's files "
+            "removed)" % disk)
+        assert os.listdir(disk) == []
+
+
 # ---- phone photos: EXIF orientation --------------------------------------------------------
 
 def exif_jpeg(image, orientation):
