@@ -149,16 +149,19 @@ def _decode_and_preprocess(encoded, net, max_image_pixels):
     return inputs, tf.shape(image)[:2], bbox_img
 
 
-def _assert_request_pixels(encoded, max_request_pixels):
+def _assert_request_pixels(encoded, max_request_pixels, max_image_pixels):
     """An Assert op (InvalidArgument) refusing a batch of encoded images whose headers declare
-    more than ``max_request_pixels`` pixels together, before any of them is decoded."""
+    more than ``max_request_pixels`` pixels together, before any of them is decoded (an image
+    above ``max_image_pixels`` is left to its own, more precise, refusal)."""
     sizes = tf.cast(tf.map_fn(tf.autograph.experimental.do_not_convert(_header_size), encoded,
                               back_prop=False, fn_output_signature=tf.int64), tf.float64)
-    total = tf.reduce_sum(sizes[:, 0] * sizes[:, 1])
+    pixels = sizes[:, 0] * sizes[:, 1]
+    total = tf.reduce_sum(pixels)
     message = tf.strings.format(
         'encoded_image: the images of one request hold {} pixels, more than the limit of %d (%s)'
         % (max_request_pixels, image_header.REQUEST_PIXELS_FLAG), [tf.cast(total, tf.int64)])
-    return tf.debugging.Assert(total <= max_request_pixels, [message])
+    return tf.debugging.Assert(tf.logical_or(total <= max_request_pixels,
+                                             tf.reduce_any(pixels > max_image_pixels)), [message])
 
 
 def _tensor_info(tensor):
@@ -193,7 +196,8 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
         inputs={'images': info(image)}, outputs=raw_outputs, method_name=predict)
 
     encoded = tf.placeholder(tf.string, [None], name='encoded_image')
-    with tf.control_dependencies([_assert_request_pixels(encoded, max_request_pixels)]):
+    with tf.control_dependencies([_assert_request_pixels(encoded, max_request_pixels,
+                                                         max_image_pixels)]):
         images, shapes, windows = tf.map_fn(
             functools.partial(_decode_and_preprocess, net=net, max_image_pixels=max_image_pixels),
             encoded, back_prop=False, fn_output_signature=(tf.float32, tf.int32, tf.float32))

@@ -478,8 +478,8 @@ def test_exported_graph_refuses_a_request_over_the_total_pixel_limit():
     images = [sample_jpeg(20, 30, i) for i in range(3)]
     with tf.Graph().as_default(), tf.Session() as sess:
         encoded = tf.placeholder(tf.string, [None])
-        within = export._assert_request_pixels(encoded, 1800)
-        above = export._assert_request_pixels(encoded, 1799)
+        within = export._assert_request_pixels(encoded, 1800, 600)
+        above = export._assert_request_pixels(encoded, 1799, 600)
         sess.run(within, {encoded: images})
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
                 'encoded_image: the images of one request hold 1800 pixels, more than the limit '

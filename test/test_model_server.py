@@ -397,7 +397,7 @@ def test_rest_bad_request_is_refused_and_server_keeps_serving(server, jpegs, cas
 
 
 def test_default_limits_match_the_flags_documented():
-    assert DEFAULT_LIMITS == (50000000, 64, 2 ** 24)
+    assert DEFAULT_LIMITS == (50000000, 64, 2 ** 24, 100000000)
 
 
 def test_rest_non_ascii_content_length_is_a_bad_request(server):

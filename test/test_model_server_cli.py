@@ -170,7 +170,8 @@ def test_flag_validation_names_the_flag(tmp_path, changes, message):
                   file_system_poll_wait_seconds=1., host='127.0.0.1', max_request_bytes=1000,
                   grpc_max_threads=2, tensorflow_intra_op_parallelism=0,
                   tensorflow_inter_op_parallelism=0, version_labels='', max_image_pixels=10,
-                  max_batch_rows=2, max_tensor_elements=10, rest_api_timeout_in_ms=1000,
+                  max_batch_rows=2, max_tensor_elements=10, max_request_pixels=10 ** 8,
+                  rest_api_timeout_in_ms=1000,
                   enable_batching=False, batching_parameters_file='', adaptive_batching=True)
     values.update(changes)
     if values['batching_parameters_file'] == 'BAD_FILE':
