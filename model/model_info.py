@@ -3,7 +3,8 @@
 The trainer writes it into ``--train_model_dir``; the detector, the evaluator and the exporter read
 it so that users never repeat ``--num_classes`` or class names. Fields:
 ``model_name``, ``num_classes`` (background included), ``class_names`` (id order, no background),
-``width_multiplier``, ``dataset_name``, ``img_shape``.
+``width_multiplier``, ``dataset_name``, ``img_shape``; and ``max_number_of_steps`` (the step the
+run stops at, null when unbounded) so that an evaluator following the run knows when it is over.
 """
 import json
 import os

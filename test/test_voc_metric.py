@@ -119,7 +119,7 @@ def _devkit_reference(images, label, iou_threshold=.5):
     tp, fp = np.cumsum(tp), np.cumsum(fp)
     recall, precision = tp / npos, tp / (tp + fp)
     ap07 = sum(max([p for p, r in zip(precision, recall) if r >= t] or [0.])
-               for t in np.arange(11) / 10.) / 11.
+               for t in np.arange(0., 1.1, 0.1)) / 11.
     return precision, recall, ap07
 
 
