@@ -16,8 +16,6 @@ import os
 import shutil
 import tempfile
 
-import tensorflow.compat.v1 as tf
-
 from model import evaluation
 from model import model_info
 
@@ -67,13 +65,17 @@ def is_better(record, best):
 
 
 def _copy_checkpoint(prefix, directory):
-    """Copies the files of checkpoint ``prefix`` into ``directory``; returns the copy's name."""
-    files = glob.glob(glob.escape(prefix) + '.*')
-    if not any(path.endswith('.index') for path in files):
-        raise FileNotFoundError(2, 'checkpoint files not found', prefix + '.index')
+    """Copies the variables of checkpoint ``prefix`` (``.index``, ``.data-*``; not the training
+    graph's ``.meta``) into ``directory`` with their ``checkpoint`` index; returns the copy's
+    name."""
+    files = [prefix + '.index'] + glob.glob(glob.escape(prefix) + '.data-*')
     for path in files:
         shutil.copy2(path, directory)
-    return os.path.basename(prefix)
+    name = os.path.basename(prefix)
+    # The index names the checkpoint relative to its folder, so the folder can move.
+    with open(os.path.join(directory, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n' % (name, name))
+    return name
 
 
 def update(train_dir, prefix, results, settings):
@@ -89,7 +91,6 @@ def update(train_dir, prefix, results, settings):
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=train_dir)
     try:
         name = _copy_checkpoint(prefix, staging)
-        tf.train.update_checkpoint_state(staging, name)   # relative: the folder can move
         model_info.write_model_info(staging, **model_info.read_model_info(prefix))
         evaluation.write_results_json(os.path.join(staging, evaluation.RESULTS_JSON), results,
                                       dict(settings, checkpoint=os.path.join(
