@@ -117,28 +117,25 @@ def _follow(options, spec):
     """--wait_for_checkpoints: scores the run's checkpoints as they appear."""
     evaluator = training_evaluation.CheckpointEvaluator(
         options.ckpt_path, spec, options.batch_size, _max_images(options), options.precision,
-        progress=True, printer=_print, **_postprocessing(options))
-    _print('following %s: a new checkpoint is looked for every %d s, for at most %d s'
-           % (options.ckpt_path, options.eval_interval_secs, options.timeout))
+        progress=True, **_postprocessing(options))
+    training_evaluation.say('following %s: looking for a new checkpoint every %d s, until the '
+                            "run's last step or %d s without one"
+                            % (options.ckpt_path, options.eval_interval_secs, options.timeout))
     try:
         for prefix in training_evaluation.follow_checkpoints(
-                options.ckpt_path, options.eval_interval_secs, options.timeout, printer=_print):
+                options.ckpt_path, options.eval_interval_secs, options.timeout):
             try:
                 scored, results, settings = evaluator.evaluate(prefix)
             except (CheckpointError, tf.errors.OpError, OSError):
                 if os.path.exists(prefix + '.index'):
                     raise
-                _print('%s was removed before it was scored (the trainer keeps --max_to_keep '
-                       'checkpoints): skipped' % prefix)
+                training_evaluation.say('%s was removed before it was scored (the trainer keeps '
+                                        '--max_to_keep checkpoints): skipped' % prefix)
                 continue
             _write_detections(options.output_dir, scored.entries, spec)
             evaluation.write_results(options.output_dir, results, settings)
     finally:
         evaluator.close()
-
-
-def _print(line):
-    print(line, flush=True)
 
 
 def _run(options):

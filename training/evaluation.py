@@ -54,13 +54,13 @@ class CheckpointEvaluator(object):
     """
 
     def __init__(self, train_dir, spec, batch_size=EVAL_BATCH_SIZE, max_images=None,
-                 precision='float32', progress=False, printer=print, **postprocessing):
+                 precision='float32', progress=False, printer=None, **postprocessing):
         self.train_dir = train_dir
         self.spec = spec
         self._options = dict(EVAL_POSTPROCESSING, batch_size=batch_size, max_images=max_images,
                              precision=precision, progress=progress)
         self._options.update(postprocessing)
-        self._printer = printer
+        self._printer = printer or say
         self._writer = None
 
     def settings(self, prefix):
@@ -109,7 +109,12 @@ def _number(value):
     return '%.4f' % value if value is not None else '-'
 
 
-def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=print,
+def say(line):
+    """Prints a progress line at once (training logs and pipes buffer otherwise)."""
+    print(line, flush=True)
+
+
+def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=say,
                        sleep=time.sleep, clock=time.monotonic):
     """Yields the newest checkpoint prefix of ``train_dir`` each time a newer one appears,
     looking every ``interval_secs``.
@@ -200,10 +205,6 @@ def hook_from_flags(f, step_tensor, saver, class_names):
         raise TrainConfigError('--eval_split=%s in %s has classes %s, the model %s'
                                % (f.eval_split, dataset_dir, spec.class_names, list(class_names)))
     evaluator = CheckpointEvaluator(f.train_model_dir, spec, max_images=f.eval_max_images,
-                                    precision=f.precision, printer=_flush_print)
+                                    precision=f.precision)
     return EvaluationHook(evaluator, f.eval_every_n_steps, step_tensor, saver,
                           f.max_number_of_steps)
-
-
-def _flush_print(line):
-    print(line, flush=True)
