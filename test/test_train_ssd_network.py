@@ -162,7 +162,8 @@ def _flags(**overrides):
                   num_classes=None, width_multiplier=1.0, data_format='NHWC',
                   max_number_of_steps=None, weights_initializer='network', precision='float32',
                   head_init_stddev=0.0, num_epochs_per_decay=2.0,
-                  learning_rate_decay_type='exponential')
+                  learning_rate_decay_type='exponential', eval_every_n_steps=0, eval_split='val',
+                  eval_max_images=None)
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
