@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+import detector
 import eval_ssd_network
 import train_ssd_network
 from model import checkpoints
@@ -184,6 +185,12 @@ def test_best_follows_the_better_checkpoint(tmp_path):
     moved = str(tmp_path / 'moved')
     shutil.copytree(best, moved)
     assert checkpoints.resolve(moved) == os.path.join(moved, 'model.ckpt-3')
+    # The detector (and so the exporter: the same inference.load_model) loads it.
+    loaded = detector.Detector(best)
+    try:
+        assert loaded.checkpoint == os.path.join(best, 'model.ckpt-3')
+    finally:
+        loaded.close()
 
     # A swap interrupted between its two renames is undone on the next look.
     os.rename(best, os.path.join(train_dir, '.best-old'))

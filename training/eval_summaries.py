@@ -47,11 +47,11 @@ def scalars(results):
 
 def pr_curve_counts(entry, num_thresholds=PR_CURVE_THRESHOLDS):
     """TP, FP, TN, FN counts, precision and recall (each ``[num_thresholds]`` float64) of one
-    class's ``VOCMetric.evaluate()`` entry at score thresholds ``linspace(0, 1, num_thresholds)``
+    class's ``VOCMetric.evaluate()`` entry at score thresholds ``k / (num_thresholds - 1)``
     (a detection counts at a threshold when its score is at least the threshold)."""
     scores, recall = entry['scores'], entry['recall']
     positives = entry['num_positives']
-    thresholds = np.linspace(0., 1., num_thresholds)
+    thresholds = np.arange(num_thresholds) / (num_thresholds - 1.)   # k/(n-1), nearest floats
     # Scores are in descending order: the first k detections pass threshold t.
     passing = np.searchsorted(-scores, -thresholds, side='right')
     tp_after = np.concatenate(([0.], np.round(recall * positives)))
