@@ -93,9 +93,9 @@ def precision_recall(scores, is_tp, num_positives):
 
 # The 11 recall thresholds of py-faster-rcnn's voc_eval.py and mmdetection: np.arange's floats, of
 # which 0.3, 0.6 and 0.7 lie just above k/10 (0.30000000000000004...), so a recall of exactly 3/10
-# does not reach them. The published VOC07 numbers of SSD and Faster R-CNN come from this code.
+# does not reach them. Python detection code (SSD and Faster R-CNN ports) reports these numbers.
 VOC07_RECALL_THRESHOLDS = np.arange(0., 1.1, 0.1)
-# The same thresholds as the floats nearest to k/10 (the devkit's MATLAB 0:0.1:1).
+# The same thresholds as the floats nearest to k/10.
 VOC07_EXACT_RECALL_THRESHOLDS = np.arange(11) / 10.
 
 
@@ -110,8 +110,8 @@ def ap_voc07(precision, recall, thresholds=VOC07_RECALL_THRESHOLDS):
 
 
 def ap_voc07_exact(precision, recall):
-    """``ap_voc07`` at the exact thresholds k/10 (MATLAB devkit's ``0:0.1:1``): differs from the
-    default only when a recall equals 0.3, 0.6 or 0.7 exactly."""
+    """``ap_voc07`` at the floats nearest to k/10: differs from the default only when a recall
+    equals 0.3, 0.6 or 0.7 exactly."""
     return ap_voc07(precision, recall, VOC07_EXACT_RECALL_THRESHOLDS)
 
 
