@@ -86,29 +86,38 @@ def forbidden_ops(graph_def):
 
 
 def _header_size(encoded):
-    """int64 ``[height, width]`` an encoded image declares in its header, read without decoding:
-    JPEG (``extract_jpeg_shape``), PNG (IHDR), GIF (screen), BMP (info header); ``[0, 0]`` for
-    other formats."""
-    head = tf.strings.join([tf.strings.substr(encoded, 0, 32), b'\0' * 32])  # 32 bytes at least
-    head = tf.cast(tf.io.decode_raw(head, tf.uint8)[:32], tf.int64)
+    """int64 ``[height, width]`` an encoded image declares in its header, read without decoding
+    through ``image_header.FORMATS`` (the table the server's own check reads), JPEG's through
+    ``extract_jpeg_shape``; ``[0, 0]`` for other bytes (``decode_image`` then refuses them)."""
+    length = image_header.HEADER_BYTES
+    # Zero-padded to the bytes the table reads, so that short inputs index safely.
+    padded = tf.strings.join([tf.strings.substr(encoded, 0, length), b'\0' * length])
+    head = tf.cast(tf.io.decode_raw(padded, tf.uint8)[:length], tf.int64)
 
-    def number(offset, size, big_endian):
-        weights = [256 ** (size - 1 - i if big_endian else i) for i in range(size)]
-        return tf.reduce_sum(head[offset:offset + size] * tf.constant(weights, tf.int64))
+    def matches(pairs):
+        return tf.reduce_all([tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
+                              for offset, magic in pairs])
 
-    def magnitude(value):  # of an int32; BMP stores a negative height for top-down rows
-        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-
-    def starts_with(magic):
-        return tf.equal(tf.strings.substr(encoded, 0, len(magic)), magic)
+    def value(field):
+        weights = [256 ** (i if field.byte_order == 'little' else field.size - 1 - i)
+                   for i in range(field.size)]
+        number = tf.reduce_sum(head[field.offset:field.offset + field.size] *
+                               tf.constant(weights, tf.int64))
+        if field.signed:
+            bits = 8 * field.size
+            number = tf.abs(tf.where(number >= 2 ** (bits - 1), number - 2 ** bits, number))
+        number = tf.bitwise.right_shift(number, field.shift)
+        if field.mask is not None:
+            number = tf.bitwise.bitwise_and(number, field.mask)
+        return number + field.add
 
     size = tf.zeros([2], tf.int64)
-    for magic, height, width in (
-            (b'\x89PNG\r\n\x1a\n', number(20, 4, True), number(16, 4, True)),
-            (b'GIF8', number(8, 2, False), number(6, 2, False)),
-            (b'BM', magnitude(number(22, 4, False)), magnitude(number(18, 4, False)))):
-        size = tf.where(starts_with(magic), tf.stack([height, width]), size)
-    return tf.cond(starts_with(b'\xff\xd8\xff'),
+    # Reversed, so that the first format and layout that match win, as in the NumPy reader.
+    for fmt in reversed(image_header.FORMATS):
+        for layout in reversed(fmt.layouts):
+            size = tf.where(matches(fmt.signature + layout.when),
+                            tf.stack([value(layout.height), value(layout.width)]), size)
+    return tf.cond(matches(image_header.JPEG.signature),
                    lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64),
                    lambda: size)
 
@@ -129,8 +138,8 @@ def _decode_and_preprocess(encoded, net, max_image_pixels):
     """One encoded image → (network input float32 ``[*img_shape, 3]`` of ``net``, original
     (height, width) int32, ``bbox_img`` float32 [4]).
 
-    An image above ``max_image_pixels`` is refused from its header before it is decoded, or
-    (formats whose header is not read, e.g. WebP) once decoded, before it is resized.
+    An image above ``max_image_pixels`` is refused from its header before it is decoded, and
+    again once decoded, before it is resized (a header that understates the size).
     Built as plain graph code: autograph (map_fn's default) would rewrite the Python of the
     preprocessing module, which is written for graph mode, not for it.
     """

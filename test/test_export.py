@@ -232,30 +232,35 @@ def test_choose_version(tmp_path):
         export.choose_version(str(model_dir), 2 ** 63)
 
 
-def _encoded_images():
-    """Encodings of one 20 x 30 picture, by name."""
-    import io
-    import cv2
-    from PIL import Image
-    image = np.random.RandomState(0).randint(0, 255, (20, 30, 3)).astype(np.uint8)
-    images = {name: cv2.imencode(ext, image)[1].tobytes()
-              for name, ext in (('JPEG', '.jpg'), ('PNG', '.png'), ('BMP', '.bmp'),
-                                ('WebP', '.webp'))}
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, 'GIF')
-    images['GIF'] = buffer.getvalue()
-    return images
+IMAGE_20x30 = np.random.RandomState(0).randint(0, 255, (20, 30, 3)).astype(np.uint8)
 
 
-@pytest.mark.parametrize('name, when', [('JPEG', 'from its header'), ('PNG', 'from its header'),
-                                        ('GIF', 'from its header'), ('BMP', 'from its header'),
-                                        ('WebP', 'decoded')])
-def test_serving_default_graph_refuses_images_above_the_pixel_limit(name, when):
-    # 600 pixels pass, 599 do not; JPEG, PNG, GIF and BMP before decoding, WebP before resizing.
+def test_header_size_in_the_graph_agrees_with_the_python_reader():
+    """One table drives both readers: every header layout gives (20, 30) in the graph too."""
+    import tensorflow.compat.v1 as tf
+    import export_saved_model as export
+    from test.conftest import encoded_images
+    from utils import image_header
+    images = encoded_images(IMAGE_20x30)
+    images['OS/2 BMP 2x300'] = encoded_images(np.zeros((2, 300, 3), np.uint8))['BMP OS/2']
+    images['text'], images['short'] = b'plain text, not an image', b'BM'
+    with tf.Graph().as_default(), tf.Session() as sess:
+        placeholder = tf.placeholder(tf.string, [])
+        size = export._header_size(placeholder)
+        for name, data in sorted(images.items()):
+            expected = (image_header.image_size(data) or (None, 0, 0))[1:] \
+                if name != 'short' else (0, 0)
+            assert tuple(sess.run(size, {placeholder: data})) == expected, name
+
+
+@pytest.mark.parametrize('name', ['JPEG', 'PNG', 'GIF', 'BMP', 'WebP lossy'])
+def test_serving_default_graph_refuses_images_above_the_pixel_limit(name):
+    # 600 pixels pass, 599 do not, refused from the header before decoding.
     import tensorflow.compat.v1 as tf
     import export_saved_model as export
     from nets.ssd_params import SSD300_PARAMS
-    encoded = _encoded_images()[name]
+    from test.conftest import encoded_images
+    encoded = encoded_images(IMAGE_20x30)[name]
     with tf.Graph().as_default(), tf.Session() as sess:
         placeholder = tf.placeholder(tf.string, [])
         within = export._decode_and_preprocess(placeholder, SSD300_PARAMS, max_image_pixels=600)
@@ -264,8 +269,9 @@ def test_serving_default_graph_refuses_images_above_the_pixel_limit(name, when):
         assert image.shape == (300, 300, 3) and size.tolist() == [20, 30]
         assert bbox_img.tolist() == [0, 0, 1, 1]
         with pytest.raises(tf.errors.InvalidArgumentError,
-                           match=re.escape('encoded_image: image of 30x20 pixels (%s) exceeds '
-                                           'the limit of 599 pixels (--max_image_pixels)' % when)):
+                           match=re.escape('encoded_image: image of 30x20 pixels (from its '
+                                           'header) exceeds the limit of 599 pixels '
+                                           '(--max_image_pixels)')):
             sess.run(above, {placeholder: encoded})
 
 
