@@ -32,11 +32,11 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
 
 from preprocessing import transform  # noqa: E402
-from serving.server.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info as model_info_lib  # noqa: E402
+from model import versions  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 DETECTED_MODEL = 'detected_model'
@@ -53,11 +53,7 @@ class ExportError(ToolkitError, ValueError):
 
 def existing_versions(model_dir):
     """Sorted versions present in ``model_dir`` (folders that are not versions are ignored)."""
-    if not os.path.isdir(model_dir):
-        return []
-    versions = {name: parse_version(name) for name in os.listdir(model_dir)}
-    return sorted(version for name, version in versions.items()
-                  if version is not None and os.path.isdir(os.path.join(model_dir, name)))
+    return sorted(versions.scan_versions(model_dir))
 
 
 def choose_version(model_dir, requested=None, overwrite=False):
@@ -68,7 +64,7 @@ def choose_version(model_dir, requested=None, overwrite=False):
     if requested is None:
         versions = existing_versions(model_dir)
         return versions[-1] + 1 if versions else 1
-    if not 1 <= requested <= MAX_VERSION:
+    if not 1 <= requested <= versions.MAX_VERSION:
         raise ExportError('--model_version must be a positive int64, got %d' % requested)
     if os.path.exists(os.path.join(model_dir, str(requested))) and not overwrite:
         raise ExportError('version %d already exists in %s: pass --overwrite to replace it, or '

@@ -6,6 +6,8 @@ import resource
 import statistics
 import time
 
+from utils import files
+
 FIGURE_PREFIX = '[figure]'
 
 
@@ -63,6 +65,4 @@ def write_report_section(path, title, lines):
 def write_report(path, head, sections):
     """Writes ``head`` then each section of ``sections`` ({title: text}) atomically."""
     parts = [head.rstrip('\n')] + ['%s\n%s' % (_section_marker(t), b) for t, b in sections.items()]
-    with open(path + '.tmp', 'w') as f:
-        f.write('\n\n'.join(p for p in parts if p) + '\n')
-    os.replace(path + '.tmp', path)
+    files.write_text_atomically(path, '\n\n'.join(p for p in parts if p) + '\n')

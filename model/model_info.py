@@ -9,6 +9,7 @@ run stops at, null when unbounded) so that an evaluator following the run knows 
 import json
 import os
 
+from utils import files
 from utils.errors import ToolkitError
 
 MODEL_INFO_FILENAME = 'model_info.json'
@@ -23,10 +24,7 @@ def write_model_info(train_dir, **fields):
     """Writes ``fields`` as ``<train_dir>/model_info.json`` atomically; returns the path."""
     os.makedirs(train_dir, exist_ok=True)
     path = os.path.join(train_dir, MODEL_INFO_FILENAME)
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(fields, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    files.write_json_atomically(path, fields)
     return path
 
 

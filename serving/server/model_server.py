@@ -30,9 +30,9 @@ import signal
 import sys
 import threading
 
+from model.versions import parse_version
 from serving.server import batching
 from serving.server.limits import DEFAULT_LIMITS, RequestLimits
-from serving.server.versions import parse_version
 from utils import cli
 from utils.errors import ToolkitError
 

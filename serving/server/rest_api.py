@@ -37,9 +37,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from google.protobuf import json_format
 
+from model.versions import parse_version
 from serving.errors import ServingError
 from serving.server.servable import DEFAULT_SIGNATURE, check_input_names
-from serving.server.versions import parse_version
 
 logger = logging.getLogger('serving.model_server')
 
