@@ -43,7 +43,6 @@ DETECTED_MODEL = 'detected_model'
 SERVING_DEFAULT = 'serving_default'
 # Ops that run Python: TF Serving's C++ runtime cannot execute them.
 FORBIDDEN_OPS = frozenset(['PyFunc', 'PyFuncStateless', 'EagerPyFunc'])
-ASSETS_EXTRA = 'assets.extra'
 DETECTION_KEYS = inference.DETECTION_KEYS
 
 
@@ -195,7 +194,7 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
 
 
 def _write_model_info(version_dir, info, thresholds):
-    assets = os.path.join(version_dir, ASSETS_EXTRA)
+    assets = os.path.join(version_dir, model_info_lib.ASSETS_EXTRA)
     os.makedirs(assets, exist_ok=True)
     model_info_lib.write_model_info(assets, **dict(info, **thresholds))
 

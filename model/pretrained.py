@@ -15,6 +15,7 @@ import tensorflow.compat.v1 as tf
 
 from model import checkpoints
 from model.checkpoints import CheckpointError
+from nets.nets_model import ssd_vgg_300
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
@@ -70,7 +71,7 @@ def describe_plan(prefix, is_vgg, plan, variables, model_scope):
     return line
 
 
-def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoint_model_scope=None,
+def init_fn_from_checkpoint(checkpoint_path, model_scope=ssd_vgg_300.SCOPE, checkpoint_model_scope=None,
                             exclude_scopes=(), ignore_missing_vars=False, num_classes=None,
                             log=print):
     """A function(sess) that loads `checkpoint_path` into the model variables under `model_scope`.

@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from serving.server import batching
-from serving.server.model_server import (UsageError, batching_from_flags, server_from_flags,
-                                         start_server)
+from serving.server.model_server import batching_from_flags, server_from_flags, start_server
 from test.serving_fixtures import sample_jpeg, write_model_version
+from utils.cli import UsageError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 90.  # importing TensorFlow on a busy shared machine
@@ -94,7 +94,7 @@ def test_cli_finishes_in_flight_request_on_sigterm_and_exits_0(tmp_path):
 def test_cli_bad_flag_gives_one_error_line():
     proc = _run_cli('--model_name=cars', '--model_base_path=/no/such/folder')
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error, as in every tool (utils/cli.py)
     assert stderr.strip().splitlines()[-1] == (
         'error: --model_base_path /no/such/folder is not a folder')
     assert 'Traceback' not in stderr

@@ -8,6 +8,7 @@ import tensorflow.compat.v1 as tf
 
 from model import inference
 from model import model_info
+from nets.nets_model import ssd_vgg_300
 from training import graph
 from training import evaluation
 from training import hooks
@@ -15,7 +16,6 @@ from training import session
 from training import train_tools
 from training.train_tools import TrainConfigError
 
-NETWORK_SCOPE = 'ssd_300_vgg'
 PRECISIONS = inference.PRECISIONS   # one list for every tool
 
 
@@ -102,7 +102,7 @@ def train(f):
         with tf.control_dependencies([handles['train_tensor']]):
             step_after = tf.identity(global_step.read_value())  # the step this run completed
         init_fn = train_tools.get_init_fn(
-            f.pre_trained_path, f.train_model_dir, num_classes, model_scope=NETWORK_SCOPE,
+            f.pre_trained_path, f.train_model_dir, num_classes, model_scope=ssd_vgg_300.SCOPE,
             checkpoint_model_scope=f.checkpoint_model_scope,
             checkpoint_exclude_scopes=f.checkpoint_exclude_scopes,
             ignore_missing_vars=f.ignore_missing_vars) if is_chief else None
