@@ -61,8 +61,8 @@ def choose_version(model_dir, requested=None, overwrite=False):
     Raises ExportError when ``requested`` exists and ``overwrite`` is False.
     """
     if requested is None:
-        versions = existing_versions(model_dir)
-        return versions[-1] + 1 if versions else 1
+        existing = existing_versions(model_dir)
+        return existing[-1] + 1 if existing else 1
     if not 1 <= requested <= versions.MAX_VERSION:
         raise ExportError('--model_version must be a positive int64, got %d' % requested)
     if os.path.exists(os.path.join(model_dir, str(requested))) and not overwrite:

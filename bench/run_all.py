@@ -1,8 +1,9 @@
 """Runs every benchmark and writes the report: ``python bench/run_all.py [--output=bench/REPORT.md]``.
 
 Each benchmark is a script under bench/ that prints its figures through ``bench.common.report``;
-this collects them into one markdown table with the machine and the date. A benchmark that fails
-is listed as failed in the report and makes the exit status non-zero.
+this collects them into one markdown table in the section of the machine it runs on (CPU model,
+cores and instructions from /proc/cpuinfo; other machines' sections are kept), with the date. A
+benchmark that fails is listed as failed in the report and makes the exit status non-zero.
 
 Two cores shared with anything else make figures up to 2x wrong, so it refuses to start while
 the 1-minute load average is above ``MAX_LOAD`` (``--force`` overrides), and records the load
@@ -65,16 +66,16 @@ def comparison_lines(values):
     return lines
 
 
-def previous_rows(path):
-    """{script: table rows} of the report at ``path``, each row's note saying which run measured
-    it, so that ``--only`` keeps the figures it does not measure again."""
-    if not os.path.isfile(path):
+def previous_rows(path, machine):
+    """{script: table rows} of ``machine``'s table in the report at ``path``, each row's note
+    saying which run measured it, so that ``--only`` keeps the figures it does not measure
+    again (never another machine's)."""
+    section = common.read_report(path)[1].get(common.machine_key(machine))
+    if section is None:
         return {}
-    with open(path) as f:
-        head = f.read().split('\n<!-- section: ')[0]
-    date = re.search(r'^- Date: (.+)$', head, re.M)
+    date = re.search(r'^- Date: (.+)$', section.head, re.M)
     rows = {}
-    for line in head.splitlines():
+    for line in section.head.splitlines():
         cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
         if not line.startswith('| bench_') or len(cells) < 5:
             continue
@@ -85,22 +86,13 @@ def previous_rows(path):
     return rows
 
 
-def machine_description():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+def environment_description():
+    """Memory and software of this run (the section heading names the CPU)."""
     mem_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2.0 ** 30
     import tensorflow as tf
-    from utils import cpu_features
-    return ('%s, %d cores, %.0f GiB, bfloat16 instructions: %s, TF_ENABLE_ONEDNN_OPTS=%s, '
-            'Python %s, TensorFlow %s' % (
-                cpu, os.cpu_count(), mem_gib, cpu_features.bfloat16_description(),
-                os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'), platform.python_version(),
-                tf.__version__))
+    return '%.0f GiB, TF_ENABLE_ONEDNN_OPTS=%s, Python %s, TensorFlow %s' % (
+        mem_gib, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'), platform.python_version(),
+        tf.__version__)
 
 
 def run_benchmark(script, args):
@@ -122,7 +114,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output', default=os.path.join(REPO_ROOT, 'bench', 'REPORT.md'))
     parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py); '
-                        'the report keeps the other scripts\' rows, marked with their run\'s date')
+                        'this machine\'s table keeps the other scripts\' rows, marked with '
+                        'their run\'s date')
     parser.add_argument('--force', action='store_true',
                         help='write the report even though the machine is busy')
     options = parser.parse_args()
@@ -135,15 +128,16 @@ def main():
               % (load, MAX_LOAD), file=sys.stderr)
         return 1
 
-    lines = ['# Benchmark report', '',
-             '- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-             '- Machine: %s' % machine_description(),
+    machine = common.this_machine()
+    lines = ['- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime(
+                 '%Y-%m-%d %H:%M UTC'),
+             '- Environment: %s' % environment_description(),
              '- Command: `%s`' % ' '.join(['python bench/run_all.py'] + sys.argv[1:]), '',
              '| benchmark | figure | value | unit | note | load at start |',
              '|---|---|---|---|---|---|']
     failed = []
     values = {}
-    kept = previous_rows(options.output) if options.only else {}
+    kept = previous_rows(options.output, machine) if options.only else {}
     for script, args, _ in BENCHMARKS:
         if options.only and script not in options.only:
             lines.extend(kept.get(script, []))
@@ -158,12 +152,11 @@ def main():
             lines.append('| %s | %s | %s | %s | %s | %s |' % (script, name, value, unit, note, load))
         lines.append('| %s | benchmark wall time | %.0f | s | | %s |' % (script, seconds, load))
         # Written after every benchmark, so an interrupted run still leaves its figures; the
-        # sections that long benchmarks (bench_finetune.py) write themselves are kept.
+        # parts of the section that long benchmarks (bench_finetune.py) write are kept.
         comparisons = comparison_lines(values)
         head = lines + (['', '**Side by side** (figures of the table):', ''] + comparisons
                         if comparisons else [])
-        common.write_report(options.output, '\n'.join(head),
-                            common.read_report_sections(options.output))
+        common.update_machine_section(options.output, head='\n'.join(head), machine=machine)
     print('\nreport written to %s' % options.output)
     if failed:
         print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)
