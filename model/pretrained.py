@@ -71,9 +71,9 @@ def describe_plan(prefix, is_vgg, plan, variables, model_scope):
     return line
 
 
-def init_fn_from_checkpoint(checkpoint_path, model_scope=ssd_vgg_300.SCOPE, checkpoint_model_scope=None,
-                            exclude_scopes=(), ignore_missing_vars=False, num_classes=None,
-                            log=print):
+def init_fn_from_checkpoint(checkpoint_path, model_scope=ssd_vgg_300.SCOPE,
+                            checkpoint_model_scope=None, exclude_scopes=(),
+                            ignore_missing_vars=False, num_classes=None, log=print):
     """A function(sess) that loads `checkpoint_path` into the model variables under `model_scope`.
 
     Args:
