@@ -25,6 +25,7 @@ from tqdm import tqdm
 from datasets import input_pipeline
 from model import inference
 from utils import coco_metric
+from utils import files
 from utils import visualization
 from utils import voc_metric
 from utils.errors import ToolkitError
@@ -245,11 +246,8 @@ def format_table(results):
 def write_results_json(path, results, settings):
     """Writes ``settings`` + results (JSON-ready) at ``path`` through a temporary file, so the
     file is complete or absent; returns the path."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(dict(settings, **voc_metric.results_to_json(results)), f, indent=1,
-                  allow_nan=False)
-    os.replace(tmp, path)
+    files.write_text_atomically(path, json.dumps(
+        dict(settings, **voc_metric.results_to_json(results)), indent=1, allow_nan=False))
     return path
 
 
