@@ -140,8 +140,8 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_num_batches=None,
         fetches.update({key: detections[key] for key in inference.DETECTION_KEYS})
         metric = voc_metric.VOCMetric(spec.class_names)
         entries = []
-        with tf.Session() as session:
-            inference.restore(session, prefix)
+        session, fetches = inference.restored_session(prefix, fetches)
+        with session:
             for out in _batches(session, fetches, _num_batches(spec, batch_size, max_num_batches),
                                 'evaluating %s' % os.path.basename(prefix)):
                 for image in _unbatch(out):
