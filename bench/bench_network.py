@@ -30,18 +30,23 @@ FLAGS = flags.FLAGS
 
 def bench_forward(net, precision, batch_sizes=(1, 8)):
     """Full-width forward pass in ``precision`` (network outputs as float32, no post-processing):
-    seconds per batch and images/s, through the detector's own ``inference.network_outputs``."""
+    seconds per batch and images/s, through the detector's own ``inference.network_outputs``
+    with the weights frozen into constants, as the inference tools and exports run it."""
     with tf.Graph().as_default():
         images = tf.placeholder(tf.float32, [None, 300, 300, 3])
         outputs = inference.network_outputs(net, images, precision)
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
+            graph, (images, outputs) = inference.frozen_graph(sess, (images, outputs))
+        with tf.Session(graph=graph) as sess:
             for batch in batch_sizes:
                 feed = {images: np.random.RandomState(0).randn(batch, 300, 300, 3).astype(np.float32)}
                 seconds = common.median_seconds(lambda: sess.run(outputs, feed),
                                                 repeats=FLAGS.repeats)
-                note = 'SSD-VGG300, width 1.0, %d classes, %s, TF_ENABLE_ONEDNN_OPTS=%s' % (
-                    FLAGS.num_classes, precision, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))
+                note = ('SSD-VGG300, width 1.0, %d classes, %s, frozen weights, '
+                        'TF_ENABLE_ONEDNN_OPTS=%s' % (FLAGS.num_classes, precision,
+                                                      os.environ.get('TF_ENABLE_ONEDNN_OPTS',
+                                                                     'unset')))
                 common.report('forward_%s_batch%d' % (precision, batch), seconds, 's/batch', note)
                 common.report('forward_%s_batch%d_images_per_s' % (precision, batch),
                               batch / seconds, 'images/s', note)
