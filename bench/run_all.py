@@ -27,7 +27,8 @@ MAX_LOAD = 0.5
 BENCHMARKS = (
     ('bench_peak.py', [], "the machine's matmul peak and the network's GFLOP per image"),
     ('bench_data.py', [], 'conversion and input pipeline (shared VOC subset)'),
-    ('bench_network.py', [], 'SSD-VGG300 forward pass, encoding, post-processing'),
+    ('bench_network.py', ['--compare_variables'],
+     'SSD-VGG300 forward pass (frozen weights and variables), encoding, post-processing'),
     ('bench_training.py', [], 'training step and augmented input pipeline'),
     ('bench_serving.py', [], 'export, local server latency and throughput'),
     ('bench_pytorch.py', [], 'the same SSD-VGG300 in PyTorch (skipped without torch)'),
