@@ -159,9 +159,10 @@ def restored_session(checkpoint_prefix, tensors, freeze=True, config=None):
         if not freeze:
             return session, tensors
         graph, tensors = frozen_graph(session, tensors)
-    finally:
-        if freeze:
-            session.close()
+    except BaseException:
+        session.close()
+        raise
+    session.close()
     return tf.Session(graph=graph, config=config), tensors
 
 
@@ -189,11 +190,12 @@ def frozen_graph(session, tensors):
 
 
 def fold_weight_casts(graph_def, output_names):
-    """``graph_def`` with every ``Cast`` of a constant (through ``Identity`` reads) replaced by
-    a constant of the cast value, under the Cast's name; constants no longer used are dropped.
+    """``graph_def`` with every floating-point ``Cast`` of a constant (through ``Identity``
+    reads) replaced by a constant of the cast value, under the Cast's name; constants no longer
+    used by ``output_names`` are dropped.
 
-    A frozen bfloat16 graph casts its float32 weights on every run otherwise (grappler folds
-    them at session start too, but only where constant folding runs and within its size limit).
+    Without it a frozen bfloat16 graph holds float32 weights and a Cast of each, which the
+    exported graph would leave to whatever graph optimisation the serving runtime applies.
     """
     nodes = {node.name: node for node in graph_def.node}
 
@@ -208,6 +210,8 @@ def fold_weight_casts(graph_def, output_names):
         if source is None:
             continue
         dtype = tf.as_dtype(node.attr['DstT'].type)
+        if not (dtype.is_floating and tf.as_dtype(node.attr['SrcT'].type).is_floating):
+            continue
         value = tf.make_ndarray(source.attr['value'].tensor).astype(dtype.as_numpy_dtype)
         node.op = 'Const'
         del node.input[:]
