@@ -82,17 +82,18 @@ def format_table(rows, top=None):
     """Text lines of ``summarize`` rows: kind, kernel, count, ms and share of the total; the
     ``top`` longest rows, then the rest in one line."""
     total = sum(row[3] for row in rows) or 1.
-    lines = ['  %-14s %-34s %7s %10s %6s' % ('kind', 'kernel', 'count', 'ms', 'share')]
     shown = rows if top is None else rows[:top]
+    width = max([len('kernel')] + [len(row[1]) for row in shown])
+    line = '  %-14s %-*s %7s %10s %6s'
+    lines = [line % ('kind', width, 'kernel', 'count', 'ms', 'share')]
     for kind, kernel, count, ms in shown:
-        lines.append('  %-14s %-34s %7.4g %10.2f %5.1f%%' % (kind, kernel, count, ms,
-                                                            100. * ms / total))
+        lines.append(line % (kind, width, kernel, '%.4g' % count, '%.2f' % ms,
+                             '%.1f%%' % (100. * ms / total)))
     rest = rows[len(shown):]
     if rest:
         ms = sum(row[3] for row in rest)
-        lines.append('  %-49s %7.4g %10.2f %5.1f%%' % ('(%d more)' % len(rest),
-                                                       sum(row[2] for row in rest), ms,
-                                                       100. * ms / total))
+        lines.append(line % ('(%d more)' % len(rest), width, '', '%.4g' % sum(r[2] for r in rest),
+                             '%.2f' % ms, '%.1f%%' % (100. * ms / total)))
     return lines
 
 
