@@ -3,9 +3,10 @@
     python bench/bench_peak.py [--size=4096] [--repeats=5] [--num_classes=21]
 
 Prints the GFLOP/s of a ``size`` x ``size`` matrix product in float32 and in bfloat16 (one
-TensorFlow session, 2 * size^3 operations per product, median of ``--repeats``), and the GFLOP of one full-width SSD-VGG300 forward pass per image as TensorFlow's
-profiler counts them (a multiply-add is 2 operations). A training step costs about three forward
-passes (forward, gradients of the activations and of the weights).
+TensorFlow session, 2 * size^3 operations per product, median of ``--repeats``), and the GFLOP
+of one full-width SSD-VGG300 forward pass per image as TensorFlow's profiler counts them (a
+multiply-add is 2 operations). A training step costs about three forward passes (forward,
+gradients of the activations and of the weights).
 """
 import argparse
 import os

@@ -89,7 +89,8 @@ def main(argv=None):
                         help='comma-separated intra:inter thread counts (0 = TensorFlow chooses)')
     parser.add_argument('--precision', choices=['float32', 'bfloat16'], default='float32')
     parser.add_argument('--batch_size', type=int, default=1)
-    parser.add_argument('--rounds', type=int, default=4, help='times each setting runs, alternating')
+    parser.add_argument('--rounds', type=int, default=4,
+                        help='times each setting runs, alternating')
     parser.add_argument('--runs', type=int, default=5, help='timed forward passes per child')
     parser.add_argument('--width_multiplier', type=float, default=1.0)
     parser.add_argument('--child', help=argparse.SUPPRESS)

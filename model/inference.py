@@ -191,8 +191,9 @@ def frozen_graph(session, tensors):
 
 def fold_weight_casts(graph_def, output_names):
     """``graph_def`` with every floating-point ``Cast`` of a constant (through ``Identity``
-    reads) replaced by a constant of the cast value, under the Cast's name; constants no longer
-    used by ``output_names`` are dropped.
+    reads) replaced by a constant of the cast value, under the Cast's name; casts of the same
+    constant (the networks of both export signatures) share one; constants no longer used by
+    ``output_names`` are dropped.
 
     Without it a frozen bfloat16 graph holds float32 weights and a Cast of each, which the
     exported graph would leave to whatever graph optimisation the serving runtime applies.
@@ -205,6 +206,8 @@ def fold_weight_casts(graph_def, output_names):
             node = nodes.get(node.input[0].split(':')[0])
         return node if node is not None and node.op == 'Const' else None
 
+    folded = {}    # (constant name, dtype) -> the Const that holds the cast value
+    renamed = {}   # the name of a Cast whose value another Const holds -> that Const's name
     for node in graph_def.node:
         source = constant_source(node.input[0]) if node.op == 'Cast' and node.input else None
         if source is None:
@@ -212,12 +215,22 @@ def fold_weight_casts(graph_def, output_names):
         dtype = tf.as_dtype(node.attr['DstT'].type)
         if not (dtype.is_floating and tf.as_dtype(node.attr['SrcT'].type).is_floating):
             continue
+        if (source.name, dtype) in folded:
+            renamed[node.name] = folded[(source.name, dtype)]
+            continue
+        folded[(source.name, dtype)] = node.name
         value = tf.make_ndarray(source.attr['value'].tensor).astype(dtype.as_numpy_dtype)
         node.op = 'Const'
         del node.input[:]
         node.ClearField('attr')
         node.attr['dtype'].type = dtype.as_datatype_enum
         node.attr['value'].tensor.CopyFrom(tf.make_tensor_proto(np.asarray(value), dtype))
+    for node in graph_def.node:
+        for i, name in enumerate(node.input):
+            control, base = name.startswith('^'), name.lstrip('^').split(':')[0]
+            if base in renamed:
+                suffix = name.lstrip('^')[len(base):]   # ':1' of an output other than the first
+                node.input[i] = ('^' if control else '') + renamed[base] + suffix
     with deprecation.silence():
         return tf.graph_util.extract_sub_graph(graph_def, output_names)
 

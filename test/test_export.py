@@ -347,6 +347,10 @@ def test_bfloat16_export_keeps_the_signatures_and_computes_in_bfloat16(export_ca
     assert constant_casts(graph_def) == []
     assert not [node for node in graph_def.node if node.op in ('VarHandleOp', 'VariableV2')]
     assert os.listdir(os.path.join(bfloat16_export, 'variables')) == []
+    # Each weight is stored once (both signatures' networks share it), in 2 bytes instead of 4.
+    sizes = [os.path.getsize(os.path.join(path, 'saved_model.pb'))
+             for path in (bfloat16_export, export_case[2])]
+    assert sizes[0] < 0.6 * sizes[1], sizes
 
 
 def test_export_without_frozen_weights_serves_the_same(export_case, tmp_path):

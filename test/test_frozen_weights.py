@@ -67,7 +67,8 @@ def test_bfloat16_freeze_casts_no_weight_per_run(prefix):
         with inference.restored_session(prefix, outputs, freeze=False)[0] as session:
             # TensorFlow's freezing alone leaves a cast per weight, which the check sees.
             plain = tf.graph_util.convert_variables_to_constants(
-                session, session.graph.as_graph_def(), [t.op.name for t in tf.nest.flatten(outputs)])
+                session, session.graph.as_graph_def(),
+                [t.op.name for t in tf.nest.flatten(outputs)])
             graph, _ = inference.frozen_graph(session, (inputs, outputs))
     assert len(constant_casts(plain)) >= 35
     graph_def = graph.as_graph_def()
@@ -103,3 +104,22 @@ def test_fold_weight_casts_replaces_the_cast_by_its_value():
             result = sess.run('out:0', {'inputs:0': np.array([[1., 0.]], np.float32)})
     np.testing.assert_array_equal(np.asarray(result, np.float32), value[:1].astype(np.float32))
     assert output.name == 'out:0'
+
+
+def test_casts_of_one_weight_share_one_constant():
+    weights = np.arange(6, dtype=np.float32).reshape(2, 3) / 7.
+    with tf.Graph().as_default() as graph:
+        inputs = tf.placeholder(tf.bfloat16, [1, 2], name='inputs')
+        read = tf.identity(tf.constant(weights, name='w'), name='w/read')
+        first = tf.matmul(inputs, tf.cast(read, tf.bfloat16, name='cast_a'), name='first')
+        second = tf.matmul(inputs, tf.cast(read, tf.bfloat16, name='cast_b'), name='second')
+    folded = inference.fold_weight_casts(graph.as_graph_def(), ['first', 'second'])
+    nodes = {node.name: node for node in folded.node}
+    assert sorted(nodes) == ['cast_a', 'first', 'inputs', 'second']
+    assert nodes['second'].input[1] == 'cast_a' and nodes['first'].input[1] == 'cast_a'
+    with tf.Graph().as_default():
+        tf.import_graph_def(folded, name='')
+        with tf.Session() as sess:
+            a, b = sess.run(['first:0', 'second:0'], {'inputs:0': np.ones((1, 2), np.float32)})
+    np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+    assert first.name != second.name
