@@ -193,6 +193,12 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
     return {SERVING_DEFAULT: serving_default, DETECTED_MODEL: detected_model}
 
 
+def _signature_tensors(graph, signatures):
+    """Every input and output tensor of ``signatures`` ({name: SignatureDef}) in ``graph``."""
+    return [graph.get_tensor_by_name(info.name) for signature in signatures.values()
+            for infos in (signature.inputs, signature.outputs) for info in infos.values()]
+
+
 def _write_model_info(version_dir, info, thresholds):
     assets = os.path.join(version_dir, model_info_lib.ASSETS_EXTRA)
     os.makedirs(assets, exist_ok=True)
@@ -201,8 +207,13 @@ def _write_model_info(version_dir, info, thresholds):
 
 def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
            select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
-    """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder."""
+           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
+           freeze_weights=True):
+    """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder.
+
+    ``freeze_weights``: the weights become constants of the graph (bfloat16 ones in a bfloat16
+    export) and ``variables/`` stays empty; otherwise they are float32 variables.
+    """
     if not model_name or os.sep in model_name or model_name in ('.', '..'):
         raise ExportError('--model_name must be a plain folder name, got %r' % model_name)
     model_dir = os.path.join(export_dir, model_name)
@@ -220,15 +231,17 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
             if bad:
                 raise ExportError('the graph holds Python ops TF Serving cannot run: %s'
                                   % ', '.join(bad))
-            with tf.Session(graph=graph) as sess:
-                inference.restore(sess, prefix)
+            sess, _ = inference.restored_session(prefix, _signature_tensors(graph, signatures),
+                                                 freeze=freeze_weights)
+            with sess:
                 builder = tf.saved_model.builder.SavedModelBuilder(tmp_dir)
                 builder.add_meta_graph_and_variables(
                     sess, [tf.saved_model.tag_constants.SERVING],
                     signature_def_map=signatures, strip_default_attrs=True)
                 builder.save()
         _write_model_info(tmp_dir, dict(info, checkpoint=os.path.basename(prefix),
-                                        precision=precision, max_image_pixels=max_image_pixels),
+                                        precision=precision, max_image_pixels=max_image_pixels,
+                                        freeze_weights=freeze_weights),
                           thresholds)
         if os.path.exists(final_dir):  # Only reached with --overwrite.
             old_dir = os.path.join(model_dir, '.old-%d-%d' % (version, os.getpid()))
@@ -256,6 +269,10 @@ def define_flags():
     flag_set.integer('model_version', None,
                      'Integer version to write (default: next after the newest existing).')
     flag_set.boolean('overwrite', False, 'Replace --model_version when it already exists.')
+    flag_set.boolean('freeze_weights', True,
+                     'Store the weights as constants of the graph (in --precision), so oneDNN '
+                     'keeps its reordered filters between runs and a bfloat16 export casts '
+                     'nothing per call; --nofreeze_weights stores float32 variables instead.')
     flag_set.group('Post-processing and input limit baked into serving_default')
     flag_set.postprocessing(select_threshold=0.5)
     flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
@@ -275,7 +292,7 @@ def _export(options):
         path = export(options.ckpt_path, options.export_dir, options.model_name,
                       options.model_version, options.overwrite, options.select_threshold,
                       options.nms_threshold, options.top_k, options.keep_top_k, options.precision,
-                      options.max_image_pixels)
+                      options.max_image_pixels, options.freeze_weights)
     except tf.errors.OpError as e:
         raise ExportError(e.message)
     print('exported %s' % path)

@@ -28,6 +28,22 @@ def median_seconds(fn, repeats=5, warmup=1):
     return statistics.median(times)
 
 
+def interleaved_median_seconds(fns, repeats=5, warmup=1):
+    """``{name: fn}`` → ``{name: median wall time (s)}``, the functions called in turn
+    ``repeats`` times (after ``warmup`` untimed calls each), so a load that comes and goes
+    slows each of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def peak_memory_mb():
     """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -26,8 +26,10 @@ from bench.common import FIGURE_PREFIX  # noqa: E402
 MAX_LOAD = 0.5
 # (script, arguments, what it measures) in the order of the pipeline.
 BENCHMARKS = (
+    ('bench_peak.py', [], "the machine's matmul peak and the network's GFLOP per image"),
     ('bench_data.py', [], 'conversion and input pipeline (shared VOC subset)'),
-    ('bench_network.py', [], 'SSD-VGG300 forward pass, encoding, post-processing'),
+    ('bench_network.py', ['--compare_variables'],
+     'SSD-VGG300 forward pass (frozen weights and variables), encoding, post-processing'),
     ('bench_training.py', [], 'training step and augmented input pipeline'),
     ('bench_serving.py', [], 'export, local server latency and throughput'),
     ('bench_pytorch.py', [], 'the same SSD-VGG300 in PyTorch (skipped without torch)'),
@@ -38,19 +40,52 @@ BENCHMARKS = (
 COMPARISONS = (
     ('serving_default batch 8: bfloat16 export vs float32 export',
      'in_process_serving_default_batch8_float32', 'in_process_serving_default_batch8_bfloat16', 2.0),
-    ('forward batch 8 bfloat16: TensorFlow vs PyTorch autocast',
-     'torch_forward_bfloat16_batch8', 'forward_bfloat16_batch8', 1.3),
-    ('forward batch 1 bfloat16: TensorFlow vs PyTorch autocast',
-     'torch_forward_bfloat16_batch1', 'forward_bfloat16_batch1', None),
-    ('forward batch 1 float32: TensorFlow vs PyTorch',
-     'torch_forward_float32_batch1', 'forward_float32_batch1', None),
-    ('forward batch 8 float32: TensorFlow vs PyTorch',
-     'torch_forward_float32_batch8', 'forward_float32_batch8', None),
-    ('training step bfloat16: TensorFlow vs PyTorch autocast',
-     'torch_training_bfloat16_seconds_per_step', 'training_bfloat16_seconds_per_step', 1.3),
-    ('training step float32: TensorFlow vs PyTorch',
-     'torch_training_float32_seconds_per_step', 'training_float32_seconds_per_step', None),
 )
+
+# (row, our figure, PyTorch's figure, images per run, forward passes per image, precision,
+# target ratio): the speed table, each figure against PyTorch's and against the matmul peak.
+# bench_network.py times batches of 1 and 8; bench_training.py a batch-8 step (about three
+# forward passes of work: forward, gradients of activations and of weights).
+SPEED_ROWS = (
+    ('forward float32, batch 1', 'forward_float32_batch1', 'torch_forward_float32_batch1',
+     1, 1, 'float32', 1.0),
+    ('forward float32, batch 8', 'forward_float32_batch8', 'torch_forward_float32_batch8',
+     8, 1, 'float32', 1.0),
+    ('forward bfloat16, batch 1', 'forward_bfloat16_batch1', 'torch_forward_bfloat16_batch1',
+     1, 1, 'bfloat16', 1.0),
+    ('forward bfloat16, batch 8', 'forward_bfloat16_batch8', 'torch_forward_bfloat16_batch8',
+     8, 1, 'bfloat16', 1.3),
+    ('training step float32, batch 8', 'training_float32_seconds_per_step',
+     'torch_training_float32_seconds_per_step', 8, 3, 'float32', 1.0),
+    ('training step bfloat16, batch 8', 'training_bfloat16_seconds_per_step',
+     'torch_training_bfloat16_seconds_per_step', 8, 3, 'bfloat16', 1.3),
+)
+NO_PYTORCH = 'no PyTorch here'
+
+
+def speed_table(values):
+    """Markdown lines: each timed path of SPEED_ROWS that was measured, its seconds, PyTorch's
+    and their ratio (PyTorch time / ours: above 1 we are faster), and the GFLOP/s it reaches
+    against this run's matmul peak in its precision (``bench_peak.py``)."""
+    lines = ['| path | ours (s) | PyTorch (s) | ratio PyTorch / ours (target) | GFLOP/s | '
+             'share of matmul peak |', '|---|---|---|---|---|---|']
+    gflop = values.get('network_gflop_per_image')
+    for title, ours, theirs, images, passes, precision, target in SPEED_ROWS:
+        if not values.get(ours):
+            continue
+        seconds = values[ours]
+        if values.get(theirs):
+            ratio = values[theirs] / seconds
+            torch_cells = '%.3f | %.2f (%g: %s)' % (values[theirs], ratio, target,
+                                                  'met' if ratio >= target else 'not met')
+        else:
+            torch_cells = '%s | %s' % (NO_PYTORCH, NO_PYTORCH)
+        rate = gflop * images * passes / seconds if gflop else None
+        peak = values.get('matmul_peak_%s' % precision)
+        lines.append('| %s | %.3f | %s | %s | %s |' % (
+            title, seconds, torch_cells, '%.0f' % rate if rate else 'n/a',
+            '%.0f %% of %.0f' % (100. * rate / peak, peak) if rate and peak else 'n/a'))
+    return lines if len(lines) > 2 else []
 
 
 def comparison_lines(values):
@@ -156,7 +191,12 @@ def main():
         comparisons = comparison_lines(values)
         head = lines + (['', '**Side by side** (figures of the table):', ''] + comparisons
                         if comparisons else [])
+        speed = speed_table(values)
+        head += (['', '**Speed against PyTorch and the matmul peak** (figures of this run; '
+                  'GFLOP from bench_peak.py):', ''] + speed if speed else [])
         common.update_machine_section(options.output, head='\n'.join(head), machine=machine)
+    if speed_table(values):
+        print('\n' + '\n'.join(speed_table(values)))
     print('\nreport written to %s' % options.output)
     if failed:
         print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)

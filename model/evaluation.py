@@ -158,8 +158,9 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_t
         fetches_with_images = dict(fetches, image=batch['image']) if num_kept_images else fetches
         metrics = DetectionMetrics(spec.class_names)
         entries, kept = [], []
-        with tf.Session() as session:
-            inference.restore(session, prefix)
+        session, (fetches, fetches_with_images) = inference.restored_session(
+            prefix, (fetches, fetches_with_images))
+        with session:
             for out in _batches(session, fetches, _num_batches(spec, batch_size, max_images),
                                 'evaluating %s' % os.path.basename(prefix) if progress else None,
                                 fetches_with_images,

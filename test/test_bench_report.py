@@ -89,10 +89,30 @@ def test_comparisons_divide_the_slower_figure_by_the_faster_and_judge_the_target
     assert lines == [
         '- serving_default batch 8: bfloat16 export vs float32 export: 2.40x '
         '(in_process_serving_default_batch8_float32 / in_process_serving_default_batch8_bfloat16)'
-        ' (target >= 2x: met)',
-        '- forward batch 8 bfloat16: TensorFlow vs PyTorch autocast: 1.19x '
-        '(torch_forward_bfloat16_batch8 / forward_bfloat16_batch8) (target >= 1.3x: not met)']
+        ' (target >= 2x: met)']
     assert run_all.comparison_lines({'forward_bfloat16_batch8': 1.0}) == []
+
+
+def test_speed_table_gives_ratios_to_pytorch_and_to_the_matmul_peak():
+    values = {'network_gflop_per_image': 60., 'matmul_peak_float32': 300.,
+              'matmul_peak_bfloat16': 1200.,
+              'forward_float32_batch1': 0.3, 'torch_forward_float32_batch1': 0.2,
+              'forward_bfloat16_batch8': 0.5, 'torch_forward_bfloat16_batch8': 0.8,
+              'training_bfloat16_seconds_per_step': 2.0}
+    rows = run_all.speed_table(values)
+    assert len(rows) == 5   # header, rule, the three measured paths
+    # 60 GFLOP in 0.3 s = 200 GFLOP/s, 67 % of 300; PyTorch 0.2 s / 0.3 s = 0.67.
+    assert rows[2] == ('| forward float32, batch 1 | 0.300 | 0.200 | 0.67 (1: not met) | 200 | '
+                       '67 % of 300 |')
+    # 8 images x 60 GFLOP in 0.5 s = 960 GFLOP/s, 80 % of the bfloat16 peak; 0.8 / 0.5 = 1.6.
+    assert rows[3] == ('| forward bfloat16, batch 8 | 0.500 | 0.800 | 1.60 (1.3: met) | 960 | '
+                       '80 % of 1200 |')
+    # A step is three passes: 8 x 60 x 3 / 2 s = 720 GFLOP/s; no PyTorch figure.
+    assert rows[4] == ('| training step bfloat16, batch 8 | 2.000 | no PyTorch here | '
+                       'no PyTorch here | 720 | 60 % of 1200 |')
+    without_peak = run_all.speed_table({'forward_float32_batch1': 0.3})
+    assert without_peak[2].endswith('| n/a | n/a |')
+    assert run_all.speed_table({}) == []
 
 
 def test_pytorch_twin_has_our_network_size_and_outputs():

@@ -171,9 +171,12 @@ def define_flags():
                      'Serving\'s: batching then never lowers throughput); '
                      '--noadaptive_batching batches always.')
     flag_set.integer('tensorflow_intra_op_parallelism', 0,
-                     'Threads inside one op (0 = TensorFlow chooses).')
+                     'Threads inside one op, oneDNN\'s included (0 = TensorFlow chooses: the '
+                     'number of cores). TF Serving\'s flag: SavedModels carry no session '
+                     'options; bench/bench_threads.py measures which value pays.')
     flag_set.integer('tensorflow_inter_op_parallelism', 0,
-                     'Ops run in parallel (0 = TensorFlow chooses).')
+                     'Ops run at once (0 = TensorFlow chooses; negative: in the calling '
+                     'thread). TF Serving\'s flag.')
     return flag_set
 
 
@@ -229,6 +232,9 @@ def server_from_flags(values):
                  'max_image_pixels', 'max_batch_rows', 'max_tensor_elements'):
         if getattr(values, name) <= 0:
             raise cli.UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
+    if values.tensorflow_intra_op_parallelism < 0:
+        raise cli.UsageError('--tensorflow_intra_op_parallelism must be >= 0, got %d'
+                             % values.tensorflow_intra_op_parallelism)
     batching = batching_from_flags(values.enable_batching, values.batching_parameters_file,
                                    values.adaptive_batching)
     return start_server(
