@@ -16,6 +16,6 @@ a variable first size, e.g. the images of serving_default), ``max_tensor_element
 tensor (as its shape declares them), ``max_request_pixels`` for all the encoded images of one
 request together (their decoded pixels are what a request costs in memory)."""
 
-# 2**24 elements: the float32 values a 64 MiB request can carry.
+# 2**24 elements: the float32 values a request of serving.defaults.MAX_MESSAGE_BYTES can carry.
 DEFAULT_LIMITS = RequestLimits(max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
                                max_batch_rows=64, max_tensor_elements=2 ** 24)
