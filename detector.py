@@ -103,8 +103,9 @@ class Detector(object):
                                           precision=precision, bbox_img=bbox_img)
             self._fetches = {key: detections[key][0] for key in inference.DETECTION_KEYS}
             self._fetches['image'] = image
-            self.session, (self._encoded, self._fetches) = inference.restored_session(
-                self.checkpoint, (self._encoded, self._fetches))
+            self.session, (self._encoded, self._upright_steps, self._fetches) = \
+                inference.restored_session(self.checkpoint,
+                                           (self._encoded, self._upright_steps, self._fetches))
         self.graph = self.session.graph
         self.class_names = self.info['class_names']
 

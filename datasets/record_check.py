@@ -1,6 +1,6 @@
 """Finding the corrupt records of TFRecord shards, and naming them in one line.
 
-A record is corrupt when the shard's framing breaks (an interrupted copy cuts the last record;
+A record is corrupt (``datasets.records.RecordFault``) when the shard's framing breaks (an interrupted copy cuts the last record;
 a flipped bit fails its checksum: TensorFlow cannot read past either, so the rest of that shard
 is lost) or when its example does not parse or its image does not decode (only that record is
 lost; it is named by its image id, ``image/filename``).
@@ -15,41 +15,12 @@ import contextlib
 import os
 
 import tensorflow.compat.v1 as tf
-from tensorflow.python.util import deprecation
 
 from datasets import records
+from datasets.records import CorruptRecordError, RecordFault, describe_fault
 from utils import tf_errors
 from utils import tf_logging
 from utils.errors import ToolkitError
-
-RecordFault = collections.namedtuple('RecordFault', 'shard index image_id reason')
-RecordFault.__doc__ = """One corrupt record: ``shard`` path, ``index`` (0-based, in the shard),
-``image_id`` (``image/filename``; None when the framing broke and the shard ends there) and the
-``reason`` in TensorFlow's words."""
-
-
-class CorruptRecordError(ToolkitError):
-    """A TFRecord shard that cannot be read through; the message names the shard (and image),
-    ``fault`` is the ``RecordFault``."""
-
-    def __init__(self, fault, remedy=''):
-        super(CorruptRecordError, self).__init__(describe(fault) + remedy)
-        self.fault = fault
-
-
-def iter_records(path):
-    """``(index, serialized record)`` of one shard; a broken framing raises
-    ``CorruptRecordError`` naming the shard and the record."""
-    index = 0
-    try:
-        with deprecation.silence():  # the iterator works in graph and eager mode alike
-            records_of_shard = tf.io.tf_record_iterator(path)
-        for raw in records_of_shard:
-            yield index, raw
-            index += 1
-    except tf.errors.OpError as e:
-        raise CorruptRecordError(RecordFault(path, index, None, tf_errors.describe(e).cause))
-
 
 class _Decoder(object):
     """``records.parse_example`` on one serialized record: the pipeline's own parsing."""
@@ -93,7 +64,7 @@ def scan(paths, decode=True, first_only=False):
     try:
         for path in paths:
             try:
-                for index, raw in iter_records(path):
+                for index, raw in records.iter_records(path):
                     reason = decoder.fault(raw) if decoder else None
                     if reason:
                         faults.append(RecordFault(path, index, _image_id(raw), reason))
@@ -109,15 +80,6 @@ def scan(paths, decode=True, first_only=False):
         if decoder:
             decoder.close()
     return faults, readable
-
-
-def describe(fault):
-    """One line naming the shard, the record and what is wrong."""
-    if fault.image_id is None:
-        return ('TFRecord shard %s: record %d and the rest of the shard cannot be read (%s)'
-                % (fault.shard, fault.index, fault.reason))
-    return ('TFRecord shard %s: record %d, image %s, does not decode (%s)'
-            % (fault.shard, fault.index, fault.image_id, fault.reason))
 
 
 def is_data_error(error):
@@ -157,7 +119,7 @@ def skip_corrupt(spec, printer=print):
     Logs each fault and the total."""
     faults, readable = scan(spec.data_sources)
     for fault in faults:
-        printer('warning: skipping corrupt record: %s' % describe(fault))
+        printer('warning: skipping corrupt record: %s' % describe_fault(fault))
     skipped = {'count': max(spec.num_samples - readable, len(faults)),
                'shards': sorted({os.path.basename(fault.shard) for fault in faults})}
     printer('--skip_corrupt_records: %d record%s skipped (shards: %s)'

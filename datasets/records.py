@@ -1,5 +1,6 @@
 """The TFRecord schema (SPEC section 3) in one place: the keys, writing one tf.train.Example, and
-reading it back in the graph (``parse_example``) or in NumPy (``parse_proto``, for clients).
+reading it back in the graph (``parse_example``) or in NumPy (``parse_proto``, for clients);
+reading a shard's records (``iter_records``), with a corrupt one named (``RecordFault``).
 
 Importing this module does not import TensorFlow (clients use the keys); the functions that
 need its protobuf classes or ops import it when called.
@@ -10,7 +11,12 @@ object ``image/object/bbox/{ymin,xmin,ymax,xmax}`` (float, normalised to [0, 1])
 ``image/object/bbox/label`` (int64, 1..N; the background 0 is never stored), ``.../label_text``,
 ``.../difficult`` and ``.../truncated`` (int64).
 """
+import collections
+
 import numpy as np
+
+from utils import tf_errors
+from utils.errors import ToolkitError
 
 KEY_ENCODED = 'image/encoded'
 KEY_FORMAT = 'image/format'
@@ -109,3 +115,44 @@ def parse_example(serialized):
         bboxes=tf.stack([tf.sparse.to_dense(features[key]) for key in BOX_KEYS], axis=1),
         filename=features[KEY_FILENAME])
     return parsed
+
+
+RecordFault = collections.namedtuple('RecordFault', 'shard index image_id reason')
+RecordFault.__doc__ = """One corrupt record: ``shard`` path, ``index`` (0-based, in the shard),
+``image_id`` (``image/filename``; None when the framing broke and the shard ends there) and the
+``reason`` in TensorFlow's words."""
+
+
+def describe_fault(fault):
+    """One line naming the shard, the record and what is wrong."""
+    if fault.image_id is None:
+        return ('TFRecord shard %s: record %d and the rest of the shard cannot be read (%s)'
+                % (fault.shard, fault.index, fault.reason))
+    return ('TFRecord shard %s: record %d, image %s, does not decode (%s)'
+            % (fault.shard, fault.index, fault.image_id, fault.reason))
+
+
+class CorruptRecordError(ToolkitError):
+    """A TFRecord shard that cannot be read through; the message names the shard (and image),
+    ``fault`` is the ``RecordFault``."""
+
+    def __init__(self, fault, remedy=''):
+        super(CorruptRecordError, self).__init__(describe_fault(fault) + remedy)
+        self.fault = fault
+
+
+def iter_records(path):
+    """``(index, serialized record)`` of one shard; a broken framing (a cut or flipped record)
+    raises ``CorruptRecordError`` naming the shard and the record. Needs TensorFlow's reader
+    (imported here: the rest of this module runs without TensorFlow)."""
+    import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.python.util import deprecation  # pylint: disable=import-outside-toplevel
+    index = 0
+    try:
+        with deprecation.silence():  # the iterator works in graph and eager mode alike
+            records_of_shard = tf.io.tf_record_iterator(path)
+        for raw in records_of_shard:
+            yield index, raw
+            index += 1
+    except tf.errors.OpError as e:
+        raise CorruptRecordError(RecordFault(path, index, None, tf_errors.describe(e).cause))

@@ -212,7 +212,7 @@ def test_evaluator_names_an_undecodable_image_and_skips_it_on_request(sample_tfr
 
 def test_evaluator_and_client_reader_name_a_truncated_shard(cut_records, tmp_path, capsys):
     import eval_ssd_network
-    from datasets import record_check
+    from datasets import records
     from serving.clients import client
     folder, shard, _ = cut_records
     ckpt = str(tmp_path / 'ckpt')
@@ -224,7 +224,7 @@ def test_evaluator_and_client_reader_name_a_truncated_shard(cut_records, tmp_pat
     assert error_lines(capsys.readouterr().err)[-1].startswith(
         'error: TFRecord shard %s: record %d and the rest of the shard cannot be read (truncated '
         'record at' % (shard, record_count(shard)))
-    with pytest.raises(record_check.CorruptRecordError, match=re.escape(shard)):
+    with pytest.raises(records.CorruptRecordError, match=re.escape(shard)):
         list(client.read_records([shard], 100))
 
 

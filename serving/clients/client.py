@@ -163,12 +163,11 @@ def read_records(data_sources, limit):
     ``labels [N]``, ``difficult [N]``, ``truncated [N]``.
 
     Reading TFRecords needs TensorFlow; only this evaluation mode imports it. A shard whose
-    framing breaks raises ``record_check.CorruptRecordError`` naming it.
+    framing breaks raises ``records.CorruptRecordError`` naming it.
     """
     import itertools
-    from datasets import record_check
     from datasets import records
-    raws = itertools.chain.from_iterable(record_check.iter_records(path) for path in data_sources)
+    raws = itertools.chain.from_iterable(records.iter_records(path) for path in data_sources)
     for _, raw in itertools.islice(raws, limit):
         yield records.parse_proto(raw)
 
