@@ -5,9 +5,9 @@
 
 For each image (a file, or every file of a folder: JPEG, PNG, BMP, GIF and WebP are read, any
 other file is reported with the reason): decode, turn upright by its EXIF orientation (boxes
-and pictures as photo viewers show them), resize to 300×300, run the network, keep scores above --select_threshold, non-maximum suppression, then
-print the detections (class, score, box ``[ymin, xmin, ymax, xmax]`` in pixels of the upright
-image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also shown on screen
+and pictures as photo viewers show them), resize to 300×300, run the network, keep scores above
+--select_threshold, non-maximum suppression, then print the detections (class, score, box
+``[ymin, xmin, ymax, xmax]`` in pixels of the upright image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also shown on screen
 when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
 the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
 

@@ -1,16 +1,15 @@
 """Finding the corrupt records of TFRecord shards, and naming them in one line.
 
-A record is corrupt (``datasets.records.RecordFault``) when the shard's framing breaks (an interrupted copy cuts the last record;
-a flipped bit fails its checksum: TensorFlow cannot read past either, so the rest of that shard
-is lost) or when its example does not parse or its image does not decode (only that record is
-lost; it is named by its image id, ``image/filename``).
+A record is corrupt (``datasets.records.RecordFault``) when the shard's framing breaks (an
+interrupted copy cuts the last record; a flipped bit fails its checksum: TensorFlow cannot read
+past either, so the rest of that shard is lost) or when its example does not parse or its image
+does not decode (only that record is lost; it is named by its image id, ``image/filename``).
 
 The readers (``input_pipeline``, the serving client's mAP mode) meet these faults as TensorFlow
 errors that name neither the shard nor the image: ``raise_if_corrupt(error, shards)`` reads the
 shards again to say which, and ``skip_corrupt(spec)`` (``--skip_corrupt_records``) finds them all
 before a run so that ``input_pipeline.make_dataset`` reads past them.
 """
-import collections
 import contextlib
 import os
 
@@ -20,7 +19,7 @@ from datasets import records
 from datasets.records import CorruptRecordError, RecordFault, describe_fault
 from utils import tf_errors
 from utils import tf_logging
-from utils.errors import ToolkitError
+
 
 class _Decoder(object):
     """``records.parse_example`` on one serialized record: the pipeline's own parsing."""
@@ -46,6 +45,7 @@ class _Decoder(object):
 
 
 def _image_id(raw):
+    """The ``image/filename`` of a serialized record, or what stands in for it."""
     try:
         return records.parse_proto(raw)['filename'] or '(no image/filename)'
     except Exception:  # pylint: disable=broad-except  (any unparsable bytes: no id to give)
@@ -86,8 +86,9 @@ def is_data_error(error):
     """Whether a TensorFlow error raised while reading shards may come from a corrupt record."""
     if isinstance(error, tf.errors.DataLossError):
         return True
-    return isinstance(error, tf.errors.InvalidArgumentError) and \
-        'IteratorGetNext' in (tf_errors.describe(error).node or 'IteratorGetNext')
+    node = tf_errors.describe(error).node  # the input pipeline fails at the iterator's node
+    return isinstance(error, tf.errors.InvalidArgumentError) and (
+        node is None or 'IteratorGetNext' in node)
 
 
 def raise_if_corrupt(error, paths, remedy=''):

@@ -1,6 +1,6 @@
 """``python -m serving.model_server`` as users run it: serves, finishes the request in flight on
-SIGTERM and exits 0, closing idle and half-sent connections at once; idle REST connections time out; bad flags
-give one ``error:`` line and a non-zero exit."""
+SIGTERM and exits 0, closing idle and half-sent connections at once; idle REST connections time
+out; bad flags give one ``error:`` line and a non-zero exit."""
 import base64
 import json
 import os
