@@ -10,6 +10,9 @@ image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also sho
 when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
 the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
 
+``--tflite_path`` runs a ``.tflite`` model (export_tflite.py) in LiteRT instead of a checkpoint;
+its post-processing flags are the ones baked into the model at export.
+
 Exit status: 0 when at least one image was processed (unreadable images are reported on stderr,
 one line each, and skipped), 1 when the model cannot be loaded or no image could be processed,
 2 for bad flags.
@@ -26,6 +29,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from model import inference  # noqa: E402
+from serving.clients import tflite_runner  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -42,6 +46,8 @@ def define_flags():
     flag_set = cli.FlagSet()
     flag_set.group('Model')
     flag_set.checkpoint_path()
+    flag_set.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
+                    'a checkpoint; the post-processing flags are baked into it.')
     flag_set.precision()
     flag_set.group('Input and output')
     flag_set.string('image_path', None, 'An image file, or a folder whose images (%s) are all '
@@ -102,9 +108,28 @@ class Detector(object):
         self.session.close()
 
 
+class TFLiteDetector(Detector):
+    """A ``.tflite`` model behind ``Detector``'s interface: images decoded by TensorFlow as
+    there, detected by LiteRT."""
+
+    def __init__(self, tflite_path):  # pylint: disable=super-init-not-called
+        self.model = tflite_runner.TFLiteDetector(tflite_path)
+        self.class_names = self.model.class_names
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
+            self._image = tf.io.decode_image(self._encoded, channels=3, expand_animations=False)
+        self.session = tf.Session(graph=self.graph)
+
+    def run(self, encoded):
+        image = self.session.run(self._image, {self._encoded: encoded})
+        return (image,) + tuple(self.model.detect_array(image))
+
+
 def _check_flags(options):
-    if not options.ckpt_path:
-        raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
+    if bool(options.ckpt_path) == bool(options.tflite_path):
+        raise DetectorError('give one of --ckpt_path (checkpoint prefix or training directory) '
+                            'and --tflite_path (a .tflite model)')
     if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
     cli.check_postprocessing(options)
@@ -152,11 +177,12 @@ def _run(options):
     except detection_io.ImagePathError as e:
         raise DetectorError(str(e))  # a bad --image_path: a flag problem (exit 2)
     try:
-        detector = Detector(options.ckpt_path, options.select_threshold, options.nms_threshold,
-                            options.top_k, options.keep_top_k, options.precision)
+        detector = TFLiteDetector(options.tflite_path) if options.tflite_path else Detector(
+            options.ckpt_path, options.select_threshold, options.nms_threshold, options.top_k,
+            options.keep_top_k, options.precision)
     except tf.errors.OpError as e:
-        raise ToolkitError('cannot load the model from %s: %s'
-                           % (options.ckpt_path, inference.op_error_reason(e)))
+        raise ToolkitError('cannot load the model from %s: %s' % (
+            options.ckpt_path or options.tflite_path, inference.op_error_reason(e)))
     try:
         _make_output_dir(options.output_dir)
         entries, failed = detect_images(detector, paths, options.output_dir, options.show)

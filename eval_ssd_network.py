@@ -11,6 +11,12 @@ difficult objects ignored; see utils/voc_metric.py). ``--output_dir`` receives
 (precision-recall curve per class with ground truth) and, for a checkpoint, ``detections.json``
 (the detections in pixels, re-scorable with ``--detections_file``).
 
+    python eval_ssd_network.py --tflite_path=export/tflite/ssd_vgg_300.tflite \
+        --dataset_dir=Images/tfrecords --dataset_name=vehicle --split=test
+
+A ``.tflite`` model (export_tflite.py) runs in LiteRT on each decoded image with the
+post-processing baked into it; its detections feed the same metric as a checkpoint's.
+
 Exit status: 0 on success, 1 when the model, the data or the detections file cannot be used,
 2 for bad flags.
 """
@@ -32,6 +38,7 @@ from datasets import input_pipeline  # noqa: E402
 from utils import cli  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info  # noqa: E402
+from serving.clients import tflite_runner  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -52,6 +59,8 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.string('detections_file', None, 'Score this detections JSON (format in '
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
+    flag_set.string('tflite_path', None, 'Evaluate this .tflite model (export_tflite.py) '
+                    'instead of a checkpoint; its post-processing is baked in.')
     flag_set.precision()
     flag_set.group('Data')
     flag_set.string('dataset_dir', None, 'Folder of the TFRecords and dataset_description.json.')
@@ -145,16 +154,42 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_num_batches=None,
             for out in _batches(session, fetches, _num_batches(spec, batch_size, max_num_batches),
                                 'evaluating %s' % os.path.basename(prefix)):
                 for image in _unbatch(out):
-                    name, height, width, gt_boxes, gt_labels, difficult = _ground_truth_pixels(image)
                     count = int(image['num_detections'])
-                    entry = {'image': name, 'height': height, 'width': width,
-                             'boxes': image['detection_boxes'][:count],
-                             'scores': image['detection_scores'][:count],
-                             'classes': image['detection_classes'][:count]}
-                    metric.add(name, gt_boxes, gt_labels, difficult, entry['boxes'],
-                               entry['scores'], entry['classes'])
-                    entries.append(entry)
+                    entries.append(_score(metric, image, image['detection_boxes'][:count],
+                                          image['detection_scores'][:count],
+                                          image['detection_classes'][:count]))
     return metric, entries, info, prefix
+
+
+def _score(metric, example, boxes, scores, classes):
+    """Adds one image's detections (pixel boxes) to ``metric``; returns its detections-file
+    entry."""
+    name, height, width, gt_boxes, gt_labels, difficult = _ground_truth_pixels(example)
+    metric.add(name, gt_boxes, gt_labels, difficult, boxes, scores, classes)
+    return {'image': name, 'height': height, 'width': width, 'boxes': boxes, 'scores': scores,
+            'classes': classes}
+
+
+def evaluate_tflite(path, spec, batch_size=8, max_num_batches=None):
+    """Runs the ``.tflite`` model ``path`` (LiteRT) over the split ``spec`` image by image;
+    returns ``(metric, detections)`` as ``evaluate_checkpoint`` does."""
+    detector = tflite_runner.TFLiteDetector(path)
+    if detector.class_names is not None and detector.class_names != spec.class_names:
+        raise EvalError('%s detects %s (model_info.json beside it) but dataset %s/%s has '
+                        'classes %s' % (path, detector.class_names, spec.dataset_name,
+                                        spec.split_name, spec.class_names))
+    metric = voc_metric.VOCMetric(spec.class_names)
+    entries = []
+    num_images = _num_batches(spec, batch_size, max_num_batches) * batch_size
+    with tf.Graph().as_default():
+        example = tf.data.make_one_shot_iterator(
+            input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1)).get_next()
+        with tf.Session() as session:
+            for image in _batches(session, example, min(num_images, spec.num_samples),
+                                  'evaluating %s' % os.path.basename(path)):
+                detections = detector.detect_array(image['image'])
+                entries.append(_score(metric, image, *detections))
+    return metric, entries
 
 
 def evaluate_detections_file(path, spec, batch_size=8, max_num_batches=None):
@@ -225,9 +260,9 @@ def write_results(output_dir, results, settings):
 
 
 def _check_flags(options):
-    if bool(options.ckpt_path) == bool(options.detections_file):
-        raise cli.UsageError('give exactly one of --ckpt_path (evaluate a model) and '
-                             '--detections_file (score a file)')
+    if sum(map(bool, (options.ckpt_path, options.tflite_path, options.detections_file))) != 1:
+        raise cli.UsageError('give exactly one of --ckpt_path (evaluate a model), --tflite_path '
+                             '(evaluate a .tflite model) and --detections_file (score a file)')
     if not options.dataset_dir:
         raise cli.UsageError('--dataset_dir is required (folder of the TFRecords)')
     if options.batch_size < 1:
@@ -248,6 +283,12 @@ def _run(options):
         metric = evaluate_detections_file(options.detections_file, spec, options.batch_size,
                                           options.max_num_batches)
         settings['detections_file'] = options.detections_file
+    elif options.tflite_path:
+        metric, entries = evaluate_tflite(options.tflite_path, spec, options.batch_size,
+                                          options.max_num_batches)
+        settings['tflite_path'] = options.tflite_path
+        voc_metric.write_detections_file(os.path.join(options.output_dir, DETECTIONS_JSON),
+                                         entries, spec.class_names)
     else:
         metric, entries, _, prefix = evaluate_checkpoint(
             options.ckpt_path, spec, options.batch_size, options.max_num_batches,
