@@ -49,6 +49,10 @@ from utils import cli  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 QUANTIZATIONS = ('none', 'float16', 'int8')
+# LiteRT 2.3.0's TFLite_Detection_PostProcess corrupted its heap (an abort a few runs later)
+# with max_detections=200 and thousands of candidate boxes; 100, the Object Detection API's
+# default, ran clean.
+MAX_DETECTIONS = 100
 POSTPROCESS_OP = 'TFLite_Detection_PostProcess'
 LABELS_FILE = 'labels.txt'
 # Names of the model's outputs in its signature; the tensors follow the op's ports in this order.
@@ -283,8 +287,8 @@ def define_flags():
     flag_set.float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
     flag_set.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
                    'lower-scored box of a class, in (0, 1].')
-    flag_set.integer('max_detections', 100, 'Detections per image (K of the outputs), and at '
-                     'most per class.')
+    flag_set.integer('max_detections', MAX_DETECTIONS, 'Detections per image (K of the '
+                     'outputs), and at most per class; at most %d.' % MAX_DETECTIONS)
     flag_set.group('Calibration (int8)')
     flag_set.string('calibration_dataset_dir', None, 'Folder of the TFRecords of the split.')
     flag_set.string('calibration_dataset_name', None,
@@ -303,8 +307,12 @@ def _export(options):
                              % options.select_threshold)
     if not 0. < options.nms_threshold <= 1.:
         raise cli.UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
-    if options.max_detections < 1 or options.num_calibration_images < 1:
-        raise cli.UsageError('--max_detections and --num_calibration_images must be positive')
+    if not 1 <= options.max_detections <= MAX_DETECTIONS:
+        raise cli.UsageError('--max_detections must be in [1, %d], got %d'
+                             % (MAX_DETECTIONS, options.max_detections))
+    if options.num_calibration_images < 1:
+        raise cli.UsageError('--num_calibration_images must be positive, got %d'
+                             % options.num_calibration_images)
     try:
         path, described = export(
             options.ckpt_path, options.export_dir, options.model_name, options.quantization,

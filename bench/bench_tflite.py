@@ -1,0 +1,215 @@
+"""Edge formats side by side: TFLite float32 / float16 / int8 beside the TF SavedModels.
+
+    python bench/bench_tflite.py                       # bench_finetune.py's fine-tuned model
+    python bench/bench_tflite.py --ckpt_path=DIR --tfrecords_dir=DIR --num_eval_images=8 \
+        --repeats=3 --report=''                        # a quick check on any small model
+
+From one checkpoint (default: ``bench_finetune.py``'s result, ``bench/results/finetune``) it
+exports the three TFLite models (``export_tflite.py``; int8 calibrated on
+``--num_calibration_images`` of ``--calibration_split``) and the float32 and bfloat16
+SavedModels (``export_saved_model.py``), then reports per format:
+- model size (the ``.tflite`` file; a SavedModel's ``saved_model.pb`` + ``variables/``);
+- batch-1 latency with 1 and 2 threads: the TFLite model in LiteRT (XNNPACK), network and
+  post-processing op, on one preprocessed val picture; a SavedModel's ``detected_model``
+  signature (the network) in a TF session of that many intra-op threads. Formats are timed
+  in interleaved rounds in this one process, the median of ``--repeats`` rounds each;
+- mAP@0.5 (VOC07 11-point and VOC10+) on ``--split`` through eval_ssd_network.py's code: the
+  TFLite models through ``--tflite_path``'s path, the SavedModels through the checkpoint in the
+  same precision (the graph they hold).
+It records the CPU's int8 / bfloat16 instructions (AVX2, AVX512-VNNI, AVX-VNNI, AMX-INT8,
+AVX512-BF16) beside the figures and writes them into the "Edge formats" section of
+``bench/REPORT.md`` (``--report=''`` to skip). Time it alone on the machine: shared cores make
+every latency up to several times slower.
+"""
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+import numpy as np  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+import eval_ssd_network  # noqa: E402
+import export_saved_model  # noqa: E402
+import export_tflite  # noqa: E402
+from bench import common  # noqa: E402
+from datasets import dataset_factory  # noqa: E402
+from datasets import input_pipeline  # noqa: E402
+from model import model_info  # noqa: E402
+from preprocessing import np_transform  # noqa: E402
+from serving.clients import tflite_runner  # noqa: E402
+from utils import cpu_features  # noqa: E402
+
+RESULTS = os.path.join(REPO_ROOT, 'bench', 'results')
+# Instructions that make int8 (VNNI, AMX) or bfloat16 arithmetic fast, as /proc/cpuinfo names them.
+INSTRUCTIONS = (('AVX2', 'avx2'), ('AVX512-VNNI', 'avx512_vnni'), ('AVX-VNNI', 'avx_vnni'),
+                ('AMX-INT8', 'amx_int8'), ('AVX512-BF16', 'avx512_bf16'))
+SAVED_MODEL_PRECISIONS = ('float32', 'bfloat16')
+THREADS = (1, 2)
+
+flags = tf.app.flags
+flags.DEFINE_string('ckpt_path', os.path.join(RESULTS, 'finetune'),
+                    'Checkpoint (prefix or training directory) to export; default: '
+                    'bench_finetune.py\'s fine-tuned model.')
+flags.DEFINE_string('tfrecords_dir', None, 'TFRecords of the splits (default: <ckpt_path '
+                    'folder>/tfrecords, where bench_finetune.py converts them).')
+flags.DEFINE_string('dataset_name', 'vehicle', 'Dataset name of the shards.')
+flags.DEFINE_string('split', 'val', 'Split scored for mAP.')
+flags.DEFINE_string('calibration_split', 'train', 'Split whose first images calibrate int8.')
+flags.DEFINE_integer('num_calibration_images', 200, 'Images that calibrate int8.')
+flags.DEFINE_integer('num_eval_images', 0, 'Score only the first N images (0: the whole split).')
+flags.DEFINE_integer('repeats', 20, 'Timed rounds per format and thread count.')
+flags.DEFINE_string('work_dir', os.path.join(RESULTS, 'tflite'), 'Folder of the exports.')
+flags.DEFINE_string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
+                    'Report whose "Edge formats" section receives the figures ("" to skip).')
+FLAGS = flags.FLAGS
+
+# mAP scoring keeps low scores, as eval_ssd_network.py does for a checkpoint.
+EVAL_THRESHOLDS = dict(select_threshold=0.01, nms_threshold=0.45,
+                       max_detections=export_tflite.MAX_DETECTIONS)
+
+
+def cpu_instructions():
+    """{name: present} of INSTRUCTIONS on this CPU (None values where /proc/cpuinfo is absent)."""
+    flags_present = cpu_features.cpu_flags()
+    return {name: None if flags_present is None else flag in flags_present
+            for name, flag in INSTRUCTIONS}
+
+
+def folder_bytes(path):
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+def first_image(spec):
+    """The first picture of ``spec`` (uint8 [H, W, 3])."""
+    with tf.Graph().as_default():
+        example = tf.data.make_one_shot_iterator(
+            input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1)).get_next()
+        with tf.Session() as sess:
+            return sess.run(example['image'])
+
+
+class SavedModelRunner(object):
+    """The ``detected_model`` signature of a SavedModel in a session of ``threads`` threads."""
+
+    def __init__(self, export_dir, threads):
+        self.graph = tf.Graph()
+        config = tf.ConfigProto(intra_op_parallelism_threads=threads,
+                                inter_op_parallelism_threads=1)
+        self.session = tf.Session(graph=self.graph, config=config)
+        meta = tf.saved_model.loader.load(self.session, ['serve'], export_dir)
+        signature = meta.signature_def[export_saved_model.DETECTED_MODEL]
+        self._input = signature.inputs['images'].name
+        self._outputs = [info.name for info in signature.outputs.values()]
+
+    def __call__(self, whitened):
+        self.session.run(self._outputs, {self._input: whitened})
+
+
+def export_all(ckpt_path, work_dir, tfrecords_dir):
+    """Exports every format; returns ({format: path}, {format: bytes})."""
+    paths, sizes = {}, {}
+    for quantization in export_tflite.QUANTIZATIONS:
+        paths['tflite ' + quantization], _ = export_tflite.export(
+            ckpt_path, os.path.join(work_dir, quantization), quantization=quantization,
+            calibration_dataset_dir=tfrecords_dir, calibration_dataset_name=FLAGS.dataset_name,
+            calibration_split_name=FLAGS.calibration_split,
+            num_calibration_images=FLAGS.num_calibration_images, **EVAL_THRESHOLDS)
+        sizes['tflite ' + quantization] = os.path.getsize(paths['tflite ' + quantization])
+    for precision in SAVED_MODEL_PRECISIONS:
+        name = 'SavedModel ' + precision
+        paths[name] = export_saved_model.export(
+            ckpt_path, os.path.join(work_dir, 'saved_model'), model_name=precision, model_version=1,
+            overwrite=True, precision=precision)
+        sizes[name] = folder_bytes(paths[name]) - folder_bytes(
+            os.path.join(paths[name], export_saved_model.ASSETS_EXTRA))
+    return paths, sizes
+
+
+def latencies(paths, image, input_shape):
+    """{(format, threads): median seconds} of batch-1 runs, all formats and thread counts
+    interleaved round by round."""
+    whitened, _ = np_transform.preprocess(image, input_shape)
+    runs = {}
+    for threads in THREADS:
+        for name, path in paths.items():
+            if name.startswith('tflite'):
+                model = tflite_runner.TFLiteDetector(path, num_threads=threads)
+                runs[name, threads] = (lambda m=model, x=model.network_input(image):
+                                       m.raw_outputs(x))
+            else:
+                runs[name, threads] = (lambda m=SavedModelRunner(path, threads), x=whitened: m(x))
+    for run in runs.values():  # warm-up: first runs allocate and pack weights
+        run()
+        run()
+    times = {key: [] for key in runs}
+    for _ in range(FLAGS.repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def mean_ap(name, path, spec):
+    """(VOC07, VOC10+) mAP@0.5 of one format on ``spec``."""
+    batches = -(-FLAGS.num_eval_images // 8) if FLAGS.num_eval_images else None
+    if name.startswith('tflite'):
+        metric, _ = eval_ssd_network.evaluate_tflite(path, spec, 8, batches)
+    else:
+        metric = eval_ssd_network.evaluate_checkpoint(
+            FLAGS.ckpt_path, spec, 8, batches, select_threshold=0.01,
+            keep_top_k=EVAL_THRESHOLDS['max_detections'], precision=name.split()[-1])[0]
+    results = metric.evaluate()
+    return results['map_voc07'] or 0., results['map_voc2010'] or 0., results['num_images']
+
+
+def main(_):
+    if not os.path.exists(FLAGS.ckpt_path):
+        print('error: --ckpt_path %s not found: run bench/bench_finetune.py first, or point it '
+              'at a checkpoint' % FLAGS.ckpt_path, file=sys.stderr)
+        return 1
+    ckpt_folder = FLAGS.ckpt_path if os.path.isdir(FLAGS.ckpt_path) else os.path.dirname(
+        FLAGS.ckpt_path)
+    tfrecords_dir = FLAGS.tfrecords_dir or os.path.join(ckpt_folder, 'tfrecords')
+    spec = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.split, tfrecords_dir)
+    instructions = cpu_instructions()
+    cpu = '%s, %s' % (platform.processor() or platform.machine(), ', '.join(
+        '%s %s' % (n, {True: 'yes', False: 'no', None: '?'}[v]) for n, v in instructions.items()))
+    print('CPU: %s' % cpu, flush=True)
+    paths, sizes = export_all(FLAGS.ckpt_path, FLAGS.work_dir, tfrecords_dir)
+    input_shape = np_transform.input_shape(model_info.read_model_info(FLAGS.ckpt_path))
+    seconds = latencies(paths, first_image(spec), input_shape)
+    maps = {name: mean_ap(name, path, spec) for name, path in paths.items()}
+    rows = ['| format | size MB | 1 thread ms | 2 threads ms | mAP VOC07 | mAP VOC10+ |',
+            '|---|---|---|---|---|---|']
+    for name in paths:
+        rows.append('| %s | %.1f | %.1f | %.1f | %.4f | %.4f |' % (
+            name, sizes[name] / 1e6, seconds[name, 1] * 1e3, seconds[name, 2] * 1e3,
+            maps[name][0], maps[name][1]))
+        key = name.replace(' ', '_')
+        common.report('edge_%s_size' % key, sizes[name] / 1e6, 'MB')
+        for threads in THREADS:
+            common.report('edge_%s_latency_%dthread' % (key, threads),
+                          seconds[name, threads] * 1e3, 'ms', 'batch 1')
+        common.report('edge_%s_map_voc07' % key, maps[name][0], 'mAP@0.5',
+                      '%s, %d images' % (FLAGS.split, maps[name][2]))
+    print('\n'.join(rows))
+    if FLAGS.report:
+        note = ('`python bench/bench_tflite.py`, %s, checkpoint %s, %s split (%d images), int8 '
+                'calibrated on %d %s images; latency: median of %d interleaved batch-1 rounds. '
+                'CPU: %s.' % (datetime.date.today().isoformat(), FLAGS.ckpt_path, FLAGS.split,
+                              maps[next(iter(maps))][2], FLAGS.num_calibration_images,
+                              FLAGS.calibration_split, FLAGS.repeats, cpu))
+        common.write_report_section(FLAGS.report, 'Edge formats', [note, ''] + rows)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(tf.app.run(main))
