@@ -127,9 +127,10 @@ class TFLiteDetector(Detector):
 
 
 def _check_flags(options):
-    if bool(options.ckpt_path) == bool(options.tflite_path):
-        raise DetectorError('give one of --ckpt_path (checkpoint prefix or training directory) '
-                            'and --tflite_path (a .tflite model)')
+    if options.ckpt_path and options.tflite_path:
+        raise DetectorError('give --ckpt_path or --tflite_path, not both')
+    if not options.ckpt_path and not options.tflite_path:
+        raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
     if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
     cli.check_postprocessing(options)
