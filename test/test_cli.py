@@ -12,7 +12,7 @@ from test.conftest import value_after_importing
 from utils.errors import ToolkitError
 
 # Modules whose main(argv) follows the convention (the trainer is part of the training package).
-CLI_MODULES = ('detector', 'eval_ssd_network', 'export_saved_model',
+CLI_MODULES = ('detector', 'eval_ssd_network', 'export_saved_model', 'export_tflite',
                'datasets.write_dataset.dataset_to_tfrecords', 'datasets.write_dataset.sample_data',
                'serving.server.model_server', 'serving.clients.client', 'serving.clients.web',
                'scripts.demo')
