@@ -210,17 +210,17 @@ def mediapipe_protobuf_compat():
             lambda self, descriptor: message_factory.GetMessageClass(descriptor))
 
 
-def with_metadata(model, labels_path):
-    """``model`` bytes with MediaPipe object-detector metadata (float input normalisation
-    mean 0, std 1: the model takes [0, 255] pixels; the label map of ``labels_path``); None
-    when MediaPipe's metadata writer is not installed."""
+def with_metadata(model, class_names):
+    """``model`` bytes with MediaPipe object-detector metadata: float input normalisation
+    mean 0, std 1 (the model takes [0, 255] pixels) and the label map ``class_names`` (id
+    order, packed as ``labels.txt``); None when MediaPipe's metadata writer is not installed."""
     mediapipe_protobuf_compat()
     try:
         from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer
         from mediapipe.tasks.python.metadata.metadata_writers import object_detector
     except ImportError:
         return None
-    labels = metadata_writer.Labels().add_from_file(labels_path)
+    labels = metadata_writer.Labels().add(list(class_names), exported_filename=LABELS_FILE)
     writer = object_detector.MetadataWriter.create_for_models_with_nms(
         bytearray(model), [0.], [1.], labels)
     return bytes(writer.populate()[0])
@@ -234,7 +234,7 @@ def _write_atomically(path, data):
 
 
 def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
-           select_threshold=0.5, nms_threshold=0.45, max_detections=100,
+           select_threshold=0.5, nms_threshold=0.45, max_detections=MAX_DETECTIONS,
            calibration_dataset_dir=None, calibration_dataset_name=None,
            calibration_split_name='train', num_calibration_images=200):
     """Exports the checkpoint at ``ckpt_path``; returns ``(tflite path, has_metadata)``."""
@@ -253,16 +253,14 @@ def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
     input_shape = np_transform.input_shape(net)
     signature = postprocess_signature(info['num_classes'] - 1, net.params.prior_scaling,
                                       select_threshold, nms_threshold, max_detections)
-    calibration = (lambda: calibration_images(spec, num_calibration_images, input_shape)
-                   if spec else None)
     model = convert(graph_def, input_shape, center_anchors(net.params), signature, quantization,
-                    calibration)
+                    lambda: calibration_images(spec, num_calibration_images, input_shape))
+    described = with_metadata(model, info['class_names'])
     os.makedirs(export_dir, exist_ok=True)
-    labels_path = os.path.join(export_dir, LABELS_FILE)
-    _write_atomically(labels_path, ''.join(name + '\n' for name in info['class_names']).encode())
-    described = with_metadata(model, labels_path)
     path = os.path.join(export_dir, model_name + '.tflite')
     _write_atomically(path, described or model)
+    _write_atomically(os.path.join(export_dir, LABELS_FILE),
+                      ''.join(name + '\n' for name in info['class_names']).encode())
     model_info_lib.write_model_info(
         export_dir, **dict(info, checkpoint=os.path.basename(prefix), quantization=quantization,
                            tflite_file=os.path.basename(path), select_threshold=select_threshold,

@@ -22,6 +22,7 @@ AVX512-BF16) beside the figures and writes them into the "Edge formats" section 
 every latency up to several times slower.
 """
 import datetime
+import glob
 import os
 import platform
 import statistics
@@ -34,15 +35,18 @@ sys.path.insert(0, REPO_ROOT)
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
+import detector  # noqa: E402
 import eval_ssd_network  # noqa: E402
 import export_saved_model  # noqa: E402
 import export_tflite  # noqa: E402
 from bench import common  # noqa: E402
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
+from model import checkpoints  # noqa: E402
 from model import model_info  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from serving.clients import tflite_runner  # noqa: E402
+from utils import boxes as boxes_lib  # noqa: E402
 from utils import cpu_features  # noqa: E402
 
 RESULTS = os.path.join(REPO_ROOT, 'bench', 'results')
@@ -63,6 +67,10 @@ flags.DEFINE_string('split', 'val', 'Split scored for mAP.')
 flags.DEFINE_string('calibration_split', 'train', 'Split whose first images calibrate int8.')
 flags.DEFINE_integer('num_calibration_images', 200, 'Images that calibrate int8.')
 flags.DEFINE_integer('num_eval_images', 0, 'Score only the first N images (0: the whole split).')
+flags.DEFINE_string('test_images', os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data',
+                                                'test_images', 'vehicle_*.jpg'),
+                    'Glob of photos on which MediaPipe (int8 model) and detector.py (checkpoint) '
+                    'are compared.')
 flags.DEFINE_integer('repeats', 20, 'Timed rounds per format and thread count.')
 flags.DEFINE_string('work_dir', os.path.join(RESULTS, 'tflite'), 'Folder of the exports.')
 flags.DEFINE_string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
@@ -157,36 +165,75 @@ def latencies(paths, image, input_shape):
     return {key: statistics.median(values) for key, values in times.items()}
 
 
-def mean_ap(name, path, spec):
-    """(VOC07, VOC10+) mAP@0.5 of one format on ``spec``."""
+def mean_ap(name, path, spec, prefix):
+    """(VOC07, VOC10+ mAP@0.5, images) of one format on ``spec``; a SavedModel's through the
+    checkpoint ``prefix`` it was exported from."""
     batches = -(-FLAGS.num_eval_images // 8) if FLAGS.num_eval_images else None
     if name.startswith('tflite'):
         metric, _ = eval_ssd_network.evaluate_tflite(path, spec, 8, batches)
     else:
         metric = eval_ssd_network.evaluate_checkpoint(
-            FLAGS.ckpt_path, spec, 8, batches, select_threshold=0.01,
+            prefix, spec, 8, batches, select_threshold=0.01,
             keep_top_k=EVAL_THRESHOLDS['max_detections'], precision=name.split()[-1])[0]
     results = metric.evaluate()
     return results['map_voc07'] or 0., results['map_voc2010'] or 0., results['num_images']
 
 
+def mediapipe_agreement(tflite_path, prefix, image_paths, min_score=0.5, min_iou=0.9):
+    """How many of ``detector.py``'s detections (checkpoint ``prefix``, scores >= ``min_score``)
+    on ``image_paths`` MediaPipe's ObjectDetector finds in ``tflite_path`` (same class, IoU >=
+    ``min_iou``): ``(found, total, MediaPipe's own count)``; None without MediaPipe."""
+    export_tflite.mediapipe_protobuf_compat()
+    try:
+        import mediapipe
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core import base_options
+    except ImportError:
+        return None
+    options = vision.ObjectDetectorOptions(
+        base_options=base_options.BaseOptions(model_asset_path=tflite_path),
+        score_threshold=min_score)
+    reference = detector.Detector(prefix, select_threshold=min_score)
+    found = total = theirs = 0
+    with vision.ObjectDetector.create_from_options(options) as mp_detector:
+        for path in image_paths:
+            with open(path, 'rb') as f:
+                image, boxes, _, classes = reference.run(f.read())
+            result = mp_detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
+                                                        data=np.ascontiguousarray(image)))
+            mp_boxes = np.array([[d.bounding_box.origin_y, d.bounding_box.origin_x,
+                                  d.bounding_box.origin_y + d.bounding_box.height,
+                                  d.bounding_box.origin_x + d.bounding_box.width]
+                                 for d in result.detections], np.float32).reshape(-1, 4)
+            mp_classes = np.array([d.categories[0].index + 1 for d in result.detections])
+            theirs += len(mp_classes)
+            for box, label in zip(boxes, classes):
+                same = mp_classes == label
+                total += 1
+                found += bool(same.any() and boxes_lib.iou(box[None], mp_boxes[same]).max()
+                              >= min_iou)
+    reference.close()
+    return found, total, theirs
+
+
 def main(_):
-    if not os.path.exists(FLAGS.ckpt_path):
-        print('error: --ckpt_path %s not found: run bench/bench_finetune.py first, or point it '
-              'at a checkpoint' % FLAGS.ckpt_path, file=sys.stderr)
+    try:
+        prefix = checkpoints.resolve(FLAGS.ckpt_path)
+    except checkpoints.CheckpointError as e:
+        print('error: --ckpt_path: %s (run bench/bench_finetune.py first, or point it at a '
+              'checkpoint)' % e, file=sys.stderr)
         return 1
-    ckpt_folder = FLAGS.ckpt_path if os.path.isdir(FLAGS.ckpt_path) else os.path.dirname(
-        FLAGS.ckpt_path)
-    tfrecords_dir = FLAGS.tfrecords_dir or os.path.join(ckpt_folder, 'tfrecords')
+    print('checkpoint: %s' % prefix, flush=True)
+    tfrecords_dir = FLAGS.tfrecords_dir or os.path.join(os.path.dirname(prefix), 'tfrecords')
     spec = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.split, tfrecords_dir)
     instructions = cpu_instructions()
     cpu = '%s, %s' % (platform.processor() or platform.machine(), ', '.join(
         '%s %s' % (n, {True: 'yes', False: 'no', None: '?'}[v]) for n, v in instructions.items()))
     print('CPU: %s' % cpu, flush=True)
-    paths, sizes = export_all(FLAGS.ckpt_path, FLAGS.work_dir, tfrecords_dir)
-    input_shape = np_transform.input_shape(model_info.read_model_info(FLAGS.ckpt_path))
+    paths, sizes = export_all(prefix, FLAGS.work_dir, tfrecords_dir)
+    input_shape = np_transform.input_shape(model_info.read_model_info(prefix))
     seconds = latencies(paths, first_image(spec), input_shape)
-    maps = {name: mean_ap(name, path, spec) for name, path in paths.items()}
+    maps = {name: mean_ap(name, path, spec, prefix) for name, path in paths.items()}
     rows = ['| format | size MB | 1 thread ms | 2 threads ms | mAP VOC07 | mAP VOC10+ |',
             '|---|---|---|---|---|---|']
     for name in paths:
@@ -201,10 +248,22 @@ def main(_):
         common.report('edge_%s_map_voc07' % key, maps[name][0], 'mAP@0.5',
                       '%s, %d images' % (FLAGS.split, maps[name][2]))
     print('\n'.join(rows))
+    agreement = mediapipe_agreement(paths['tflite int8'], prefix, sorted(glob.glob(
+        FLAGS.test_images)))
+    if agreement is None:
+        rows += ['', 'MediaPipe is not installed: its ObjectDetector was not compared.']
+    else:
+        rows += ['', 'MediaPipe ObjectDetector on the int8 model found %d of the %d detections '
+                 '(score >= 0.5) detector.py makes with the checkpoint on %s (same class, IoU '
+                 '>= 0.9); it returned %d in all.' % (agreement[:2] + (FLAGS.test_images,
+                                                                        agreement[2]))]
+        common.report('edge_mediapipe_int8_agreement', agreement[0] / max(agreement[1], 1),
+                      'fraction', 'of %d detector.py detections' % agreement[1])
+    print(rows[-1])
     if FLAGS.report:
         note = ('`python bench/bench_tflite.py`, %s, checkpoint %s, %s split (%d images), int8 '
                 'calibrated on %d %s images; latency: median of %d interleaved batch-1 rounds. '
-                'CPU: %s.' % (datetime.date.today().isoformat(), FLAGS.ckpt_path, FLAGS.split,
+                'CPU: %s.' % (datetime.date.today().isoformat(), prefix, FLAGS.split,
                               maps[next(iter(maps))][2], FLAGS.num_calibration_images,
                               FLAGS.calibration_split, FLAGS.repeats, cpu))
         common.write_report_section(FLAGS.report, 'Edge formats', [note, ''] + rows)
