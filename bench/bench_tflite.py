@@ -205,7 +205,9 @@ def mediapipe_agreement(tflite_path, prefix, image_paths, min_score=0.5, min_iou
                                   d.bounding_box.origin_y + d.bounding_box.height,
                                   d.bounding_box.origin_x + d.bounding_box.width]
                                  for d in result.detections], np.float32).reshape(-1, 4)
-            mp_classes = np.array([d.categories[0].index + 1 for d in result.detections])
+            # MediaPipe names the class (from the label map) but leaves its index unset.
+            mp_classes = np.array([reference.class_names.index(d.categories[0].category_name) + 1
+                                   for d in result.detections])
             theirs += len(mp_classes)
             for box, label in zip(boxes, classes):
                 same = mp_classes == label

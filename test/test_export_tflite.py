@@ -93,11 +93,14 @@ def test_float_model_detects_what_the_graph_detects(trained, models):
         np.testing.assert_allclose(scores, expected[1], atol=tolerance)
 
 
-def test_float_model_agrees_on_a_random_picture(tmp_path):
+def test_float_model_agrees_on_a_random_picture(tmp_path, capsys):
     """A random model on noise gives dozens of overlapping boxes: decoding, anchors, class
-    offset and NMS must all match for the top ones to agree."""
+    offset and NMS must all match for the top ones to agree. Exported by the command line."""
     prefix = checkpoints.make_checkpoint(str(tmp_path / 'ckpt'), seed=5)
-    path, _ = export_tflite.export(prefix, str(tmp_path / 'out'), **THRESHOLDS)
+    assert export_tflite.main(['export_tflite.py', '--ckpt_path=%s' % (tmp_path / 'ckpt'),
+                               '--export_dir=%s' % (tmp_path / 'out'), '--model_name=random']) == 0
+    path = str(tmp_path / 'out' / 'random.tflite')
+    assert capsys.readouterr().out.startswith('exported %s (' % path)
     picture = np.random.RandomState(3).randint(0, 256, (300, 300, 3)).astype(np.uint8)
     expected_boxes, expected_scores, expected_classes = _graph_detections(prefix, picture)
     boxes, scores, classes = _normalised(
