@@ -193,7 +193,8 @@ def mediapipe_agreement(tflite_path, prefix, image_paths, min_score=0.5, min_iou
     options = vision.ObjectDetectorOptions(
         base_options=base_options.BaseOptions(model_asset_path=tflite_path),
         score_threshold=min_score)
-    reference = detector.Detector(prefix, select_threshold=min_score)
+    reference = detector.Detector(prefix, select_threshold=min_score,
+                                  keep_top_k=export_tflite.MAX_DETECTIONS)
     found = total = theirs = 0
     with vision.ObjectDetector.create_from_options(options) as mp_detector:
         for path in image_paths:
