@@ -138,6 +138,18 @@ def define_flags(flag_values):
                         'float32, or bfloat16: mixed precision (oneDNN rewrites the convolutions '
                         'to bfloat16 on CPUs that support it; variables and checkpoints stay '
                         'float32).', **define)
+    # Evaluation during training
+    flags.DEFINE_integer('eval_every_n_steps', 0,
+                         'Every N global steps (and at --max_number_of_steps), save a checkpoint '
+                         'and score it on --eval_split in this process: TensorBoard summaries in '
+                         '<train_model_dir>/eval_<split>/, the best checkpoint by mAP@0.5 in '
+                         '<train_model_dir>/best/ (0: no evaluation).', **define)
+    flags.DEFINE_string('eval_split', 'val', 'Split scored by --eval_every_n_steps.', **define)
+    flags.DEFINE_string('eval_dataset_dir', None,
+                        'Folder of the --eval_split records (default: --dataset_dir).', **define)
+    flags.DEFINE_integer('eval_max_images', None,
+                         'Score only the first N images of --eval_split (default: all).',
+                         **define)
     # Distributed training (parameter servers and workers)
     flags.DEFINE_integer('num_replicas', 1, 'Worker processes (1 = not distributed).', **define)
     flags.DEFINE_integer('num_ps_tasks', 0,
@@ -175,6 +187,8 @@ FLAG_GROUPS = (
     ('Devices and session', (
         'num_clones', 'clone_on_cpu', 'gpu_memory_fraction', 'allow_growth',
         'log_device_placement', 'precision')),
+    ('Evaluation during training', (
+        'eval_every_n_steps', 'eval_split', 'eval_dataset_dir', 'eval_max_images')),
     ('Distributed training (parameter servers and workers)', (
         'num_replicas', 'num_ps_tasks', 'task', 'job_name', 'ps_hosts', 'worker_hosts')),
 )

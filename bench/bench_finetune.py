@@ -31,6 +31,7 @@ sys.path.insert(0, REPO_ROOT)
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from bench import common  # noqa: E402
+from utils import files  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
 TRAINABLE_SCOPES = ','.join('ssd_300_vgg/%s' % s for s in (
@@ -107,9 +108,7 @@ def load_progress(path):
 
 
 def save_progress(path, progress):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(progress, f, indent=1)
-    os.replace(path + '.tmp', path)
+    files.write_json_atomically(path, progress)
 
 
 def train(tfrecords_dir, train_dir, progress_path):

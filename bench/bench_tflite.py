@@ -36,16 +36,16 @@ import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 import detector  # noqa: E402
-import eval_ssd_network  # noqa: E402
 import export_saved_model  # noqa: E402
 import export_tflite  # noqa: E402
 from bench import common  # noqa: E402
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
 from model import checkpoints  # noqa: E402
+from model import evaluation  # noqa: E402
 from model import model_info  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
-from serving.clients import tflite_runner  # noqa: E402
+from model import tflite_runner  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cpu_features  # noqa: E402
 
@@ -168,14 +168,14 @@ def latencies(paths, image, input_shape):
 def mean_ap(name, path, spec, prefix):
     """(VOC07, VOC10+ mAP@0.5, images) of one format on ``spec``; a SavedModel's through the
     checkpoint ``prefix`` it was exported from."""
-    batches = -(-FLAGS.num_eval_images // 8) if FLAGS.num_eval_images else None
     if name.startswith('tflite'):
-        metric, _ = eval_ssd_network.evaluate_tflite(path, spec, 8, batches)
+        metrics, _ = evaluation.evaluate_detector(
+            tflite_runner.TFLiteDetector(path).detect_array, spec, 8, FLAGS.num_eval_images or None)
     else:
-        metric = eval_ssd_network.evaluate_checkpoint(
-            prefix, spec, 8, batches, select_threshold=0.01,
-            keep_top_k=EVAL_THRESHOLDS['max_detections'], precision=name.split()[-1])[0]
-    results = metric.evaluate()
+        metrics = evaluation.evaluate_checkpoint(
+            prefix, spec, 8, FLAGS.num_eval_images or None, select_threshold=0.01,
+            keep_top_k=EVAL_THRESHOLDS['max_detections'], precision=name.split()[-1]).metrics
+    results = metrics.evaluate()
     return results['map_voc07'] or 0., results['map_voc2010'] or 0., results['num_images']
 
 

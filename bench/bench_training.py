@@ -33,7 +33,8 @@ FLAG_GROUPS = (('Benchmark', ('repeats', 'steps_per_repeat', 'pipeline_batches')
                ) + train_ssd_network.FLAG_GROUPS
 
 
-def _sample_tfrecords():
+def sample_tfrecords():
+    """TFRecords of 64 generated vehicle-like images (a temporary folder); returns it."""
     from datasets.write_dataset import dataset_to_tfrecords, sample_data
     work = tempfile.mkdtemp(prefix='bench_training_')
     sample_data.generate_voc_dataset(os.path.join(work, 'voc'), num_images=64, seed=1)
@@ -72,7 +73,7 @@ def _time_training(f, spec, net, config):
 def main():
     f = FLAGS
     if not f.dataset_dir:
-        f.dataset_dir = _sample_tfrecords()
+        f.dataset_dir = sample_tfrecords()
     f.train_model_dir = f.train_model_dir or tempfile.mkdtemp(prefix='bench_training_run_')
     trainer.check_flags(f)
     config = session.setup_cluster(f)[0]

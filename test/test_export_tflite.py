@@ -15,7 +15,7 @@ import eval_ssd_network
 import export_tflite
 from model import inference
 from preprocessing import np_transform
-from serving.clients import tflite_runner
+from model import tflite_runner
 from test import checkpoints
 from utils import boxes as boxes_lib
 
@@ -61,7 +61,8 @@ def _graph_detections(prefix, image):
 
 
 def _normalised(detections, side=300.):
-    return detections.boxes / side, detections.scores, detections.classes
+    boxes, scores, classes = detections
+    return boxes / side, scores, classes
 
 
 def test_each_quantization_exports_and_runs(models):
@@ -72,8 +73,8 @@ def test_each_quantization_exports_and_runs(models):
         assert model.input_dtype == (np.uint8 if quantization == 'int8' else np.float32)
         assert model.input_shape == (300, 300) and model.max_detections == 100
         assert model.class_names == checkpoints.CLASS_NAMES
-        found = model.detect_array(checkpoints.toy_scene())
-        assert len(found.scores) >= 2, quantization
+        _, scores, _ = model.detect_array(checkpoints.toy_scene())
+        assert len(scores) >= 2, quantization
         info = json.load(open(os.path.join(os.path.dirname(path), 'model_info.json')))
         assert info['quantization'] == quantization and info['select_threshold'] == 0.5
         with open(os.path.join(os.path.dirname(path), 'labels.txt')) as f:
@@ -116,16 +117,17 @@ def test_int8_finds_the_top_detections_of_float(models):
     """The same objects, classes and nearly the same boxes: this 1/8-width model has few
     channels per layer, so int8 rounding moves its boxes more than a full-width model's."""
     scene = checkpoints.toy_scene()
-    float_found = tflite_runner.TFLiteDetector(models['none']).detect_array(scene)
-    int8_found = tflite_runner.TFLiteDetector(models['int8']).detect_array(scene)
-    assert sorted(float_found.classes[:2]) == sorted(checkpoints.TOY_LABELS)
-    assert sorted(int8_found.classes[:2]) == sorted(checkpoints.TOY_LABELS)
-    for box, score, label in zip(float_found.boxes[:2], float_found.scores[:2],
-                                 float_found.classes[:2]):
-        same = np.flatnonzero(int8_found.classes[:2] == label)
-        iou = boxes_lib.iou(box[None], int8_found.boxes[same])[0]
+    float_boxes, float_scores, float_classes = tflite_runner.TFLiteDetector(
+        models['none']).detect_array(scene)
+    int8_boxes, int8_scores, int8_classes = tflite_runner.TFLiteDetector(
+        models['int8']).detect_array(scene)
+    assert sorted(float_classes[:2]) == sorted(checkpoints.TOY_LABELS)
+    assert sorted(int8_classes[:2]) == sorted(checkpoints.TOY_LABELS)
+    for box, score, label in zip(float_boxes[:2], float_scores[:2], float_classes[:2]):
+        same = np.flatnonzero(int8_classes[:2] == label)
+        iou = boxes_lib.iou(box[None], int8_boxes[same])[0]
         assert iou.max() >= 0.75, iou
-        assert abs(int8_found.scores[same[iou.argmax()]] - score) < 0.1
+        assert abs(int8_scores[same[iou.argmax()]] - score) < 0.1
 
 
 def test_mediapipe_object_detector_runs_the_file(models):
@@ -141,10 +143,10 @@ def test_mediapipe_object_detector_runs_the_file(models):
         with vision.ObjectDetector.create_from_options(options) as mp_detector:
             result = mp_detector.detect(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
                                                         data=np.ascontiguousarray(scene)))
-        ours = tflite_runner.TFLiteDetector(models[quantization]).detect_array(scene)
-        assert len(result.detections) == len(ours.scores) >= 2
-        for found, box, score, label in zip(result.detections, ours.boxes, ours.scores,
-                                            ours.classes):
+        boxes, scores, classes = tflite_runner.TFLiteDetector(
+            models[quantization]).detect_array(scene)
+        assert len(result.detections) == len(scores) >= 2
+        for found, box, score, label in zip(result.detections, boxes, scores, classes):
             category = found.categories[0]
             assert category.category_name == checkpoints.CLASS_NAMES[label - 1]
             assert abs(category.score - score) < 1e-4

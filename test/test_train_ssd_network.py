@@ -71,7 +71,8 @@ def test_run_writes_checkpoints_model_info_and_logs(two_clone_run):
         info = json.load(f)
     assert info == {'model_name': 'ssd_vgg_300', 'num_classes': 6, 'dataset_name': 'vehicle',
                     'class_names': ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck'],
-                    'width_multiplier': 0.125, 'img_shape': [300, 300]}
+                    'width_multiplier': 0.125, 'img_shape': [300, 300],
+                    'max_number_of_steps': LEARNING_STEPS}
     assert os.path.isfile(os.path.join(train_dir, 'training_config.txt'))
     logged = STEP_LINE.findall(out)
     assert [int(m[0]) for m in logged] == list(range(1, LEARNING_STEPS + 1))
@@ -161,7 +162,8 @@ def _flags(**overrides):
                   num_classes=None, width_multiplier=1.0, data_format='NHWC',
                   max_number_of_steps=None, weights_initializer='network', precision='float32',
                   head_init_stddev=0.0, num_epochs_per_decay=2.0,
-                  learning_rate_decay_type='exponential')
+                  learning_rate_decay_type='exponential', eval_every_n_steps=0, eval_split='val',
+                  eval_max_images=None)
     values.update(overrides)
     return types.SimpleNamespace(**values)
 

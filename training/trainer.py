@@ -8,13 +8,14 @@ import tensorflow.compat.v1 as tf
 
 from model import inference
 from model import model_info
+from nets.nets_model import ssd_vgg_300
 from training import graph
+from training import evaluation
 from training import hooks
 from training import session
 from training import train_tools
 from training.train_tools import TrainConfigError
 
-NETWORK_SCOPE = 'ssd_300_vgg'
 PRECISIONS = inference.PRECISIONS   # one list for every tool
 
 
@@ -52,6 +53,7 @@ def check_flags(f):
                          % f.num_epochs_per_decay)
     if f.max_number_of_steps is not None and f.max_number_of_steps < 1:
         raise TrainConfigError('--max_number_of_steps=%d must be >= 1' % f.max_number_of_steps)
+    evaluation.check_flags(f)
 
 
 def load_dataset(f):
@@ -100,7 +102,7 @@ def train(f):
         with tf.control_dependencies([handles['train_tensor']]):
             step_after = tf.identity(global_step.read_value())  # the step this run completed
         init_fn = train_tools.get_init_fn(
-            f.pre_trained_path, f.train_model_dir, num_classes, model_scope=NETWORK_SCOPE,
+            f.pre_trained_path, f.train_model_dir, num_classes, model_scope=ssd_vgg_300.SCOPE,
             checkpoint_model_scope=f.checkpoint_model_scope,
             checkpoint_exclude_scopes=f.checkpoint_exclude_scopes,
             ignore_missing_vars=f.ignore_missing_vars) if is_chief else None
@@ -109,7 +111,8 @@ def train(f):
             model_info.write_model_info(
                 f.train_model_dir, model_name=f.model_name, num_classes=num_classes,
                 class_names=class_names(spec, num_classes), width_multiplier=f.width_multiplier,
-                dataset_name=f.dataset_name, img_shape=list(net.params.img_shape))
+                dataset_name=f.dataset_name, img_shape=list(net.params.img_shape),
+                max_number_of_steps=f.max_number_of_steps)
             train_tools.print_configuration(f.flag_values_dict(), net.params, spec.data_sources,
                                             f.train_model_dir)
         saver = tf.train.Saver(max_to_keep=f.max_to_keep,

@@ -8,21 +8,22 @@ models and what MediaPipe's ``ObjectDetector`` reads:
   (the op's ports): boxes ``[1, K, 4]`` ``[ymin, xmin, ymax, xmax]`` normalised to the input,
   classes ``[1, K]`` (0 = the first real class), scores ``[1, K]``, count ``[1]``.
 
-``TFLiteDetector.detect_array`` gives the ``Detections`` of the serving clients: boxes in
-pixels of the original image, clipped to it, class ids 1..num_classes-1 (background is 0 in
-this toolkit, absent from the model's class outputs).
+``TFLiteDetector.detect_array`` gives ``(boxes, scores, classes)`` as the other tools do:
+boxes in pixels of the original image, clipped to it, class ids 1..num_classes-1 (background
+is 0 in this toolkit, absent from the model's class outputs).
+
+NumPy only (LiteRT is imported when a model is opened): the detector, the evaluator and the
+TF-free client side share it.
 """
-import json
 import os
 
 import numpy as np
 
+from model import model_info
 from preprocessing import np_transform
-from serving.clients.client import Detections
 from utils import boxes as boxes_lib
 from utils.errors import ToolkitError
 
-MODEL_INFO = 'model_info.json'
 INPUT_TYPES = (np.float32, np.uint8)
 
 
@@ -71,14 +72,9 @@ def check_layout(path, inputs, outputs):
 def read_class_names(path):
     """Class names (id order, no background) from the ``model_info.json`` beside ``path``;
     None when there is none."""
-    info_path = os.path.join(os.path.dirname(os.path.abspath(path)), MODEL_INFO)
-    if not os.path.isfile(info_path):
-        return None
-    try:
-        with open(info_path) as f:
-            return list(json.load(f)['class_names'])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise TFLiteModelError('%s: cannot read class_names (%s)' % (info_path, e))
+    info_path = model_info.find_model_info(path)
+    return model_info.read_model_info(info_path)['class_names'] if os.path.isfile(info_path) \
+        else None
 
 
 class TFLiteDetector(object):
@@ -116,10 +112,11 @@ class TFLiteDetector(object):
         return boxes, classes, scores, int(np.reshape(count, [-1])[0])
 
     def detect_array(self, image):
-        """RGB uint8 ``[H, W, 3]`` → ``Detections`` (pixels of ``image``, sorted by score)."""
+        """RGB uint8 ``[H, W, 3]`` → ``(boxes [D, 4] pixels of image, scores [D], classes [D]
+        int64)``, sorted by score."""
         boxes, classes, scores, count = self.raw_outputs(self.network_input(image))
         boxes = boxes_lib.clip_to_window(np.asarray(boxes[:count], np.float32),
                                          np.asarray(np_transform.UNIT_WINDOW, np.float32))
-        return Detections(boxes=np_transform.to_pixels(boxes, image.shape[:2]),
-                          scores=np.asarray(scores[:count], np.float32),
-                          classes=np.asarray(classes[:count]).astype(np.int64) + 1)
+        return (np_transform.to_pixels(boxes, image.shape[:2]),
+                np.asarray(scores[:count], np.float32),
+                np.asarray(classes[:count]).astype(np.int64) + 1)
