@@ -8,7 +8,7 @@ From one checkpoint (default: ``bench_finetune.py``'s result, ``bench/results/fi
 exports the three TFLite models (``export_tflite.py``; int8 calibrated on
 ``--num_calibration_images`` of ``--calibration_split``) and the float32 and bfloat16
 SavedModels (``export_saved_model.py``), then reports per format:
-- model size (the ``.tflite`` file; a SavedModel's ``saved_model.pb`` + ``variables/``);
+- model size (the ``.tflite`` file; a SavedModel's folder without ``assets.extra/``);
 - batch-1 latency with 1 and 2 threads: the TFLite model in LiteRT (XNNPACK), network and
   post-processing op, on one preprocessed val picture; a SavedModel's ``detected_model``
   signature (the network) in a TF session of that many intra-op threads. Formats are timed
@@ -24,10 +24,7 @@ every latency up to several times slower.
 import datetime
 import glob
 import os
-import platform
-import statistics
 import sys
-import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -136,7 +133,7 @@ def export_all(ckpt_path, work_dir, tfrecords_dir):
             ckpt_path, os.path.join(work_dir, 'saved_model'), model_name=precision, model_version=1,
             overwrite=True, precision=precision)
         sizes[name] = folder_bytes(paths[name]) - folder_bytes(
-            os.path.join(paths[name], export_saved_model.ASSETS_EXTRA))
+            os.path.join(paths[name], model_info.ASSETS_EXTRA))
     return paths, sizes
 
 
@@ -153,16 +150,8 @@ def latencies(paths, image, input_shape):
                                        m.raw_outputs(x))
             else:
                 runs[name, threads] = (lambda m=SavedModelRunner(path, threads), x=whitened: m(x))
-    for run in runs.values():  # warm-up: first runs allocate and pack weights
-        run()
-        run()
-    times = {key: [] for key in runs}
-    for _ in range(FLAGS.repeats):
-        for key, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}
+    # Two warm-up runs each: the first runs allocate and pack weights.
+    return common.interleaved_median_seconds(runs, FLAGS.repeats, warmup=2)
 
 
 def mean_ap(name, path, spec, prefix):
@@ -230,7 +219,7 @@ def main(_):
     tfrecords_dir = FLAGS.tfrecords_dir or os.path.join(os.path.dirname(prefix), 'tfrecords')
     spec = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.split, tfrecords_dir)
     instructions = cpu_instructions()
-    cpu = '%s, %s' % (platform.processor() or platform.machine(), ', '.join(
+    cpu = '%s, %s' % (common.this_machine().cpu, ', '.join(
         '%s %s' % (n, {True: 'yes', False: 'no', None: '?'}[v]) for n, v in instructions.items()))
     print('CPU: %s' % cpu, flush=True)
     paths, sizes = export_all(prefix, FLAGS.work_dir, tfrecords_dir)
