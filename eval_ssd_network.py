@@ -20,8 +20,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+PRECISION = cpu_features.AUTO  # the default of --precision
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -52,7 +57,7 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.string('detections_file', None, 'Score this detections JSON (format in '
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
-    flag_set.precision()
+    flag_set.precision(PRECISION)
     flag_set.group('Data')
     flag_set.string('dataset_dir', None, 'Folder of the TFRecords and dataset_description.json.')
     flag_set.string('dataset_name', 'vehicle', 'pascalvoc_2007, vehicle or a custom name.')
