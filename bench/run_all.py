@@ -86,16 +86,10 @@ def previous_rows(path):
 
 
 def machine_description():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
+    from utils import cpu_features
+    cpu = cpu_features.cpu_model() or platform.processor() or platform.machine()
     mem_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2.0 ** 30
     import tensorflow as tf
-    from utils import cpu_features
     return ('%s, %d cores, %.0f GiB, bfloat16 instructions: %s, TF_ENABLE_ONEDNN_OPTS=%s, '
             'Python %s, TensorFlow %s' % (
                 cpu, os.cpu_count(), mem_gib, cpu_features.bfloat16_description(),
