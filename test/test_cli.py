@@ -12,8 +12,9 @@ from test.conftest import value_after_importing
 from utils.errors import ToolkitError
 
 # Modules whose main(argv) follows the convention.
-CLI_MODULES = ('train_ssd_network', 'bench.bench_training', 'detector', 'eval_ssd_network',
-               'export_saved_model',
+CLI_MODULES = ('train_ssd_network', 'bench.bench_training', 'bench.bench_finetune',
+               'bench.bench_network', 'bench.bench_data', 'bench.bench_learning',
+               'detector', 'eval_ssd_network', 'export_saved_model',
                'datasets.write_dataset.dataset_to_tfrecords', 'datasets.write_dataset.sample_data',
                'serving.server.model_server', 'serving.clients.client', 'serving.clients.web',
                'scripts.demo')
