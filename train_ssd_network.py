@@ -24,6 +24,7 @@ if __name__ == '__main__':
 
 from training import graph  # noqa: E402
 from training import train_tools  # noqa: E402
+from training import trainer  # noqa: E402
 from utils import cli  # noqa: E402
 
 
@@ -138,7 +139,8 @@ def device_flags(flag_set):
     flag_set.float('gpu_memory_fraction', 0.9, 'Fraction of GPU memory the process may take.')
     flag_set.boolean('allow_growth', False, 'Grow GPU memory on demand instead of reserving it.')
     flag_set.boolean('log_device_placement', False, 'Log the device of every op.')
-    flag_set.precision(PRECISION)
+    flag_set.precision(PRECISION, float32_when=(trainer.is_distributed, 'distributed training: '
+                                                + trainer.NO_DISTRIBUTED_BFLOAT16))
 
 
 def distribution_flags(flag_set):
@@ -166,7 +168,6 @@ def define_flags():
 
 
 def _train(options):
-    from training import trainer
     trainer.train(options)
     return 0
 

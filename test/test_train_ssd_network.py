@@ -176,6 +176,7 @@ def _flags(**overrides):
      '--num_epochs_per_decay=0 must be > 0'),
     (dict(head_init_stddev=-1), '--head_init_stddev=-1 must be >= 0'),
     (dict(match_threshold=0), '--match_threshold=0 must be in (0, 1]'),
+    (dict(precision='bfloat16', num_replicas=2), '--precision=bfloat16 cannot train distributed'),
     (dict(match_threshold=1.5), '--match_threshold=1.5 must be in (0, 1]'),
 ])
 def test_bad_flags_are_named(overrides, message):
@@ -189,6 +190,14 @@ def test_a_choice_outside_its_list_is_a_usage_error(flag, value, capsys):
     assert train_ssd_network.main(['train_ssd_network.py', '--%s=%s' % (flag, value)]) == 2
     err = capsys.readouterr().err
     assert err.startswith('error: ') and '--%s' % flag in err and len(err.splitlines()) == 1
+
+
+def test_auto_precision_trains_distributed_runs_in_float32(capsys):
+    assert train_ssd_network.main(['train_ssd_network.py', '--num_replicas=2']) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ('precision: float32 (--precision=auto: distributed training: %s)'
+                      % trainer.NO_DISTRIBUTED_BFLOAT16)
+    assert err[-1] == 'error: --worker_hosts lists 0 hosts for --num_replicas=2'
 
 
 def test_a_missing_flag_exits_2_with_one_line(capsys):

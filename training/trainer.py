@@ -15,6 +15,16 @@ from training.train_tools import TrainConfigError
 from utils import cli
 
 NETWORK_SCOPE = 'ssd_300_vgg'
+# Seen with TensorFlow 2.21: oneDNN's bfloat16 rewrite leaves a bfloat16 _FusedConv2D, which only
+# the local runtime turns into a oneDNN kernel.
+NO_DISTRIBUTED_BFLOAT16 = ("TensorFlow's distributed runtime has no kernel for the bfloat16 "
+                           'convolutions of oneDNN\'s rewrite')
+
+
+def is_distributed(options):
+    """Whether the run goes through TensorFlow's distributed runtime (workers, parameter
+    servers)."""
+    return options.num_replicas > 1 or options.num_ps_tasks > 0
 
 
 def check_flags(options):
@@ -36,6 +46,10 @@ def check_flags(options):
         raise cli.UsageError('--width_multiplier=%g must be > 0' % options.width_multiplier)
     if options.head_init_stddev < 0:
         raise cli.UsageError('--head_init_stddev=%g must be >= 0' % options.head_init_stddev)
+    if options.precision == 'bfloat16' and is_distributed(options):
+        raise cli.UsageError('--precision=bfloat16 cannot train distributed (--num_replicas, '
+                             '--num_ps_tasks): %s; give --precision=float32'
+                             % NO_DISTRIBUTED_BFLOAT16)
     if not 0 < options.match_threshold <= 1:
         raise cli.UsageError('--match_threshold=%g must be in (0, 1]' % options.match_threshold)
     if options.num_epochs_per_decay < 0 or (options.num_epochs_per_decay == 0 and not (

@@ -45,6 +45,7 @@ class FlagSet(object):
         self.values = flags.FlagValues()
         self.groups = []
         self._aliases = []  # (deprecated name, flag name)
+        self._float32_when = None
         flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h',
                              flag_values=self.values)
 
@@ -71,11 +72,14 @@ class FlagSet(object):
     def enum(self, name, default, choices, help_text):
         self._define(flags.DEFINE_enum, name, default, help_text, list(choices))
 
-    def precision(self, default='float32'):
+    def precision(self, default='float32', float32_when=None):
         """``--precision`` (auto | float32 | bfloat16), as every tool that runs the network names
         it; ``run`` resolves auto. The trainer, evaluator and detector default to auto, the
-        exporters to float32 (the serving machine may differ)."""
+        exporters to float32 (the serving machine may differ). ``float32_when``:
+        ``(predicate(flag_values), reason)``, a setting of the tool under which auto picks
+        float32 whatever the CPU."""
         self.enum('precision', default, cpu_features.PRECISION_CHOICES, PRECISION_HELP)
+        self._float32_when = float32_when
 
     def resolve_precision(self, stream=None):
         """Replaces ``--precision=auto`` by the precision chosen for this machine and says which,
@@ -84,7 +88,11 @@ class FlagSet(object):
         if 'precision' not in self.values:
             return None
         if self.values.precision == cpu_features.AUTO:
-            precision, reason = cpu_features.choose_precision(cpu_features.AUTO)
+            predicate, reason = self._float32_when or (None, None)
+            if predicate and predicate(self.values):
+                precision = 'float32'
+            else:
+                precision, reason = cpu_features.choose_precision(cpu_features.AUTO)
             print('precision: %s (--precision=auto: %s)' % (precision, reason),
                   file=stream or sys.stderr, flush=True)
             self.values.precision = precision
