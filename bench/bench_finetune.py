@@ -47,7 +47,8 @@ TRAINABLE_SCOPES = ','.join('ssd_300_vgg/%s' % s for s in (
     'conv4', 'conv5', 'conv6', 'conv7', 'block8', 'block9', 'block10', 'block11',
     'block4_box', 'block7_box', 'block8_box', 'block9_box', 'block10_box', 'block11_box'))
 BATCH_SIZE = 8
-# The README's fine-tuning recipe (command.sh runs the same flags on Images/), less its factors.
+# The README's fine-tuning recipe less its factors (FACTORS); command.sh runs the same flags on
+# Images/, the factors at their recipe values, without a seed.
 RECIPE = [
     '--trainable_scopes=%s' % TRAINABLE_SCOPES,   # conv1-conv3 frozen: generic edges, 40 % of cost
     '--weights_initializer=he',                   # conv6/conv7 and the extra blocks start fresh
