@@ -74,12 +74,12 @@ def output_names(paths):
 
 
 class Detector(object):
-    """One inference graph and session for a checkpoint; ``run(encoded)`` per image."""
+    """One inference graph and session for a checkpoint (its weights frozen into constants);
+    ``run(encoded)`` per image."""
 
     def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=0.45, top_k=400,
                  keep_top_k=200, precision='float32'):
-        self.graph = tf.Graph()
-        with self.graph.as_default():
+        with tf.Graph().as_default():
             net, self.info, self.checkpoint = inference.load_model(ckpt_path)
             self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
             image = tf.io.decode_image(self._encoded, channels=3, expand_animations=False)
@@ -91,8 +91,9 @@ class Detector(object):
                                           precision=precision, bbox_img=bbox_img)
             self._fetches = {key: detections[key][0] for key in inference.DETECTION_KEYS}
             self._fetches['image'] = image
-            self.session = tf.Session(graph=self.graph)
-            inference.restore(self.session, self.checkpoint)
+            self.session, (self._encoded, self._fetches) = inference.restored_session(
+                self.checkpoint, (self._encoded, self._fetches))
+        self.graph = self.session.graph
         self.class_names = self.info['class_names']
 
     def run(self, encoded):

@@ -4,6 +4,9 @@
 # EXPORT_DIR is the --export_dir given to the exporter; the model's versions live in
 # EXPORT_DIR/MODEL_NAME/<version>/. gRPC answers on port 8500, REST on 8501.
 # Environment: GRPC_PORT, REST_PORT (host ports), IMAGE (default tensorflow/serving),
+# INTRA_OP_THREADS, INTER_OP_THREADS (TF Serving's --tensorflow_intra_op_parallelism and
+# --tensorflow_inter_op_parallelism: session options do not travel in a SavedModel; 0 lets
+# TensorFlow choose, bench/bench_threads.py measures which pays on this CPU),
 # DRY_RUN=1 prints the docker command instead of running it.
 set -euo pipefail
 
@@ -12,6 +15,8 @@ MODEL_NAME=${2:-ssd_vgg_300}
 GRPC_PORT=${GRPC_PORT:-8500}
 REST_PORT=${REST_PORT:-8501}
 IMAGE=${IMAGE:-tensorflow/serving}
+INTRA_OP_THREADS=${INTRA_OP_THREADS:-0}
+INTER_OP_THREADS=${INTER_OP_THREADS:-0}
 
 if [ "$#" -gt 2 ]; then
   echo "error: usage: $0 [EXPORT_DIR] [MODEL_NAME]" >&2
@@ -29,7 +34,9 @@ CMD=(docker run --rm -t
      -p "$GRPC_PORT:8500" -p "$REST_PORT:8501"
      --mount "type=bind,source=$MODEL_DIR,target=/models/$MODEL_NAME"
      -e "MODEL_NAME=$MODEL_NAME"
-     "$IMAGE")
+     "$IMAGE"
+     "--tensorflow_intra_op_parallelism=$INTRA_OP_THREADS"
+     "--tensorflow_inter_op_parallelism=$INTER_OP_THREADS")
 
 if [ "${DRY_RUN:-0}" = 1 ]; then
   printf '%q ' "${CMD[@]}"

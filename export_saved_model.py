@@ -37,18 +37,17 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
 
 from preprocessing import transform  # noqa: E402
-from serving.server.versions import MAX_VERSION, parse_version  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info as model_info_lib  # noqa: E402
+from model import versions  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 DETECTED_MODEL = 'detected_model'
 SERVING_DEFAULT = 'serving_default'
 # Ops that run Python: TF Serving's C++ runtime cannot execute them.
 FORBIDDEN_OPS = frozenset(['PyFunc', 'PyFuncStateless', 'EagerPyFunc'])
-ASSETS_EXTRA = 'assets.extra'
 DETECTION_KEYS = inference.DETECTION_KEYS
 
 
@@ -58,11 +57,7 @@ class ExportError(ToolkitError, ValueError):
 
 def existing_versions(model_dir):
     """Sorted versions present in ``model_dir`` (folders that are not versions are ignored)."""
-    if not os.path.isdir(model_dir):
-        return []
-    versions = {name: parse_version(name) for name in os.listdir(model_dir)}
-    return sorted(version for name, version in versions.items()
-                  if version is not None and os.path.isdir(os.path.join(model_dir, name)))
+    return sorted(versions.scan_versions(model_dir))
 
 
 def choose_version(model_dir, requested=None, overwrite=False):
@@ -71,9 +66,9 @@ def choose_version(model_dir, requested=None, overwrite=False):
     Raises ExportError when ``requested`` exists and ``overwrite`` is False.
     """
     if requested is None:
-        versions = existing_versions(model_dir)
-        return versions[-1] + 1 if versions else 1
-    if not 1 <= requested <= MAX_VERSION:
+        existing = existing_versions(model_dir)
+        return existing[-1] + 1 if existing else 1
+    if not 1 <= requested <= versions.MAX_VERSION:
         raise ExportError('--model_version must be a positive int64, got %d' % requested)
     if os.path.exists(os.path.join(model_dir, str(requested))) and not overwrite:
         raise ExportError('version %d already exists in %s: pass --overwrite to replace it, or '
@@ -91,29 +86,38 @@ def forbidden_ops(graph_def):
 
 
 def _header_size(encoded):
-    """int64 ``[height, width]`` an encoded image declares in its header, read without decoding:
-    JPEG (``extract_jpeg_shape``), PNG (IHDR), GIF (screen), BMP (info header); ``[0, 0]`` for
-    other formats."""
-    head = tf.strings.join([tf.strings.substr(encoded, 0, 32), b'\0' * 32])  # 32 bytes at least
-    head = tf.cast(tf.io.decode_raw(head, tf.uint8)[:32], tf.int64)
+    """int64 ``[height, width]`` an encoded image declares in its header, read without decoding
+    through ``image_header.FORMATS`` (the table the server's own check reads), JPEG's through
+    ``extract_jpeg_shape``; ``[0, 0]`` for other bytes (``decode_image`` then refuses them)."""
+    length = image_header.HEADER_BYTES
+    # Zero-padded to the bytes the table reads, so that short inputs index safely.
+    padded = tf.strings.join([tf.strings.substr(encoded, 0, length), b'\0' * length])
+    head = tf.cast(tf.io.decode_raw(padded, tf.uint8)[:length], tf.int64)
 
-    def number(offset, size, big_endian):
-        weights = [256 ** (size - 1 - i if big_endian else i) for i in range(size)]
-        return tf.reduce_sum(head[offset:offset + size] * tf.constant(weights, tf.int64))
+    def matches(pairs):
+        return tf.reduce_all([tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
+                              for offset, magic in pairs])
 
-    def magnitude(value):  # of an int32; BMP stores a negative height for top-down rows
-        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))
-
-    def starts_with(magic):
-        return tf.equal(tf.strings.substr(encoded, 0, len(magic)), magic)
+    def value(field):
+        weights = [256 ** (i if field.byte_order == 'little' else field.size - 1 - i)
+                   for i in range(field.size)]
+        number = tf.reduce_sum(head[field.offset:field.offset + field.size] *
+                               tf.constant(weights, tf.int64))
+        if field.signed:
+            bits = 8 * field.size
+            number = tf.abs(tf.where(number >= 2 ** (bits - 1), number - 2 ** bits, number))
+        number = tf.bitwise.right_shift(number, field.shift)
+        if field.mask is not None:
+            number = tf.bitwise.bitwise_and(number, field.mask)
+        return number + field.add
 
     size = tf.zeros([2], tf.int64)
-    for magic, height, width in (
-            (b'\x89PNG\r\n\x1a\n', number(20, 4, True), number(16, 4, True)),
-            (b'GIF8', number(8, 2, False), number(6, 2, False)),
-            (b'BM', magnitude(number(22, 4, False)), magnitude(number(18, 4, False)))):
-        size = tf.where(starts_with(magic), tf.stack([height, width]), size)
-    return tf.cond(starts_with(b'\xff\xd8\xff'),
+    # Reversed, so that the first format and layout that match win, as in the NumPy reader.
+    for fmt in reversed(image_header.FORMATS):
+        for layout in reversed(fmt.layouts):
+            size = tf.where(matches(fmt.signature + layout.when),
+                            tf.stack([value(layout.height), value(layout.width)]), size)
+    return tf.cond(matches(image_header.JPEG.signature),
                    lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64),
                    lambda: size)
 
@@ -134,8 +138,8 @@ def _decode_and_preprocess(encoded, net, max_image_pixels):
     """One encoded image → (network input float32 ``[*img_shape, 3]`` of ``net``, original
     (height, width) int32, ``bbox_img`` float32 [4]).
 
-    An image above ``max_image_pixels`` is refused from its header before it is decoded, or
-    (formats whose header is not read, e.g. WebP) once decoded, before it is resized.
+    An image above ``max_image_pixels`` is refused from its header before it is decoded, and
+    again once decoded, before it is resized (a header that understates the size).
     Built as plain graph code: autograph (map_fn's default) would rewrite the Python of the
     preprocessing module, which is written for graph mode, not for it.
     """
@@ -194,16 +198,27 @@ def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, k
     return {SERVING_DEFAULT: serving_default, DETECTED_MODEL: detected_model}
 
 
+def _signature_tensors(graph, signatures):
+    """Every input and output tensor of ``signatures`` ({name: SignatureDef}) in ``graph``."""
+    return [graph.get_tensor_by_name(info.name) for signature in signatures.values()
+            for infos in (signature.inputs, signature.outputs) for info in infos.values()]
+
+
 def _write_model_info(version_dir, info, thresholds):
-    assets = os.path.join(version_dir, ASSETS_EXTRA)
+    assets = os.path.join(version_dir, model_info_lib.ASSETS_EXTRA)
     os.makedirs(assets, exist_ok=True)
     model_info_lib.write_model_info(assets, **dict(info, **thresholds))
 
 
 def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
            select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS):
-    """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder."""
+           precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
+           freeze_weights=True):
+    """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder.
+
+    ``freeze_weights``: the weights become constants of the graph (bfloat16 ones in a bfloat16
+    export) and ``variables/`` stays empty; otherwise they are float32 variables.
+    """
     if not model_name or os.sep in model_name or model_name in ('.', '..'):
         raise ExportError('--model_name must be a plain folder name, got %r' % model_name)
     model_dir = os.path.join(export_dir, model_name)
@@ -221,15 +236,17 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
             if bad:
                 raise ExportError('the graph holds Python ops TF Serving cannot run: %s'
                                   % ', '.join(bad))
-            with tf.Session(graph=graph) as sess:
-                inference.restore(sess, prefix)
+            sess, _ = inference.restored_session(prefix, _signature_tensors(graph, signatures),
+                                                 freeze=freeze_weights)
+            with sess:
                 builder = tf.saved_model.builder.SavedModelBuilder(tmp_dir)
                 builder.add_meta_graph_and_variables(
                     sess, [tf.saved_model.tag_constants.SERVING],
                     signature_def_map=signatures, strip_default_attrs=True)
                 builder.save()
         _write_model_info(tmp_dir, dict(info, checkpoint=os.path.basename(prefix),
-                                        precision=precision, max_image_pixels=max_image_pixels),
+                                        precision=precision, max_image_pixels=max_image_pixels,
+                                        freeze_weights=freeze_weights),
                           thresholds)
         if os.path.exists(final_dir):  # Only reached with --overwrite.
             old_dir = os.path.join(model_dir, '.old-%d-%d' % (version, os.getpid()))
@@ -257,6 +274,10 @@ def define_flags():
     flag_set.integer('model_version', None,
                      'Integer version to write (default: next after the newest existing).')
     flag_set.boolean('overwrite', False, 'Replace --model_version when it already exists.')
+    flag_set.boolean('freeze_weights', True,
+                     'Store the weights as constants of the graph (in --precision), so oneDNN '
+                     'keeps its reordered filters between runs and a bfloat16 export casts '
+                     'nothing per call; --nofreeze_weights stores float32 variables instead.')
     flag_set.group('Post-processing and input limit baked into serving_default')
     flag_set.postprocessing(select_threshold=0.5)
     flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
@@ -276,7 +297,7 @@ def _export(options):
         path = export(options.ckpt_path, options.export_dir, options.model_name,
                       options.model_version, options.overwrite, options.select_threshold,
                       options.nms_threshold, options.top_k, options.keep_top_k, options.precision,
-                      options.max_image_pixels)
+                      options.max_image_pixels, options.freeze_weights)
     except tf.errors.OpError as e:
         raise ExportError(e.message)
     print('exported %s' % path)

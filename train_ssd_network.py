@@ -143,6 +143,20 @@ def device_flags(flag_set):
                                                 + trainer.NO_DISTRIBUTED_BFLOAT16))
 
 
+def evaluation_flags(flag_set):
+    flag_set.group('Evaluation during training')
+    flag_set.integer('eval_every_n_steps', 0,
+                     'Every N global steps (and at --max_number_of_steps), save a checkpoint and '
+                     'score it on --eval_split in this process: TensorBoard summaries in '
+                     '<train_model_dir>/eval_<split>/, the best checkpoint by mAP@0.5 in '
+                     '<train_model_dir>/best/ (0: no evaluation).')
+    flag_set.string('eval_split', 'val', 'Split scored by --eval_every_n_steps.')
+    flag_set.string('eval_dataset_dir', None,
+                    'Folder of the --eval_split records (default: --dataset_dir).')
+    flag_set.integer('eval_max_images', None,
+                     'Score only the first N images of --eval_split (default: all).')
+
+
 def distribution_flags(flag_set):
     flag_set.group('Distributed training (parameter servers and workers)')
     flag_set.integer('num_replicas', 1, 'Worker processes (1 = not distributed).')
@@ -155,7 +169,7 @@ def distribution_flags(flag_set):
 
 # The themes of --help, in order; each defines its flags on a cli.FlagSet.
 FLAG_THEMES = (output_flags, data_flags, network_flags, initialisation_flags, optimisation_flags,
-               device_flags, distribution_flags)
+               device_flags, evaluation_flags, distribution_flags)
 
 
 def define_flags():

@@ -12,8 +12,9 @@
    when ``--time_budget_minutes`` runs out;
 3. scores the newest checkpoint on val with ``eval_ssd_network.py`` (mAP@0.5, VOC07 and VOC10+,
    per class, PR curves) and runs ``detector.py`` on the street photos;
-4. adds the run's row to the ablation table of ``bench/REPORT.md`` (one row per run and CPU,
-   rows of earlier runs kept) and, for the recipe itself, rewrites its per-class section.
+4. adds the run's row to the ablation table in this machine's section of ``bench/REPORT.md``
+   (one row per run, rows of earlier runs kept) and, for the recipe itself, rewrites its
+   per-class part.
 
 A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-true``,
 ``max_number_of_steps-3200_seed-1``, ...) and lives in ``--results_dir/runs/<name>/``: the
@@ -40,6 +41,7 @@ if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in
 from bench import common  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
+from utils import files  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
@@ -173,9 +175,7 @@ def load_progress(path):
 
 
 def save_progress(path, progress):
-    with open(path + '.tmp', 'w') as f:
-        json.dump(progress, f, indent=1)
-    os.replace(path + '.tmp', path)
+    files.write_json_atomically(path, progress)
 
 
 def train(options, tfrecords_dir, train_dir, progress_path):
@@ -265,8 +265,7 @@ def mean_ap(results, names):
 
 def machine():
     """'AMD EPYC 9R14 (AVX512_BF16)': the CPU model and its bfloat16 instructions."""
-    return '%s (%s)' % (cpu_features.cpu_model() or 'unknown CPU',
-                        cpu_features.bfloat16_description())
+    return '%s (%s)' % (common.this_machine().cpu, cpu_features.bfloat16_description())
 
 
 def ablation_row(name, results, step, minutes, today):
@@ -302,12 +301,13 @@ def seed_spread(rows):
 def write_ablation_row(report_path, row):
     """Puts ``row`` into the ablation table of ``report_path``: replaces the row of the same run
     and CPU, keeps every other."""
-    rows = [r for r in table_rows(common.read_report_sections(report_path).get(ABLATION_SECTION))
-            if (r[0], r[3]) != (row[0], row[3])] + [row]
+    section = common.read_report(report_path)[1].get(common.machine_key(common.this_machine()))
+    earlier = table_rows(section.parts.get(ABLATION_SECTION) if section else None)
+    rows = [r for r in earlier if (r[0], r[3]) != (row[0], row[3])] + [row]
     lines = ['`python bench/bench_finetune.py [factors]` on the shared vehicle photos (train 565, '
              'val 63; val mAP). Each run fine-tunes from the conv-only ImageNet VGG-16 with the '
-             'README recipe, the factors in its name changed; batch %d. Rows from several '
-             'machines and dates are kept; compare rows of one CPU.' % BATCH_SIZE, '',
+             'README recipe, the factors in its name changed; batch %d. Rows of several '
+             'dates are kept.' % BATCH_SIZE, '',
              '| %s |' % ' | '.join(ABLATION_HEADER),
              '|' + '---|' * len(ABLATION_HEADER)]
     lines += ['| %s |' % ' | '.join(r) for r in rows]

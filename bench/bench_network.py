@@ -37,6 +37,8 @@ def define_flags():
     flag_set.integer('num_classes', 21, 'Classes including background (21 = Pascal VOC).')
     flag_set.enum('precision', 'both', ('both',) + cpu_features.PRECISIONS,
                   'Forward-pass precision: float32, bfloat16 or both.')
+    flag_set.boolean('compare_variables', False, 'Also time the forward pass with the weights '
+                     'as variables, in turn with the frozen one.')
     flag_set.integer('boxes_per_image', 8, 'Ground-truth boxes per image for the encoding '
                      'benchmark.')
     return flag_set
@@ -44,23 +46,34 @@ def define_flags():
 
 def bench_forward(options, net, precision, batch_sizes=(1, 8)):
     """Full-width forward pass in ``precision`` (network outputs as float32, no post-processing):
-    seconds per batch and images/s, through the detector's own ``inference.network_outputs``."""
+    seconds per batch and images/s, through the detector's own ``inference.network_outputs``
+    with the weights frozen into constants, as the inference tools and exports run it. With
+    ``--compare_variables`` the same graph with the weights as variables is timed in turn with
+    it (``forward_<precision>_batch<N>_variables``)."""
     with tf.Graph().as_default():
         images = tf.placeholder(tf.float32, [None, 300, 300, 3])
         outputs = inference.network_outputs(net, images, precision)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            for batch in batch_sizes:
-                feed = {images: np.random.RandomState(0).randn(batch, 300, 300, 3)
-                        .astype(np.float32)}
-                seconds = common.median_seconds(lambda: sess.run(outputs, feed),
-                                                repeats=options.repeats)
-                note = 'SSD-VGG300, width 1.0, %d classes, %s, TF_ENABLE_ONEDNN_OPTS=%s' % (
-                    options.num_classes, precision,
-                    os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'))
-                common.report('forward_%s_batch%d' % (precision, batch), seconds, 's/batch', note)
-                common.report('forward_%s_batch%d_images_per_s' % (precision, batch),
-                              batch / seconds, 'images/s', note)
+        with tf.Session() as variables_session:
+            variables_session.run(tf.global_variables_initializer())
+            graph, (frozen_images, frozen_outputs) = inference.frozen_graph(
+                variables_session, (images, outputs))
+            with tf.Session(graph=graph) as frozen_session:
+                for batch in batch_sizes:
+                    value = np.random.RandomState(0).randn(batch, 300, 300, 3).astype(np.float32)
+                    runs = {'': lambda: frozen_session.run(frozen_outputs, {frozen_images: value})}
+                    if options.compare_variables:
+                        runs['_variables'] = lambda: variables_session.run(outputs,
+                                                                           {images: value})
+                    seconds = common.interleaved_median_seconds(runs, repeats=options.repeats)
+                    for suffix, median in seconds.items():
+                        note = ('SSD-VGG300, width 1.0, %d classes, %s, %s, '
+                                'TF_ENABLE_ONEDNN_OPTS=%s' % (
+                                    options.num_classes, precision,
+                                    'weights as variables' if suffix else 'frozen weights',
+                                    os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')))
+                        name = 'forward_%s_batch%d%s' % (precision, batch, suffix)
+                        common.report(name, median, 's/batch', note)
+                        common.report(name + '_images_per_s', batch / median, 'images/s', note)
 
 
 def bench_encode(options, net, anchors):

@@ -42,7 +42,8 @@ def define_flags():
     return flag_set
 
 
-def _sample_tfrecords():
+def sample_tfrecords():
+    """TFRecords of 64 generated vehicle-like images (a temporary folder); returns it."""
     from datasets.write_dataset import dataset_to_tfrecords, sample_data
     work = tempfile.mkdtemp(prefix='bench_training_')
     sample_data.generate_voc_dataset(os.path.join(work, 'voc'), num_images=64, seed=1)
@@ -80,7 +81,7 @@ def _time_training(options, spec, net, config):
 
 def _benchmark(options):
     if not options.dataset_dir:
-        options.dataset_dir = _sample_tfrecords()
+        options.dataset_dir = sample_tfrecords()
     options.train_model_dir = (options.train_model_dir
                                or tempfile.mkdtemp(prefix='bench_training_run_'))
     trainer.check_flags(options)

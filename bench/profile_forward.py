@@ -1,105 +1,273 @@
-"""Which kernels the forward pass runs, op type by op type, and in which dtype (issue #12).
+"""Where the forward pass and a training step spend their time, from oneDNN's own log.
 
-    TF_ENABLE_ONEDNN_OPTS=1 python bench/profile_forward.py [--batch_size=1] [--runs=5]
+    python bench/profile_forward.py [--batch_size=1] [--runs=3] [--top=12] [--width_multiplier=1]
+        [--setups=forward_float32,forward_bfloat16,train_float32,train_bfloat16] [--variables]
+    python bench/profile_forward.py --summarize=onednn.log     # a log captured elsewhere
 
-Runs the full-width SSD-VGG300 forward pass (network outputs, as bench_network.py times it)
-with full tracing in three set-ups: float32; bfloat16 through casts in the graph (the path of
-detector.py, eval_ssd_network.py and the bfloat16 export); and float32 graph with oneDNN's
-session-level bfloat16 rewrite (``auto_mixed_precision_onednn_bfloat16``, what the trainer's
---precision=bfloat16 turns on). For each it prints the op types that take the most time as the
-kernels report it (after grappler's rewrites, so oneDNN's fused kernels and its layout
-conversions appear under their own names), their output dtypes and the wall time of an untraced
-run. The traced times are what the kernels report: on a 2-core Zen 3 they summed to 6-38 ms
-against 0.4-0.6 s of wall time, so read them as which kernels run, not where the time goes.
+Each set-up runs in a child process with ``ONEDNN_VERBOSE=1`` (and ``TF_ENABLE_ONEDNN_OPTS=1``
+unless set otherwise): oneDNN then prints one line per primitive it executes, with its kind
+(convolution, reorder, pooling...), the kernel that ran it (``brg_conv_fwd:avx512_core_bf16``,
+``jit:uni``...) and its milliseconds. The lines of the timed runs are summed per kind and kernel
+(count, ms and share per run); the warm-up run's extra primitives (one-time weight reorders) are
+listed apart. This log is the profile that works on CPUs where TensorFlow's traced per-op times
+do not. Set-ups:
+
+- ``forward_float32`` / ``forward_bfloat16``: the network outputs as the detector, evaluator and
+  exports compute them (``model/inference.py``: casts in the graph for bfloat16, weights frozen
+  into constants; ``--variables`` profiles the graph with variables instead, to see what
+  freezing saves).
+- ``train_float32`` / ``train_bfloat16``: one step of the trainer's own graph
+  (``training/graph.py``: input pipeline, losses, RMSProp update, the trainer's session options)
+  on generated data.
+
+Random weights; the time of a primitive does not depend on their values.
 """
 import argparse
 import collections
+import ctypes
 import os
-import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
 
-import numpy as np  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
-from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
+SETUPS = ('forward_float32', 'forward_bfloat16', 'train_float32', 'train_bfloat16')
+# Printed by the child around its timed runs (the warm-up run comes before the first).
+TIMED_START = '@@profile timed runs'
+TIMED_END = '@@profile end'
+EXEC_TAG = 'exec'
 
-from model import inference  # noqa: E402
-from nets import nets_factory  # noqa: E402
-
-# (name, graph precision, session-level oneDNN bfloat16 rewrite)
-SETUPS = (('float32', 'float32', False),
-          ('bfloat16 casts in the graph', 'bfloat16', False),
-          ('float32 graph + oneDNN bf16 rewrite', 'float32', True))
-_LABEL = re.compile(r'^\S+ = (\w+)')
+Primitive = collections.namedtuple('Primitive', 'kind kernel prop_kind ms')
 
 
-def session_config(onednn_rewrite):
-    config = tf.ConfigProto()
-    if onednn_rewrite:
-        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
-            rewriter_config_pb2.RewriterConfig.ON)
-    return config
+def parse_exec_line(line):
+    """One ``onednn_verbose`` line → ``Primitive(kind, kernel, prop_kind, ms)``, or None for
+    other lines (info, create, graph API, anything else on the stream).
+
+    oneDNN v3 prints ``onednn_verbose,v1,primitive,exec,cpu,<kind>,<kernel>,<prop_kind>,
+    <memory descriptors>,<attributes>,<aux>,<problem>,<ms>``; v2 lacks ``v1,primitive`` and
+    optional timestamps add a field, so the fields are found from ``exec`` on.
+    """
+    if not line.startswith('onednn_verbose,'):
+        return None
+    fields = line.rstrip('\n').split(',')
+    if EXEC_TAG not in fields or 'graph' in fields[:fields.index(EXEC_TAG)]:
+        return None
+    at = fields.index(EXEC_TAG)
+    if len(fields) < at + 6:
+        return None
+    try:
+        ms = float(fields[-1])
+    except ValueError:
+        return None
+    return Primitive(fields[at + 2], fields[at + 3], fields[at + 4], ms)
 
 
-def op_profile(step_stats):
-    """{op type: [total microseconds, count, set of output dtypes]} over one traced run."""
-    profile = collections.defaultdict(lambda: [0, 0, set()])
-    for device in step_stats.dev_stats:
-        for node in device.node_stats:
-            match = _LABEL.match(node.timeline_label)
-            if not match:
-                continue
-            entry = profile[match.group(1)]
-            entry[0] += node.op_end_rel_micros - node.op_start_rel_micros
-            entry[1] += 1
-            for output in node.output:
-                entry[2].add(tf.as_dtype(output.tensor_description.dtype).name)
-    return profile
+def summarize(primitives, runs=1):
+    """``[(kind, kernel, count per run, ms per run)]`` sorted by time, longest first."""
+    totals = collections.OrderedDict()
+    for primitive in primitives:
+        count, ms = totals.get((primitive.kind, primitive.kernel), (0, 0.))
+        totals[(primitive.kind, primitive.kernel)] = (count + 1, ms + primitive.ms)
+    rows = [(kind, kernel, count / runs, ms / runs) for (kind, kernel), (count, ms)
+            in totals.items()]
+    return sorted(rows, key=lambda row: -row[3])
 
 
-def profile_setup(net, precision, onednn_rewrite, batch_size, runs, top):
+def format_table(rows, top=None):
+    """Text lines of ``summarize`` rows: kind, kernel, count, ms and share of the total; the
+    ``top`` longest rows, then the rest in one line."""
+    total = sum(row[3] for row in rows) or 1.
+    shown = rows if top is None else rows[:top]
+    width = max([len('kernel')] + [len(row[1]) for row in shown])
+    line = '  %-14s %-*s %7s %10s %6s'
+    lines = [line % ('kind', width, 'kernel', 'count', 'ms', 'share')]
+    for kind, kernel, count, ms in shown:
+        lines.append(line % (kind, width, kernel, '%.4g' % count, '%.2f' % ms,
+                             '%.1f%%' % (100. * ms / total)))
+    rest = rows[len(shown):]
+    if rest:
+        ms = sum(row[3] for row in rest)
+        lines.append(line % ('(%d more)' % len(rest), width, '', '%.4g' % sum(r[2] for r in rest),
+                             '%.2f' % ms, '%.1f%%' % (100. * ms / total)))
+    return lines
+
+
+def split_runs(lines):
+    """``(warm-up primitives, timed primitives)`` of a child's output, cut at its markers."""
+    warmup, timed = [], []
+    target = warmup
+    for line in lines:
+        if line.startswith(TIMED_START):
+            target = timed
+        elif line.startswith(TIMED_END):
+            target = None
+        elif target is not None:
+            primitive = parse_exec_line(line)
+            if primitive is not None:
+                target.append(primitive)
+    return warmup, timed
+
+
+def _marker(text):
+    """Writes ``text`` on stdout after everything oneDNN printed (its C stdio buffer first)."""
+    ctypes.CDLL(None).fflush(None)
+    sys.stdout.flush()
+    os.write(1, (text + '\n').encode())
+
+
+def _forward(options, precision):
+    """(session, run function) of the network outputs, as model/inference.py builds them."""
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    from model import inference
+    from nets import nets_factory
+    net = nets_factory.build_network('ssd_vgg_300', options.num_classes,
+                                     options.width_multiplier)
     with tf.Graph().as_default():
-        images = tf.placeholder(tf.float32, [batch_size, 300, 300, 3])
+        images = tf.placeholder(tf.float32, [None, 300, 300, 3])
         outputs = inference.network_outputs(net, images, precision)
-        feed = {images: np.random.RandomState(0).randn(batch_size, 300, 300, 3).astype(np.float32)}
-        with tf.Session(config=session_config(onednn_rewrite)) as sess:
-            sess.run(tf.global_variables_initializer())
-            sess.run(outputs, feed)
-            wall = []
-            for _ in range(runs):
-                start = time.perf_counter()
-                sess.run(outputs, feed)
-                wall.append(time.perf_counter() - start)
-            metadata = tf.RunMetadata()
-            sess.run(outputs, feed, run_metadata=metadata,
-                     options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE))
-    profile = op_profile(metadata.step_stats)
-    total = sum(entry[0] for entry in profile.values())
-    print('  untraced wall time: %.3f s (median of %d); traced kernel time %.3f s in %d ops'
-          % (statistics.median(wall), runs, total / 1e6, sum(e[1] for e in profile.values())))
-    print('  %-34s %9s %6s %5s  %s' % ('op type', 'ms', 'share', 'count', 'output dtypes'))
-    for op, (micros, count, dtypes) in sorted(profile.items(), key=lambda kv: -kv[1][0])[:top]:
-        print('  %-34s %9.1f %5.1f%% %5d  %s' % (op, micros / 1e3, 100. * micros / total, count,
-                                                 ','.join(sorted(dtypes))))
+        session = tf.Session()
+        session.run(tf.global_variables_initializer())
+        if not options.variables:
+            graph, (images, outputs) = inference.frozen_graph(session, (images, outputs))
+            session.close()
+            session = tf.Session(graph=graph)
+    feed = {images: np.random.RandomState(0).uniform(
+        -120., 130., (options.batch_size, 300, 300, 3)).astype(np.float32)}
+    return session, lambda: session.run(outputs, feed)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--batch_size', type=int, default=1)
-    parser.add_argument('--runs', type=int, default=5, help='untraced runs timed (median)')
-    parser.add_argument('--top', type=int, default=12, help='op types listed per set-up')
-    options = parser.parse_args()
-    tf.disable_eager_execution()
-    net = nets_factory.build_network('ssd_vgg_300', 21)
-    print('SSD-VGG300 forward, batch %d, TF_ENABLE_ONEDNN_OPTS=%s' % (
-        options.batch_size, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')))
-    for name, precision, onednn_rewrite in SETUPS:
-        print('\n%s:' % name)
-        profile_setup(net, precision, onednn_rewrite, options.batch_size, options.runs, options.top)
+def _train(options, precision):
+    """(session, run function) of one step of the trainer's graph on generated records."""
+    import tensorflow.compat.v1 as tf
+    import train_ssd_network
+    from bench import bench_training
+    from nets import nets_factory
+    from training import graph, session as session_lib, trainer
+    f = train_ssd_network.define_flags().values
+    f([sys.argv[0], '--dataset_dir=%s' % bench_training.sample_tfrecords(),
+       '--train_model_dir=%s' % tempfile.mkdtemp(prefix='profile_train_'),
+       '--batch_size=%d' % options.batch_size, '--precision=%s' % precision,
+       '--width_multiplier=%g' % options.width_multiplier, '--clone_on_cpu'])
+    trainer.check_flags(f)
+    config = session_lib.setup_cluster(f)[0]
+    spec = trainer.load_dataset(f)
+    net = nets_factory.build_network(f.model_name, spec.num_classes, f.width_multiplier)
+    with tf.Graph().as_default():
+        handles = graph.build_training_graph(f, net, spec, config,
+                                             tf.train.get_or_create_global_step())
+        session = tf.Session(config=session_lib.session_config(f))
+        session.run([tf.global_variables_initializer(), handles['iterator'].initializer])
+    return session, lambda: session.run(handles['train_tensor'])
+
+
+def run_child(options):
+    """The child's job: build the set-up, run it once untimed, then ``--runs`` times between
+    the markers; prints the median wall time."""
+    kind, precision = options.child.split('_')
+    session, run = (_forward if kind == 'forward' else _train)(options, precision)
+    run()
+    _marker(TIMED_START)
+    wall = []
+    for _ in range(options.runs):
+        start = time.perf_counter()
+        run()
+        wall.append(time.perf_counter() - start)
+    _marker(TIMED_END)
+    session.close()
+    print('wall %.4f' % statistics.median(wall), flush=True)
     return 0
+
+
+def profile_setup(setup, options):
+    """Runs ``setup`` in a child with oneDNN's log on; prints its tables."""
+    env = dict(os.environ, ONEDNN_VERBOSE='1', TF_CPP_MIN_LOG_LEVEL='2')
+    env.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+    command = [sys.executable, os.path.abspath(__file__), '--child=%s' % setup,
+               '--batch_size=%d' % options.batch_size, '--runs=%d' % options.runs,
+               '--width_multiplier=%g' % options.width_multiplier,
+               '--num_classes=%d' % options.num_classes] + (['--variables'] if options.variables
+                                                           else [])
+    child = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    lines = child.stdout.splitlines()
+    what = 'weights %s' % ('as variables' if options.variables else 'frozen') \
+        if setup.startswith('forward') else "the trainer's graph"
+    print('\n%s, batch %d, width %g, %s, TF_ENABLE_ONEDNN_OPTS=%s:'
+          % (setup, options.batch_size, options.width_multiplier, what,
+             env['TF_ENABLE_ONEDNN_OPTS']))
+    if child.returncode != 0:
+        print('  failed: %s' % (child.stderr.strip().splitlines() or ['no output'])[-1])
+        return False
+    warmup, timed = split_runs(lines)
+    wall = [line.split()[1] for line in lines if line.startswith('wall ')]
+    if not timed:
+        print('  no oneDNN primitive ran (oneDNN off, or a TensorFlow build without it)')
+        return True
+    rows = summarize(timed, options.runs)
+    print('  wall %.3f s per run (median of %d); oneDNN %.3f s per run in %d primitives'
+          % (float(wall[0]), options.runs, sum(r[3] for r in rows) / 1e3,
+             sum(r[2] for r in rows)))
+    print('\n'.join(format_table(rows, options.top)))
+    extra = first_run_extra(warmup, timed, options.runs)
+    if extra:
+        print('  warm-up run only (done once): %s' % '; '.join(
+            '%d %s %s, %.1f ms' % (count, kind, kernel, ms) for kind, kernel, count, ms in extra))
+    return True
+
+
+def first_run_extra(warmup, timed, runs):
+    """Rows the warm-up run had beyond one timed run's (e.g. filter reorders done once)."""
+    per_run = {(kind, kernel): count for kind, kernel, count, _ in summarize(timed, runs)}
+    extra = []
+    for kind, kernel, count, ms in summarize(warmup):
+        more = int(round(count - per_run.get((kind, kernel), 0)))
+        if more > 0:
+            extra.append((kind, kernel, more, ms * more / count))
+    return extra
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--setups', default=','.join(SETUPS),
+                        help='comma-separated, from: %s' % ', '.join(SETUPS))
+    parser.add_argument('--batch_size', type=int, default=1)
+    parser.add_argument('--runs', type=int, default=3, help='timed runs per set-up')
+    parser.add_argument('--top', type=int, default=12, help='rows listed per set-up')
+    parser.add_argument('--width_multiplier', type=float, default=1.0)
+    parser.add_argument('--num_classes', type=int, default=21,
+                        help='classes of the forward set-ups (background included)')
+    parser.add_argument('--variables', action='store_true',
+                        help='forward set-ups keep the weights as variables (not frozen)')
+    parser.add_argument('--summarize', metavar='LOG',
+                        help='only summarise this captured oneDNN log (every exec line)')
+    parser.add_argument('--child', choices=SETUPS, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.child:
+        return run_child(options)
+    if options.summarize:
+        try:
+            with open(options.summarize) as f:
+                primitives = [p for p in map(parse_exec_line, f) if p is not None]
+        except OSError as err:
+            parser.error('--summarize %s: %s' % (options.summarize, err.strerror))
+        if not primitives:
+            parser.error('--summarize %s: no onednn_verbose exec line in it' % options.summarize)
+        print('\n'.join(format_table(summarize(primitives), options.top)))
+        return 0
+    setups = [s.strip() for s in options.setups.split(',') if s.strip()]
+    unknown = sorted(set(setups) - set(SETUPS))
+    if unknown or not setups:
+        parser.error('--setups: unknown %s (choose from %s)' % (', '.join(unknown) or 'none',
+                                                               ', '.join(SETUPS)))
+    if options.batch_size < 1 or options.runs < 1:
+        parser.error('--batch_size and --runs must be >= 1')
+    ok = [profile_setup(setup, options) for setup in setups]
+    return 0 if all(ok) else 1
 
 
 if __name__ == '__main__':

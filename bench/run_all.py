@@ -1,8 +1,9 @@
 """Runs every benchmark and writes the report: ``python bench/run_all.py [--output=bench/REPORT.md]``.
 
 Each benchmark is a script under bench/ that prints its figures through ``bench.common.report``;
-this collects them into one markdown table with the machine and the date. A benchmark that fails
-is listed as failed in the report and makes the exit status non-zero.
+this collects them into one markdown table in the section of the machine it runs on (CPU model,
+cores and instructions from /proc/cpuinfo; other machines' sections are kept), with the date. A
+benchmark that fails is listed as failed in the report and makes the exit status non-zero.
 
 Two cores shared with anything else make figures up to 2x wrong, so it refuses to start while
 the 1-minute load average is above ``MAX_LOAD`` (``--force`` overrides), and records the load
@@ -25,8 +26,10 @@ from bench.common import FIGURE_PREFIX  # noqa: E402
 MAX_LOAD = 0.5
 # (script, arguments, what it measures) in the order of the pipeline.
 BENCHMARKS = (
+    ('bench_peak.py', [], "the machine's matmul peak and the network's GFLOP per image"),
     ('bench_data.py', [], 'conversion and input pipeline (shared VOC subset)'),
-    ('bench_network.py', [], 'SSD-VGG300 forward pass, encoding, post-processing'),
+    ('bench_network.py', ['--compare_variables'],
+     'SSD-VGG300 forward pass (frozen weights and variables), encoding, post-processing'),
     ('bench_training.py', [], 'training step and augmented input pipeline'),
     ('bench_serving.py', [], 'export, local server latency and throughput'),
     ('bench_pytorch.py', [], 'the same SSD-VGG300 in PyTorch (skipped without torch)'),
@@ -37,19 +40,52 @@ BENCHMARKS = (
 COMPARISONS = (
     ('serving_default batch 8: bfloat16 export vs float32 export',
      'in_process_serving_default_batch8_float32', 'in_process_serving_default_batch8_bfloat16', 2.0),
-    ('forward batch 8 bfloat16: TensorFlow vs PyTorch autocast',
-     'torch_forward_bfloat16_batch8', 'forward_bfloat16_batch8', 1.3),
-    ('forward batch 1 bfloat16: TensorFlow vs PyTorch autocast',
-     'torch_forward_bfloat16_batch1', 'forward_bfloat16_batch1', None),
-    ('forward batch 1 float32: TensorFlow vs PyTorch',
-     'torch_forward_float32_batch1', 'forward_float32_batch1', None),
-    ('forward batch 8 float32: TensorFlow vs PyTorch',
-     'torch_forward_float32_batch8', 'forward_float32_batch8', None),
-    ('training step bfloat16: TensorFlow vs PyTorch autocast',
-     'torch_training_bfloat16_seconds_per_step', 'training_bfloat16_seconds_per_step', 1.3),
-    ('training step float32: TensorFlow vs PyTorch',
-     'torch_training_float32_seconds_per_step', 'training_float32_seconds_per_step', None),
 )
+
+# (row, our figure, PyTorch's figure, images per run, forward passes per image, precision,
+# target ratio): the speed table, each figure against PyTorch's and against the matmul peak.
+# bench_network.py times batches of 1 and 8; bench_training.py a batch-8 step (about three
+# forward passes of work: forward, gradients of activations and of weights).
+SPEED_ROWS = (
+    ('forward float32, batch 1', 'forward_float32_batch1', 'torch_forward_float32_batch1',
+     1, 1, 'float32', 1.0),
+    ('forward float32, batch 8', 'forward_float32_batch8', 'torch_forward_float32_batch8',
+     8, 1, 'float32', 1.0),
+    ('forward bfloat16, batch 1', 'forward_bfloat16_batch1', 'torch_forward_bfloat16_batch1',
+     1, 1, 'bfloat16', 1.0),
+    ('forward bfloat16, batch 8', 'forward_bfloat16_batch8', 'torch_forward_bfloat16_batch8',
+     8, 1, 'bfloat16', 1.3),
+    ('training step float32, batch 8', 'training_float32_seconds_per_step',
+     'torch_training_float32_seconds_per_step', 8, 3, 'float32', 1.0),
+    ('training step bfloat16, batch 8', 'training_bfloat16_seconds_per_step',
+     'torch_training_bfloat16_seconds_per_step', 8, 3, 'bfloat16', 1.3),
+)
+NO_PYTORCH = 'no PyTorch here'
+
+
+def speed_table(values):
+    """Markdown lines: each timed path of SPEED_ROWS that was measured, its seconds, PyTorch's
+    and their ratio (PyTorch time / ours: above 1 we are faster), and the GFLOP/s it reaches
+    against this run's matmul peak in its precision (``bench_peak.py``)."""
+    lines = ['| path | ours (s) | PyTorch (s) | ratio PyTorch / ours (target) | GFLOP/s | '
+             'share of matmul peak |', '|---|---|---|---|---|---|']
+    gflop = values.get('network_gflop_per_image')
+    for title, ours, theirs, images, passes, precision, target in SPEED_ROWS:
+        if not values.get(ours):
+            continue
+        seconds = values[ours]
+        if values.get(theirs):
+            ratio = values[theirs] / seconds
+            torch_cells = '%.3f | %.2f (%g: %s)' % (values[theirs], ratio, target,
+                                                  'met' if ratio >= target else 'not met')
+        else:
+            torch_cells = '%s | %s' % (NO_PYTORCH, NO_PYTORCH)
+        rate = gflop * images * passes / seconds if gflop else None
+        peak = values.get('matmul_peak_%s' % precision)
+        lines.append('| %s | %.3f | %s | %s | %s |' % (
+            title, seconds, torch_cells, '%.0f' % rate if rate else 'n/a',
+            '%.0f %% of %.0f' % (100. * rate / peak, peak) if rate and peak else 'n/a'))
+    return lines if len(lines) > 2 else []
 
 
 def comparison_lines(values):
@@ -65,16 +101,16 @@ def comparison_lines(values):
     return lines
 
 
-def previous_rows(path):
-    """{script: table rows} of the report at ``path``, each row's note saying which run measured
-    it, so that ``--only`` keeps the figures it does not measure again."""
-    if not os.path.isfile(path):
+def previous_rows(path, machine):
+    """{script: table rows} of ``machine``'s table in the report at ``path``, each row's note
+    saying which run measured it, so that ``--only`` keeps the figures it does not measure
+    again (never another machine's)."""
+    section = common.read_report(path)[1].get(common.machine_key(machine))
+    if section is None:
         return {}
-    with open(path) as f:
-        head = f.read().split('\n<!-- section: ')[0]
-    date = re.search(r'^- Date: (.+)$', head, re.M)
+    date = re.search(r'^- Date: (.+)$', section.head, re.M)
     rows = {}
-    for line in head.splitlines():
+    for line in section.head.splitlines():
         cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
         if not line.startswith('| bench_') or len(cells) < 5:
             continue
@@ -85,16 +121,13 @@ def previous_rows(path):
     return rows
 
 
-def machine_description():
-    from utils import cpu_features
-    cpu = cpu_features.cpu_model() or platform.processor() or platform.machine()
+def environment_description():
+    """Memory and software of this run (the section heading names the CPU)."""
     mem_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2.0 ** 30
     import tensorflow as tf
-    return ('%s, %d cores, %.0f GiB, bfloat16 instructions: %s, TF_ENABLE_ONEDNN_OPTS=%s, '
-            'Python %s, TensorFlow %s' % (
-                cpu, os.cpu_count(), mem_gib, cpu_features.bfloat16_description(),
-                os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'), platform.python_version(),
-                tf.__version__))
+    return '%.0f GiB, TF_ENABLE_ONEDNN_OPTS=%s, Python %s, TensorFlow %s' % (
+        mem_gib, os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset'), platform.python_version(),
+        tf.__version__)
 
 
 def run_benchmark(script, args):
@@ -116,7 +149,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output', default=os.path.join(REPO_ROOT, 'bench', 'REPORT.md'))
     parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py); '
-                        'the report keeps the other scripts\' rows, marked with their run\'s date')
+                        'this machine\'s table keeps the other scripts\' rows, marked with '
+                        'their run\'s date')
     parser.add_argument('--force', action='store_true',
                         help='write the report even though the machine is busy')
     options = parser.parse_args()
@@ -129,15 +163,16 @@ def main():
               % (load, MAX_LOAD), file=sys.stderr)
         return 1
 
-    lines = ['# Benchmark report', '',
-             '- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-             '- Machine: %s' % machine_description(),
+    machine = common.this_machine()
+    lines = ['- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime(
+                 '%Y-%m-%d %H:%M UTC'),
+             '- Environment: %s' % environment_description(),
              '- Command: `%s`' % ' '.join(['python bench/run_all.py'] + sys.argv[1:]), '',
              '| benchmark | figure | value | unit | note | load at start |',
              '|---|---|---|---|---|---|']
     failed = []
     values = {}
-    kept = previous_rows(options.output) if options.only else {}
+    kept = previous_rows(options.output, machine) if options.only else {}
     for script, args, _ in BENCHMARKS:
         if options.only and script not in options.only:
             lines.extend(kept.get(script, []))
@@ -152,12 +187,16 @@ def main():
             lines.append('| %s | %s | %s | %s | %s | %s |' % (script, name, value, unit, note, load))
         lines.append('| %s | benchmark wall time | %.0f | s | | %s |' % (script, seconds, load))
         # Written after every benchmark, so an interrupted run still leaves its figures; the
-        # sections that long benchmarks (bench_finetune.py) write themselves are kept.
+        # parts of the section that long benchmarks (bench_finetune.py) write are kept.
         comparisons = comparison_lines(values)
         head = lines + (['', '**Side by side** (figures of the table):', ''] + comparisons
                         if comparisons else [])
-        common.write_report(options.output, '\n'.join(head),
-                            common.read_report_sections(options.output))
+        speed = speed_table(values)
+        head += (['', '**Speed against PyTorch and the matmul peak** (figures of this run; '
+                  'GFLOP from bench_peak.py):', ''] + speed if speed else [])
+        common.update_machine_section(options.output, head='\n'.join(head), machine=machine)
+    if speed_table(values):
+        print('\n' + '\n'.join(speed_table(values)))
     print('\nreport written to %s' % options.output)
     if failed:
         print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)

@@ -10,7 +10,9 @@ normalised to the image maps to pixels by multiplying by ``(H, W, H, W)``.
 """
 import contextlib
 
+import numpy as np
 import tensorflow.compat.v1 as tf
+from tensorflow.python.util import deprecation
 
 from model import checkpoints
 from model import model_info
@@ -139,6 +141,98 @@ def restore(sess, checkpoint_prefix, var_list=None):
                         model_info.read_model_info(checkpoint_prefix)['num_classes'],
                         remedy=': it was not written for the network model_info.json describes '
                                '(model_name, num_classes, width_multiplier)')
+
+
+def restored_session(checkpoint_prefix, tensors, freeze=True, config=None):
+    """A session running the default graph's model with the weights of ``checkpoint_prefix``.
+
+    ``tensors``: a nest (dict, list, tuple) of the tensors and ops the caller feeds and fetches.
+    With ``freeze`` (every inference tool) the variables are restored, then replaced by
+    constants in a copy of the graph (``frozen_graph``): oneDNN then keeps each convolution's
+    filter in its blocked layout from call to call instead of reordering it every run. Returns
+    ``(session, tensors)``, the tensors mapped into the session's graph (the same ones without
+    ``freeze``). Raises ``checkpoints.CheckpointError`` as ``restore`` does.
+    """
+    session = tf.Session(graph=tf.get_default_graph(), config=config)
+    try:
+        restore(session, checkpoint_prefix)
+        if not freeze:
+            return session, tensors
+        graph, tensors = frozen_graph(session, tensors)
+    except BaseException:
+        session.close()
+        raise
+    session.close()
+    return tf.Session(graph=graph, config=config), tensors
+
+
+def frozen_graph(session, tensors):
+    """``(graph, tensors)``: a new graph holding what ``tensors`` (a nest of tensors and ops of
+    ``session.graph``) need, every variable read replaced by a constant of its value in
+    ``session``, and ``tensors`` mapped into it by name (names are kept).
+
+    In bfloat16 graphs the casts of the float32 weights are done here once
+    (``fold_weight_casts``), so no run casts a weight again.
+    """
+    flat = tf.nest.flatten(tensors)
+    op_names = sorted(set(item.op.name if isinstance(item, tf.Tensor) else item.name
+                          for item in flat))
+    with deprecation.silence():  # the TF1 API is this toolkit's graph mode
+        graph_def = tf.graph_util.convert_variables_to_constants(
+            session, session.graph.as_graph_def(), op_names)
+    graph_def = fold_weight_casts(graph_def, op_names)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(graph_def, name='')
+    mapped = [graph.get_tensor_by_name(item.name) if isinstance(item, tf.Tensor)
+              else graph.get_operation_by_name(item.name) for item in flat]
+    return graph, tf.nest.pack_sequence_as(tensors, mapped)
+
+
+def fold_weight_casts(graph_def, output_names):
+    """``graph_def`` with every floating-point ``Cast`` of a constant (through ``Identity``
+    reads) replaced by a constant of the cast value, under the Cast's name; casts of the same
+    constant (the networks of both export signatures) share one; constants no longer used by
+    ``output_names`` are dropped.
+
+    Without it a frozen bfloat16 graph holds float32 weights and a Cast of each, which the
+    exported graph would leave to whatever graph optimisation the serving runtime applies.
+    """
+    nodes = {node.name: node for node in graph_def.node}
+
+    def constant_source(name):
+        node = nodes.get(name.split(':')[0])
+        while node is not None and node.op == 'Identity':
+            node = nodes.get(node.input[0].split(':')[0])
+        return node if node is not None and node.op == 'Const' else None
+
+    folded = {}    # (constant name, dtype) -> the Const that holds the cast value
+    renamed = {}   # the name of a Cast whose value another Const holds -> that Const's name
+    for node in graph_def.node:
+        source = constant_source(node.input[0]) if node.op == 'Cast' and node.input else None
+        if source is None:
+            continue
+        dtype = tf.as_dtype(node.attr['DstT'].type)
+        if not (dtype.is_floating and tf.as_dtype(node.attr['SrcT'].type).is_floating):
+            continue
+        if (source.name, dtype) in folded:
+            renamed[node.name] = folded[(source.name, dtype)]
+            continue
+        folded[(source.name, dtype)] = node.name
+        value = tf.make_ndarray(source.attr['value'].tensor).astype(dtype.as_numpy_dtype)
+        node.op = 'Const'
+        del node.input[:]
+        node.ClearField('attr')
+        node.attr['dtype'].type = dtype.as_datatype_enum
+        node.attr['value'].tensor.CopyFrom(tf.make_tensor_proto(np.asarray(value), dtype))
+    for node in graph_def.node:
+        for i, name in enumerate(node.input):
+            control, base = name.startswith('^'), name.lstrip('^').split(':')[0]
+            if base in renamed:
+                suffix = name.lstrip('^')[len(base):]   # ':1' of an output other than the first
+                node.input[i] = ('^' if control else '') + renamed[base] + suffix
+    with deprecation.silence():
+        return tf.graph_util.extract_sub_graph(graph_def, output_names)
 
 
 def op_error_reason(error):

@@ -15,6 +15,7 @@ import tensorflow.compat.v1 as tf
 
 from model import checkpoints
 from model.checkpoints import CheckpointError
+from nets.nets_model import ssd_vgg_300
 from utils import slim_compat
 
 slim = slim_compat.import_slim()
@@ -70,9 +71,9 @@ def describe_plan(prefix, is_vgg, plan, variables, model_scope):
     return line
 
 
-def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoint_model_scope=None,
-                            exclude_scopes=(), ignore_missing_vars=False, num_classes=None,
-                            log=print):
+def init_fn_from_checkpoint(checkpoint_path, model_scope=ssd_vgg_300.SCOPE,
+                            checkpoint_model_scope=None, exclude_scopes=(),
+                            ignore_missing_vars=False, num_classes=None, log=print):
     """A function(sess) that loads `checkpoint_path` into the model variables under `model_scope`.
 
     Args:
@@ -93,16 +94,8 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
     prefix = checkpoints.resolve(checkpoint_path)
     reader = checkpoints.open_reader(prefix)
     checkpoint_shapes = reader.get_variable_to_shape_map()
-    if not checkpoint_model_scope:   # None or an empty flag: detect
-        scopes = sorted({n.split('/')[0] for n in checkpoint_shapes})
-        if model_scope in scopes:
-            checkpoint_model_scope = model_scope
-        elif VGG_SCOPE in scopes:
-            checkpoint_model_scope = VGG_SCOPE
-        else:
-            raise CheckpointError('checkpoint %s holds neither %s/ nor %s/ variables (top-level '
-                                  'scopes: %s); set --checkpoint_model_scope'
-                                  % (prefix, model_scope, VGG_SCOPE, ', '.join(scopes)))
+    checkpoint_model_scope = checkpoint_model_scope or checkpoint_scope(prefix, checkpoint_shapes,
+                                                                        model_scope)
     is_vgg = checkpoint_model_scope == VGG_SCOPE
     model_variables = [v for v in slim.get_model_variables(model_scope)
                        if v.op.name.startswith(model_scope + '/')]
@@ -118,11 +111,29 @@ def init_fn_from_checkpoint(checkpoint_path, model_scope='ssd_300_vgg', checkpoi
     if not plan:
         raise CheckpointError('checkpoint %s holds none of the model variables under %s/'
                               % (prefix, checkpoint_model_scope))
+    log(describe_plan(prefix, is_vgg, plan, model_variables, model_scope))
+    return _assign_fn(plan, reader)
 
+
+def checkpoint_scope(prefix, checkpoint_shapes, model_scope):
+    """The scope of the weights in a checkpoint (``checkpoint_shapes``: its name -> shape map):
+    ``model_scope`` for an SSD checkpoint, ``vgg_16`` for a VGG-16 one; CheckpointError for
+    any other, listing the scopes it holds."""
+    scopes = sorted({name.split('/')[0] for name in checkpoint_shapes})
+    for scope in (model_scope, VGG_SCOPE):
+        if scope in scopes:
+            return scope
+    raise CheckpointError('checkpoint %s holds neither %s/ nor %s/ variables (top-level '
+                          'scopes: %s); set --checkpoint_model_scope'
+                          % (prefix, model_scope, VGG_SCOPE, ', '.join(scopes)))
+
+
+def _assign_fn(plan, reader):
+    """fn(sess) assigning every ``(variable, checkpoint name, slices)`` of ``plan`` its
+    checkpoint value (sliced), fed through placeholders so the values never enter the graph."""
     placeholders = [tf.placeholder(var.dtype.base_dtype, var.get_shape()) for var, _, _ in plan]
     assign_op = tf.group(*[tf.assign(var, ph) for (var, _, _), ph in zip(plan, placeholders)],
                          name='init_from_checkpoint')
-    log(describe_plan(prefix, is_vgg, plan, model_variables, model_scope))
 
     def init_fn(sess):
         feed = {}

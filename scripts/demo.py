@@ -5,6 +5,7 @@ detect on sample images → export a SavedModel → start the local model server
 gRPC and REST → print where everything is. Each step runs the same command-line tool a user would
 run, and a step whose result already exists is reused, so a rerun is quick.
 """
+import collections
 import json
 import os
 import shutil
@@ -42,6 +43,7 @@ TRAIN_SETTINGS = {
 
 # The small demo network is less confident than a full SSD300: report detections from 0.3.
 DETECTION_THRESHOLD = 0.3
+MODEL_NAME = 'ssd_vehicle'
 
 
 class DemoError(ToolkitError, RuntimeError):
@@ -108,34 +110,34 @@ def define_flags():
     return flag_set
 
 
-def _demo(options):
-    # oneDNN kernels are off by default on some CPUs (AMD); they are faster for this network.
-    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-    # Keep the demo's output to the tools' own progress and results (TensorFlow's C++ start-up
-    # lines; the libraries' deprecation notices are silenced by utils/slim_compat.py).
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    work = os.path.abspath(options.work_dir)
-    if options.fresh and os.path.isdir(work):
-        shutil.rmtree(work)
-    voc_dir = os.path.join(REPO_ROOT, 'Images', 'sample_vehicles')
-    records_dir = os.path.join(REPO_ROOT, 'Images', 'tfrecords', 'sample_vehicles')
-    train_dir = os.path.join(work, 'train')
-    eval_dir = os.path.join(work, 'eval')
-    detections_dir = os.path.join(work, 'detections')
+DemoPaths = collections.namedtuple(
+    'DemoPaths', 'work voc records train eval detections sample_images export version')
+
+
+def demo_paths(work_dir, model_name=MODEL_NAME):
+    """Where each step reads and writes: generated data and TFRecords under Images/, the rest
+    under ``work_dir``."""
+    work = os.path.abspath(work_dir)
     export_dir = os.path.join(work, 'export')
-    model_name = 'ssd_vehicle'
-    total = 8
-    started = time.time()
+    return DemoPaths(
+        work=work, voc=os.path.join(REPO_ROOT, 'Images', 'sample_vehicles'),
+        records=os.path.join(REPO_ROOT, 'Images', 'tfrecords', 'sample_vehicles'),
+        train=os.path.join(work, 'train'), eval=os.path.join(work, 'eval'),
+        detections=os.path.join(work, 'detections'),
+        sample_images=os.path.join(work, 'sample_images'), export=export_dir,
+        version=os.path.join(export_dir, model_name, '1'))
 
-    banner(1, total, 'generate sample data (VOC layout) in %s' % voc_dir)
-    if os.path.isdir(os.path.join(voc_dir, 'Annotations')):
+
+def generate_data(paths, options):
+    if os.path.isdir(os.path.join(paths.voc, 'Annotations')):
         print('reusing existing sample data')
-    else:
-        run('datasets/write_dataset/sample_data.py', '--output_dir=' + voc_dir,
-            '--num_images=%d' % options.num_images, '--seed=0')
+        return
+    run('datasets/write_dataset/sample_data.py', '--output_dir=' + paths.voc,
+        '--num_images=%d' % options.num_images, '--seed=0')
 
-    banner(2, total, 'convert to TFRecords in %s' % records_dir)
-    description = os.path.join(records_dir, 'dataset_description.json')
+
+def convert(paths, options):
+    description = os.path.join(paths.records, 'dataset_description.json')
     existing = {}
     if os.path.isfile(description):
         with open(description) as f:
@@ -144,66 +146,108 @@ def _demo(options):
         if split in existing:
             print('reusing %s split (%d records)' % (split, existing[split]['num_samples']))
         else:
-            run('datasets/write_dataset/dataset_to_tfrecords.py', '--dataset_dir=' + voc_dir,
-                '--output_dir=' + records_dir, '--dataset_name=vehicle', '--split=' + split)
+            run('datasets/write_dataset/dataset_to_tfrecords.py', '--dataset_dir=' + paths.voc,
+                '--output_dir=' + paths.records, '--dataset_name=vehicle', '--split=' + split)
 
-    banner(3, total, 'train the reduced-width SSD300 (resumes from %s if present)' % train_dir)
+
+def train(paths, options):
     settings = dict(TRAIN_SETTINGS, max_number_of_steps=str(options.max_number_of_steps))
-    run('train_ssd_network.py', '--train_model_dir=' + train_dir, '--dataset_dir=' + records_dir,
-        '--dataset_name=vehicle', '--train_or_test=train', '--model_name=ssd_vgg_300',
-        '--save_interval_secs=120', '--log_every_n_steps=20',
+    run('train_ssd_network.py', '--train_model_dir=' + paths.train,
+        '--dataset_dir=' + paths.records, '--dataset_name=vehicle', '--train_or_test=train',
+        '--model_name=ssd_vgg_300', '--save_interval_secs=120', '--log_every_n_steps=20',
         *['--%s=%s' % item for item in sorted(settings.items())])
 
-    banner(4, total, 'evaluate on the held-out test split')
-    run('eval_ssd_network.py', '--ckpt_path=' + train_dir, '--dataset_dir=' + records_dir,
-        '--dataset_name=vehicle', '--split=test', '--output_dir=' + eval_dir)
-    with open(os.path.join(eval_dir, 'results.json')) as f:
-        results = json.load(f)
 
-    banner(5, total, 'detect objects on sample images')
-    sample_images = os.path.join(work, 'sample_images')
-    os.makedirs(sample_images, exist_ok=True)
-    with open(os.path.join(voc_dir, 'ImageSets', 'Main', 'test.txt')) as f:
-        test_ids = [line.strip() for line in f if line.strip()][:4]
-    for image_id in test_ids:
-        shutil.copy(os.path.join(voc_dir, 'JPEGImages', image_id + '.jpg'), sample_images)
-    run('detector.py', '--ckpt_path=' + train_dir, '--image_path=' + sample_images,
-        '--output_dir=' + detections_dir, '--select_threshold=%g' % DETECTION_THRESHOLD, '--noshow')
+def evaluate(paths, options):
+    run('eval_ssd_network.py', '--ckpt_path=' + paths.train, '--dataset_dir=' + paths.records,
+        '--dataset_name=vehicle', '--split=test', '--output_dir=' + paths.eval)
 
-    banner(6, total, 'export a versioned SavedModel to %s' % export_dir)
-    version_dir = os.path.join(export_dir, model_name, '1')
-    if os.path.isfile(os.path.join(version_dir, 'saved_model.pb')):
-        print('reusing %s' % version_dir)
-    else:
-        run('export_saved_model.py', '--ckpt_path=' + train_dir, '--export_dir=' + export_dir,
-            '--model_name=' + model_name, '--model_version=1',
-            '--select_threshold=%g' % DETECTION_THRESHOLD)
 
-    banner(7, total, 'start the local model server (TF Serving API)')
+def held_out_images(paths, count=4):
+    """The first ``count`` images of the test split, as file paths."""
+    with open(os.path.join(paths.voc, 'ImageSets', 'Main', 'test.txt')) as f:
+        ids = [line.strip() for line in f if line.strip()][:count]
+    return [os.path.join(paths.voc, 'JPEGImages', image_id + '.jpg') for image_id in ids]
+
+
+def detect(paths, options):
+    os.makedirs(paths.sample_images, exist_ok=True)
+    for image in held_out_images(paths):
+        shutil.copy(image, paths.sample_images)
+    run('detector.py', '--ckpt_path=' + paths.train, '--image_path=' + paths.sample_images,
+        '--output_dir=' + paths.detections, '--select_threshold=%g' % DETECTION_THRESHOLD,
+        '--noshow')
+
+
+def export(paths, options):
+    if os.path.isfile(os.path.join(paths.version, 'saved_model.pb')):
+        print('reusing %s' % paths.version)
+        return
+    run('export_saved_model.py', '--ckpt_path=' + paths.train, '--export_dir=' + paths.export,
+        '--model_name=' + MODEL_NAME, '--model_version=1',
+        '--select_threshold=%g' % DETECTION_THRESHOLD)
+
+
+def serve_and_query(paths, options):
+    """Starts the local model server on the export, queries it over gRPC and REST with one test
+    image, and stops it."""
     grpc_port, rest_port = free_port(8500), free_port(8501)
     server = subprocess.Popen(
         [PYTHON, '-m', 'serving.model_server', '--port=%d' % grpc_port,
-         '--rest_api_port=%d' % rest_port, '--model_name=' + model_name,
-         '--model_base_path=' + os.path.join(export_dir, model_name)], cwd=REPO_ROOT)
+         '--rest_api_port=%d' % rest_port, '--model_name=' + MODEL_NAME,
+         '--model_base_path=' + os.path.dirname(paths.version)], cwd=REPO_ROOT)
     try:
-        wait_for_server(server, rest_port, model_name)
-        banner(8, total, 'query the served model over gRPC and REST')
-        query_image = os.path.join(sample_images, test_ids[0] + '.jpg')
+        wait_for_server(server, rest_port, MODEL_NAME)
+        query_image = held_out_images(paths, 1)[0]
         for protocol, port in (('grpc', grpc_port), ('rest', rest_port)):
             run('-m', 'serving.client', '--server=127.0.0.1:%d' % port, '--protocol=' + protocol,
-                '--model_name=' + model_name, '--image_path=' + query_image,
-                '--model_info=' + version_dir)
+                '--model_name=' + MODEL_NAME, '--image_path=' + query_image,
+                '--model_info=' + paths.version)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    print('\n[demo] done in %.1f min' % ((time.time() - started) / 60))
+
+# (title, step) in order; a title may name the paths.
+STEPS = (
+    ('generate sample data (VOC layout) in {voc}', generate_data),
+    ('convert to TFRecords in {records}', convert),
+    ('train the reduced-width SSD300 (resumes from {train} if present)', train),
+    ('evaluate on the held-out test split', evaluate),
+    ('detect objects on sample images', detect),
+    ('export a versioned SavedModel to {export}', export),
+    ('serve it with the local model server (TF Serving API) and query it over gRPC and REST',
+     serve_and_query),
+)
+
+
+def print_summary(paths, minutes):
+    with open(os.path.join(paths.eval, 'results.json')) as f:
+        results = json.load(f)
+    print('\n[demo] done in %.1f min' % minutes)
     print('  mAP@0.5 on the test split: VOC07 %.3f, VOC10+ %.3f   (%s)' % (
-        results['map_voc07'], results['map_voc2010'], os.path.join(eval_dir, 'results.json')))
-    print('  pictures with detections:   %s' % detections_dir)
-    print('  precision-recall curves:    %s' % eval_dir)
-    print('  checkpoints + TensorBoard:  %s   (tensorboard --logdir %s)' % (train_dir, train_dir))
-    print('  SavedModel:                 %s' % version_dir)
+        results['map_voc07'], results['map_voc2010'], os.path.join(paths.eval, 'results.json')))
+    print('  pictures with detections:   %s' % paths.detections)
+    print('  precision-recall curves:    %s' % paths.eval)
+    print('  checkpoints + TensorBoard:  %s   (tensorboard --logdir %s)' % (paths.train,
+                                                                          paths.train))
+    print('  SavedModel:                 %s' % paths.version)
+
+
+def _demo(options):
+    # oneDNN kernels are off by default on some CPUs (AMD); they are faster for this network.
+    os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+    # Keep the demo's output to the tools' own progress and results (TensorFlow's C++ start-up
+    # lines; the libraries' deprecation notices are silenced by utils/slim_compat.py).
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    paths = demo_paths(options.work_dir)
+    if options.fresh and os.path.isdir(paths.work):
+        shutil.rmtree(paths.work)
+    started = time.time()
+    for number, (title, step) in enumerate(STEPS, 1):
+        banner(number, len(STEPS), title.format(**paths._asdict()))
+        step(paths, options)
+    print_summary(paths, (time.time() - started) / 60)
     return 0
 
 

@@ -1,6 +1,8 @@
 """Shared fixtures: the shared real data (skipped when absent), a small generated dataset,
-``declared_png`` (a few kilobytes declaring a huge picture) and ``value_after_importing`` (what a
-fresh interpreter holds once it imported some modules)."""
+``declared_png`` (a few kilobytes declaring a huge picture), ``encoded_images`` (one picture in
+every header layout ``utils/image_header.py`` knows) and ``value_after_importing`` (what a fresh
+interpreter holds once it imported some modules)."""
+import io
 import json
 import os
 import struct
@@ -44,6 +46,47 @@ def declared_png(height, width):
     header = struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
     return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', rows) +
             chunk(b'IEND', b''))
+
+
+def _bmp(image, core_header=False, top_down=False):
+    """A 24-bit BMP of RGB uint8 ``image [H, W, 3]``, written by hand: with the 12-byte OS/2
+    BITMAPCOREHEADER (unsigned 16-bit sizes) or the 40-byte BITMAPINFOHEADER (signed 32-bit;
+    a negative height stores the rows top-down)."""
+    height, width = image.shape[:2]
+    row_bytes = (width * 3 + 3) // 4 * 4  # rows are padded to 4 bytes
+    order = range(height) if top_down else range(height - 1, -1, -1)
+    pixels = b''.join(image[y, :, ::-1].tobytes().ljust(row_bytes, b'\0') for y in order)
+    if core_header:
+        info = struct.pack('<IHHHH', 12, width, height, 1, 24)
+    else:
+        info = struct.pack('<IiiHHIIiiII', 40, width, -height if top_down else height, 1, 24, 0,
+                           len(pixels), 2835, 2835, 0, 0)
+    offset = 14 + len(info)
+    return b'BM' + struct.pack('<IHHI', offset + len(pixels), 0, 0, offset) + info + pixels
+
+
+def encoded_images(image):
+    """{name: bytes} of RGB uint8 ``image`` in every header layout the size reader knows; the
+    first word of a name is the format. OpenCV and Pillow encode; the BMPs are written by hand
+    (neither encoder writes the OS/2 header or top-down rows)."""
+    import cv2
+    from PIL import Image
+    bgr = image[:, :, ::-1]
+    images = {name: cv2.imencode(ext, bgr, params)[1].tobytes() for name, ext, params in (
+        ('JPEG', '.jpg', []), ('PNG', '.png', []), ('BMP', '.bmp', []),
+        ('WebP lossy', '.webp', [cv2.IMWRITE_WEBP_QUALITY, 80]),
+        ('WebP lossless', '.webp', [cv2.IMWRITE_WEBP_QUALITY, 101]))}
+    exif = b'Exif\0\0' + b'\0' * 40
+    for name, fmt, options in (('GIF', 'GIF', {}), ('JPEG progressive', 'JPEG',
+                                                     {'progressive': True}),
+                               ('JPEG with EXIF', 'JPEG', {'exif': exif}),
+                               ('WebP extended', 'WEBP', {'exif': exif})):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, fmt, **options)
+        images[name] = buffer.getvalue()
+    images['BMP OS/2'] = _bmp(image, core_header=True)
+    images['BMP top-down'] = _bmp(image, top_down=True)
+    return images
 
 
 @pytest.fixture(scope='session')

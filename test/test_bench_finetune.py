@@ -43,8 +43,8 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     other = dict(results, map_voc07=0.7, map_coco=0.31)
     bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
         'recipe', other, 30, 50, '2026-12-06'))
-    sections = common.read_report_sections(report)
-    assert sections['Other'] == '## Other\n\nkept'
+    sections = common.read_report(report)[1][common.machine_key(common.this_machine())].parts
+    assert sections['Other'] == '### Other\n\nkept'
     rows = bench_finetune.table_rows(sections[bench_finetune.ABLATION_SECTION])
     assert [(r[0], r[1], r[3]) for r in rows] == [
         ('zoom_out-true', '20', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU A (AVX512_BF16)'),

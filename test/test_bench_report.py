@@ -4,18 +4,71 @@ import sys
 from bench import common, run_all
 
 
-def test_sections_are_replaced_in_place_and_kept_by_the_main_table(tmp_path):
+ZEN3 = common.Machine('AMD EPYC', 2, ())
+ZEN4 = common.Machine('AMD EPYC', 2, ('AVX-512', 'AVX512_BF16'))
+
+
+def test_the_machine_is_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n'
+                       'flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n'
+                       'processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n')
+    machine = common.this_machine(str(cpuinfo))
+    assert machine.cpu == 'Intel(R) Xeon(R) Platinum 8480+'
+    assert machine.instructions == ('AVX-512', 'AVX512_BF16', 'AMX')
+    assert common.machine_heading(machine._replace(cores=4), '2026-12-05') == (
+        '## Intel(R) Xeon(R) Platinum 8480+, 4 cores, AVX-512, AVX512_BF16, AMX (2026-12-05)')
+    assert common.machine_heading(ZEN3, '2026-12-03') == (
+        '## AMD EPYC, 2 cores, no AVX-512, no AVX512_BF16, no AMX (2026-12-03)')
+    assert common.machine_key(ZEN3) != common.machine_key(ZEN4)
+
+
+def test_each_machine_keeps_its_own_table_and_parts(tmp_path):
     path = str(tmp_path / 'REPORT.md')
-    common.write_report_section(path, 'Fine-tuning', ['mAP 0.1'])
-    common.write_report_section(path, 'Other', ['x'])
-    common.write_report_section(path, 'Fine-tuning', ['mAP 0.5', '| a | b |'])
-    assert common.read_report_sections(path) == {
-        'Fine-tuning': '## Fine-tuning\n\nmAP 0.5\n| a | b |', 'Other': '## Other\n\nx'}
-    # run_all rewrites the head (its table) and keeps the sections, in their order.
-    common.write_report(path, '# Benchmark report\n\n| t |', common.read_report_sections(path))
+    common.write_report_section(path, 'Fine-tuning', ['mAP 0.1'], machine=ZEN4)
+    common.update_machine_section(path, head='| zen3 table |', machine=ZEN3, date='2026-12-03')
+    common.write_report_section(path, 'Fine-tuning', ['mAP 0.5', '| a | b |'], machine=ZEN4)
+    common.update_machine_section(path, head='| zen4 table |', machine=ZEN4, date='2026-12-06')
+    preamble, machines = common.read_report(path)
+    assert preamble == common.REPORT_PREAMBLE
+    assert list(machines) == [common.machine_key(ZEN4), common.machine_key(ZEN3)]
+    zen4, zen3 = machines.values()
+    assert zen4 == common.MachineSection(
+        '## AMD EPYC, 2 cores, AVX-512, AVX512_BF16, no AMX (2026-12-06)', '| zen4 table |',
+        {'Fine-tuning': '### Fine-tuning\n\nmAP 0.5\n| a | b |'})
+    assert zen3 == common.MachineSection(
+        '## AMD EPYC, 2 cores, no AVX-512, no AVX512_BF16, no AMX (2026-12-03)', '| zen3 table |',
+        {})
     text = open(path).read()
-    assert text.startswith('# Benchmark report\n\n| t |\n\n<!-- section: Fine-tuning -->\n')
-    assert text.index('mAP 0.5') < text.index('## Other') and text.count('mAP') == 1
+    assert text.count('mAP') == 1 and text.index('zen4 table') < text.index('mAP 0.5')
+    common.write_report(path, *common.read_report(path))
+    assert open(path).read() == text  # reading and writing back changes nothing
+
+
+def test_a_run_writes_only_its_machines_table(tmp_path, monkeypatch):
+    output = tmp_path / 'REPORT.md'
+    common.update_machine_section(str(output), head='- Date: 2026-12-03 19:47 UTC\n\n'
+                                  '| bench_data.py | x | 1 | s | zen3 |  |', machine=ZEN3,
+                                  date='2026-12-03')
+    common.write_report_section(str(output), 'Notes', ['by hand'], machine=ZEN3)
+    figures = {'bench_data.py': [['data.x', '2', 's', 'zen4']],
+               'bench_network.py': [['net.y', '3', 'ms', 'zen4']]}
+    monkeypatch.setattr(run_all.common, 'this_machine', lambda: ZEN4)
+    monkeypatch.setattr(run_all, 'environment_description', lambda: '24 GiB')
+    monkeypatch.setattr(run_all.os, 'getloadavg', lambda: (0.1, 0.1, 0.1))
+    monkeypatch.setattr(run_all, 'run_benchmark', lambda script, args: (figures[script], 5., True))
+    for only in ('bench_data.py', 'bench_network.py'):
+        monkeypatch.setattr(sys, 'argv', ['run_all.py', '--output=%s' % output, '--only', only])
+        assert run_all.main() == 0
+    _, machines = common.read_report(str(output))
+    zen3 = machines[common.machine_key(ZEN3)]
+    assert 'zen3' in zen3.head and 'zen4' not in zen3.head and list(zen3.parts) == ['Notes']
+    zen4 = machines[common.machine_key(ZEN4)]
+    assert zen4.heading.startswith('## AMD EPYC, 2 cores, AVX-512, AVX512_BF16, no AMX (')
+    rows = [line for line in zen4.head.splitlines() if line.startswith('| bench_')]
+    assert [row.split(' | ')[1] for row in rows] == [
+        'data.x', 'benchmark wall time', 'net.y', 'benchmark wall time']
+    assert '(run of ' in rows[0] and '(run of ' not in rows[2]  # kept from the first run
 
 
 def test_run_all_refuses_a_busy_machine(tmp_path, monkeypatch, capsys):
@@ -36,10 +89,30 @@ def test_comparisons_divide_the_slower_figure_by_the_faster_and_judge_the_target
     assert lines == [
         '- serving_default batch 8: bfloat16 export vs float32 export: 2.40x '
         '(in_process_serving_default_batch8_float32 / in_process_serving_default_batch8_bfloat16)'
-        ' (target >= 2x: met)',
-        '- forward batch 8 bfloat16: TensorFlow vs PyTorch autocast: 1.19x '
-        '(torch_forward_bfloat16_batch8 / forward_bfloat16_batch8) (target >= 1.3x: not met)']
+        ' (target >= 2x: met)']
     assert run_all.comparison_lines({'forward_bfloat16_batch8': 1.0}) == []
+
+
+def test_speed_table_gives_ratios_to_pytorch_and_to_the_matmul_peak():
+    values = {'network_gflop_per_image': 60., 'matmul_peak_float32': 300.,
+              'matmul_peak_bfloat16': 1200.,
+              'forward_float32_batch1': 0.3, 'torch_forward_float32_batch1': 0.2,
+              'forward_bfloat16_batch8': 0.5, 'torch_forward_bfloat16_batch8': 0.8,
+              'training_bfloat16_seconds_per_step': 2.0}
+    rows = run_all.speed_table(values)
+    assert len(rows) == 5   # header, rule, the three measured paths
+    # 60 GFLOP in 0.3 s = 200 GFLOP/s, 67 % of 300; PyTorch 0.2 s / 0.3 s = 0.67.
+    assert rows[2] == ('| forward float32, batch 1 | 0.300 | 0.200 | 0.67 (1: not met) | 200 | '
+                       '67 % of 300 |')
+    # 8 images x 60 GFLOP in 0.5 s = 960 GFLOP/s, 80 % of the bfloat16 peak; 0.8 / 0.5 = 1.6.
+    assert rows[3] == ('| forward bfloat16, batch 8 | 0.500 | 0.800 | 1.60 (1.3: met) | 960 | '
+                       '80 % of 1200 |')
+    # A step is three passes: 8 x 60 x 3 / 2 s = 720 GFLOP/s; no PyTorch figure.
+    assert rows[4] == ('| training step bfloat16, batch 8 | 2.000 | no PyTorch here | '
+                       'no PyTorch here | 720 | 60 % of 1200 |')
+    without_peak = run_all.speed_table({'forward_float32_batch1': 0.3})
+    assert without_peak[2].endswith('| n/a | n/a |')
+    assert run_all.speed_table({}) == []
 
 
 def test_pytorch_twin_has_our_network_size_and_outputs():
@@ -65,13 +138,16 @@ def test_pytorch_twin_has_our_network_size_and_outputs():
 
 
 def test_only_keeps_the_rows_of_the_other_benchmarks_with_their_date(tmp_path):
-    path = tmp_path / 'REPORT.md'
-    path.write_text('# Benchmark report\n\n- Date: 2026-11-25 21:23 UTC\n\n'
-                    '| benchmark | figure | value | unit | note |\n|---|---|---|---|---|\n'
-                    '| bench_learning.py | learning_map_voc07 | 0.663 | mAP@0.5 | held-out split |\n'
-                    '| bench_data.py | x | 1 | s | a (run of 2026-11-01 10:00 UTC) | 0.10 |\n\n'
-                    '<!-- section: Kept -->\n## Kept\n\n| bench_fake.py | not | a | row | here |\n')
-    assert run_all.previous_rows(str(path)) == {
+    path = str(tmp_path / 'REPORT.md')
+    common.update_machine_section(path, machine=ZEN3, head=(
+        '- Date: 2026-11-25 21:23 UTC\n\n'
+        '| benchmark | figure | value | unit | note |\n|---|---|---|---|---|\n'
+        '| bench_learning.py | learning_map_voc07 | 0.663 | mAP@0.5 | held-out split |\n'
+        '| bench_data.py | x | 1 | s | a (run of 2026-11-01 10:00 UTC) | 0.10 |'))
+    common.write_report_section(path, 'Kept', ['| bench_fake.py | not | a | row | here |'],
+                                machine=ZEN3)
+    assert run_all.previous_rows(path, ZEN3) == {
         'bench_learning.py': ['| bench_learning.py | learning_map_voc07 | 0.663 | mAP@0.5 | '
                               'held-out split (run of 2026-11-25 21:23 UTC) |  |'],
         'bench_data.py': ['| bench_data.py | x | 1 | s | a (run of 2026-11-01 10:00 UTC) | 0.10 |']}
+    assert run_all.previous_rows(path, ZEN4) == {}

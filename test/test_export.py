@@ -84,6 +84,14 @@ def run_signature(version_dir, signature, feeds):
                         {sig.inputs[k].name: v for k, v in feeds.items()})
 
 
+def _saved_graph_def(version_dir):
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(version_dir, 'saved_model.pb'), 'rb') as f:
+        saved.ParseFromString(f.read())
+    return saved.meta_graphs[0].graph_def
+
+
 def checkpoint_network_outputs(prefix, image):
     """The raw network (built from nets_factory, restored with a plain Saver) on one image."""
     import tensorflow.compat.v1 as tf
@@ -156,12 +164,8 @@ def test_saved_model_cli_lists_both_signatures(export_case):
 
 
 def test_exported_graph_has_standard_ops_only(export_case):
-    from tensorflow.core.protobuf import saved_model_pb2
     _, _, version_dir, _ = export_case
-    saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(version_dir, 'saved_model.pb'), 'rb') as f:
-        saved.ParseFromString(f.read())
-    graph_def = saved.meta_graphs[0].graph_def
+    graph_def = _saved_graph_def(version_dir)
     ops = set(node.op for node in graph_def.node)
     for function in graph_def.library.function:
         ops.update(node.op for node in function.node_def)
@@ -205,8 +209,10 @@ def test_serving_default_matches_detector(export_case):
             count = served['num_detections'][index]
             assert count == len(scores) > 0
             np.testing.assert_array_equal(served['detection_classes'][index, :count], classes)
-            np.testing.assert_allclose(served['detection_scores'][index, :count], scores, atol=0.01)
-            np.testing.assert_allclose(served['detection_boxes'][index, :count], boxes, atol=1.)
+            np.testing.assert_allclose(served['detection_scores'][index, :count], scores,
+                                       atol=1e-5, rtol=0)
+            np.testing.assert_allclose(served['detection_boxes'][index, :count], boxes,
+                                       atol=1e-2, rtol=0)   # pixels
             # Padding rows are zero and boxes lie in the original image's pixel frame.
             assert not served['detection_scores'][index, count:].any()
             height, width = image.shape[:2]
@@ -232,30 +238,35 @@ def test_choose_version(tmp_path):
         export.choose_version(str(model_dir), 2 ** 63)
 
 
-def _encoded_images():
-    """Encodings of one 20 x 30 picture, by name."""
-    import io
-    import cv2
-    from PIL import Image
-    image = np.random.RandomState(0).randint(0, 255, (20, 30, 3)).astype(np.uint8)
-    images = {name: cv2.imencode(ext, image)[1].tobytes()
-              for name, ext in (('JPEG', '.jpg'), ('PNG', '.png'), ('BMP', '.bmp'),
-                                ('WebP', '.webp'))}
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, 'GIF')
-    images['GIF'] = buffer.getvalue()
-    return images
+IMAGE_20x30 = np.random.RandomState(0).randint(0, 255, (20, 30, 3)).astype(np.uint8)
 
 
-@pytest.mark.parametrize('name, when', [('JPEG', 'from its header'), ('PNG', 'from its header'),
-                                        ('GIF', 'from its header'), ('BMP', 'from its header'),
-                                        ('WebP', 'decoded')])
-def test_serving_default_graph_refuses_images_above_the_pixel_limit(name, when):
-    # 600 pixels pass, 599 do not; JPEG, PNG, GIF and BMP before decoding, WebP before resizing.
+def test_header_size_in_the_graph_agrees_with_the_python_reader():
+    """One table drives both readers: every header layout gives (20, 30) in the graph too."""
+    import tensorflow.compat.v1 as tf
+    import export_saved_model as export
+    from test.conftest import encoded_images
+    from utils import image_header
+    images = encoded_images(IMAGE_20x30)
+    images['OS/2 BMP 2x300'] = encoded_images(np.zeros((2, 300, 3), np.uint8))['BMP OS/2']
+    images['text'], images['short'] = b'plain text, not an image', b'BM'
+    with tf.Graph().as_default(), tf.Session() as sess:
+        placeholder = tf.placeholder(tf.string, [])
+        size = export._header_size(placeholder)
+        for name, data in sorted(images.items()):
+            expected = (image_header.image_size(data) or (None, 0, 0))[1:] \
+                if name != 'short' else (0, 0)
+            assert tuple(sess.run(size, {placeholder: data})) == expected, name
+
+
+@pytest.mark.parametrize('name', ['JPEG', 'PNG', 'GIF', 'BMP', 'WebP lossy'])
+def test_serving_default_graph_refuses_images_above_the_pixel_limit(name):
+    # 600 pixels pass, 599 do not, refused from the header before decoding.
     import tensorflow.compat.v1 as tf
     import export_saved_model as export
     from nets.ssd_params import SSD300_PARAMS
-    encoded = _encoded_images()[name]
+    from test.conftest import encoded_images
+    encoded = encoded_images(IMAGE_20x30)[name]
     with tf.Graph().as_default(), tf.Session() as sess:
         placeholder = tf.placeholder(tf.string, [])
         within = export._decode_and_preprocess(placeholder, SSD300_PARAMS, max_image_pixels=600)
@@ -264,8 +275,9 @@ def test_serving_default_graph_refuses_images_above_the_pixel_limit(name, when):
         assert image.shape == (300, 300, 3) and size.tolist() == [20, 30]
         assert bbox_img.tolist() == [0, 0, 1, 1]
         with pytest.raises(tf.errors.InvalidArgumentError,
-                           match=re.escape('encoded_image: image of 30x20 pixels (%s) exceeds '
-                                           'the limit of 599 pixels (--max_image_pixels)' % when)):
+                           match=re.escape('encoded_image: image of 30x20 pixels (from its '
+                                           'header) exceeds the limit of 599 pixels '
+                                           '(--max_image_pixels)')):
             sess.run(above, {placeholder: encoded})
 
 
@@ -330,17 +342,45 @@ def bfloat16_export(export_case):
 
 def test_bfloat16_export_keeps_the_signatures_and_computes_in_bfloat16(export_case,
                                                                        bfloat16_export):
-    from tensorflow.core.protobuf import saved_model_pb2
+    from test.test_frozen_weights import constant_casts
     assert _cli_signatures(bfloat16_export) == _cli_signatures(export_case[2])
-    saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(bfloat16_export, 'saved_model.pb'), 'rb') as f:
-        saved.ParseFromString(f.read())
-    convs = [node for node in saved.meta_graphs[0].graph_def.node if node.op == 'Conv2D']
+    graph_def = _saved_graph_def(bfloat16_export)
+    nodes = {node.name: node for node in graph_def.node}
+    convs = [node for node in graph_def.node if node.op == 'Conv2D']
     assert convs and {node.attr['T'].type for node in convs} == {14}   # DT_BFLOAT16
-    # Variables are saved in float32, as in the checkpoint.
+    # The weights are bfloat16 constants: no run casts them again, no variable is left.
+    assert {nodes[conv.input[1]].op for conv in convs} == {'Const'}
+    assert constant_casts(graph_def) == []
+    assert not [node for node in graph_def.node if node.op in ('VarHandleOp', 'VariableV2')]
+    assert os.listdir(os.path.join(bfloat16_export, 'variables')) == []
+    # Each weight is stored once (both signatures' networks share it), in 2 bytes instead of 4.
+    sizes = [os.path.getsize(os.path.join(path, 'saved_model.pb'))
+             for path in (bfloat16_export, export_case[2])]
+    assert sizes[0] < 0.6 * sizes[1], sizes
+
+
+def test_export_without_frozen_weights_serves_the_same(export_case, tmp_path):
+    import export_saved_model
     import tensorflow.compat.v1 as tf
-    reader = tf.train.load_checkpoint(os.path.join(bfloat16_export, 'variables', 'variables'))
+    prefix, _, version_dir, image_paths = export_case
+    variables_dir = export_saved_model.export(prefix, str(tmp_path), 'ssd', None,
+                                              select_threshold=SELECT_THRESHOLD,
+                                              keep_top_k=KEEP_TOP_K, freeze_weights=False)
+    assert _cli_signatures(variables_dir) == _cli_signatures(version_dir)
+    # Variables are saved in float32, as in the checkpoint; the frozen export has none.
+    reader = tf.train.load_checkpoint(os.path.join(variables_dir, 'variables', 'variables'))
     assert set(reader.get_variable_to_dtype_map().values()) == {tf.float32}
+    assert os.listdir(os.path.join(version_dir, 'variables')) == []
+    encoded = [open(path, 'rb').read() for path in image_paths]
+    frozen = run_signature(version_dir, 'serving_default', {'encoded_image': encoded})
+    variables = run_signature(variables_dir, 'serving_default', {'encoded_image': encoded})
+    assert frozen['num_detections'].min() > 0
+    np.testing.assert_array_equal(frozen['num_detections'], variables['num_detections'])
+    np.testing.assert_array_equal(frozen['detection_classes'], variables['detection_classes'])
+    np.testing.assert_allclose(frozen['detection_scores'], variables['detection_scores'],
+                               atol=1e-6, rtol=0)
+    np.testing.assert_allclose(frozen['detection_boxes'], variables['detection_boxes'],
+                               atol=1e-3, rtol=0)
 
 
 def test_bfloat16_export_agrees_with_float32(export_case, bfloat16_export):

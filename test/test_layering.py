@@ -1,21 +1,59 @@
-"""The import rule of ARCHITECTURE.md: a package imports only from layers below it (and itself).
+"""The import rules of ARCHITECTURE.md, read from the source (every import, a function's lazy
+ones included), and the client side's freedom from TensorFlow, checked in a fresh interpreter.
 
-    utils  <  datasets, nets, preprocessing, deployment  <  model  <  training  <  the rest
-
-Packages of one layer do not import each other; importing the serving client side (clients,
-protocols, web page) never loads TensorFlow or the server side, even through the modules it
-imports (test_serving_layout.py checks the same at run time).
+Every module belongs to a room; a room imports only the rooms ``MAY_IMPORT`` lists for it:
+- the layers utils < datasets, nets, preprocessing, deployment < model < training: a package
+  imports the layers below it and itself, never a package of its own layer;
+- the command-line tools (``TOOLS``) import the layers, never each other nor serving/;
+- serving/server/ (and ``serving.model_server``) imports model/ and below and serving's shared
+  modules (errors, defaults), which import utils/ only;
+- serving/clients/ (and ``serving.client``, ``serving.web``) imports serving's shared modules
+  and, of the layers, only modules that load no TensorFlow; never serving/server/;
+- bench/ and scripts/ import anything but each other.
+``NO_TENSORFLOW`` modules (what the clients may reach) import only each other.
 """
 import ast
 import os
 
 import pytest
 
+from test.conftest import value_after_importing
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIPPED_DIRS = {'.venv', '.git', 'test', '__pycache__', 'Images', 'ckpt', 'docs', 'output'}
 LAYERS = {'utils': 0, 'datasets': 1, 'nets': 1, 'preprocessing': 1, 'deployment': 1,
           'model': 2, 'training': 3}
-TOP = 4        # serving/, bench/, scripts/ and the command-line scripts at the root
-SKIPPED_DIRS = {'.venv', '.git', 'test', '__pycache__', 'Images', 'ckpt', 'docs', 'output'}
+TOOLS = {'train_ssd_network', 'eval_ssd_network', 'detector', 'export_saved_model'}
+SERVING_ROOMS = {'serving', 'serving.server', 'serving.clients'}
+
+
+def _below(layer):
+    return {package for package, level in LAYERS.items() if level < layer}
+
+
+MAY_IMPORT = {package: _below(level) | {package} for package, level in LAYERS.items()}
+MAY_IMPORT.update({
+    'tools': set(LAYERS),
+    'serving': {'utils', 'serving'},
+    'serving.server': _below(LAYERS['training']) | {'serving', 'serving.server'},
+    'serving.clients': _below(LAYERS['training']) | {'serving', 'serving.clients'},
+    'bench': set(LAYERS) | {'tools', 'bench'} | SERVING_ROOMS,
+    'scripts': set(LAYERS) | {'tools', 'scripts'} | SERVING_ROOMS,
+    'conftest': set(),
+})
+TENSORFLOW_PACKAGES = ('tensorflow', 'tf_keras', 'tensorflow_serving', 'tf_slim')
+
+
+def room(module):
+    """The room of a module name (see the module docstring)."""
+    top = module.split('.')[0]
+    if module in TOOLS:
+        return 'tools'
+    if module.startswith('serving.server') or module == 'serving.model_server':
+        return 'serving.server'
+    if module.startswith('serving.clients') or module in ('serving.client', 'serving.web'):
+        return 'serving.clients'
+    return top
 
 
 def _python_files():
@@ -32,79 +70,76 @@ def _module_name(relpath):
     return name[:-len('.__init__')] if name.endswith('.__init__') else name
 
 
-def _walk(node, into_functions):
-    for child in ast.iter_child_nodes(node):
-        if into_functions or not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            yield child
-            yield from _walk(child, into_functions)
+MODULES = {_module_name(path): path for path in _python_files()}
+NO_TENSORFLOW = sorted(
+    [m for m in MODULES if room(m) in ('utils', 'serving', 'serving.clients')
+     and m != 'utils.slim_compat'] +
+    ['datasets', 'datasets.dataset_config', 'datasets.dataset_factory', 'datasets.read_dataset',
+     'datasets.read_dataset.pascalvoc2007', 'datasets.read_dataset.vehicle', 'datasets.records',
+     'datasets.utils', 'datasets.utils.dataset_utils', 'model', 'model.model_info',
+     'model.versions', 'nets', 'nets.anchors', 'nets.np_postprocess', 'nets.ssd_params',
+     'preprocessing', 'preprocessing.np_transform'])
 
 
-def _imports(relpath, into_functions=True):
-    """Every absolute module name ``relpath`` imports (``from a import b`` gives a and a.b);
-    with ``into_functions=False`` only those its import runs (not a function's lazy imports)."""
+def _imports(relpath):
+    """The repository modules ``relpath`` imports anywhere (``from a import b`` gives a and a.b
+    when they are modules)."""
     with open(os.path.join(REPO_ROOT, relpath)) as f:
         tree = ast.parse(f.read(), relpath)
     names = set()
-    for node in _walk(tree, into_functions):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
             names.update('%s.%s' % (node.module, alias.name) for alias in node.names)
-    return names
+    return {name for name in names if name in MODULES}
 
 
-MODULES = {_module_name(path): path for path in _python_files()}
+def breaches(imports):
+    """``'a imports b'`` for every import that breaks a rule; ``imports``: {module: names of
+    repository modules it imports}."""
+    found = []
+    for module, names in sorted(imports.items()):
+        allowed = MAY_IMPORT[room(module)]
+        for name in sorted(names):
+            if room(name) not in allowed:
+                found.append('%s imports %s' % (module, name))
+            elif module in NO_TENSORFLOW and name not in NO_TENSORFLOW:
+                found.append('%s imports %s (TensorFlow on the client side)' % (module, name))
+    return found
 
 
-def _layer(module):
-    return LAYERS.get(module.split('.')[0], TOP)
+def test_every_module_imports_only_what_its_room_may():
+    assert breaches({module: _imports(path) for module, path in MODULES.items()}) == []
 
 
-def _ours(name):
-    return name.split('.')[0] in {m.split('.')[0] for m in MODULES}
+@pytest.mark.parametrize('module, name', [
+    ('utils.boxes', 'model.inference'),                    # a layer reaching up
+    ('nets.anchors', 'preprocessing.transform'),           # a peer of the same layer
+    ('export_saved_model', 'serving.server.limits'),       # a tool reaching into the server
+    ('detector', 'export_saved_model'),                    # a tool importing another
+    ('serving.server.servable', 'training.graph'),         # the server above model/
+    ('serving.clients.web', 'serving.server.limits'),      # the client side into the server
+    ('serving.clients.client', 'nets.postprocess'),        # the client side into TensorFlow
+    ('serving.errors', 'serving.clients.protocols'),       # shared serving code reaching up
+    ('bench.common', 'scripts.demo'),
+])
+def test_the_rules_refuse_a_breach(module, name):
+    assert breaches({module: {name}}) != []
 
 
-def test_every_package_imports_only_from_lower_layers_or_itself():
-    breaches = []
-    for module, path in sorted(MODULES.items()):
-        package = module.split('.')[0]
-        for name in sorted(_imports(path)):
-            if not _ours(name) or name.split('.')[0] == package or name not in MODULES:
-                continue
-            if _layer(name) >= _layer(module) and _layer(module) < TOP:
-                breaches.append('%s imports %s' % (path, name))
-    assert breaches == []
+def test_every_module_has_a_room_and_the_rules_see_the_tree():
+    assert {room(m) for m in MODULES} <= set(MAY_IMPORT)
+    assert TOOLS <= set(MODULES) and set(NO_TENSORFLOW) <= set(MODULES)
+    assert {m for m in MODULES if room(m) == 'serving.clients'} >= {
+        'serving.client', 'serving.web', 'serving.clients.client', 'serving.clients.protocols',
+        'serving.clients.web'}
 
 
-def _closure(module):
-    """The repository modules that importing ``module`` imports, and the outside packages (a
-    function's own imports, such as the gRPC client's, load only when it is called)."""
-    seen, outside, todo = set(), set(), [module]
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for name in _imports(MODULES[current], into_functions=False):
-            if name in MODULES:
-                todo.append(name)
-            elif not _ours(name):
-                outside.add(name.split('.')[0])
-    return seen, outside
-
-
-CLIENT_SIDE = sorted(m for m in MODULES if m.startswith('serving.clients'))
-
-
-@pytest.mark.parametrize('module', CLIENT_SIDE)
-def test_the_serving_client_side_needs_neither_tensorflow_nor_the_server(module):
-    reached, outside = _closure(module)
-    assert 'tensorflow' not in outside and 'tensorflow_serving' not in outside
-    assert not [m for m in reached if m.startswith('serving.server')]
-
-
-def test_the_rule_sees_the_layers():
-    """Guards the test itself: it must find the packages it rules over, and a client side."""
-    assert {m.split('.')[0] for m in MODULES} >= set(LAYERS) | {'serving', 'bench'}
-    assert CLIENT_SIDE
+def test_the_client_side_imports_without_tensorflow():
+    """Every NO_TENSORFLOW module imported at once in a fresh interpreter: none of TensorFlow's
+    packages is loaded (a third-party import that pulls it in is caught here too)."""
+    assert value_after_importing(NO_TENSORFLOW, (
+        'sorted(m for m in sys.modules if m.split(".")[0] in %r)'
+        % (TENSORFLOW_PACKAGES,))) == []

@@ -30,6 +30,28 @@ def test_missing_info_names_the_file(tmp_path):
         model_info.read_model_info(str(tmp_path))
 
 
+def test_found_for_a_file_an_export_a_folder_and_a_prefix(tmp_path):
+    export_version = tmp_path / 'export' / 'ssd' / '1'
+    written = model_info.write_model_info(str(export_version / model_info.ASSETS_EXTRA),
+                                          model_name='ssd_vgg_300', num_classes=2,
+                                          class_names=['Car'])
+    assert written == str(export_version / 'assets.extra' / 'model_info.json')
+    assert model_info.find_model_info(str(export_version)) == written
+    assert model_info.find_model_info(written) == written
+    assert model_info.read_model_info(str(export_version))['class_names'] == ['Car']
+    train_dir = tmp_path / 'train'
+    written = model_info.write_model_info(str(train_dir), model_name='ssd_vgg_300',
+                                          num_classes=2, class_names=['Car'])
+    assert model_info.find_model_info(str(train_dir)) == written
+    assert model_info.find_model_info(str(train_dir / 'model.ckpt-7')) == written
+
+
+def test_client_names_the_flag_for_a_folder_without_model_info(tmp_path):
+    from serving.clients import client
+    with pytest.raises(client.ClientError, match='^--model_info: .*model_info.json not found'):
+        client.load_class_names(str(tmp_path))
+
+
 def test_resolve_checkpoint(tmp_path):
     _save_checkpoint(str(tmp_path), 3)
     newest = _save_checkpoint(str(tmp_path), 10)

@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from serving.server import batching
-from serving.server.model_server import (UsageError, batching_from_flags, server_from_flags,
-                                         start_server)
+from serving.server.model_server import batching_from_flags, server_from_flags, start_server
 from test.serving_fixtures import sample_jpeg, write_model_version
+from utils.cli import UsageError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 90.  # importing TensorFlow on a busy shared machine
@@ -94,7 +94,7 @@ def test_cli_finishes_in_flight_request_on_sigterm_and_exits_0(tmp_path):
 def test_cli_bad_flag_gives_one_error_line():
     proc = _run_cli('--model_name=cars', '--model_base_path=/no/such/folder')
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a usage error, as in every tool (utils/cli.py)
     assert stderr.strip().splitlines()[-1] == (
         'error: --model_base_path /no/such/folder is not a folder')
     assert 'Traceback' not in stderr
@@ -111,6 +111,8 @@ def test_cli_bad_flag_gives_one_error_line():
     (dict(max_batch_rows=-1), '--max_batch_rows must be > 0, got -1'),
     (dict(max_tensor_elements=0), '--max_tensor_elements must be > 0, got 0'),
     (dict(rest_api_timeout_in_ms=0), '--rest_api_timeout_in_ms must be > 0, got 0'),
+    (dict(tensorflow_intra_op_parallelism=-1),
+     '--tensorflow_intra_op_parallelism must be >= 0, got -1'),
     (dict(batching_parameters_file='b.txt'), '--batching_parameters_file needs --enable_batching'),
     (dict(enable_batching=True, batching_parameters_file='/no/such.txt'),
      '--batching_parameters_file /no/such.txt: No such file'),
@@ -133,6 +135,19 @@ def test_flag_validation_names_the_flag(tmp_path, changes, message):
     with pytest.raises(UsageError) as raised:
         server_from_flags(types.SimpleNamespace(**values)).stop()
     assert str(raised.value).startswith(message)
+
+
+def test_thread_flags_reach_the_session_of_the_served_version(tmp_path):
+    from serving.server.model_server import define_flags
+    write_model_version(str(tmp_path), 1)
+    values = define_flags().values
+    values(['model_server', '--model_name=cars', '--model_base_path=%s' % tmp_path, '--port=0',
+            '--rest_api_port=0', '--tensorflow_intra_op_parallelism=1',
+            '--tensorflow_inter_op_parallelism=3'])
+    with server_from_flags(values) as server:
+        with server.manager.acquire('cars') as servable:
+            config = servable._session._config
+    assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, 3)
 
 
 def test_batching_flags_give_the_file_values_and_the_adaptive_choice(tmp_path):

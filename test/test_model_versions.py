@@ -18,7 +18,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving.server.model_server import start_server
-from serving.server.version_manager import scan_versions
+from model.versions import scan_versions
 from test.serving_fixtures import run_signature, sample_jpeg, write_model_version
 
 MODEL = 'ssd'

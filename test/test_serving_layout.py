@@ -1,15 +1,5 @@
-"""serving/: the client side (clients, protocols, web page) runs without TensorFlow, and both
-sides share one ServingError."""
-from test.conftest import value_after_importing
-
-CLIENT_SIDE = ('serving.client', 'serving.web', 'serving.errors', 'serving.clients.client',
-               'serving.clients.protocols', 'serving.clients.web')
-
-
-def test_client_side_imports_without_tensorflow():
-    assert value_after_importing(CLIENT_SIDE, (
-        'sorted(m for m in sys.modules if m.split(".")[0] in '
-        '("tensorflow", "tf_keras", "tensorflow_serving", "tf_slim"))')) == []
+"""serving/: both sides share one ServingError (the layering test keeps TensorFlow off the client
+side)."""
 
 
 def test_one_serving_error_for_both_sides():

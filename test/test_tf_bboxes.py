@@ -25,13 +25,14 @@ def _np_iou(a, b):
     return out
 
 
-def test_resize_to_crop_and_to_zoom_out_canvas():
+def test_relative_to_crop_and_to_zoom_out_canvas():
     boxes = np.array([[0.5, 0.5, 0.75, 1.0]], np.float32)
     # Crop = bottom-right quarter: (0.5, 0.5) becomes the origin and sizes double.
-    np.testing.assert_allclose(_run(tf_bboxes.bboxes_resize, np.float32([0.5, 0.5, 1, 1]), boxes),
+    relative = tf_bboxes.bboxes_relative_to_window
+    np.testing.assert_allclose(_run(relative, np.float32([0.5, 0.5, 1, 1]), boxes),
                                [[0., 0., 0.5, 1.]], atol=1e-6)
     # Canvas twice the image, image at its centre: [-0.5, 1.5] in image coordinates.
-    np.testing.assert_allclose(_run(tf_bboxes.bboxes_resize, np.float32([-.5, -.5, 1.5, 1.5]), boxes),
+    np.testing.assert_allclose(_run(relative, np.float32([-.5, -.5, 1.5, 1.5]), boxes),
                                [[0.5, 0.5, 0.625, 0.75]], atol=1e-6)
 
 

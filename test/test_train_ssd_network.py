@@ -72,7 +72,8 @@ def test_run_writes_checkpoints_model_info_and_logs(two_clone_run):
         info = json.load(f)
     assert info == {'model_name': 'ssd_vgg_300', 'num_classes': 6, 'dataset_name': 'vehicle',
                     'class_names': ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck'],
-                    'width_multiplier': 0.125, 'img_shape': [300, 300]}
+                    'width_multiplier': 0.125, 'img_shape': [300, 300],
+                    'max_number_of_steps': LEARNING_STEPS}
     assert os.path.isfile(os.path.join(train_dir, 'training_config.txt'))
     logged = STEP_LINE.findall(out)
     assert [int(m[0]) for m in logged] == list(range(1, LEARNING_STEPS + 1))

@@ -119,7 +119,7 @@ def _devkit_reference(images, label, iou_threshold=.5):
     tp, fp = np.cumsum(tp), np.cumsum(fp)
     recall, precision = tp / npos, tp / (tp + fp)
     ap07 = sum(max([p for p, r in zip(precision, recall) if r >= t] or [0.])
-               for t in np.arange(11) / 10.) / 11.
+               for t in np.arange(0., 1.1, 0.1)) / 11.
     return precision, recall, ap07
 
 
@@ -202,3 +202,24 @@ def test_results_to_json_is_serialisable():
     decoded = json.loads(json.dumps(results, allow_nan=False))
     assert decoded['classes']['Car']['recall'][-1] == pytest.approx(2. / 3)
     assert decoded['classes']['Bus']['ap_voc07'] is None
+
+
+def test_voc07_thresholds_are_py_faster_rcnns_floats():
+    # 10 positives, the 3 top-scored detections hit 3 of them, the 4th is a false positive:
+    # precision 1, 1, 1, 3/4 at recall 1/10, 2/10, 3/10, 3/10. The recall 3/10 is the double
+    # 0.29999999999999998890, below np.arange(0., 1.1, 0.1)'s 0.30000000000000004440: only
+    # t = 0, .1, .2 are reached (max precision 1 each), so AP = 3/11 (py-faster-rcnn's
+    # voc_eval.py, mmdetection). At the exact k/10 thresholds t = .3 is reached too: 4/11.
+    gt_boxes = [[0., .1 * i, .1, .1 * i + .1] for i in range(10)]
+    metric = VOCMetric(['Car'])
+    metric.add('a', gt_boxes, [CAR] * 10, None, gt_boxes[:3] + [[.5, .5, .9, .9]],
+               [.9, .8, .7, .6], [CAR] * 4)
+    car = metric.evaluate()['classes']['Car']
+    np.testing.assert_allclose(car['recall'], [.1, .2, .3, .3])
+    assert car['recall'][-1] == 3. / 10
+    assert car['ap_voc07'] == pytest.approx(3. / 11)
+    assert voc_metric.ap_voc07_exact(car['precision'], car['recall']) == pytest.approx(4. / 11)
+    # Away from 0.3, 0.6 and 0.7 the two agree (recall 5/10: t = 0 ... .5 reached).
+    precision, recall = np.ones(5), np.arange(1, 6) / 10.
+    assert voc_metric.ap_voc07(precision, recall) == pytest.approx(6. / 11)
+    assert voc_metric.ap_voc07_exact(precision, recall) == pytest.approx(6. / 11)

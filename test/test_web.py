@@ -297,7 +297,13 @@ def test_docker_run_sh_builds_the_serving_command(tmp_path):
     assert shlex.split(result.stdout) == [
         'docker', 'run', '--rm', '-t', '-p', '8500:8500', '-p', '8501:8501', '--mount',
         'type=bind,source=%s,target=/models/cars' % (tmp_path / 'export' / 'cars'),
-        '-e', 'MODEL_NAME=cars', 'tensorflow/serving']
+        '-e', 'MODEL_NAME=cars', 'tensorflow/serving', '--tensorflow_intra_op_parallelism=0',
+        '--tensorflow_inter_op_parallelism=0']
+    threads = dict(env, INTRA_OP_THREADS='2', INTER_OP_THREADS='1')
+    result = subprocess.run([script, str(tmp_path / 'export'), 'cars'], env=threads,
+                            capture_output=True, text=True, cwd=str(tmp_path))
+    assert shlex.split(result.stdout)[-2:] == ['--tensorflow_intra_op_parallelism=2',
+                                               '--tensorflow_inter_op_parallelism=1']
     result = subprocess.run([script, str(tmp_path / 'nowhere')], env=env, capture_output=True,
                             text=True)
     assert result.returncode == 1
@@ -314,7 +320,11 @@ def test_docker_run_bat_matches_the_shell_script():
     assert command.split() == [
         'docker', 'run', '--rm', '-t', '-p', '%GRPC_PORT%:8500', '-p', '%REST_PORT%:8501',
         '--mount', '"type=bind,source=%MODEL_DIR%,target=/models/%MODEL_NAME%"',
-        '-e', 'MODEL_NAME=%MODEL_NAME%', '%IMAGE%']
+        '-e', 'MODEL_NAME=%MODEL_NAME%', '%IMAGE%',
+        '--tensorflow_intra_op_parallelism=%INTRA_OP_THREADS%',
+        '--tensorflow_inter_op_parallelism=%INTER_OP_THREADS%']
+    assert 'if "%INTRA_OP_THREADS%"=="" set "INTRA_OP_THREADS=0"' in text
+    assert 'if "%INTER_OP_THREADS%"=="" set "INTER_OP_THREADS=0"' in text
     assert 'if "%GRPC_PORT%"=="" set "GRPC_PORT=8500"' in text
     assert 'if "%REST_PORT%"=="" set "REST_PORT=8501"' in text
 

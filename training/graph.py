@@ -110,10 +110,11 @@ def build_training_graph(options, net, spec, config, global_step):
         tf.set_random_seed(seed)   # op seeds of initialisers and augmentation follow from it
     anchors = net.anchors(net.params.img_shape)
     iterator, batch = build_batches(options, spec, net, anchors, config)
-    clone_batches = split_for_clones(batch, config.num_clones)
+    # create_clones calls build_clone once per clone, in clone order: each takes the next slice.
+    next_clone_batch = iter(split_for_clones(batch, config.num_clones)).__next__
 
-    def clone_fn(clone_batches):
-        images, _, _, gclasses, glocalisations, gscores = clone_batches.pop(0)
+    def build_clone(take_batch):
+        images, _, _, gclasses, glocalisations, gscores = take_batch()
         with slim.arg_scope(net.arg_scope(weight_decay=options.weight_decay,
                                           data_format=options.data_format)):
             with initializer_scope(options.weights_initializer, options.head_init_stddev):
@@ -123,7 +124,7 @@ def build_training_graph(options, net, spec, config, global_step):
                    alpha=options.loss_alpha, label_smoothing=options.label_smoothing)
         return end_points
 
-    clones = model_deploy.create_clones(config, clone_fn, [clone_batches])
+    clones = model_deploy.create_clones(config, build_clone, [next_clone_batch])
     add_image_summary(batch[0], batch[2], options.data_format)
     update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, clones[0].scope)
 

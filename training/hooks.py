@@ -5,6 +5,8 @@ import time
 
 import tensorflow.compat.v1 as tf
 
+from model import model_info
+from training import evaluation
 from utils.errors import ToolkitError
 
 
@@ -108,7 +110,8 @@ class SignalStopHook(tf.train.SessionRunHook):
 
 
 def build_hooks(f, handles, global_step, step_after, is_chief, scaffold, signal_hook):
-    """Session hooks in the order that matters: the non-finite guard first, checkpoints last."""
+    """Session hooks in the order that matters: the non-finite guard first, checkpoints and
+    the evaluation (--eval_every_n_steps, chief only) last."""
     hooks = [NonFiniteGuardHook(handles['is_finite'], handles['total_loss'], global_step),
              signal_hook,
              LoggingHook(f.log_every_n_steps, f.batch_size, step_after, handles['total_loss'],
@@ -121,4 +124,9 @@ def build_hooks(f, handles, global_step, step_after, is_chief, scaffold, signal_
         hooks.append(tf.train.CheckpointSaverHook(f.train_model_dir,
                                                   save_secs=f.save_interval_secs,
                                                   scaffold=scaffold))
+        evaluation_hook = evaluation.hook_from_flags(
+            f, step_after, scaffold.saver,
+            model_info.read_model_info(f.train_model_dir)['class_names'])
+        if evaluation_hook:
+            hooks.append(evaluation_hook)
     return hooks

@@ -10,6 +10,7 @@ import tensorflow.compat.v1 as tf
 from deployment import model_deploy
 from model import checkpoints
 from model import pretrained
+from nets.nets_model import ssd_vgg_300
 from utils.errors import ToolkitError
 
 LEARNING_RATE_DECAY_TYPES = ('fixed', 'exponential', 'polynomial')
@@ -183,7 +184,7 @@ def get_trainop(optimizer, grads_and_vars, global_step, total_loss, update_ops=N
     return train_tensor, is_finite
 
 
-def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope='ssd_300_vgg',
+def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope=ssd_vgg_300.SCOPE,
                 checkpoint_model_scope=None, checkpoint_exclude_scopes=None,
                 ignore_missing_vars=False):
     """fn(sess) initialising the model from ``pre_trained_path``, or None.

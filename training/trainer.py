@@ -7,14 +7,15 @@ import os
 import tensorflow.compat.v1 as tf
 
 from model import model_info
+from nets.nets_model import ssd_vgg_300
 from training import graph
+from training import evaluation
 from training import hooks
 from training import session
 from training import train_tools
 from training.train_tools import TrainConfigError
 from utils import cli
 
-NETWORK_SCOPE = 'ssd_300_vgg'
 # Seen with TensorFlow 2.21: oneDNN's bfloat16 rewrite leaves a bfloat16 _FusedConv2D, which only
 # the local runtime turns into a oneDNN kernel.
 NO_DISTRIBUTED_BFLOAT16 = ("TensorFlow's distributed runtime has no kernel for the bfloat16 "
@@ -60,6 +61,7 @@ def check_flags(options):
     if options.max_number_of_steps is not None and options.max_number_of_steps < 1:
         raise cli.UsageError('--max_number_of_steps=%d must be >= 1'
                              % options.max_number_of_steps)
+    evaluation.check_flags(options)
 
 
 def load_dataset(options):
@@ -114,7 +116,7 @@ def train(options):
             step_after = tf.identity(global_step.read_value())  # the step this run completed
         init_fn = train_tools.get_init_fn(
             options.pre_trained_path, options.train_model_dir, num_classes,
-            model_scope=NETWORK_SCOPE,
+            model_scope=ssd_vgg_300.SCOPE,
             checkpoint_model_scope=options.checkpoint_model_scope,
             checkpoint_exclude_scopes=options.checkpoint_exclude_scopes,
             ignore_missing_vars=options.ignore_missing_vars) if is_chief else None
@@ -124,7 +126,8 @@ def train(options):
                 options.train_model_dir, model_name=options.model_name, num_classes=num_classes,
                 class_names=class_names(spec, num_classes),
                 width_multiplier=options.width_multiplier, dataset_name=options.dataset_name,
-                img_shape=list(net.params.img_shape))
+                img_shape=list(net.params.img_shape),
+                max_number_of_steps=options.max_number_of_steps)
             train_tools.print_configuration(options.flag_values_dict(), net.params,
                                             spec.data_sources, options.train_model_dir)
         saver = tf.train.Saver(max_to_keep=options.max_to_keep,

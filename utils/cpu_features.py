@@ -38,18 +38,6 @@ def cpu_flags(cpuinfo_path='/proc/cpuinfo'):
     return None
 
 
-def cpu_model(cpuinfo_path='/proc/cpuinfo'):
-    """The model name of the first CPU in ``cpuinfo_path`` (e.g. 'AMD EPYC 9R14'), or None."""
-    try:
-        with open(cpuinfo_path) as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def bfloat16_instructions(flags):
     """The bfloat16 instruction sets among ``flags`` (upper case), e.g. ``['AVX512_BF16']``."""
     return [name.upper() for name in BFLOAT16_FLAGS if name in (flags or ())]

@@ -1,11 +1,16 @@
 """The size of an encoded image read from its first bytes, without decoding it (standard library).
 
 The model server and the web page call ``check_image_pixels`` on every image they receive, so a
-small file that declares a huge picture is refused before anything allocates its pixels.
-Formats are recognised by their signature, as ``tf.io.decode_image`` does: JPEG, PNG, GIF, BMP
-and WebP have their size read from the header; JPEG XL is refused (its size is not stored at a
-fixed place); bytes with no known signature are not images and are left to the caller.
+small file that declares a huge picture is refused before anything allocates its pixels; the
+exported ``serving_default`` graph does the same in TensorFlow ops (``export_saved_model``).
+Both read sizes through one table, ``FORMATS``: each format's signature and, for every header
+layout it has, where height and width sit (offset, width in bytes, byte order, bit field).
+Formats are recognised by their signature, as ``tf.io.decode_image`` does: PNG, GIF, BMP and
+WebP have their size at fixed places; JPEG has it in its first frame marker, found by walking
+the markers; JPEG XL is refused (its size is not stored at a fixed place); bytes with no known
+signature are not images and are left to the caller.
 """
+import collections
 import struct
 
 from utils.errors import ToolkitError
@@ -13,9 +18,52 @@ from utils.errors import ToolkitError
 DEFAULT_MAX_IMAGE_PIXELS = 50 * 1000 * 1000
 PIXELS_FLAG = '--max_image_pixels'
 
-_JPEG = b'\xff\xd8\xff'
-_PNG = b'\x89PNG\r\n\x1a\n'
-_JXL = (b'\xff\x0a', b'\x00\x00\x00\x0cJXL \r\n\x87\n')
+Field = collections.namedtuple('Field', 'offset size byte_order signed shift mask add')
+Field.__new__.__defaults__ = (False, 0, None, 0)
+Field.__doc__ = """An unsigned integer of ``size`` bytes at ``offset``, ``byte_order`` 'big' or
+'little'. ``signed``: two's complement, and the size is its magnitude (a BMP stores a negative
+height for rows kept top-down). Then ``(value >> shift) & mask`` (mask None: all bits) ``+ add``
+(WebP stores some sizes minus one)."""
+
+Layout = collections.namedtuple('Layout', 'when height width')
+Layout.__doc__ = """One header layout: used when every ``(offset, bytes)`` of ``when`` matches
+the data; ``height`` and ``width`` are ``Field``s."""
+
+ImageFormat = collections.namedtuple('ImageFormat', 'name signature layouts')
+ImageFormat.__doc__ = """``signature``: ``(offset, bytes)`` pairs that all match the data of this
+format; ``layouts``: its ``Layout``s, tried in order (empty: the size is not at a fixed place)."""
+
+_RIFF_WEBP = ((0, b'RIFF'), (8, b'WEBP'))
+JPEG = ImageFormat('JPEG', ((0, b'\xff\xd8\xff'),), ())  # size in the first frame marker
+FORMATS = (
+    JPEG,
+    ImageFormat('PNG', ((0, b'\x89PNG\r\n\x1a\n'),), (
+        Layout(((12, b'IHDR'),), Field(20, 4, 'big'), Field(16, 4, 'big')),)),
+    ImageFormat('GIF', ((0, b'GIF8'),), (
+        Layout((), Field(8, 2, 'little'), Field(6, 2, 'little')),)),  # logical screen
+    ImageFormat('BMP', ((0, b'BM'),), (
+        # OS/2 1.x BITMAPCOREHEADER (12 bytes): unsigned 16-bit width and height.
+        Layout(((14, b'\x0c\x00\x00\x00'),), Field(20, 2, 'little'), Field(18, 2, 'little')),
+        # BITMAPINFOHEADER and its successors (40 bytes and more): signed 32-bit.
+        Layout((), Field(22, 4, 'little', signed=True), Field(18, 4, 'little', signed=True)))),
+    ImageFormat('WebP', _RIFF_WEBP, (
+        # Extended: 24-bit canvas width - 1 and height - 1.
+        Layout(((12, b'VP8X'),), Field(27, 3, 'little', add=1), Field(24, 3, 'little', add=1)),
+        # Lossless: 14-bit width - 1 and height - 1 after the signature byte 0x2f.
+        Layout(((12, b'VP8L'),), Field(21, 4, 'little', shift=14, mask=0x3FFF, add=1),
+               Field(21, 4, 'little', mask=0x3FFF, add=1)),
+        # Lossy: 14-bit width and height after the frame tag and the start code (2 bits scale).
+        Layout(((12, b'VP8 '),), Field(28, 2, 'little', mask=0x3FFF),
+               Field(26, 2, 'little', mask=0x3FFF)))),
+    ImageFormat('JPEG XL', ((0, b'\xff\x0a'),), ()),
+    ImageFormat('JPEG XL', ((0, b'\x00\x00\x00\x0cJXL \r\n\x87\n'),), ()),
+)
+# The bytes the table reads at most: the end of its farthest field or signature.
+HEADER_BYTES = max([f.offset + f.size for fmt in FORMATS for layout in fmt.layouts
+                    for f in (layout.height, layout.width)] +
+                   [offset + len(magic) for fmt in FORMATS
+                    for offset, magic in fmt.signature + sum((l.when for l in fmt.layouts), ())])
+
 # JPEG start-of-frame markers (C4 = DHT, C8 = JPG, CC = DAC are not frames).
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers without a length field: TEM and the restart markers.
@@ -57,74 +105,53 @@ def _jpeg_size(data):
     raise ImageHeaderError('JPEG header has no readable frame size')
 
 
-def _png_size(data):
-    if data[12:16] != b'IHDR':
-        raise ImageHeaderError('PNG header has no IHDR chunk')
-    width, height = _unpack('>II', data, 16, 'PNG')
-    return height, width
+def _matches(data, pairs):
+    return all(data[offset:offset + len(magic)] == magic for offset, magic in pairs)
 
 
-def _gif_size(data):
-    width, height = _unpack('<HH', data, 6, 'GIF')
-    return height, width
+def read_field(data, field, name):
+    """The value of ``field`` (a ``Field``) in ``data``; ImageHeaderError when cut short."""
+    chunk = data[field.offset:field.offset + field.size]
+    if len(chunk) < field.size:
+        raise ImageHeaderError('%s header is cut short' % name)
+    value = int.from_bytes(chunk, field.byte_order, signed=field.signed)
+    value = abs(value) >> field.shift
+    return (value if field.mask is None else value & field.mask) + field.add
 
 
-def _bmp_size(data):
-    header_size, = _unpack('<I', data, 14, 'BMP')
-    width, height = _unpack('<HH' if header_size == 12 else '<ii', data, 18, 'BMP')
-    return abs(height), abs(width)  # a negative height means rows stored top-down
-
-
-def _webp_size(data):
-    chunk = data[12:16]
-    if chunk == b'VP8X':  # extended: 24-bit canvas width - 1 and height - 1
-        low_w, high_w, low_h, high_h = _unpack('<HBHB', data, 24, 'WebP')
-        return (low_h | high_h << 16) + 1, (low_w | high_w << 16) + 1
-    if chunk == b'VP8L':  # lossless: 14-bit width - 1 and height - 1 after the signature byte
-        bits, = _unpack('<I', data, 21, 'WebP')
-        return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
-    if chunk == b'VP8 ':  # lossy: 14-bit width and height after the frame tag and start code
-        width, height = _unpack('<HH', data, 26, 'WebP')
-        return height & 0x3FFF, width & 0x3FFF
-    raise ImageHeaderError('WebP header has no VP8, VP8L or VP8X chunk')
+def _format_of(data):
+    return next((fmt for fmt in FORMATS if _matches(data, fmt.signature)), None)
 
 
 def image_format(data):
     """'JPEG', 'PNG', 'GIF', 'BMP', 'WebP' or 'JPEG XL' from the signature of ``data``; None
     for bytes with no image signature."""
-    if data.startswith(_JPEG):
-        return 'JPEG'
-    if data.startswith(_PNG):
-        return 'PNG'
-    if data.startswith(b'GIF8'):
-        return 'GIF'
-    if data.startswith(b'BM'):
-        return 'BMP'
-    if data.startswith(b'RIFF') and data[8:12] == b'WEBP':
-        return 'WebP'
-    if data.startswith(_JXL):
-        return 'JPEG XL'
-    return None
-
-
-_SIZE_READERS = {'JPEG': _jpeg_size, 'PNG': _png_size, 'GIF': _gif_size, 'BMP': _bmp_size,
-                 'WebP': _webp_size}
+    fmt = _format_of(data)
+    return fmt.name if fmt is not None else None
 
 
 def image_size(data):
-    """``(format, height, width)`` read from the header of encoded image bytes.
+    """``(format name, height, width)`` read from the header of encoded image bytes.
 
     Returns None when ``data`` has no image signature. Raises ImageHeaderError when it has one
     but the size cannot be read (cut short, malformed, or JPEG XL).
     """
-    name = image_format(data)
-    if name is None:
+    fmt = _format_of(data)
+    if fmt is None:
         return None
-    if name not in _SIZE_READERS:
+    if fmt is JPEG:
+        height, width = _jpeg_size(data)
+        return fmt.name, height, width
+    if not fmt.layouts:
         raise ImageHeaderError('%s images are not accepted: their size cannot be read before '
-                               'decoding' % name)
-    height, width = _SIZE_READERS[name](data)
-    return name, height, width
+                               'decoding' % fmt.name)
+    layout = next((layout for layout in fmt.layouts if _matches(data, layout.when)), None)
+    if layout is None:
+        chunks = [magic.decode('ascii').strip() for known in fmt.layouts
+                  for _, magic in known.when]
+        raise ImageHeaderError('%s header has no %s chunk' % (fmt.name, ' or '.join(chunks)))
+    return (fmt.name, read_field(data, layout.height, fmt.name),
+            read_field(data, layout.width, fmt.name))
 
 
 def check_image_pixels(data, max_pixels, what):

@@ -6,10 +6,12 @@ pyplot, and only when a display exists (``has_display()``).
 
 Boxes are ``[ymin, xmin, ymax, xmax]`` in pixels of the image they are drawn on.
 """
+import io
 import os
 import sys
 
 import matplotlib
+import matplotlib.image
 import matplotlib.patches
 
 _NON_INTERACTIVE = ('agg', 'pdf', 'pgf', 'ps', 'svg', 'cairo', 'template')
@@ -49,23 +51,28 @@ def _new_figure(width_px, height_px):
     return figure
 
 
-def detections_figure(image, boxes, classes, scores, class_names, title=None):
+def detections_figure(image, boxes, classes, scores, class_names, title=None, max_side=None):
     """A figure of ``image`` (uint8 ``[H, W, 3]`` RGB or ``[H, W]``) with its detections.
 
     ``boxes [D, 4]`` pixels, ``classes [D]`` ids 1..N (names from ``class_names``, id i is
-    ``class_names[i - 1]``; unknown ids print as the number), ``scores [D]``. The figure has the
-    image's own size (one image pixel = one figure pixel) so small images stay legible.
+    ``class_names[i - 1]``; unknown ids print as the number), ``scores [D]`` (None: boxes
+    labelled by their class only, e.g. ground truth). The figure has the image's own size (one
+    image pixel = one figure pixel) so small images stay legible, or with ``max_side`` at most
+    that many pixels on its longer side.
     """
     image = np.asarray(image)
     height, width = image.shape[:2]
-    figure = _new_figure(max(width, 64), max(height, 64))
+    scale = min(1., float(max_side) / max(height, width)) if max_side else 1.
+    figure = _new_figure(max(width * scale, 64), max(height * scale, 64))
     axes = figure.add_axes([0, 0, 1, 1])
     # Continuous pixel frame: the image spans [0, W] x [0, H], so box xmax = W is the right edge.
     axes.imshow(image, cmap='gray' if image.ndim == 2 else None, extent=(0, width, height, 0),
                 interpolation='nearest')
     axes.set_axis_off()
-    font_size = max(6, min(12, width / 40.))
+    font_size = max(6, min(12, width * scale / 40.))
     label_height = font_size * 1.6 * _DPI / 72.   # pixels of a one-line label with its pad
+    if scores is None:
+        scores = [None] * len(classes)
     for box, label, score in zip(np.asarray(boxes).reshape(-1, 4), classes, scores):
         ymin, xmin, ymax, xmax = [float(v) for v in box]
         color = class_color(label)
@@ -74,14 +81,28 @@ def detections_figure(image, boxes, classes, scores, class_names, title=None):
         label = int(label)
         name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
         # Above the box, or inside it when the box touches the top edge (no room above).
-        inside = ymin < label_height
-        axes.text(xmin, ymin, '%s %.2f' % (name, score), color='white', fontsize=font_size,
+        inside = ymin * scale < label_height
+        text = name if score is None else '%s %.2f' % (name, score)
+        axes.text(xmin, ymin, text, color='white', fontsize=font_size,
                   verticalalignment='top' if inside else 'bottom', clip_on=True,
                   bbox=dict(facecolor=color, edgecolor=color, pad=1, alpha=0.8))
     if title:
         axes.text(2, 2, title, color='white', fontsize=font_size, verticalalignment='top',
                   bbox=dict(facecolor='black', alpha=0.5, pad=1))
     return figure
+
+
+def figure_pixels(figure):
+    """The rendered ``figure`` as uint8 ``[H, W, 3]`` RGB."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def encode_png(pixels):
+    """uint8 ``[H, W, 3]`` RGB → PNG bytes."""
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, pixels, format='png')
+    return buffer.getvalue()
 
 
 def save_detections(path, image, boxes, classes, scores, class_names, title=None):

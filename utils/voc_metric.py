@@ -91,14 +91,28 @@ def precision_recall(scores, is_tp, num_positives):
     return tp / np.maximum(tp + fp, np.finfo(np.float64).eps), tp / float(num_positives)
 
 
-def ap_voc07(precision, recall):
-    """VOC2007 11-point AP: mean over t in {0, 0.1, ..., 1} of max precision at recall >= t."""
+# The 11 recall thresholds of py-faster-rcnn's voc_eval.py and mmdetection: np.arange's floats, of
+# which 0.3, 0.6 and 0.7 lie just above k/10 (0.30000000000000004...), so a recall of exactly 3/10
+# does not reach them. Python detection code (SSD and Faster R-CNN ports) reports these numbers.
+VOC07_RECALL_THRESHOLDS = np.arange(0., 1.1, 0.1)
+# The same thresholds as the floats nearest to k/10.
+VOC07_EXACT_RECALL_THRESHOLDS = np.arange(11) / 10.
+
+
+def ap_voc07(precision, recall, thresholds=VOC07_RECALL_THRESHOLDS):
+    """VOC2007 11-point AP: mean over the recall ``thresholds`` t of the max precision at
+    recall >= t, as py-faster-rcnn's ``voc_eval.py`` and mmdetection compute it (default)."""
     total = 0.
-    # arange/10 gives the floats nearest to k/10, so a recall of exactly 3/10 reaches t = 0.3.
-    for t in np.arange(11) / 10.:
+    for t in thresholds:
         reached = recall >= t
         total += np.max(precision[reached]) if np.any(reached) else 0.
-    return total / 11.
+    return total / float(len(thresholds))
+
+
+def ap_voc07_exact(precision, recall):
+    """``ap_voc07`` at the floats nearest to k/10: differs from the default only when a recall
+    equals 0.3, 0.6 or 0.7 exactly."""
+    return ap_voc07(precision, recall, VOC07_EXACT_RECALL_THRESHOLDS)
 
 
 def ap_voc2010(precision, recall):
@@ -201,8 +215,9 @@ class VOCMetric(object):
         Returns a dict: ``map_voc07``, ``map_voc2010`` (mean over classes with ground truth,
         None when no class has any), ``num_images``, ``iou_threshold`` and ``classes``: class name
         → ``{'label', 'num_positives', 'num_detections', 'num_tp', 'ap_voc07', 'ap_voc2010',
-        'precision', 'recall'}`` (APs None without ground truth; precision/recall float64 arrays
-        ordered by descending score, empty without ground truth).
+        'precision', 'recall', 'scores'}`` (APs None without ground truth; precision, recall and
+        the detection scores they follow: float64 arrays ordered by descending score, empty
+        without ground truth).
         """
         # Image by image in insertion order, so that the stable ranking breaks score ties by it.
         all_labels = np.concatenate([np.zeros(0, np.int64)] + self._labels)
@@ -215,12 +230,13 @@ class VOCMetric(object):
             entry = {'label': label, 'num_positives': num_positives,
                      'num_detections': int(len(scores)), 'num_tp': int(is_tp.sum()),
                      'ap_voc07': None, 'ap_voc2010': None,
-                     'precision': np.zeros(0), 'recall': np.zeros(0)}
+                     'precision': np.zeros(0), 'recall': np.zeros(0), 'scores': np.zeros(0)}
             if num_positives > 0:
                 precision, recall = precision_recall(scores, is_tp, num_positives)
                 entry.update(ap_voc07=ap_voc07(precision, recall),
                              ap_voc2010=ap_voc2010(precision, recall),
-                             precision=precision, recall=recall)
+                             precision=precision, recall=recall,
+                             scores=np.sort(scores)[::-1])
             classes[self.class_name(label)] = entry
         scored = [c for c in classes.values() if c['ap_voc07'] is not None]
         return {
@@ -232,12 +248,15 @@ class VOCMetric(object):
         }
 
 
+_CURVE_KEYS = ('precision', 'recall', 'scores')
+
+
 def results_to_json(results):
     """``evaluate()`` results as JSON-ready data (arrays become lists)."""
     classes = {}
     for name, entry in results['classes'].items():
-        classes[name] = dict(entry, precision=[float(p) for p in entry['precision']],
-                             recall=[float(r) for r in entry['recall']])
+        classes[name] = dict(entry, **{key: [float(v) for v in entry[key]]
+                                       for key in _CURVE_KEYS})
     return dict(results, classes=classes)
 
 

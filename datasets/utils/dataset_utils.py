@@ -16,6 +16,7 @@ import os
 import struct
 
 from datasets import dataset_config
+from utils import files
 from utils.errors import ToolkitError
 
 DESCRIPTION_FILENAME = 'dataset_description.json'
@@ -90,11 +91,7 @@ def merge_description(dataset_dir, dataset_name, class_names, split_name, split_
     description = check_description(dataset_dir, dataset_name, class_names) or {
         'dataset_name': dataset_name, 'class_names': list(class_names), 'splits': {}}
     description['splits'][split_name] = split_info
-    temporary = description_path(dataset_dir) + '.tmp'
-    with open(temporary, 'w', encoding='utf-8') as handle:
-        json.dump(description, handle, indent=2, sort_keys=True)
-        handle.write('\n')
-    os.replace(temporary, description_path(dataset_dir))
+    files.write_json_atomically(description_path(dataset_dir), description)
     return description
 
 

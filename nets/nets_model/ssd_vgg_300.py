@@ -22,6 +22,8 @@ from utils import slim_compat
 slim = slim_compat.import_slim()
 
 MIN_CHANNELS = 8
+# The variable scope of every SSD-VGG300 variable, as SSD-Tensorflow checkpoints name it (SPEC §4).
+SCOPE = 'ssd_300_vgg'
 
 
 class SSDNet(object):
@@ -39,7 +41,7 @@ class SSDNet(object):
         return max(MIN_CHANNELS, int(round(channels * self.width_multiplier)))
 
     # ---- network -------------------------------------------------------------------------
-    def net(self, inputs, is_training=True, reuse=None, scope='ssd_300_vgg'):
+    def net(self, inputs, is_training=True, reuse=None, scope=SCOPE):
         """Builds the network.
 
         inputs: float32 [B, 300, 300, 3] (VGG-mean-subtracted RGB) in the data_format of the
@@ -52,7 +54,7 @@ class SSDNet(object):
         del is_training
         width = self._width
         end_points = {}
-        with tf.variable_scope(scope, 'ssd_300_vgg', [inputs], reuse=reuse):
+        with tf.variable_scope(scope, SCOPE, [inputs], reuse=reuse):
             net = inputs
             vgg_blocks = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))   # (convs, channels)
             for block, (repeats, channels) in enumerate(vgg_blocks, 1):

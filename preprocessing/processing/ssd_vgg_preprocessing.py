@@ -194,8 +194,8 @@ def preprocess_for_train(image, labels, bboxes, out_shape=OUT_SHAPE, data_format
 
         keep = tf_bboxes.bboxes_centre_in(window[None], bboxes)[0]
         labels, bboxes = tf_bboxes.bboxes_filter(keep, labels, bboxes)
-        bboxes = tf_bboxes.bboxes_clip(transform.UNIT_WINDOW,
-                                       tf_bboxes.bboxes_resize(window, bboxes))
+        bboxes = tf_bboxes.bboxes_relative_to_window(window, bboxes)
+        bboxes = tf_bboxes.bboxes_clip(transform.UNIT_WINDOW, bboxes)
         bboxes = tf.where(flip, tf_bboxes.bboxes_flip_left_right(bboxes), bboxes)
         return _finish_image(pixels, out_shape, data_format), labels, bboxes
 

@@ -10,13 +10,13 @@ import tensorflow.compat.v1 as tf
 from utils import boxes as boxes_lib
 
 
-def bboxes_resize(bbox_ref, bboxes):
-    """Re-expresses ``bboxes [N, 4]`` relative to ``bbox_ref [4]`` (its corners become 0 and 1).
+def bboxes_relative_to_window(window, bboxes):
+    """Re-expresses ``bboxes [N, 4]`` relative to ``window [4]`` (its corners become 0 and 1).
 
-    Used for crops (reference inside the image) and zoom-out canvases (reference larger than the
+    Used for crops (window inside the image) and zoom-out canvases (window larger than the
     image) alike; no clipping happens here.
     """
-    return boxes_lib.relative_to_window(bboxes, tf.convert_to_tensor(bbox_ref, tf.float32), tf)
+    return boxes_lib.relative_to_window(bboxes, tf.convert_to_tensor(window, tf.float32), tf)
 
 
 def bboxes_clip(bbox_ref, bboxes):

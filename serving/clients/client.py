@@ -15,12 +15,12 @@ pixels of the original image, scores ``[N]`` (descending), class ids ``[N]`` (1.
 NumPy + OpenCV (+ requests for REST, tensorflow-serving-api for gRPC) only: no TensorFlow graph.
 """
 import collections
-import json
 import os
 import sys
 
 import numpy as np
 
+from model import model_info as model_info_lib
 from nets import ssd_params
 from preprocessing import np_transform
 from serving.clients import protocols
@@ -70,17 +70,10 @@ def load_class_names(model_info=None, labels_file=None):
             raise ClientError(str(e))
     if not model_info:
         return None
-    path = model_info
-    if os.path.isdir(path):
-        candidates = [os.path.join(path, 'assets.extra', 'model_info.json'),
-                      os.path.join(path, 'model_info.json')]
-        path = next((p for p in candidates if os.path.isfile(p)), candidates[0])
     try:
-        with open(path) as f:
-            names = json.load(f)['class_names']
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ClientError('--model_info %s: cannot read class_names (%s)' % (path, e))
-    return list(names)
+        return list(model_info_lib.read_model_info(model_info)['class_names'])
+    except model_info_lib.ModelInfoError as e:
+        raise ClientError('--model_info: %s' % e)
 
 
 class DetectionClient(object):

@@ -18,11 +18,11 @@ import threading
 
 import numpy as np
 
+from serving import defaults
 from serving.errors import ServingError
 
 PROTOCOLS = ('grpc', 'rest')
 DEFAULT_TIMEOUT = 60.
-_MAX_GRPC_MESSAGE = 64 * 1024 * 1024
 
 
 def _is_string_array(array):
@@ -155,8 +155,8 @@ class GrpcTransport(Transport):
         self._tf = tf
         self._predict_pb2 = predict_pb2
         self._channel = grpc.insecure_channel(server, options=[
-            ('grpc.max_send_message_length', _MAX_GRPC_MESSAGE),
-            ('grpc.max_receive_message_length', _MAX_GRPC_MESSAGE)])
+            ('grpc.max_send_message_length', defaults.MAX_MESSAGE_BYTES),
+            ('grpc.max_receive_message_length', defaults.MAX_MESSAGE_BYTES)])
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def make_request(self, model_name, inputs, signature_name='serving_default', version=None):

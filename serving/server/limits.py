@@ -14,6 +14,6 @@ RequestLimits.__doc__ = """``max_image_pixels`` per encoded image (read from its
 a variable first size, e.g. the images of serving_default), ``max_tensor_elements`` per input
 tensor (as its shape declares them)."""
 
-# 2**24 elements: the float32 values a 64 MiB request can carry.
+# 2**24 elements: the float32 values a request of serving.defaults.MAX_MESSAGE_BYTES can carry.
 DEFAULT_LIMITS = RequestLimits(max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
                                max_batch_rows=64, max_tensor_elements=2 ** 24)

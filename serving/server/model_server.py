@@ -30,22 +30,15 @@ import signal
 import sys
 import threading
 
+from model.versions import parse_version
+from serving import defaults
 from serving.server import batching
 from serving.server.limits import DEFAULT_LIMITS, RequestLimits
-from serving.server.versions import parse_version
 from utils import cli
-from utils.errors import ToolkitError
 
 logger = logging.getLogger('serving.model_server')
 
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_GRPC_THREADS = 16
-SHUTDOWN_GRACE_SECONDS = 30.
-DEFAULT_REST_TIMEOUT_SECONDS = 30.
-
-
-class UsageError(ToolkitError):
-    """A bad flag or start-up condition, reported as one line without a traceback (exit 1)."""
 
 
 class ModelServer(object):
@@ -63,7 +56,7 @@ class ModelServer(object):
         self._rest_server = rest_server
         self._stopped = False
 
-    def stop(self, grace_seconds=SHUTDOWN_GRACE_SECONDS):
+    def stop(self, grace_seconds=defaults.SHUTDOWN_GRACE_SECONDS):
         """Both front ends stop accepting; requests in flight get ``grace_seconds`` to finish."""
         if self._stopped:
             return
@@ -82,10 +75,10 @@ class ModelServer(object):
 
 
 def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait_seconds=1.,
-                 host='127.0.0.1', max_request_bytes=DEFAULT_MAX_REQUEST_BYTES,
+                 host='127.0.0.1', max_request_bytes=defaults.MAX_MESSAGE_BYTES,
                  grpc_max_threads=DEFAULT_GRPC_THREADS, intra_op_threads=0, inter_op_threads=0,
                  version_labels=None, limits=DEFAULT_LIMITS,
-                 rest_timeout_seconds=DEFAULT_REST_TIMEOUT_SECONDS, batching=None):
+                 rest_timeout_seconds=defaults.REST_TIMEOUT_SECONDS, batching=None):
     """Binds the ports, loads the newest version, then starts serving; returns a ``ModelServer``.
 
     ``port`` / ``rest_api_port``: 0 picks a free port, ``rest_api_port=None`` disables REST.
@@ -93,10 +86,10 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
     ``version_labels``: dict label -> version. ``limits``: a ``serving.server.limits.RequestLimits``;
     ``rest_timeout_seconds``: of every read and write on a REST connection. ``batching``: a
     ``serving.server.batching.BatchingParameters`` to batch concurrent requests, or None. Raises
-    ``UsageError`` when a port cannot be bound or the base path is not a folder.
+    ``cli.UsageError`` when a port cannot be bound or the base path is not a folder.
     """
     if not os.path.isdir(model_base_path):
-        raise UsageError('--model_base_path %s is not a folder' % model_base_path)
+        raise cli.UsageError('--model_base_path %s is not a folder' % model_base_path)
     # Imported here: they pull in TensorFlow (seconds), and the CLI checks its flags before that.
     from serving.server.grpc_service import create_grpc_server
     from serving.server.rest_api import RestApiServer
@@ -111,7 +104,7 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
         grpc_server, grpc_port = create_grpc_server(
             manager, '%s:%d' % (host, port), max_request_bytes, grpc_max_threads)
     except RuntimeError as err:
-        raise UsageError('--port %d on %s: cannot bind (%s)' % (port, host, err))
+        raise cli.UsageError('--port %d on %s: cannot bind (%s)' % (port, host, err))
     rest_server = None
     if rest_api_port is not None:
         try:
@@ -119,7 +112,7 @@ def start_server(model_name, model_base_path, port=0, rest_api_port=0, poll_wait
                                         rest_timeout_seconds)
         except OSError as err:
             grpc_server.stop(None)
-            raise UsageError('--rest_api_port %d on %s: cannot bind (%s)' % (
+            raise cli.UsageError('--rest_api_port %d on %s: cannot bind (%s)' % (
                 rest_api_port, host, err.strerror))
     manager.start(poll_wait_seconds)
     grpc_server.start()
@@ -147,11 +140,11 @@ def define_flags():
     flag_set.integer('rest_api_port', 8501, 'REST port; 0 disables the REST API.')
     flag_set.string('host', '127.0.0.1',
                     'Interface to bind; 0.0.0.0 exposes the server to other machines.')
-    flag_set.integer('max_request_bytes', DEFAULT_MAX_REQUEST_BYTES,
+    flag_set.integer('max_request_bytes', defaults.MAX_MESSAGE_BYTES,
                      'Largest accepted request (gRPC message or REST body) in bytes.')
     flag_set.integer('grpc_max_threads', DEFAULT_GRPC_THREADS,
                      'Threads answering gRPC calls concurrently.')
-    flag_set.integer('rest_api_timeout_in_ms', int(DEFAULT_REST_TIMEOUT_SECONDS * 1000),
+    flag_set.integer('rest_api_timeout_in_ms', int(defaults.REST_TIMEOUT_SECONDS * 1000),
                      'Timeout of every read and write on a REST connection; an idle client is '
                      'disconnected after it.')
     flag_set.group('Request limits (over one: INVALID_ARGUMENT / 400 naming the flag)')
@@ -178,9 +171,12 @@ def define_flags():
                      'Serving\'s: batching then never lowers throughput); '
                      '--noadaptive_batching batches always.')
     flag_set.integer('tensorflow_intra_op_parallelism', 0,
-                     'Threads inside one op (0 = TensorFlow chooses).')
+                     'Threads inside one op, oneDNN\'s included (0 = TensorFlow chooses: the '
+                     'number of cores). TF Serving\'s flag: SavedModels carry no session '
+                     'options; bench/bench_threads.py measures which value pays.')
     flag_set.integer('tensorflow_inter_op_parallelism', 0,
-                     'Ops run in parallel (0 = TensorFlow chooses).')
+                     'Ops run at once (0 = TensorFlow chooses; negative: in the calling '
+                     'thread). TF Serving\'s flag.')
     return flag_set
 
 
@@ -190,7 +186,8 @@ def parse_version_labels(text):
     for pair in filter(None, (p.strip() for p in text.split(','))):
         label, _, version = pair.partition('=')
         if not label or parse_version(version) is None:
-            raise UsageError('--version_labels: %r is not label=version (e.g. stable=2)' % pair)
+            raise cli.UsageError('--version_labels: %r is not label=version (e.g. stable=2)'
+                                 % pair)
         labels[label] = parse_version(version)
     return labels
 
@@ -201,7 +198,7 @@ def batching_from_flags(enable_batching, parameters_file, adaptive=True):
     flag or the file's bad field."""
     if not enable_batching:
         if parameters_file:
-            raise UsageError('--batching_parameters_file needs --enable_batching')
+            raise cli.UsageError('--batching_parameters_file needs --enable_batching')
         return None
     parameters = batching.DEFAULT_PARAMETERS
     if parameters_file:
@@ -209,13 +206,13 @@ def batching_from_flags(enable_batching, parameters_file, adaptive=True):
             with open(parameters_file) as f:
                 text = f.read()
         except OSError as err:
-            raise UsageError('--batching_parameters_file %s: %s' % (parameters_file,
+            raise cli.UsageError('--batching_parameters_file %s: %s' % (parameters_file,
                                                                     err.strerror))
         try:
             parameters = batching.parse_batching_parameters(
                 text, '--batching_parameters_file %s' % parameters_file)
         except batching.BatchingConfigError as err:
-            raise UsageError(str(err))
+            raise cli.UsageError(str(err))
     return parameters._replace(adaptive=adaptive)
 
 
@@ -224,17 +221,20 @@ def server_from_flags(values):
     starts the server; ``UsageError`` names the bad flag."""
     for name in ('model_name', 'model_base_path'):
         if not getattr(values, name):
-            raise UsageError('--%s is required' % name)
+            raise cli.UsageError('--%s is required' % name)
     if values.file_system_poll_wait_seconds <= 0:
-        raise UsageError('--file_system_poll_wait_seconds must be > 0, got %g' %
+        raise cli.UsageError('--file_system_poll_wait_seconds must be > 0, got %g' %
                          values.file_system_poll_wait_seconds)
     for name in ('port', 'rest_api_port'):
         if not 0 <= getattr(values, name) <= 65535:
-            raise UsageError('--%s must be in 0..65535, got %d' % (name, getattr(values, name)))
+            raise cli.UsageError('--%s must be in 0..65535, got %d' % (name, getattr(values, name)))
     for name in ('max_request_bytes', 'grpc_max_threads', 'rest_api_timeout_in_ms',
                  'max_image_pixels', 'max_batch_rows', 'max_tensor_elements'):
         if getattr(values, name) <= 0:
-            raise UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
+            raise cli.UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
+    if values.tensorflow_intra_op_parallelism < 0:
+        raise cli.UsageError('--tensorflow_intra_op_parallelism must be >= 0, got %d'
+                             % values.tensorflow_intra_op_parallelism)
     batching = batching_from_flags(values.enable_batching, values.batching_parameters_file,
                                    values.adaptive_batching)
     return start_server(

@@ -37,9 +37,10 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from google.protobuf import json_format
 
+from model.versions import parse_version
+from serving import defaults
 from serving.errors import ServingError
 from serving.server.servable import DEFAULT_SIGNATURE, check_input_names
-from serving.server.versions import parse_version
 
 logger = logging.getLogger('serving.model_server')
 
@@ -56,7 +57,6 @@ _HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 408,
 }
-DEFAULT_TIMEOUT_SECONDS = 30.
 # Oversized bodies are read and dropped (closing with unread data would reset the connection
 # before the client sees the 413), but only up to this much; beyond it we just close.
 _MAX_DRAIN_BYTES = 256 * 1024 * 1024
@@ -419,7 +419,7 @@ class RestApiServer(object):
     """
 
     def __init__(self, manager, host, port, max_request_bytes,
-                 timeout_seconds=DEFAULT_TIMEOUT_SECONDS):
+                 timeout_seconds=defaults.REST_TIMEOUT_SECONDS):
         self._httpd = _ThreadingServer((host, port), manager, max_request_bytes, timeout_seconds)
         self.port = self._httpd.server_address[1]
         self._thread = None
@@ -429,7 +429,7 @@ class RestApiServer(object):
                                         daemon=True)
         self._thread.start()
 
-    def stop(self, grace_seconds=DEFAULT_TIMEOUT_SECONDS):
+    def stop(self, grace_seconds=defaults.SHUTDOWN_GRACE_SECONDS):
         """Stops accepting, then ``close_connections(grace_seconds)``."""
         if self._thread is not None:
             self._httpd.shutdown()

@@ -22,9 +22,9 @@ import time
 import grpc
 from tensorflow_serving.apis import get_model_status_pb2
 
+from model.versions import scan_versions
 from serving.errors import ServingError
 from serving.server.servable import Servable, summarize_error
-from serving.server.versions import looks_like_version, parse_version
 
 logger = logging.getLogger('serving.model_server')
 
@@ -33,25 +33,6 @@ VersionStatus.__doc__ = """One version's state ('LOADING', 'AVAILABLE', 'UNLOADI
 ``code`` (``grpc.StatusCode``, OK unless the load failed) and the error message ('' when OK)."""
 
 _OK = grpc.StatusCode.OK
-
-
-def scan_versions(base_path, on_ignored=None):
-    """dict version (int) -> folder for every version-named subfolder of ``base_path``.
-
-    ``on_ignored(name)`` is called for each folder whose name looks like a number but is not a
-    version (see ``serving.server.versions``).
-    """
-    versions = {}
-    for name in os.listdir(base_path):
-        path = os.path.join(base_path, name)
-        if not os.path.isdir(path):
-            continue
-        version = parse_version(name)
-        if version is not None:
-            versions[version] = path
-        elif on_ignored is not None and looks_like_version(name):
-            on_ignored(name)
-    return versions
 
 
 def folder_fingerprint(path):

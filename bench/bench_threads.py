@@ -1,0 +1,126 @@
+"""Which session thread settings make the forward pass fastest here, measured side by side.
+
+    python bench/bench_threads.py [--settings=0:0,2:1,1:1,2:2] [--precision=float32]
+        [--batch_size=1] [--rounds=4] [--runs=5] [--width_multiplier=1]
+
+Each setting is ``intra:inter``: ``intra_op_parallelism_threads`` (threads inside one op, oneDNN's
+included) and ``inter_op_parallelism_threads`` (ops run at once); 0 lets TensorFlow choose (the
+number of cores). TensorFlow fixes both pools for the whole process at its first session, so each
+setting runs in its own child process; the settings alternate ``--rounds`` times, so a load that
+comes and goes hits each of them alike. Each child times ``--runs`` forward passes of the
+inference tools' graph (``model/inference.py``, weights frozen) after a warm-up run and prints
+their median; a figure per setting is the median over the rounds. The session options of the
+winner are what ``python -m serving.model_server`` and TF Serving take as
+``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from bench import common  # noqa: E402
+
+RESULT = 'median_seconds'
+
+
+def parse_settings(text):
+    """'0:0,2:1' → [(0, 0), (2, 1)]; ValueError naming the bad item."""
+    settings = []
+    for item in filter(None, (part.strip() for part in text.split(','))):
+        intra, _, inter = item.partition(':')
+        try:
+            setting = (int(intra), int(inter))
+        except ValueError:
+            raise ValueError('%r is not intra:inter (e.g. 2:1)' % item)
+        if setting[0] < 0:
+            raise ValueError('%r: intra-op threads must be >= 0' % item)
+        settings.append(setting)
+    if not settings:
+        raise ValueError('no setting given')
+    return settings
+
+
+def run_child(options):
+    """Times the frozen forward pass with one setting; prints ``median_seconds <s>``."""
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    from model import inference
+    from nets import nets_factory
+    intra, inter = parse_settings(options.child)[0]
+    config = tf.ConfigProto(intra_op_parallelism_threads=intra,
+                            inter_op_parallelism_threads=inter)
+    net = nets_factory.build_network('ssd_vgg_300', 21, options.width_multiplier)
+    with tf.Graph().as_default():
+        images = tf.placeholder(tf.float32, [None, 300, 300, 3])
+        outputs = inference.network_outputs(net, images, options.precision)
+        with tf.Session(config=config) as session:
+            session.run(tf.global_variables_initializer())
+            graph, (images, outputs) = inference.frozen_graph(session, (images, outputs))
+    feed = {images: np.random.RandomState(0).uniform(
+        -120., 130., (options.batch_size, 300, 300, 3)).astype(np.float32)}
+    with tf.Session(graph=graph, config=config) as session:
+        seconds = common.median_seconds(lambda: session.run(outputs, feed), repeats=options.runs)
+    print('%s %.6f' % (RESULT, seconds), flush=True)
+    return 0
+
+
+def time_setting(setting, options):
+    """Median seconds of one child run with ``setting``."""
+    command = [sys.executable, os.path.abspath(__file__), '--child=%d:%d' % setting,
+               '--precision=%s' % options.precision, '--batch_size=%d' % options.batch_size,
+               '--runs=%d' % options.runs, '--width_multiplier=%g' % options.width_multiplier]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    env.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+    child = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    lines = [line for line in child.stdout.splitlines() if line.startswith(RESULT)]
+    if child.returncode != 0 or not lines:
+        raise RuntimeError('setting %d:%d failed: %s' % (
+            setting + ((child.stderr.strip().splitlines() or ['no output'])[-1],)))
+    return float(lines[-1].split()[1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--settings', default='0:0,2:1,1:1,2:2',
+                        help='comma-separated intra:inter thread counts (0 = TensorFlow chooses)')
+    parser.add_argument('--precision', choices=['float32', 'bfloat16'], default='float32')
+    parser.add_argument('--batch_size', type=int, default=1)
+    parser.add_argument('--rounds', type=int, default=4,
+                        help='times each setting runs, alternating')
+    parser.add_argument('--runs', type=int, default=5, help='timed forward passes per child')
+    parser.add_argument('--width_multiplier', type=float, default=1.0)
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.child:
+        return run_child(options)
+    try:
+        settings = parse_settings(options.settings)
+    except ValueError as err:
+        parser.error('--settings: %s' % err)
+    if min(options.batch_size, options.rounds, options.runs) < 1:
+        parser.error('--batch_size, --rounds and --runs must be >= 1')
+    seconds = {setting: [] for setting in settings}
+    loads = []
+    for _ in range(options.rounds):
+        for setting in settings:
+            loads.append(os.getloadavg()[0])
+            seconds[setting].append(time_setting(setting, options))
+    note = '%s, batch %d, width %g, median of %d alternating rounds, load %.1f-%.1f' % (
+        options.precision, options.batch_size, options.width_multiplier, options.rounds,
+        min(loads), max(loads))
+    for (intra, inter), values in seconds.items():
+        common.report('forward_%s_batch%d_intra%d_inter%d' % (
+            options.precision, options.batch_size, intra, inter), statistics.median(values),
+            's/batch', note + '; rounds: ' + ' '.join('%.3f' % v for v in values))
+    best = min(seconds, key=lambda s: statistics.median(seconds[s]))
+    print('fastest: --tensorflow_intra_op_parallelism=%d --tensorflow_inter_op_parallelism=%d'
+          % best)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Evaluating a training folder's checkpoints while it trains, in the evaluator's follow mode
+(``eval_ssd_network.py --wait_for_checkpoints``) or inside the trainer
+(``train_ssd_network.py --eval_every_n_steps``).
+
+- ``CheckpointEvaluator``: scores one checkpoint on a split (``model/evaluation.py``, in a graph
+  and session of its own), writes its TensorBoard summaries at the checkpoint's step into
+  ``<train_dir>/eval_<split>/`` (``training/eval_summaries.py``), keeps ``best/``
+  (``training/best_checkpoint.py``) and prints one progress line.
+- ``follow_checkpoints``: the checkpoints of a training folder as they appear, until the run's
+  last step (``max_number_of_steps`` in its model_info.json) or a timeout.
+- ``EvaluationHook``: the trainer's session hook that saves and scores a checkpoint every
+  ``--eval_every_n_steps`` steps, in the training process (a second process would take a core).
+"""
+import os
+import time
+
+import tensorflow.compat.v1 as tf
+
+from datasets import dataset_factory
+from model import evaluation
+from model import model_info
+from training import best_checkpoint
+from training import eval_summaries
+from training.train_tools import TrainConfigError
+
+NUM_SUMMARY_IMAGES = 3   # images drawn into the summaries at each evaluation
+EVAL_BATCH_SIZE = 8
+# The evaluator's post-processing defaults (a low score threshold: the whole PR curve counts).
+EVAL_POSTPROCESSING = dict(select_threshold=0.01, nms_threshold=0.45, top_k=400, keep_top_k=200)
+
+
+def checkpoint_step(prefix):
+    """The global step of a ``model.ckpt-<step>`` prefix, or None."""
+    try:
+        return int(prefix.rsplit('-', 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def last_step(train_dir):
+    """The run's ``--max_number_of_steps`` as its model_info.json records it (None: unknown or
+    unbounded)."""
+    try:
+        return model_info.read_model_info(train_dir).get('max_number_of_steps')
+    except model_info.ModelInfoError:
+        return None
+
+
+class CheckpointEvaluator(object):
+    """Scores checkpoints of ``train_dir`` on the split ``spec`` and records each evaluation.
+
+    ``batch_size``, ``max_images``, ``postprocessing`` (``select_threshold``, ``nms_threshold``,
+    ``top_k``, ``keep_top_k``) and ``precision`` as ``model.evaluation.evaluate_checkpoint``.
+    """
+
+    def __init__(self, train_dir, spec, batch_size=EVAL_BATCH_SIZE, max_images=None,
+                 precision='float32', progress=False, printer=None, **postprocessing):
+        self.train_dir = train_dir
+        self.spec = spec
+        self._options = dict(EVAL_POSTPROCESSING, batch_size=batch_size, max_images=max_images,
+                             precision=precision, progress=progress)
+        self._options.update(postprocessing)
+        self._printer = printer or say
+        self._writer = None
+
+    def settings(self, prefix):
+        """The evaluation settings written beside the results (results.json)."""
+        settings = {key: value for key, value in self._options.items() if key != 'progress'}
+        settings.update(dataset_name=self.spec.dataset_name, split_name=self.spec.split_name,
+                        num_samples=self.spec.num_samples, checkpoint=prefix,
+                        step=checkpoint_step(prefix))
+        return settings
+
+    def evaluate(self, prefix):
+        """Scores checkpoint ``prefix``, writes its summaries, updates ``best/``.
+
+        Returns ``(evaluation, results, settings)`` (``model.evaluation.Evaluation``, the merged
+        results, the settings).
+        """
+        start = time.time()
+        scored = evaluation.evaluate_checkpoint(prefix, self.spec,
+                                                num_kept_images=NUM_SUMMARY_IMAGES,
+                                                **self._options)
+        results = scored.metrics.evaluate()
+        settings = self.settings(scored.prefix)
+        step = settings['step']
+        if self._writer is None:
+            self._writer = eval_summaries.SummaryWriter(
+                eval_summaries.summary_dir(self.train_dir, self.spec.split_name))
+        self._writer.write(step, eval_summaries.evaluation_summary(results, scored.images,
+                                                                   self.spec.class_names))
+        improved = best_checkpoint.update(self.train_dir, scored.prefix, results, settings)
+        self._printer('evaluated step %s on %s (%d images, %.0f s): mAP@0.5 VOC07 %s, VOC10+ %s, '
+                      'COCO mAP@[.5:.95] %s%s' % (
+                          step, self.spec.split_name, results['num_images'],
+                          time.time() - start, _number(results['map_voc07']),
+                          _number(results['map_voc2010']), _number(results['map_coco']),
+                          ' (new best: %s)' % best_checkpoint.best_dir(self.train_dir)
+                          if improved else ''))
+        return scored, results, settings
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _number(value):
+    return '%.4f' % value if value is not None else '-'
+
+
+def say(line):
+    """Prints a progress line at once (training logs and pipes buffer otherwise)."""
+    print(line, flush=True)
+
+
+def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=say,
+                       sleep=time.sleep, clock=time.monotonic):
+    """Yields the newest checkpoint prefix of ``train_dir`` each time a newer one appears,
+    looking every ``interval_secs``.
+
+    Stops after yielding the run's last step (``last_step``), or once ``timeout_secs`` (None:
+    never) pass without a new checkpoint. A checkpoint that appears while the previous one is
+    being scored is the next one yielded; older ones saved meanwhile are skipped, so the
+    evaluation keeps up with training.
+    """
+    scored_step = None
+    waiting_since = clock()
+    while True:
+        prefix = tf.train.latest_checkpoint(train_dir)
+        step = checkpoint_step(prefix) if prefix else None
+        if step is not None and (scored_step is None or step > scored_step):
+            yield prefix
+            scored_step = step
+            final = last_step(train_dir)
+            if final is not None and step >= final:
+                printer('step %d is the last of the run (max_number_of_steps=%d in %s): stopping'
+                        % (step, final, model_info.MODEL_INFO_FILENAME))
+                return
+            waiting_since = clock()
+            continue
+        waited = clock() - waiting_since
+        if timeout_secs is not None and waited >= timeout_secs:
+            printer('no new checkpoint in %s for %.0f s (--timeout=%g): stopping'
+                    % (train_dir, waited, timeout_secs))
+            return
+        pause = interval_secs if timeout_secs is None else min(interval_secs,
+                                                               timeout_secs - waited)
+        sleep(max(pause, 0.))
+
+
+class EvaluationHook(tf.train.SessionRunHook):
+    """Every ``every_n_steps`` global steps, and at ``last_step``, saves a checkpoint with
+    ``saver`` and scores it with ``evaluator`` (a ``CheckpointEvaluator``) before training
+    goes on. ``step_tensor`` is the global step after the training op."""
+
+    def __init__(self, evaluator, every_n_steps, step_tensor, saver, last_step=None):
+        self._evaluator = evaluator
+        self._every = int(every_n_steps)
+        self._step_tensor = step_tensor
+        self._saver = saver
+        self._last_step = last_step
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._step_tensor)
+
+    def after_run(self, run_context, run_values):
+        step = int(run_values.results)
+        if step % self._every and step != self._last_step:
+            return
+        prefix = self._saver.save(run_context.session,
+                                  os.path.join(self._evaluator.train_dir, 'model.ckpt'),
+                                  global_step=step)
+        self._evaluator.evaluate(prefix)
+
+    def end(self, session):
+        self._evaluator.close()
+
+
+def check_flags(f):
+    """One-line errors for the trainer's evaluation flags."""
+    if f.eval_every_n_steps < 0:
+        raise TrainConfigError('--eval_every_n_steps=%d must be >= 0 (0: no evaluation)'
+                               % f.eval_every_n_steps)
+    if f.eval_max_images is not None and f.eval_max_images < 1:
+        raise TrainConfigError('--eval_max_images=%d must be >= 1' % f.eval_max_images)
+    if f.eval_every_n_steps and not f.eval_split:
+        raise TrainConfigError('--eval_every_n_steps needs --eval_split (the split to score)')
+
+
+def hook_from_flags(f, step_tensor, saver, class_names):
+    """The trainer's ``EvaluationHook`` for its flags (None without --eval_every_n_steps).
+
+    Reads the evaluation split now, so a missing split or other classes than the model's
+    (``class_names``) stop the run before its first step.
+    """
+    if not f.eval_every_n_steps:
+        return None
+    dataset_dir = f.eval_dataset_dir or f.dataset_dir
+    try:
+        spec = dataset_factory.get_dataset(f.dataset_name, f.eval_split, dataset_dir)
+    except (ValueError, IOError, KeyError) as e:
+        raise TrainConfigError('--eval_split=%s in %s: %s' % (f.eval_split, dataset_dir, e))
+    if spec.class_names != list(class_names):
+        raise TrainConfigError('--eval_split=%s in %s has classes %s, the model %s'
+                               % (f.eval_split, dataset_dir, spec.class_names, list(class_names)))
+    evaluator = CheckpointEvaluator(f.train_model_dir, spec, max_images=f.eval_max_images,
+                                    precision=f.precision)
+    return EvaluationHook(evaluator, f.eval_every_n_steps, step_tensor, saver,
+                          f.max_number_of_steps)
