@@ -21,8 +21,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+PRECISION = cpu_features.AUTO  # the default of --precision
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -48,7 +53,7 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
                     'a checkpoint; the post-processing flags are baked into it.')
-    flag_set.precision()
+    flag_set.precision(PRECISION)
     flag_set.group('Input and output')
     flag_set.string('image_path', None, 'An image file, or a folder whose images (%s) are all '
                     'processed.' % ', '.join(detection_io.IMAGE_EXTENSIONS))

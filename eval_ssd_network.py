@@ -34,8 +34,13 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+PRECISION = cpu_features.AUTO  # the default of --precision
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -61,7 +66,7 @@ def define_flags():
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
     flag_set.string('tflite_path', None, 'Evaluate this .tflite model (export_tflite.py) '
                     'instead of a checkpoint; its post-processing is baked in.')
-    flag_set.precision()
+    flag_set.precision(PRECISION)
     flag_set.group('Following a training run')
     flag_set.boolean('wait_for_checkpoints', False,
                      'Follow the training folder --ckpt_path: score each new checkpoint as it '
