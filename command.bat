@@ -4,9 +4,10 @@ REM TFRecords in Images\tfrecords (split train), with the recipe measured by ben
 REM VGG-16: ckpt\pre_trained\vgg_16.ckpt (slim's, with or without fc6/fc7), or set PRE_TRAINED.
 REM Resumes automatically from ckpt\fine_tuning if it already holds a checkpoint.
 REM Extra flags are passed through and win, e.g.: command.bat --max_number_of_steps=3000
+REM --precision=auto (the default) computes in bfloat16 where the CPU has AVX512_BF16 or AMX and
+REM turns oneDNN on for it; float32 elsewhere.
 cd /d "%~dp0"
 if "%PYTHON%"=="" set PYTHON=.venv\Scripts\python.exe
-if "%TF_ENABLE_ONEDNN_OPTS%"=="" set TF_ENABLE_ONEDNN_OPTS=1
 if "%PRE_TRAINED%"=="" set PRE_TRAINED=ckpt\pre_trained\vgg_16.ckpt
 if not exist "%PRE_TRAINED%.index" if not exist ckpt\fine_tuning\checkpoint (
   echo error: %PRE_TRAINED%.index not found: put slim's vgg_16.ckpt ^(or any VGG-16 checkpoint in its names^) there, or set PRE_TRAINED 1>&2
@@ -33,7 +34,6 @@ if not exist "%PRE_TRAINED%.index" if not exist ckpt\fine_tuning\checkpoint (
   --batch_size=8 ^
   --zoom_out=false ^
   --photometric_distortion=true ^
-  --precision=bfloat16 ^
   --clone_on_cpu=true ^
   --num_clones=1 ^
   --save_summaries_secs=60 ^

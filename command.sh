@@ -4,11 +4,11 @@
 # VGG-16: ckpt/pre_trained/vgg_16.ckpt (slim's, with or without fc6/fc7), or set PRE_TRAINED.
 # Resumes automatically from ckpt/fine_tuning if it already holds a checkpoint.
 # Extra flags are passed through and win, e.g.: ./command.sh --max_number_of_steps=3000
+# --precision=auto (the default) computes in bfloat16 where the CPU has AVX512_BF16 or AMX and
+# turns oneDNN on for it; float32 elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-.venv/bin/python}"
-# oneDNN kernels are off by default on some CPUs (AMD) and 1.7x faster for training here.
-export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
 PRE_TRAINED="${PRE_TRAINED:-ckpt/pre_trained/vgg_16.ckpt}"
 if [ ! -e "${PRE_TRAINED}.index" ] && [ -z "$(ls ckpt/fine_tuning/checkpoint 2>/dev/null)" ]; then
   echo "error: ${PRE_TRAINED}.index not found: put slim's vgg_16.ckpt (or any VGG-16 checkpoint in its names) there, or set PRE_TRAINED" >&2
@@ -35,7 +35,6 @@ exec "$PYTHON" train_ssd_network.py \
   --batch_size=8 \
   --zoom_out=false \
   --photometric_distortion=true \
-  --precision=bfloat16 \
   --clone_on_cpu=true \
   --num_clones=1 \
   --save_summaries_secs=60 \

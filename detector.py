@@ -11,6 +11,9 @@ and pictures as photo viewers show them), resize to 300×300, run the network, k
 when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
 the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
 
+``--tflite_path`` runs a ``.tflite`` model (export_tflite.py) in LiteRT instead of a checkpoint;
+its post-processing flags are the ones baked into the model at export.
+
 Exit status: 0 when at least one image was processed (unreadable files are reported on stderr,
 one line each, and skipped), 1 when the model cannot be loaded, no image could be processed or
 --output_dir cannot be written (the picture being written is removed), 2 for bad flags.
@@ -19,9 +22,14 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+PRECISION = cpu_features.AUTO  # the default of --precision
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
     from utils import tf_logging
     tf_logging.quiet_tensorflow()
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -31,6 +39,7 @@ from utils import exif  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
+from model import tflite_runner  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -47,7 +56,9 @@ def define_flags():
     flag_set = cli.FlagSet()
     flag_set.group('Model')
     flag_set.checkpoint_path()
-    flag_set.precision()
+    flag_set.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
+                    'a checkpoint; the post-processing flags are baked into it.')
+    flag_set.precision(PRECISION)
     flag_set.group('Input and output')
     flag_set.string('image_path', None, 'An image file, or a folder whose files are all '
                     'processed (%s) or reported.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
@@ -125,8 +136,28 @@ class Detector(object):
         self.session.close()
 
 
+class TFLiteDetector(Detector):
+    """A ``.tflite`` model behind ``Detector``'s interface: images decoded by TensorFlow as
+    there, detected by LiteRT."""
+
+    def __init__(self, tflite_path):  # pylint: disable=super-init-not-called
+        self.model = tflite_runner.TFLiteDetector(tflite_path)
+        self.class_names = self.model.class_names
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
+            self._image = tf.io.decode_image(self._encoded, channels=3, expand_animations=False)
+        self.session = tf.Session(graph=self.graph)
+
+    def run(self, encoded):
+        image = self.session.run(self._image, {self._encoded: encoded})
+        return (image,) + tuple(self.model.detect_array(image))
+
+
 def _check_flags(options):
-    if not options.ckpt_path:
+    if options.ckpt_path and options.tflite_path:
+        raise DetectorError('give --ckpt_path or --tflite_path, not both')
+    if not options.ckpt_path and not options.tflite_path:
         raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
     if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
@@ -194,11 +225,12 @@ def _run(options):
     for path in others:
         _report_skipped(path, detection_io.unsupported_reason(path))
     try:
-        detector = Detector(options.ckpt_path, options.select_threshold, options.nms_threshold,
-                            options.top_k, options.keep_top_k, options.precision)
+        detector = TFLiteDetector(options.tflite_path) if options.tflite_path else Detector(
+            options.ckpt_path, options.select_threshold, options.nms_threshold, options.top_k,
+            options.keep_top_k, options.precision)
     except tf.errors.OpError as e:
-        raise ToolkitError('cannot load the model from %s: %s'
-                           % (options.ckpt_path, tf_errors.one_line(e)))
+        raise ToolkitError('cannot load the model from %s: %s' % (
+            options.ckpt_path or options.tflite_path, tf_errors.one_line(e)))
     try:
         _make_output_dir(options.output_dir)
         entries, failed = detect_images(detector, paths, options.output_dir, options.show)

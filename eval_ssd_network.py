@@ -21,6 +21,12 @@ checkpoint by mAP@0.5 in ``<ckpt_path>/best/`` and ``--output_dir`` for the newe
 after the run's last step (``max_number_of_steps`` in model_info.json) or when ``--timeout``
 seconds pass without a new checkpoint.
 
+    python eval_ssd_network.py --tflite_path=export/tflite/ssd_vgg_300.tflite \
+        --dataset_dir=Images/tfrecords --dataset_name=vehicle --split=test
+
+A ``.tflite`` model (export_tflite.py) runs in LiteRT on each decoded image, with the
+post-processing baked into it; its detections feed the same metrics as a checkpoint's.
+
 Exit status: 0 on success, 1 when the model, the data or the detections file cannot be used,
 2 for bad flags.
 """
@@ -30,15 +36,21 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+PRECISION = cpu_features.AUTO  # the default of --precision
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
     from utils import tf_logging
     tf_logging.quiet_tensorflow()
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from datasets import dataset_factory  # noqa: E402
 from datasets import record_check  # noqa: E402
 from model import evaluation  # noqa: E402
+from model import tflite_runner  # noqa: E402
 from model.checkpoints import CheckpointError  # noqa: E402
 from model.evaluation import EvalError  # noqa: E402
 from training import evaluation as training_evaluation  # noqa: E402
@@ -56,7 +68,9 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.string('detections_file', None, 'Score this detections JSON (format in '
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
-    flag_set.precision()
+    flag_set.string('tflite_path', None, 'Evaluate this .tflite model (export_tflite.py) '
+                    'instead of a checkpoint; its post-processing is baked in.')
+    flag_set.precision(PRECISION)
     flag_set.group('Following a training run')
     flag_set.boolean('wait_for_checkpoints', False,
                      'Follow the training folder --ckpt_path: score each new checkpoint as it '
@@ -84,9 +98,9 @@ def define_flags():
 
 
 def _check_flags(options):
-    if bool(options.ckpt_path) == bool(options.detections_file):
-        raise cli.UsageError('give exactly one of --ckpt_path (evaluate a model) and '
-                             '--detections_file (score a file)')
+    if sum(map(bool, (options.ckpt_path, options.tflite_path, options.detections_file))) != 1:
+        raise cli.UsageError('give exactly one of --ckpt_path (evaluate a model), --tflite_path '
+                             '(evaluate a .tflite model) and --detections_file (score a file)')
     if not options.dataset_dir:
         raise cli.UsageError('--dataset_dir is required (folder of the TFRecords)')
     if options.batch_size < 1:
@@ -144,6 +158,18 @@ def _follow(options, spec):
         evaluator.close()
 
 
+def _evaluate_tflite(path, spec, options):
+    """--tflite_path: the model in LiteRT on each image of the split."""
+    model = tflite_runner.TFLiteDetector(path)
+    if model.class_names is not None and model.class_names != spec.class_names:
+        raise EvalError('%s detects %s (model_info.json beside it) but dataset %s/%s has '
+                        'classes %s' % (path, model.class_names, spec.dataset_name,
+                                        spec.split_name, spec.class_names))
+    return evaluation.evaluate_detector(model.detect_array, spec, options.batch_size,
+                                        _max_images(options),
+                                        'evaluating %s' % os.path.basename(path))
+
+
 def _run(options):
     _check_flags(options)
     spec = dataset_factory.get_dataset(options.dataset_name, options.split, options.dataset_dir)
@@ -161,6 +187,10 @@ def _run(options):
         metrics = evaluation.evaluate_detections_file(options.detections_file, spec,
                                                       options.batch_size, _max_images(options))
         settings['detections_file'] = options.detections_file
+    elif options.tflite_path:
+        metrics, entries = _evaluate_tflite(options.tflite_path, spec, options)
+        settings['tflite_path'] = options.tflite_path
+        _write_detections(options.output_dir, entries, spec)
     else:
         scored = evaluation.evaluate_checkpoint(
             options.ckpt_path, spec, options.batch_size, _max_images(options),

@@ -27,9 +27,14 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+PRECISION = 'float32'  # --precision's default: the serving machine may differ
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
     from utils import tf_logging
     tf_logging.quiet_tensorflow()
+    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
@@ -285,7 +290,7 @@ def define_flags():
     flag_set = cli.FlagSet()
     flag_set.group('Input')
     flag_set.checkpoint_path()
-    flag_set.precision()
+    flag_set.precision(PRECISION)
     flag_set.group('Output')
     flag_set.string('export_dir', 'export', 'Base folder of exports; the model goes to '
                     '<export_dir>/<model_name>/<version>/.')

@@ -17,44 +17,46 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import shutil
 import tempfile
 
-from absl import app
-from absl import flags
-
 from bench import common
 from datasets import dataset_factory
 from datasets.write_dataset import dataset_to_tfrecords
+from utils import cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Data
-flags.DEFINE_string('voc_dir', os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data',
+
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Data')
+    flag_set.string('voc_dir', os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data',
                                             'voc2007_subset'), 'VOC folder to convert and read.')
-flags.DEFINE_string('dataset_name', 'pascalvoc_2007', 'Dataset name of --voc_dir.')
-flags.DEFINE_string('split', 'trainval', 'Split of --voc_dir to use.')
-# Measurement
-flags.DEFINE_integer('repeats', 3, 'Timed runs per figure (the median is reported).')
-FLAGS = flags.FLAGS
+    flag_set.string('dataset_name', 'pascalvoc_2007', 'Dataset name of --voc_dir.')
+    flag_set.string('split', 'trainval', 'Split of --voc_dir to use.')
+    flag_set.group('Measurement')
+    flag_set.integer('repeats', 3, 'Timed runs per figure (the median is reported).')
+    return flag_set
 
 
-def bench_conversion(output_dir, num_workers):
+def bench_conversion(options, output_dir, num_workers):
     """Median conversion throughput (images/s) with ``num_workers`` reading processes."""
     def run():
-        return dataset_to_tfrecords.convert(FLAGS.voc_dir, output_dir, FLAGS.dataset_name,
-                                            split=FLAGS.split, num_workers=num_workers,
+        return dataset_to_tfrecords.convert(options.voc_dir, output_dir, options.dataset_name,
+                                            split=options.split, num_workers=num_workers,
                                             show_progress=False)
     images = run().records_written
-    seconds = common.median_seconds(run, repeats=FLAGS.repeats, warmup=0)
+    seconds = common.median_seconds(run, repeats=options.repeats, warmup=0)
     common.report('data.convert_images_per_s.workers_%d' % num_workers, images / seconds,
-                  'images/s', '%s %s, %d images' % (os.path.basename(FLAGS.voc_dir),
-                                                    FLAGS.split, images))
+                  'images/s', '%s %s, %d images' % (os.path.basename(options.voc_dir),
+                                                    options.split, images))
 
 
-def bench_pipeline(output_dir):
+def bench_pipeline(options, output_dir):
     """Median throughput (images/s) of parse + decode of every record, graph mode, no shuffle."""
     import tensorflow.compat.v1 as tf  # pylint: disable=import-outside-toplevel  (see docstring)
     from datasets import input_pipeline  # pylint: disable=import-outside-toplevel
     from datasets import record_check  # pylint: disable=import-outside-toplevel
-    spec = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.split, output_dir)
+    spec = dataset_factory.get_dataset(options.dataset_name, options.split, output_dir)
     with tf.Graph().as_default(), record_check.naming_corrupt_records(spec.data_sources):
         iterator = tf.data.make_initializable_iterator(
             input_pipeline.make_dataset(spec, shuffle=False, num_epochs=1))
@@ -67,25 +69,28 @@ def bench_pipeline(output_dir):
                         session.run(element)
                     except tf.errors.OutOfRangeError:
                         return
-            seconds = common.median_seconds(run, repeats=FLAGS.repeats, warmup=1)
+            seconds = common.median_seconds(run, repeats=options.repeats, warmup=1)
     common.report('data.pipeline_images_per_s', spec.num_samples / seconds, 'images/s',
                   'parse + JPEG decode, one session.run per image, %d images' % spec.num_samples)
 
 
-def main(argv):
-    del argv
-    if not os.path.isdir(FLAGS.voc_dir):
-        print('error: --voc_dir=%s: no such folder' % FLAGS.voc_dir, file=sys.stderr)
-        return 1
+def _benchmark(options):
+    if not os.path.isdir(options.voc_dir):
+        raise cli.UsageError('--voc_dir=%s: no such folder' % options.voc_dir)
     output_dir = tempfile.mkdtemp(prefix='bench_data_')
     try:
         for workers in (1, 2):
-            bench_conversion(output_dir, workers)
-        bench_pipeline(output_dir)
+            bench_conversion(options, output_dir, workers)
+        bench_pipeline(options, output_dir)
     finally:
         shutil.rmtree(output_dir)
     return 0
 
 
+def main(argv=None):
+    """The command line: ``main(['bench_data.py', '--repeats=1'])`` → exit status."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
+
+
 if __name__ == '__main__':
-    app.run(main)
+    sys.exit(main())

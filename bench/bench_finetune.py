@@ -1,21 +1,29 @@
-"""Real-data benchmark: fine-tunes the full-width SSD300 from ImageNet VGG-16 on real vehicle photos.
+"""Real-data benchmark and ablation: fine-tunes SSD300 from ImageNet VGG-16 on real vehicle photos.
 
-    python bench/bench_finetune.py                          # the README recipe, 1600 steps
-    python bench/bench_finetune.py --time_budget_minutes=60 # train at most an hour this sitting
+    python bench/bench_finetune.py                            # the README recipe, 1600 steps
+    python bench/bench_finetune.py --zoom_out --seed=1        # one factor (and a seed) changed
+    python bench/bench_finetune.py --time_budget_minutes=60   # train at most an hour this sitting
 
 1. converts the shared Open Images vehicle set (``--data_dir``, splits train and val) to TFRecords;
 2. runs ``train_ssd_network.py`` exactly as a user would, with ``RECIPE`` (the README's
-   fine-tuning recipe), from ``--pre_trained_path`` (conv-only VGG-16), printing progress and an
-   ETA; stops cleanly (SIGTERM, final checkpoint) when ``--time_budget_minutes`` runs out;
+   fine-tuning recipe) and the recipe's factors given as flags here (zoom-out, steps, negative
+   ratio, match threshold, optimizer, learning rate, seed), from ``--pre_trained_path``
+   (conv-only VGG-16), printing progress and an ETA; stops cleanly (SIGTERM, final checkpoint)
+   when ``--time_budget_minutes`` runs out;
 3. scores the newest checkpoint on val with ``eval_ssd_network.py`` (mAP@0.5, VOC07 and VOC10+,
    per class, PR curves) and runs ``detector.py`` on the street photos;
-4. prints its figures and writes them into the fine-tuning section of ``bench/REPORT.md``.
+4. adds the run's row to the ablation table in this machine's section of ``bench/REPORT.md``
+   (one row per run, rows of earlier runs kept) and, for the recipe itself, rewrites its
+   per-class part.
 
-Everything stays in ``--results_dir`` (ignored by git): ``tfrecords/``, the checkpoints with
-``model_info.json``, ``eval/``, ``detections/`` and ``progress.json`` (training minutes summed over
-sittings). Rerunning continues the training where it stopped; a finished run is only re-scored.
+A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-true``,
+``max_number_of_steps-3200_seed-1``, ...) and lives in ``--results_dir/runs/<name>/``: the
+checkpoints with ``model_info.json``, ``train.log``, ``eval/``, ``detections/`` and
+``progress.json`` (training minutes summed over sittings). Rerunning the same flags continues
+that run where it stopped; a finished run is only re-scored. The TFRecords are shared by all runs.
 Time it alone: two cores shared with anything else make every figure up to 2x slower.
 """
+import datetime
 import glob
 import json
 import os
@@ -27,51 +35,85 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-
-import tensorflow.compat.v1 as tf  # noqa: E402
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
 from bench import common  # noqa: E402
+from utils import cli  # noqa: E402
+from utils import cpu_features  # noqa: E402
 from utils import files  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
 TRAINABLE_SCOPES = ','.join('ssd_300_vgg/%s' % s for s in (
     'conv4', 'conv5', 'conv6', 'conv7', 'block8', 'block9', 'block10', 'block11',
     'block4_box', 'block7_box', 'block8_box', 'block9_box', 'block10_box', 'block11_box'))
 BATCH_SIZE = 8
-# The README's fine-tuning recipe (command.sh runs the same flags on Images/).
+# The README's fine-tuning recipe less its factors (FACTORS); command.sh runs the same flags on
+# Images/, the factors at their recipe values, without a seed.
 RECIPE = [
-    '--trainable_scopes=%s' % TRAINABLE_SCOPES,   # conv1-conv3 frozen: generic edges, 40 % of the cost
+    '--trainable_scopes=%s' % TRAINABLE_SCOPES,   # conv1-conv3 frozen: generic edges, 40 % of cost
     '--weights_initializer=he',                   # conv6/conv7 and the extra blocks start fresh
     '--head_init_stddev=0.001',                   # ... and the heads predict ~nothing at first
-    '--optimizer=adam', '--learning_rate=0.0001', '--warmup_steps=100',
+    '--warmup_steps=100',
     '--learning_rate_decay_type=polynomial', '--end_learning_rate=0.00001',
     '--num_epochs_per_decay=0',                   # the decay ends at --max_number_of_steps
     '--weight_decay=0.0005', '--batch_size=%d' % BATCH_SIZE,
-    '--zoom_out=false', '--photometric_distortion=true',
-    '--precision=bfloat16',
+    '--photometric_distortion=true',
 ]
+# The recipe's factors: (FlagSet method, trainer flag, recipe value, help). Each is a flag of
+# this script passed on to the trainer; a run is named by those that differ from the recipe.
+FACTORS = (
+    ('integer', 'max_number_of_steps', 1600, 'Training steps of the whole run (the learning-rate '
+     'schedule ends there).'),
+    ('boolean', 'zoom_out', False, "SSD's zoom-out (expansion) augmentation: objects shrink on "
+     'a mean-coloured canvas.'),
+    ('float', 'negative_ratio', 3.0, 'Hard negatives mined per positive.'),
+    ('float', 'match_threshold', 0.5, 'IoU from which an anchor is a positive.'),
+    ('enum', 'optimizer', 'adam', 'The optimizer (a trainer choice).'),
+    ('float', 'learning_rate', 0.0001, 'Peak learning rate (after the warm-up).'),
+    ('integer', 'seed', 0, 'Seed of initialisation, augmentation and shuffling.'),
+    ('float', 'width_multiplier', 1.0, 'Layer widths (below 1, --pre_trained_path="" trains '
+     'from scratch: a quick check of the benchmark itself).'),
+)
 MIN_OBJECTS = 5   # val objects a class needs before its AP says much
 STEP_LINE = re.compile(r'^step (\d+): loss ([\d.]+).*\| ([\d.]+) s/step')
+ABLATION_SECTION = 'Fine-tuning ablation'
+ABLATION_HEADER = ['run (factors changed)', 'steps', 'train min', 'CPU (bfloat16 instructions)',
+                   'date', 'mAP@0.5 VOC07', 'mAP@0.5, classes with >= %d val objects'
+                   % MIN_OBJECTS, 'COCO mAP@[.5:.95]', 'AP@0.5 VOC07 per class']
 
-flags = tf.app.flags
-flags.DEFINE_string('results_dir', os.path.join(REPO_ROOT, 'bench', 'results', 'finetune'),
-                    'Folder for records, checkpoints, evaluation and pictures (resumed on rerun).')
-flags.DEFINE_string('data_dir', os.path.join(SHARED_DATA, 'vehicles_openimages'),
+
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``): where things are, the sitting, the factors."""
+    from training import train_tools
+    flag_set = cli.FlagSet()
+    flag_set.group('Data and output')
+    flag_set.string('results_dir', os.path.join(REPO_ROOT, 'bench', 'results', 'finetune'),
+                    'Folder for the records and one subfolder per run (resumed on rerun).')
+    flag_set.string('data_dir', os.path.join(SHARED_DATA, 'vehicles_openimages'),
                     'VOC-layout vehicle folder with ImageSets/Main/train.txt and val.txt.')
-flags.DEFINE_string('pre_trained_path',
+    flag_set.string('pre_trained_path',
                     os.path.join(SHARED_DATA, 'pretrained', 'vgg_16_imagenet_conv.ckpt'),
-                    'ImageNet VGG-16 checkpoint (slim vgg_16 names) to start from.')
-flags.DEFINE_string('test_images', os.path.join(SHARED_DATA, 'test_images', 'vehicle_*.jpg'),
-                    'Glob of photos for detector.py.')
-flags.DEFINE_integer('max_number_of_steps', 1600, 'Training steps of the whole run (the '
-                     'learning-rate schedule ends there).')
-flags.DEFINE_float('time_budget_minutes', 0, 'Stop training after this many minutes in this '
+                    'ImageNet VGG-16 checkpoint (slim vgg_16 names) to start from ("": from '
+                    'scratch).')
+    flag_set.string('test_images', os.path.join(SHARED_DATA, 'test_images', 'vehicle_*.jpg'),
+                    'Glob of photos for detector.py ("" to skip).')
+    flag_set.string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
+                    'Report whose ablation table receives the run ("" to skip).')
+    flag_set.group('This sitting')
+    flag_set.float('time_budget_minutes', 0, 'Stop training after this many minutes in this '
                    'sitting (0: no limit); rerun to continue.')
-flags.DEFINE_boolean('skip_training', False, 'Only score the newest checkpoint.')
-flags.DEFINE_float('detector_threshold', 0.5, 'Score threshold of the drawn detections.')
-flags.DEFINE_string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
-                    'Report whose fine-tuning section receives the figures ("" to skip).')
-FLAGS = flags.FLAGS
+    flag_set.boolean('skip_training', False, 'Only score the newest checkpoint of the run.')
+    flag_set.float('detector_threshold', 0.5, 'Score threshold of the drawn detections.')
+    flag_set.group('Factors of the recipe (defaults: the README recipe)')
+    for kind, name, default, help_text in FACTORS:
+        if kind == 'enum':
+            flag_set.enum(name, default, train_tools.OPTIMIZERS, help_text)
+        else:
+            getattr(flag_set, kind)(name, default, help_text)
+    return flag_set
 
 
 def log(message):
@@ -86,19 +128,45 @@ def read_json(path, default):
         return json.load(f)
 
 
-def convert(tfrecords_dir):
+def _flag_text(value):
+    """A flag value as the command line and the run names spell it."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return '%g' % value if isinstance(value, float) else str(value)
+
+
+def changed_factors(options):
+    """``[(name, value)]`` of the factors that differ from the recipe, in ``FACTORS`` order."""
+    return [(name, getattr(options, name)) for _, name, default, _ in FACTORS
+            if getattr(options, name) != default]
+
+
+def run_name(options):
+    """The run's folder name: ``recipe``, or its changed factors (``zoom_out-true_seed-1``)."""
+    changed = changed_factors(options)
+    return '_'.join('%s-%s' % (name, _flag_text(value)) for name, value in changed) or 'recipe'
+
+
+def factor_args(options):
+    """The trainer flags of the factors (every factor, changed or not)."""
+    return ['--%s=%s' % (name, _flag_text(getattr(options, name))) for _, name, _, _ in FACTORS]
+
+
+def convert(data_dir, tfrecords_dir):
     """Shared vehicle folder -> TFRecords of the train and val splits (skipped when present)."""
     done = read_json(os.path.join(tfrecords_dir, 'dataset_description.json'),
                      {'splits': {}})['splits']
     for split in ('train', 'val'):
         if split not in done:
             subprocess.run([sys.executable, 'datasets/write_dataset/dataset_to_tfrecords.py',
-                            '--dataset_dir=%s' % FLAGS.data_dir, '--output_dir=%s' % tfrecords_dir,
+                            '--dataset_dir=%s' % data_dir, '--output_dir=%s' % tfrecords_dir,
                             '--dataset_name=vehicle', '--split=%s' % split],
                            cwd=REPO_ROOT, check=True)
 
 
 def latest_step(train_dir):
+    """The global step of the newest checkpoint in ``train_dir`` (0 when there is none)."""
+    import tensorflow.compat.v1 as tf
     prefix = tf.train.latest_checkpoint(train_dir)
     return int(prefix.rsplit('-', 1)[1]) if prefix else 0
 
@@ -111,27 +179,26 @@ def save_progress(path, progress):
     files.write_json_atomically(path, progress)
 
 
-def train(tfrecords_dir, train_dir, progress_path):
+def train(options, tfrecords_dir, train_dir, progress_path):
     """Runs (or resumes) the trainer; returns the global step of the newest checkpoint."""
     progress = load_progress(progress_path)
     start_step = latest_step(train_dir)
-    if start_step >= FLAGS.max_number_of_steps:
+    steps = options.max_number_of_steps
+    if start_step >= steps:
         log('training already finished at step %d' % start_step)
         return start_step
     command = [sys.executable, 'train_ssd_network.py', '--train_model_dir=%s' % train_dir,
                '--dataset_dir=%s' % tfrecords_dir, '--dataset_name=vehicle',
-               '--train_or_test=train', '--pre_trained_path=%s' % FLAGS.pre_trained_path,
-               '--max_number_of_steps=%d' % FLAGS.max_number_of_steps,
+               '--train_or_test=train', '--pre_trained_path=%s' % options.pre_trained_path,
                '--clone_on_cpu', '--log_every_n_steps=10', '--save_interval_secs=600',
-               '--save_summaries_secs=300'] + RECIPE
-    env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1'),
-               TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
-    log('training from step %d to %d (%s)' % (start_step, FLAGS.max_number_of_steps,
-                                             'resuming' if start_step else 'from VGG-16'))
+               '--save_summaries_secs=300'] + RECIPE + factor_args(options)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+    log('training from step %d to %d (%s)' % (start_step, steps, 'resuming' if start_step else
+                                             'from %s' % (options.pre_trained_path or 'scratch')))
     started = time.time()
     trainer = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    budget = FLAGS.time_budget_minutes * 60.0
+    budget = options.time_budget_minutes * 60.0
     stopping = False
     log_path = os.path.join(train_dir, 'train.log')
     with open(log_path, 'a') as log_file:
@@ -141,15 +208,16 @@ def train(tfrecords_dir, train_dir, progress_path):
             if match:
                 step, loss, sec_per_step = int(match.group(1)), float(match.group(2)), \
                     float(match.group(3))
-                remaining = (FLAGS.max_number_of_steps - step) * sec_per_step / 60.0
                 log('step %d/%d  loss %.3f  %.2f s/step  %.1f min so far, ETA %.0f min' % (
-                    step, FLAGS.max_number_of_steps, loss, sec_per_step,
-                    progress['train_minutes'] + (time.time() - started) / 60.0, remaining))
-            elif line.startswith(('restored ', 'error', 'training stopped', 'SIG')):
+                    step, steps, loss, sec_per_step,
+                    progress['train_minutes'] + (time.time() - started) / 60.0,
+                    (steps - step) * sec_per_step / 60.0))
+            elif line.startswith(('restored ', 'error', 'training stopped', 'SIG')) or \
+                    '(--precision=auto: ' in line:
                 log(line.strip())
             if budget and not stopping and time.time() - started > budget:
                 log('time budget of %g min reached: stopping with a final checkpoint'
-                    % FLAGS.time_budget_minutes)
+                    % options.time_budget_minutes)
                 trainer.send_signal(signal.SIGTERM)
                 stopping = True
     code = trainer.wait()
@@ -170,28 +238,94 @@ def evaluate(tfrecords_dir, train_dir, eval_dir):
     return read_json(os.path.join(eval_dir, 'results.json'), None)
 
 
-def detect(train_dir, detections_dir):
+def detect(options, train_dir, detections_dir):
     """detector.py on the street photos; returns the pictures it drew."""
-    images = sorted(glob.glob(FLAGS.test_images))
+    images = sorted(glob.glob(options.test_images)) if options.test_images else []
     if not images:
-        log('no test images match %s: detector skipped' % FLAGS.test_images)
+        log('no test images match %r: detector skipped' % options.test_images)
         return []
     os.makedirs(detections_dir, exist_ok=True)
     # detector.py takes a file or a folder: run it once per photo of the glob.
     for image in images:
         subprocess.run([sys.executable, 'detector.py', '--ckpt_path=%s' % train_dir,
                         '--image_path=%s' % image, '--output_dir=%s' % detections_dir,
-                        '--select_threshold=%g' % FLAGS.detector_threshold, '--noshow'],
+                        '--select_threshold=%g' % options.detector_threshold, '--noshow'],
                        cwd=REPO_ROOT, check=True)
     return sorted(glob.glob(os.path.join(detections_dir, '*.png')))
 
 
-def report(results, step, minutes):
-    note = 'step %d of %d, %.0f min of training' % (step, FLAGS.max_number_of_steps, minutes)
+def counted_classes(results):
+    """Names of the classes with at least ``MIN_OBJECTS`` val objects (their AP says something)."""
+    return sorted(name for name, entry in results['classes'].items()
+                  if entry['num_positives'] >= MIN_OBJECTS)
+
+
+def mean_ap(results, names):
+    return sum(results['classes'][n]['ap_voc07'] for n in names) / max(len(names), 1)
+
+
+def machine():
+    """'AMD EPYC 9R14 (AVX512_BF16)': the CPU model and its bfloat16 instructions."""
+    return '%s (%s)' % (common.this_machine().cpu, cpu_features.bfloat16_description())
+
+
+def ablation_row(name, results, step, minutes, today):
+    """The run's cells of the ablation table (``ABLATION_HEADER``)."""
+    counted = counted_classes(results)
+    coco = results.get('map_coco')
+    return [name, str(step), '%.0f' % minutes, machine(), today,
+            '%.3f' % results['map_voc07'],
+            '%.3f (%s)' % (mean_ap(results, counted), ', '.join(counted)),
+            '%.3f' % coco if coco is not None else '-',
+            ', '.join('%s %.2f' % (class_name, entry['ap_voc07'])
+                      for class_name, entry in sorted(results['classes'].items()))]
+
+
+def table_rows(section_text):
+    """The rows (lists of cells) of the markdown table in ``section_text``, header excluded."""
+    rows = [[cell.strip() for cell in line.strip()[1:-1].split('|')]
+            for line in (section_text or '').splitlines() if line.startswith('| ')]
+    return [row for row in rows[1:] if row != ABLATION_HEADER]
+
+
+def seed_spread(rows):
+    """Lines saying how far the recipe's mAP moves between seeds, per CPU and step count."""
+    groups = {}
+    for row in rows:
+        if re.fullmatch(r'recipe|seed-\d+', row[0]):
+            groups.setdefault((row[3], row[1]), []).append(float(row[5]))
+    return ['Seed spread of the recipe (%s, %s steps, %d seeds): mAP@0.5 %.3f to %.3f.'
+            % (cpu, steps, len(maps), min(maps), max(maps))
+            for (cpu, steps), maps in sorted(groups.items()) if len(maps) > 1]
+
+
+def write_ablation_row(report_path, row):
+    """Puts ``row`` into the ablation table of ``report_path``: replaces the row of the same run
+    and CPU, keeps every other."""
+    section = common.read_report(report_path)[1].get(common.machine_key(common.this_machine()))
+    earlier = table_rows(section.parts.get(ABLATION_SECTION) if section else None)
+    rows = [r for r in earlier if (r[0], r[3]) != (row[0], row[3])] + [row]
+    lines = ['`python bench/bench_finetune.py [factors]` on the shared vehicle photos (train 565, '
+             'val 63; val mAP). Each run fine-tunes from the conv-only ImageNet VGG-16 with the '
+             'README recipe, the factors in its name changed; batch %d. Rows of several '
+             'dates are kept.' % BATCH_SIZE, '',
+             '| %s |' % ' | '.join(ABLATION_HEADER),
+             '|' + '---|' * len(ABLATION_HEADER)]
+    lines += ['| %s |' % ' | '.join(r) for r in rows]
+    spread = seed_spread(rows)
+    common.write_report_section(report_path, ABLATION_SECTION, lines + ([''] + spread if spread
+                                                                         else []))
+
+
+def recipe_section(options, results, step, minutes):
+    """The per-class section of the recipe run (``lines``)."""
+    note = 'step %d of %d, %.0f min of training on %s' % (step, options.max_number_of_steps,
+                                                          minutes, machine())
     lines = ['Fine-tuning of the full-width SSD300 from `%s` on the shared vehicle photos '
              '(train 565 → val 63), `python bench/bench_finetune.py`: %s.' % (
-                 os.path.basename(FLAGS.pre_trained_path), note), '',
-             'Recipe: `%s`' % ' '.join(r for r in RECIPE if not r.startswith('--trainable')),
+                 os.path.basename(options.pre_trained_path), note), '',
+             'Recipe: `%s`' % ' '.join(r for r in RECIPE + factor_args(options)
+                                       if not r.startswith('--trainable')),
              ' with conv1–conv3 frozen.', '',
              '| class | objects | AP@0.5 VOC07 | AP@0.5 VOC10+ |', '|---|---|---|---|']
     for name, entry in sorted(results['classes'].items()):
@@ -199,48 +333,71 @@ def report(results, step, minutes):
                                                     entry['ap_voc07'], entry['ap_voc2010']))
     lines.append('| **mAP** | | **%.3f** | **%.3f** |' % (results['map_voc07'],
                                                         results['map_voc2010']))
-    # Classes with one or two val objects score 0 or 1: say what the mean is without them.
-    counted = [e for e in results['classes'].values() if e['num_positives'] >= MIN_OBJECTS]
-    map_counted = sum(e['ap_voc07'] for e in counted) / max(len(counted), 1)
-    lines += ['', 'The val split holds 1 Ambulance and 1 Motorcycle, whose AP can only be 0 or '
-              'about 1; over the classes with at least %d val objects the VOC07 mAP is %.3f.'
-              % (MIN_OBJECTS, map_counted)]
+    counted = counted_classes(results)
+    lines += ['', 'Over the classes with at least %d val objects (%s) the VOC07 mAP is %.3f; '
+              'the others have too few val objects for their AP to say much.'
+              % (MIN_OBJECTS, ', '.join(counted), mean_ap(results, counted))]
+    return lines
+
+
+def report(options, name, results, step, minutes):
+    """Prints the run's figures and writes them into the report."""
+    note = '%s, step %d of %d, %.0f min of training' % (name, step, options.max_number_of_steps,
+                                                        minutes)
     common.report('finetune_steps', step, 'steps', note)
     common.report('finetune_train_minutes', minutes, 'min', note)
     common.report('finetune_map_voc07', results['map_voc07'], 'mAP@0.5', 'val split, ' + note)
     common.report('finetune_map_voc2010', results['map_voc2010'], 'mAP@0.5', 'val split, ' + note)
-    common.report('finetune_map_voc07_classes_with_%d_objects' % MIN_OBJECTS, map_counted,
-                  'mAP@0.5', ', '.join(sorted(n for n, e in results['classes'].items()
-                                              if e['num_positives'] >= MIN_OBJECTS)))
-    for name, entry in sorted(results['classes'].items()):
-        common.report('finetune_ap07_%s' % name, entry['ap_voc07'], 'AP@0.5',
-                      '%d val objects' % entry['num_positives'])
-    if FLAGS.report:
-        common.write_report_section(FLAGS.report, 'Fine-tuning on real vehicles', lines)
+    counted = counted_classes(results)
+    common.report('finetune_map_voc07_classes_with_%d_objects' % MIN_OBJECTS,
+                  mean_ap(results, counted), 'mAP@0.5', '%s; %s' % (', '.join(counted), note))
+    for class_name, entry in sorted(results['classes'].items()):
+        common.report('finetune_ap07_%s' % class_name, entry['ap_voc07'], 'AP@0.5',
+                      '%d val objects; %s' % (entry['num_positives'], note))
+    if options.report:
+        write_ablation_row(options.report, ablation_row(
+            name, results, step, minutes, datetime.date.today().isoformat()))
+        if name == 'recipe':
+            common.write_report_section(options.report, 'Fine-tuning on real vehicles',
+                                        recipe_section(options, results, step, minutes))
 
 
-def main(_):
-    for path, what in ((FLAGS.data_dir, '--data_dir'), (FLAGS.pre_trained_path + '.index',
-                                                      '--pre_trained_path')):
-        if not os.path.exists(path):
-            print('error: %s: %s not found' % (what, path), file=sys.stderr)
-            return 1
-    results_dir = os.path.abspath(FLAGS.results_dir)
+def check_flags(options):
+    if not os.path.isdir(options.data_dir):
+        raise cli.UsageError('--data_dir=%s: no such folder' % options.data_dir)
+    if options.pre_trained_path and not os.path.exists(options.pre_trained_path + '.index'):
+        raise cli.UsageError('--pre_trained_path=%s: no such checkpoint (%s.index not found)'
+                             % (options.pre_trained_path, options.pre_trained_path))
+    if options.max_number_of_steps < 1:
+        raise cli.UsageError('--max_number_of_steps must be >= 1, got %d'
+                             % options.max_number_of_steps)
+
+
+def _benchmark(options):
+    check_flags(options)
+    results_dir = os.path.abspath(options.results_dir)
     tfrecords_dir = os.path.join(results_dir, 'tfrecords')
-    progress_path = os.path.join(results_dir, 'progress.json')
-    os.makedirs(results_dir, exist_ok=True)
-    convert(tfrecords_dir)
-    step = latest_step(results_dir) if FLAGS.skip_training else \
-        train(tfrecords_dir, results_dir, progress_path)
+    name = run_name(options)
+    run_dir = os.path.join(results_dir, 'runs', name)
+    progress_path = os.path.join(run_dir, 'progress.json')
+    os.makedirs(run_dir, exist_ok=True)
+    log('run %s in %s' % (name, run_dir))
+    convert(options.data_dir, tfrecords_dir)
+    step = latest_step(run_dir) if options.skip_training else \
+        train(options, tfrecords_dir, run_dir, progress_path)
     if not step:
-        print('error: no checkpoint in %s to score' % results_dir, file=sys.stderr)
-        return 1
-    results = evaluate(tfrecords_dir, results_dir, os.path.join(results_dir, 'eval'))
-    pictures = detect(results_dir, os.path.join(results_dir, 'detections'))
-    report(results, step, load_progress(progress_path)['train_minutes'])
-    log('pictures: %s' % ', '.join(pictures))
+        raise ToolkitError('no checkpoint in %s to score' % run_dir)
+    results = evaluate(tfrecords_dir, run_dir, os.path.join(run_dir, 'eval'))
+    pictures = detect(options, run_dir, os.path.join(run_dir, 'detections'))
+    report(options, name, results, step, load_progress(progress_path)['train_minutes'])
+    log('pictures: %s' % (', '.join(pictures) or 'none'))
     return 0
 
 
+def main(argv=None):
+    """The command line: ``main(['bench_finetune.py', '--zoom_out', ...])`` → exit status."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
+
+
 if __name__ == '__main__':
-    sys.exit(tf.app.run(main))
+    sys.exit(main())

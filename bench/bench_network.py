@@ -3,13 +3,19 @@ post-processing (TF graph and NumPy) per image. Prints `[figure]` lines (medians
 
     python bench/bench_network.py [--repeats=5] [--num_classes=21] [--precision=both]
 Targets on the 2-core CPU machine: forward >= 3 images/s at batch 8, encoding < 5 ms/image,
-post-processing < 10 ms/image. TensorFlow leaves its oneDNN kernels off on some CPUs (e.g. AMD);
-`TF_ENABLE_ONEDNN_OPTS=1 python bench/bench_network.py` measures with them on.
+post-processing < 10 ms/image. On a CPU with bfloat16 instructions the benchmark turns oneDNN on
+unless TF_ENABLE_ONEDNN_OPTS is set (`TF_ENABLE_ONEDNN_OPTS=0` measures without it).
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+
+if __name__ == '__main__':
+    # Both precisions by default: oneDNN decided before TensorFlow loads.
+    cpu_features.enable_onednn_for_bfloat16(sys.argv, 'bfloat16')
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -17,20 +23,28 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from bench import common  # noqa: E402
 from nets import nets_factory, np_postprocess  # noqa: E402
 from model import inference  # noqa: E402
+from utils import cli  # noqa: E402
 from utils import slim_compat  # noqa: E402
 
 slim = slim_compat.import_slim()
-flags = tf.app.flags
-flags.DEFINE_integer('repeats', 5, 'Timed runs per figure (the median is reported).')
-flags.DEFINE_integer('num_classes', 21, 'Classes including background (21 = Pascal VOC).')
-flags.DEFINE_string('precision', 'both', 'Forward-pass precision: float32, bfloat16 or both.')
-flags.DEFINE_boolean('compare_variables', False, 'Also time the forward pass with the weights '
+
+
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Benchmark')
+    flag_set.integer('repeats', 5, 'Timed runs per figure (the median is reported).')
+    flag_set.integer('num_classes', 21, 'Classes including background (21 = Pascal VOC).')
+    flag_set.enum('precision', 'both', ('both',) + cpu_features.PRECISIONS,
+                  'Forward-pass precision: float32, bfloat16 or both.')
+    flag_set.boolean('compare_variables', False, 'Also time the forward pass with the weights '
                      'as variables, in turn with the frozen one.')
-flags.DEFINE_integer('boxes_per_image', 8, 'Ground-truth boxes per image for the encoding benchmark.')
-FLAGS = flags.FLAGS
+    flag_set.integer('boxes_per_image', 8, 'Ground-truth boxes per image for the encoding '
+                     'benchmark.')
+    return flag_set
 
 
-def bench_forward(net, precision, batch_sizes=(1, 8)):
+def bench_forward(options, net, precision, batch_sizes=(1, 8)):
     """Full-width forward pass in ``precision`` (network outputs as float32, no post-processing):
     seconds per batch and images/s, through the detector's own ``inference.network_outputs``
     with the weights frozen into constants, as the inference tools and exports run it. With
@@ -47,13 +61,14 @@ def bench_forward(net, precision, batch_sizes=(1, 8)):
                 for batch in batch_sizes:
                     value = np.random.RandomState(0).randn(batch, 300, 300, 3).astype(np.float32)
                     runs = {'': lambda: frozen_session.run(frozen_outputs, {frozen_images: value})}
-                    if FLAGS.compare_variables:
-                        runs['_variables'] = lambda: variables_session.run(outputs, {images: value})
-                    seconds = common.interleaved_median_seconds(runs, repeats=FLAGS.repeats)
+                    if options.compare_variables:
+                        runs['_variables'] = lambda: variables_session.run(outputs,
+                                                                           {images: value})
+                    seconds = common.interleaved_median_seconds(runs, repeats=options.repeats)
                     for suffix, median in seconds.items():
                         note = ('SSD-VGG300, width 1.0, %d classes, %s, %s, '
                                 'TF_ENABLE_ONEDNN_OPTS=%s' % (
-                                    FLAGS.num_classes, precision,
+                                    options.num_classes, precision,
                                     'weights as variables' if suffix else 'frozen weights',
                                     os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')))
                         name = 'forward_%s_batch%d%s' % (precision, batch, suffix)
@@ -61,7 +76,7 @@ def bench_forward(net, precision, batch_sizes=(1, 8)):
                         common.report(name + '_images_per_s', batch / median, 'images/s', note)
 
 
-def bench_encode(net, anchors):
+def bench_encode(options, net, anchors):
     """bboxes_encode (matching + encoding of one image's boxes against the 8732 anchors)."""
     rng = np.random.RandomState(1)
     with tf.Graph().as_default():
@@ -69,13 +84,14 @@ def bench_encode(net, anchors):
         bboxes = tf.placeholder(tf.float32, [None, 4])
         targets = net.bboxes_encode(labels, bboxes, anchors)
         with tf.Session() as sess:
-            corner = rng.uniform(0, .6, size=(FLAGS.boxes_per_image, 2))
+            corner = rng.uniform(0, .6, size=(options.boxes_per_image, 2))
             boxes = np.concatenate([corner, corner + rng.uniform(.05, .4, size=corner.shape)], 1)
-            feed = {labels: rng.randint(1, FLAGS.num_classes, FLAGS.boxes_per_image), bboxes: boxes}
-            seconds = common.median_seconds(lambda: sess.run(targets, feed), repeats=FLAGS.repeats * 4,
-                                            warmup=3)
+            feed = {labels: rng.randint(1, options.num_classes, options.boxes_per_image),
+                    bboxes: boxes}
+            seconds = common.median_seconds(lambda: sess.run(targets, feed),
+                                            repeats=options.repeats * 4, warmup=3)
     common.report('bboxes_encode', seconds * 1e3, 'ms/image',
-                  '%d boxes, 8732 anchors' % FLAGS.boxes_per_image)
+                  '%d boxes, 8732 anchors' % options.boxes_per_image)
 
 
 def network_like_outputs(net, batch, rng):
@@ -90,7 +106,7 @@ def network_like_outputs(net, batch, rng):
     return predictions, localisations
 
 
-def bench_postprocess(net, anchors, select_threshold, batch=8):
+def bench_postprocess(options, net, anchors, select_threshold, batch=8):
     """detected_bboxes in the graph (batch 8, per image) and np_postprocess.detect (one image)."""
     predictions, localisations = network_like_outputs(net, batch, np.random.RandomState(2))
     with tf.Graph().as_default():
@@ -99,27 +115,36 @@ def bench_postprocess(net, anchors, select_threshold, batch=8):
         detections = net.detected_bboxes(p_in, l_in, select_threshold=select_threshold)
         with tf.Session() as sess:
             feed = dict(zip(p_in + l_in, predictions + localisations))
-            seconds = common.median_seconds(lambda: sess.run(detections, feed), repeats=FLAGS.repeats)
-    note = 'select %g, top_k 400, NMS 0.45, keep 200, %d classes' % (select_threshold, FLAGS.num_classes)
+            seconds = common.median_seconds(lambda: sess.run(detections, feed),
+                                            repeats=options.repeats)
+    note = 'select %g, top_k 400, NMS 0.45, keep 200, %d classes' % (select_threshold,
+                                                                      options.num_classes)
     suffix = '_select%g' % select_threshold
     common.report('postprocess_tf' + suffix, seconds * 1e3 / batch, 'ms/image', note + ', batch %d' % batch)
     one = ([p[0] for p in predictions], [l[0] for l in localisations])
     seconds = common.median_seconds(
         lambda: np_postprocess.detect(one[0], one[1], anchors, net.params.prior_scaling, select_threshold),
-        repeats=FLAGS.repeats)
+        repeats=options.repeats)
     common.report('postprocess_numpy' + suffix, seconds * 1e3, 'ms/image', note)
 
 
-def main(_):
-    net = nets_factory.build_network('ssd_vgg_300', FLAGS.num_classes)
+def _benchmark(options):
+    net = nets_factory.build_network('ssd_vgg_300', options.num_classes)
     anchors = net.anchors()
-    bench_encode(net, anchors)
-    bench_postprocess(net, anchors, select_threshold=0.01)   # training/eval default, worst case
-    bench_postprocess(net, anchors, select_threshold=0.5)    # the detector's default
-    for precision in inference.PRECISIONS if FLAGS.precision == 'both' else [FLAGS.precision]:
-        bench_forward(net, precision)
+    bench_encode(options, net, anchors)
+    bench_postprocess(options, net, anchors, select_threshold=0.01)   # training/eval, worst case
+    bench_postprocess(options, net, anchors, select_threshold=0.5)    # the detector's default
+    precisions = cpu_features.PRECISIONS if options.precision == 'both' else [options.precision]
+    for precision in precisions:
+        bench_forward(options, net, precision)
+    return 0
+
+
+def main(argv=None):
+    """The command line: ``main(['bench_network.py', '--repeats=3'])`` → exit status."""
+    tf.disable_eager_execution()
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
 
 
 if __name__ == '__main__':
-    tf.disable_eager_execution()
-    tf.app.run(main)
+    sys.exit(main())

@@ -145,12 +145,11 @@ def _forward(options, precision):
 def _train(options, precision):
     """(session, run function) of one step of the trainer's graph on generated records."""
     import tensorflow.compat.v1 as tf
-    from absl import flags
     import train_ssd_network
     from bench import bench_training
     from nets import nets_factory
     from training import graph, session as session_lib, trainer
-    f = train_ssd_network.define_flags(flags.FlagValues())
+    f = train_ssd_network.define_flags().values
     f([sys.argv[0], '--dataset_dir=%s' % bench_training.sample_tfrecords(),
        '--train_model_dir=%s' % tempfile.mkdtemp(prefix='profile_train_'),
        '--batch_size=%d' % options.batch_size, '--precision=%s' % precision,

@@ -4,6 +4,7 @@ evaluation during training.
 - ``evaluate_checkpoint``: runs a checkpoint (its own graph and session) over the split and fills
   a ``DetectionMetrics`` with the ground truth and the detections, in pixels of each image.
 - ``evaluate_detections_file``: the same ground truth against a detections file.
+- ``evaluate_detector``: the same for a detector run outside TensorFlow (a ``.tflite`` model).
 - ``DetectionMetrics``: one ``add`` feeds the Pascal VOC metric (VOC07 11-point and VOC2010+
   area AP at IoU 0.5, ``utils/voc_metric.py``) and the COCO metric (AP over IoU 0.50:0.95,
   ``utils/coco_metric.py``); ``evaluate()`` merges their numbers into one results dict.
@@ -166,19 +167,43 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_t
                                 fetches_with_images,
                                 int(math.ceil(num_kept_images / float(batch_size)))):
                 for image in _unbatch(out):
-                    name, height, width, gt_boxes, gt_labels, difficult = _ground_truth_pixels(image)
                     count = int(image['num_detections'])
-                    entry = {'image': name, 'height': height, 'width': width,
-                             'boxes': image['detection_boxes'][:count],
-                             'scores': image['detection_scores'][:count],
-                             'classes': image['detection_classes'][:count]}
-                    metrics.add(name, gt_boxes, gt_labels, difficult, entry['boxes'],
-                                entry['scores'], entry['classes'])
+                    entry, gt_boxes, gt_labels = _score_image(
+                        metrics, image, image['detection_boxes'][:count],
+                        image['detection_scores'][:count], image['detection_classes'][:count])
                     entries.append(entry)
                     if len(kept) < num_kept_images:
                         kept.append(dict(entry, pixels=image['image'], gt_boxes=gt_boxes,
                                          gt_labels=gt_labels))
     return Evaluation(metrics, entries, info, prefix, kept)
+
+
+def _score_image(metrics, image, boxes, scores, classes):
+    """Adds one record's ground truth and detections (pixel boxes) to ``metrics``; returns
+    ``(detections-file entry, gt boxes in pixels, gt labels)``."""
+    name, height, width, gt_boxes, gt_labels, difficult = _ground_truth_pixels(image)
+    metrics.add(name, gt_boxes, gt_labels, difficult, boxes, scores, classes)
+    entry = {'image': name, 'height': height, 'width': width, 'boxes': boxes, 'scores': scores,
+             'classes': classes}
+    return entry, gt_boxes, gt_labels
+
+
+def evaluate_detector(detect, spec, batch_size=8, max_images=None, description=None):
+    """Scores a detector that runs outside this graph (e.g. a ``.tflite`` model in LiteRT) on
+    the split ``spec``: ``detect(image uint8 [H, W, 3])`` → ``(boxes [D, 4] pixels, scores [D],
+    classes [D])``, called on each decoded record. Returns ``(DetectionMetrics, entries)`` as
+    ``evaluate_checkpoint`` fills them."""
+    metrics = DetectionMetrics(spec.class_names)
+    entries = []
+    with tf.Graph().as_default():
+        batch = tf.data.make_one_shot_iterator(
+            _batched_ground_truth(spec, batch_size, max_images, with_images=True)).get_next()
+        with tf.Session() as session:
+            for out in _batches(session, batch, _num_batches(spec, batch_size, max_images),
+                                description):
+                for image in _unbatch(out):
+                    entries.append(_score_image(metrics, image, *detect(image['image']))[0])
+    return metrics, entries
 
 
 def evaluate_detections_file(path, spec, batch_size=8, max_images=None):

@@ -24,7 +24,6 @@ from utils import slim_compat
 
 slim = slim_compat.import_slim()
 
-PRECISIONS = ('float32', 'bfloat16')
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes', 'num_detections')
 
 
@@ -67,8 +66,9 @@ def compute_precision(precision):
     so checkpoints of either precision are the same, and read through a cast in the graph: a
     bfloat16 graph needs no session option, which is what TF Serving runs.
     """
-    if precision not in PRECISIONS:
-        raise ValueError('precision must be one of %s, got %r' % (', '.join(PRECISIONS), precision))
+    if precision not in cpu_features.PRECISIONS:
+        raise ValueError('precision must be one of %s, got %r'
+                         % (', '.join(cpu_features.PRECISIONS), precision))
     if precision == 'float32':
         yield
         return

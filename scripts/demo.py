@@ -33,7 +33,7 @@ TRAIN_SETTINGS = {
     'learning_rate_decay_type': 'polynomial',
     'end_learning_rate': '0.0001',
     'num_epochs_per_decay': '40',  # = steps * batch / 240 training images: decay ends at the last step
-    'shuffle_seed': '0',
+    'seed': '0',
     'weight_decay': '0.0001',
     'weights_initializer': 'he',
     'zoom_out': 'false',

@@ -1,7 +1,10 @@
 """Checkpoint helpers shared by the test modules (not a test file): a randomly initialised SSD
-saved with its model_info.json, and copies of it with an altered model_info.json."""
+saved with its model_info.json, and copies of it with an altered model_info.json; the toy scene
+a model can be trained on (``TOY_BOXES``, ``TOY_LABELS``, ``toy_scene``)."""
 import os
 import shutil
+
+import numpy as np
 
 import tensorflow.compat.v1 as tf
 
@@ -11,6 +14,17 @@ from model import model_info
 
 CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
 WIDTH = 0.125
+TOY_BOXES = np.array([[.2, .3, .7, .8], [.55, .05, .9, .35]], np.float32)
+TOY_LABELS = np.array([2, 3], np.int64)
+
+
+def toy_scene():
+    """RGB uint8 300x300 picture of two flat rectangles, the ``TOY_BOXES`` objects (classes
+    ``TOY_LABELS``); ``make_checkpoint(train_on=...)`` takes it VGG-whitened."""
+    image = np.full((300, 300, 3), 60, np.uint8)
+    image[60:210, 90:240] = (200, 40, 40)
+    image[165:270, 15:105] = (30, 160, 220)
+    return image
 
 
 def make_checkpoint(directory, num_classes=6, width_multiplier=WIDTH, step=1, seed=0,

@@ -11,8 +11,10 @@ from utils import cli
 from test.conftest import value_after_importing
 from utils.errors import ToolkitError
 
-# Modules whose main(argv) follows the convention (the trainer is part of the training package).
-CLI_MODULES = ('detector', 'eval_ssd_network', 'export_saved_model',
+# Modules whose main(argv) follows the convention.
+CLI_MODULES = ('train_ssd_network', 'bench.bench_training', 'bench.bench_finetune',
+               'bench.bench_network', 'bench.bench_data', 'bench.bench_learning',
+               'detector', 'eval_ssd_network', 'export_saved_model', 'export_tflite',
                'datasets.write_dataset.dataset_to_tfrecords', 'datasets.write_dataset.sample_data',
                'serving.server.model_server', 'serving.clients.client', 'serving.clients.web',
                'scripts.demo')
@@ -118,3 +120,35 @@ def test_every_tool_answers_help_with_its_own_flags(name, capsys):
             assert '  --%s (default: ' % flag_name in out
     assert module.main([name, '--no_such_flag']) == 2
     assert capsys.readouterr().err.startswith('error: ')
+
+
+@pytest.mark.parametrize('argv, chosen, line', [
+    ([], ('bfloat16', 'this CPU has AMX_BF16 and oneDNN is on'),
+     'precision: bfloat16 (--precision=auto: this CPU has AMX_BF16 and oneDNN is on)\n'),
+    ([], ('float32', 'no bfloat16 instructions'),
+     'precision: float32 (--precision=auto: no bfloat16 instructions)\n'),
+    (['--precision=float32'], None, ''),
+    (['--precision=bfloat16'], None, ''),
+])
+def test_auto_precision_is_resolved_before_main_in_one_line(monkeypatch, capsys, argv, chosen,
+                                                            line):
+    from utils import cpu_features
+    monkeypatch.setattr(cpu_features, 'choose_precision', lambda requested: chosen)
+    flag_set = cli.FlagSet()
+    flag_set.group('Model')
+    flag_set.precision(cpu_features.AUTO)
+    seen = []
+    assert cli.run(['tool'] + argv, flag_set, 'A tool.',
+                   lambda options: seen.append(options.precision) or 0) == 0
+    assert seen == [chosen[0] if chosen else argv[0].split('=')[1]]
+    assert capsys.readouterr().err == line
+
+
+def test_precision_accepts_auto_and_refuses_other_names(capsys):
+    flag_set = cli.FlagSet()
+    flag_set.group('Model')
+    flag_set.precision()
+    assert flag_set.values['precision'].default == 'float32'   # the exporters' default
+    assert cli.run(['tool', '--precision=float16'], flag_set, 'A tool.', lambda options: 0) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: flag --precision=float16') and 'auto' in err

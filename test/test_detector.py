@@ -32,8 +32,9 @@ def run_script(*args):
 
 
 def run_in_process(capsys, *args):
-    """The same through ``detector.main`` (no new TensorFlow start-up): (status, stdout, stderr)."""
-    status = detector.main(['detector.py', '--noshow'] + list(args))
+    """The same through ``detector.main`` (no new TensorFlow start-up): (status, stdout, stderr).
+    float32 (no --precision=auto line on stderr, detections comparable with float32 figures)."""
+    status = detector.main(['detector.py', '--noshow', '--precision=float32'] + list(args))
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 

@@ -101,7 +101,8 @@ def test_checkpoint_detections_belong_to_their_images(sample_tfrecords, checkpoi
     status, stdout, stderr = run_eval(capsys, '--ckpt_path=%s' % checkpoint_dir,
                                       '--dataset_dir=%s' % sample_tfrecords,
                                       '--batch_size=2', '--select_threshold=0.2',
-                                      '--keep_top_k=20', '--output_dir=%s' % out)
+                                      '--keep_top_k=20', '--output_dir=%s' % out,
+                                      '--precision=float32')   # as the Detector below
     assert status == 0, stderr
     with open(str(out / 'results.json')) as f:
         results = json.load(f)

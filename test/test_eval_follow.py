@@ -215,11 +215,11 @@ def test_pr_curve_counts_by_hand():
 
 def test_trainer_evaluates_in_process(sample_tfrecords, tmp_path, capsys):
     train_dir = str(tmp_path / 'train')
-    status = train_ssd_network.run([
+    status = train_ssd_network.main([
         'train_ssd_network.py', '--train_model_dir=%s' % train_dir,
         '--dataset_dir=%s' % sample_tfrecords, '--train_or_test=train', '--width_multiplier=0.125',
         '--batch_size=2', '--optimizer=adam', '--learning_rate=0.002',
-        '--learning_rate_decay_type=fixed', '--max_number_of_steps=3', '--shuffle_seed=3',
+        '--learning_rate_decay_type=fixed', '--max_number_of_steps=3',
         '--num_preprocessing_threads=2', '--eval_every_n_steps=2', '--eval_split=test',
         '--eval_max_images=3'])
     captured = capsys.readouterr()
@@ -240,9 +240,9 @@ def test_trainer_evaluation_flags_are_checked(sample_tfrecords, tmp_path, capsys
     common = ['train_ssd_network.py', '--train_model_dir=%s' % tmp_path,
               '--dataset_dir=%s' % sample_tfrecords, '--width_multiplier=0.125',
               '--batch_size=2', '--max_number_of_steps=1']
-    assert train_ssd_network.run(common + ['--eval_every_n_steps=-1']) == 1
+    assert train_ssd_network.main(common + ['--eval_every_n_steps=-1']) == 1
     assert '--eval_every_n_steps=-1 must be >= 0' in capsys.readouterr().err
-    assert train_ssd_network.run(common + ['--eval_every_n_steps=1', '--eval_split=nosuch']) == 1
+    assert train_ssd_network.main(common + ['--eval_every_n_steps=1', '--eval_split=nosuch']) == 1
     err = capsys.readouterr().err
     assert 'error: --eval_split=nosuch in %s' % sample_tfrecords in err
     assert not os.path.exists(os.path.join(str(tmp_path), 'model.ckpt-1.index'))

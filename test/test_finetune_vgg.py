@@ -8,7 +8,6 @@ import types
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from absl import flags as absl_flags
 
 import train_ssd_network
 from datasets import dataset_factory
@@ -142,7 +141,7 @@ NCHW_CONV_SHAPES = dict(
 
 def _trainer_flags(**overrides):
     """The trainer's flag defaults as a namespace."""
-    flag_values = train_ssd_network.define_flags(absl_flags.FlagValues())
+    flag_values = train_ssd_network.define_flags().values
     values = {name: flag_values[name].default for name in flag_values}
     values.update(overrides)
     return types.SimpleNamespace(**values)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from model import inference
+from utils import cpu_features
 from test.checkpoints import make_checkpoint
 
 
@@ -28,7 +29,7 @@ def _detections(prefix, precision, freeze, images):
         return session.run(detections, {inputs: images}), ops
 
 
-@pytest.mark.parametrize('precision', inference.PRECISIONS)
+@pytest.mark.parametrize('precision', cpu_features.PRECISIONS)
 def test_frozen_graph_detects_what_the_variables_do(prefix, precision):
     images = np.random.RandomState(0).uniform(-120., 130., (2, 300, 300, 3)).astype(np.float32)
     variables, variable_ops = _detections(prefix, precision, False, images)

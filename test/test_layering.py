@@ -23,7 +23,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIPPED_DIRS = {'.venv', '.git', 'test', '__pycache__', 'Images', 'ckpt', 'docs', 'output'}
 LAYERS = {'utils': 0, 'datasets': 1, 'nets': 1, 'preprocessing': 1, 'deployment': 1,
           'model': 2, 'training': 3}
-TOOLS = {'train_ssd_network', 'eval_ssd_network', 'detector', 'export_saved_model'}
+TOOLS = {'train_ssd_network', 'eval_ssd_network', 'detector', 'export_saved_model',
+         'export_tflite'}
 SERVING_ROOMS = {'serving', 'serving.server', 'serving.clients'}
 
 
@@ -77,6 +78,7 @@ NO_TENSORFLOW = sorted(
     ['datasets', 'datasets.dataset_config', 'datasets.dataset_factory', 'datasets.read_dataset',
      'datasets.read_dataset.pascalvoc2007', 'datasets.read_dataset.vehicle', 'datasets.records',
      'datasets.utils', 'datasets.utils.dataset_utils', 'model', 'model.model_info',
+     'model.tflite_runner',
      'model.versions', 'nets', 'nets.anchors', 'nets.np_postprocess', 'nets.ssd_params',
      'preprocessing', 'preprocessing.np_transform'])
 

@@ -11,16 +11,13 @@ from utils import boxes
 
 tf.disable_eager_execution()
 
-BOX = np.array([[.2, .3, .7, .8], [.55, .05, .9, .35]], np.float32)
-LABELS = np.array([2, 3], np.int64)
+BOX, LABELS = checkpoints.TOY_BOXES, checkpoints.TOY_LABELS
 
 
 def _scene():
-    """A whitened 300x300 picture with two flat rectangles, the BOX objects."""
-    image = np.full((300, 300, 3), 60., np.float32)
-    image[60:210, 90:240] = (200., 40., 40.)
-    image[165:270, 15:105] = (30., 160., 220.)
-    return image - np.array(ssd_vgg_preprocessing.VGG_MEANS, np.float32)
+    """The toy scene, whitened."""
+    return (checkpoints.toy_scene().astype(np.float32) -
+            np.array(ssd_vgg_preprocessing.VGG_MEANS, np.float32))
 
 
 def _run(prefix, precision, image):

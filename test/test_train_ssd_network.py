@@ -17,6 +17,7 @@ from absl import flags as absl_flags
 import train_ssd_network
 from test.conftest import REPO_ROOT
 from training import graph, train_tools, trainer
+from utils import cli
 
 SCRIPT = os.path.join(REPO_ROOT, 'train_ssd_network.py')
 LEARNING_STEPS = 20
@@ -29,7 +30,7 @@ def _command(train_dir, dataset_dir, *extra):
             '--dataset_dir=%s' % dataset_dir, '--dataset_name=vehicle', '--train_or_test=train',
             '--width_multiplier=0.125', '--batch_size=2', '--clone_on_cpu',
             '--optimizer=adam', '--learning_rate=0.002', '--learning_rate_decay_type=fixed',
-            '--log_every_n_steps=1', '--save_summaries_secs=1', '--shuffle_seed=3',
+            '--log_every_n_steps=1', '--save_summaries_secs=1', '--seed=3',
             '--num_preprocessing_threads=2'] + list(extra)
 
 
@@ -158,12 +159,10 @@ def test_kill_9_resumes_and_sigterm_saves_a_final_checkpoint(sample_tfrecords, t
 
 
 def _flags(**overrides):
-    values = dict(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4, num_clones=1,
-                  num_classes=None, width_multiplier=1.0, data_format='NHWC',
-                  max_number_of_steps=None, weights_initializer='network', precision='float32',
-                  head_init_stddev=0.0, num_epochs_per_decay=2.0,
-                  learning_rate_decay_type='exponential', eval_every_n_steps=0, eval_split='val',
-                  eval_max_images=None)
+    """The trainer's flag defaults as a namespace, with ``overrides``."""
+    flag_values = train_ssd_network.define_flags().values
+    values = {name: flag_values[name].default for name in flag_values}
+    values.update(train_model_dir='/tmp/x', dataset_dir=REPO_ROOT, batch_size=4)
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
@@ -173,17 +172,40 @@ def _flags(**overrides):
     (dict(dataset_dir='/no/such/dir'), '--dataset_dir=/no/such/dir is not a directory'),
     (dict(batch_size=5, num_clones=2), '--batch_size=5 must be a positive multiple of --num_clones=2'),
     (dict(num_classes=1), '--num_classes=1 must be >= 2'),
-    (dict(data_format='NCWH'), '--data_format=NCWH'),
-    (dict(weights_initializer='glorot'), '--weights_initializer=glorot must be one of he, network'),
     (dict(num_epochs_per_decay=0), '--num_epochs_per_decay=0 must be > 0 (or 0 with'),
     (dict(num_epochs_per_decay=0, learning_rate_decay_type='polynomial'),
      '--num_epochs_per_decay=0 must be > 0'),
     (dict(head_init_stddev=-1), '--head_init_stddev=-1 must be >= 0'),
-    (dict(precision='float16'), '--precision=float16 must be one of float32, bfloat16'),
+    (dict(match_threshold=0), '--match_threshold=0 must be in (0, 1]'),
+    (dict(precision='bfloat16', num_replicas=2), '--precision=bfloat16 cannot train distributed'),
+    (dict(match_threshold=1.5), '--match_threshold=1.5 must be in (0, 1]'),
 ])
 def test_bad_flags_are_named(overrides, message):
-    with pytest.raises(train_tools.TrainConfigError, match=re.escape(message)):
+    with pytest.raises(cli.UsageError, match=re.escape(message)):
         trainer.check_flags(_flags(**overrides))
+
+
+@pytest.mark.parametrize('flag, value', [('precision', 'float16'), ('data_format', 'NCWH'),
+                                         ('weights_initializer', 'glorot'), ('optimizer', 'lbfgs')])
+def test_a_choice_outside_its_list_is_a_usage_error(flag, value, capsys):
+    assert train_ssd_network.main(['train_ssd_network.py', '--%s=%s' % (flag, value)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and '--%s' % flag in err and len(err.splitlines()) == 1
+
+
+def test_auto_precision_trains_distributed_runs_in_float32(capsys):
+    assert train_ssd_network.main(['train_ssd_network.py', '--num_replicas=2']) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ('precision: float32 (--precision=auto: distributed training: %s)'
+                      % trainer.NO_DISTRIBUTED_BFLOAT16)
+    assert err[-1] == 'error: --worker_hosts lists 0 hosts for --num_replicas=2'
+
+
+def test_a_missing_flag_exits_2_with_one_line(capsys):
+    assert train_ssd_network.main(['train_ssd_network.py', '--dataset_dir=%s' % REPO_ROOT]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == 'error: --train_model_dir is required'
+    assert [line for line in err if line.startswith('error')] == err[-1:]
 
 
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
@@ -247,19 +269,87 @@ def test_polynomial_decay_over_the_whole_run():
     assert graph.decay_steps_of(_flags(batch_size=8), 565) == 141   # 2 epochs
 
 
-def test_help_lists_the_trainers_flags_by_theme(capsys):
-    assert train_ssd_network.run(['train_ssd_network.py', '--help']) == 0
+def test_help_lists_every_flag_of_the_trainer_once_by_theme(capsys):
+    assert train_ssd_network.main(['train_ssd_network.py', '--help']) == 0
     text = capsys.readouterr().out
-    flag_values = train_ssd_network.define_flags(absl_flags.FlagValues())
-    grouped = [name for _, names in train_ssd_network.FLAG_GROUPS for name in names]
-    assert sorted(grouped) == sorted(name for name in flag_values if len(name) > 1 and name != 'help')
-    for theme, names in train_ssd_network.FLAG_GROUPS:
+    flag_set = train_ssd_network.define_flags()
+    grouped = [name for _, names in flag_set.groups for name in names]
+    assert len(grouped) == len(set(grouped))
+    assert sorted(grouped) == sorted(
+        name for name in flag_set.values if len(name) > 1 and name != 'help')
+    for theme, names in flag_set.groups:
         assert '%s:' % theme in text
         for name in names:
             assert '  --%s (default: ' % name in text
+    # SPEC's flag names and defaults.
+    for name, default in (('dataset_name', 'vehicle'), ('train_or_test', 'train'),
+                          ('model_name', 'ssd_vgg_300'), ('optimizer', 'rmsprop'),
+                          ('learning_rate', 0.01), ('learning_rate_decay_type', 'exponential'),
+                          ('end_learning_rate', 0.0001), ('batch_size', 32), ('num_clones', 1),
+                          ('log_every_n_steps', 10), ('save_summaries_secs', 60),
+                          ('save_interval_secs', 600), ('precision', 'auto')):
+        assert flag_set.values[name].default == default, name
     assert '--logtostderr' not in text and '--helpfull' not in text   # absl's own flags
-    assert train_ssd_network.run(['train_ssd_network.py', '--no_such_flag']) == 2
+    assert train_ssd_network.main(['train_ssd_network.py', '--no_such_flag']) == 2
 
 
 def test_importing_the_trainer_defines_no_global_flag():
     assert 'train_model_dir' not in absl_flags.FLAGS
+
+
+def _encoded_batch(dataset_dir, match_threshold):
+    """One batch of the training pipeline's encoded targets: ``(gclasses, gscores)``, each the
+    concatenation over the layers of ``[B, anchors]``, and the object count per image ``[B]``. The graph seed and one map thread make the
+    images and their augmentation the same for every threshold."""
+    from datasets import dataset_factory
+    from deployment import model_deploy
+    from nets import nets_factory
+    options = _flags(dataset_dir=dataset_dir, batch_size=4, match_threshold=match_threshold,
+                     num_preprocessing_threads=1, seed=1)
+    spec = dataset_factory.get_dataset('vehicle', 'train', dataset_dir)
+    net = nets_factory.build_network('ssd_vgg_300', spec.num_classes, 0.125)
+    with tf.Graph().as_default():
+        tf.set_random_seed(1)
+        iterator, batch = graph.build_batches(options, spec, net, net.anchors(net.params.img_shape),
+                                              model_deploy.DeploymentConfig(clone_on_cpu=True))
+        with tf.Session() as sess:
+            sess.run(iterator.initializer)
+            labels, gclasses, gscores = sess.run([batch[1], batch[3], batch[5]])
+    flat = lambda layers: np.concatenate([t.reshape(t.shape[0], -1) for t in layers], axis=1)
+    return flat(gclasses), flat(gscores), (labels > 0).sum(axis=1)
+
+
+def test_match_threshold_sets_the_positives_of_the_encoded_targets(sample_tfrecords):
+    classes_low, scores_low, num_boxes = _encoded_batch(sample_tfrecords, 0.3)
+    classes_high, scores_high, _ = _encoded_batch(sample_tfrecords, 0.7)
+    np.testing.assert_array_equal(scores_low, scores_high)   # same images, same anchors
+    positive_low, positive_high = classes_low > 0, classes_high > 0
+    assert positive_high.sum() < positive_low.sum()
+    assert not np.any(positive_high & ~positive_low)          # raising it only removes positives
+    # Every anchor at IoU >= the threshold is a positive; below it only a box's best anchor is.
+    assert np.all(positive_high[scores_high >= 0.7])
+    assert np.all(positive_low[scores_low >= 0.3])
+    assert np.all((positive_high & (scores_high < 0.7)).sum(axis=1) <= num_boxes)
+
+
+def _seeded_run(train_dir, dataset_dir, seed):
+    """Three steps with ``--seed``; returns (logged losses, final variables)."""
+    rc, out, err = _run(_command(train_dir, dataset_dir, '--max_number_of_steps=3',
+                                 '--seed=%d' % seed) + ['--save_summaries_secs=600'])
+    assert rc == 0, err[-3000:]
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(train_dir))
+    weights = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    return [loss for _, loss in _logged_steps(out)], weights
+
+
+def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(sample_tfrecords,
+                                                                        tmp_path):
+    losses, weights = _seeded_run(str(tmp_path / 'a'), sample_tfrecords, 5)
+    same_losses, same_weights = _seeded_run(str(tmp_path / 'b'), sample_tfrecords, 5)
+    other_losses, other_weights = _seeded_run(str(tmp_path / 'c'), sample_tfrecords, 6)
+    assert len(losses) == 3 and losses == same_losses and losses != other_losses
+    assert sorted(weights) == sorted(same_weights) == sorted(other_weights)
+    for name in weights:
+        np.testing.assert_array_equal(weights[name], same_weights[name], err_msg=name)
+    conv = 'ssd_300_vgg/conv1/conv1_1/weights'
+    assert not np.array_equal(weights[conv], other_weights[conv])

@@ -2,6 +2,7 @@
 losses, learning rate, optimizer and train op (the trainer and the training benchmark share it)."""
 import contextlib
 
+import tensorflow as tf_v2
 import tensorflow.compat.v1 as tf
 
 from deployment import model_deploy
@@ -18,7 +19,7 @@ WEIGHTS_INITIALIZERS = {'network': None,
 SUMMARY_IMAGES = 3
 
 
-def build_batches(f, spec, net, anchors, config):
+def build_batches(options, spec, net, anchors, config):
     """The tf.data pipeline: decode -> training pre-processing -> per-image anchor encoding ->
     padded batch (drop_remainder) -> prefetch; returns (iterator, batch tensors).
 
@@ -28,28 +29,42 @@ def build_batches(f, spec, net, anchors, config):
     """
     from datasets import input_pipeline
     from preprocessing import preprocessing_factory
-    preprocess = preprocessing_factory.get_preprocessing(f.model_name, is_training=True)
+    preprocess = preprocessing_factory.get_preprocessing(options.model_name, is_training=True)
     num_layers = len(anchors)
     with tf.device(config.inputs_device()):
-        seed = None if f.shuffle_seed is None else f.shuffle_seed + config.replica_id
-        dataset = input_pipeline.make_dataset(spec, shuffle=True, seed=seed)
+        dataset = input_pipeline.make_dataset(spec, shuffle=True,
+                                              seed=replica_seed(options, config))
 
         def encode(example):
             image, labels, bboxes = preprocess(
                 example['image'], example['labels'], example['bboxes'],
-                out_shape=net.params.img_shape, data_format=f.data_format, zoom_out=f.zoom_out,
-                photometric_distortion=f.photometric_distortion)
-            gclasses, glocalisations, gscores = net.bboxes_encode(labels, bboxes, anchors)
+                out_shape=net.params.img_shape, data_format=options.data_format,
+                zoom_out=options.zoom_out, photometric_distortion=options.photometric_distortion)
+            gclasses, glocalisations, gscores = net.bboxes_encode(
+                labels, bboxes, anchors, match_threshold=options.match_threshold)
             return tuple(train_tools.reshape_list(
                 [image, labels, bboxes, gclasses, glocalisations, gscores]))
 
-        dataset = dataset.map(encode, num_parallel_calls=f.num_preprocessing_threads)
-        dataset = dataset.padded_batch(f.batch_size, drop_remainder=True)
+        dataset = dataset.map(encode, num_parallel_calls=options.num_preprocessing_threads)
+        dataset = dataset.padded_batch(options.batch_size, drop_remainder=True)
         dataset = dataset.prefetch(2)
         iterator = tf.data.make_initializable_iterator(dataset)
         batch = train_tools.reshape_list(list(iterator.get_next()),
                                          [1, 1, 1, num_layers, num_layers, num_layers])
     return iterator, batch
+
+
+def replica_seed(options, config):
+    """``--seed`` of this worker (None when not given): workers of one run draw different
+    augmentations and orders."""
+    return None if options.seed is None else options.seed + config.replica_id
+
+
+def make_deterministic():
+    """Makes every op of the process deterministic, as ``--seed`` needs: a parallel map whose
+    function holds stateful random ops (the augmentation) then runs in order, so each image gets
+    the same draws whatever the thread timing. Process-wide and irreversible."""
+    tf_v2.config.experimental.enable_op_determinism()
 
 
 def split_for_clones(batch, num_clones):
@@ -81,51 +96,55 @@ def initializer_scope(name, head_init_stddev=0.0):
             yield scope
 
 
-def decay_steps_of(f, num_samples):
+def decay_steps_of(options, num_samples):
     """Steps per learning-rate decay period (exponential) or to the end rate (polynomial)."""
-    if f.num_epochs_per_decay == 0:
-        return f.max_number_of_steps
-    return int(num_samples / f.batch_size * f.num_epochs_per_decay) or 1
+    if options.num_epochs_per_decay == 0:
+        return options.max_number_of_steps
+    return int(num_samples / options.batch_size * options.num_epochs_per_decay) or 1
 
 
-def build_training_graph(f, net, spec, config, global_step):
+def build_training_graph(options, net, spec, config, global_step):
     """Input pipeline, clones, losses, LR, optimizer and train op; returns a dict of handles."""
+    seed = replica_seed(options, config)
+    if seed is not None:
+        tf.set_random_seed(seed)   # op seeds of initialisers and augmentation follow from it
     anchors = net.anchors(net.params.img_shape)
-    iterator, batch = build_batches(f, spec, net, anchors, config)
+    iterator, batch = build_batches(options, spec, net, anchors, config)
     # create_clones calls build_clone once per clone, in clone order: each takes the next slice.
     next_clone_batch = iter(split_for_clones(batch, config.num_clones)).__next__
 
     def build_clone(take_batch):
         images, _, _, gclasses, glocalisations, gscores = take_batch()
-        with slim.arg_scope(net.arg_scope(weight_decay=f.weight_decay,
-                                          data_format=f.data_format)):
-            with initializer_scope(f.weights_initializer, f.head_init_stddev):
+        with slim.arg_scope(net.arg_scope(weight_decay=options.weight_decay,
+                                          data_format=options.data_format)):
+            with initializer_scope(options.weights_initializer, options.head_init_stddev):
                 _, localisations, logits, end_points = net.net(images, is_training=True)
         net.losses(logits, localisations, gclasses, glocalisations, gscores,
-                   match_threshold=f.match_threshold, negative_ratio=f.negative_ratio,
-                   alpha=f.loss_alpha, label_smoothing=f.label_smoothing)
+                   match_threshold=options.match_threshold, negative_ratio=options.negative_ratio,
+                   alpha=options.loss_alpha, label_smoothing=options.label_smoothing)
         return end_points
 
     clones = model_deploy.create_clones(config, build_clone, [next_clone_batch])
-    add_image_summary(batch[0], batch[2], f.data_format)
+    add_image_summary(batch[0], batch[2], options.data_format)
     update_ops = tf.get_collection(tf.GraphKeys.UPDATE_OPS, clones[0].scope)
 
     with tf.device(config.optimizer_device()):
-        decay_steps = decay_steps_of(f, spec.num_samples)
+        decay_steps = decay_steps_of(options, spec.num_samples)
         learning_rate = train_tools.configure_learning_rate(
-            f.learning_rate_decay_type, f.learning_rate, global_step, decay_steps=decay_steps,
-            decay_factor=f.learning_rate_decay_factor, end_learning_rate=f.end_learning_rate,
-            warmup_steps=f.warmup_steps)
+            options.learning_rate_decay_type, options.learning_rate, global_step,
+            decay_steps=decay_steps, decay_factor=options.learning_rate_decay_factor,
+            end_learning_rate=options.end_learning_rate, warmup_steps=options.warmup_steps)
         tf.summary.scalar('learning_rate', learning_rate)
         optimizer = train_tools.configure_optimizer(
-            f.optimizer, learning_rate, momentum=f.momentum, rmsprop_decay=f.rmsprop_decay,
-            rmsprop_momentum=f.rmsprop_momentum, opt_epsilon=f.opt_epsilon,
-            adam_beta1=f.adam_beta1, adam_beta2=f.adam_beta2, adadelta_rho=f.adadelta_rho,
-            adagrad_initial_accumulator_value=f.adagrad_initial_accumulator_value,
-            ftrl_learning_rate_power=f.ftrl_learning_rate_power,
-            ftrl_initial_accumulator_value=f.ftrl_initial_accumulator_value,
-            ftrl_l1=f.ftrl_l1, ftrl_l2=f.ftrl_l2)
-    variables_to_train = train_tools.get_variables_to_train(f.trainable_scopes)
+            options.optimizer, learning_rate, momentum=options.momentum,
+            rmsprop_decay=options.rmsprop_decay, rmsprop_momentum=options.rmsprop_momentum,
+            opt_epsilon=options.opt_epsilon, adam_beta1=options.adam_beta1,
+            adam_beta2=options.adam_beta2, adadelta_rho=options.adadelta_rho,
+            adagrad_initial_accumulator_value=options.adagrad_initial_accumulator_value,
+            ftrl_learning_rate_power=options.ftrl_learning_rate_power,
+            ftrl_initial_accumulator_value=options.ftrl_initial_accumulator_value,
+            ftrl_l1=options.ftrl_l1, ftrl_l2=options.ftrl_l2)
+    variables_to_train = train_tools.get_variables_to_train(options.trainable_scopes)
     total_loss, grads_and_vars = train_tools.deploy_loss_summary(clones, optimizer,
                                                                  var_list=variables_to_train)
     with tf.device(config.optimizer_device()):

@@ -8,7 +8,10 @@ hands it to ``run``:
   hundreds absl defines), exit 0, also when the reader stops early (``--help | head``);
 - an unknown flag, a malformed value or a stray argument: one line ``error: ...``, exit 2;
 - a ``UsageError`` (a bad flag value or combination found by the script): ``error: ...``, exit 2;
-- any other ``utils.errors.ToolkitError``: ``error: <message>``, exit 1 (caught here, once).
+- any other ``utils.errors.ToolkitError``: ``error: <message>``, exit 1 (caught here, once);
+- ``--precision=auto`` is resolved to float32 or bfloat16 before ``main`` runs, in one line on
+  stderr (``utils/cpu_features.py``; a tool's entry path calls
+  ``cpu_features.enable_onednn_for_bfloat16`` before it imports TensorFlow).
 
 Importing a script therefore defines no flag; tests and notebooks may import several at once.
 """
@@ -18,10 +21,14 @@ import textwrap
 
 from absl import flags
 
+from utils import cpu_features
 from utils.errors import ToolkitError
 
-PRECISION_HELP = ('Compute precision of the network: float32, or bfloat16 (casts in the graph; '
-                  '~2-3x faster on CPUs with AVX512_BF16 or AMX, scores within ~0.05).')
+PRECISION_HELP = ('Compute precision of the network: auto (bfloat16 where the CPU has AVX512_BF16 '
+                  'or AMX-BF16 and oneDNN is on, which the tool turns on unless '
+                  'TF_ENABLE_ONEDNN_OPTS is set; float32 elsewhere), float32, or bfloat16 (casts '
+                  'in the graph; ~2-3x faster on such CPUs, scores within ~0.05; variables and '
+                  'checkpoints stay float32).')
 USAGE_EXIT = 2
 ERROR_EXIT = 1
 
@@ -38,6 +45,7 @@ class FlagSet(object):
         self.values = flags.FlagValues()
         self.groups = []
         self._aliases = []  # (deprecated name, flag name)
+        self._float32_when = None
         flags.DEFINE_boolean('help', False, 'Show this help.', short_name='h',
                              flag_values=self.values)
 
@@ -64,9 +72,31 @@ class FlagSet(object):
     def enum(self, name, default, choices, help_text):
         self._define(flags.DEFINE_enum, name, default, help_text, list(choices))
 
-    def precision(self):
-        """``--precision`` (float32 | bfloat16), as every inference CLI names it."""
-        self.enum('precision', 'float32', ('float32', 'bfloat16'), PRECISION_HELP)
+    def precision(self, default='float32', float32_when=None):
+        """``--precision`` (auto | float32 | bfloat16), as every tool that runs the network names
+        it; ``run`` resolves auto. The trainer, evaluator and detector default to auto, the
+        exporters to float32 (the serving machine may differ). ``float32_when``:
+        ``(predicate(flag_values), reason)``, a setting of the tool under which auto picks
+        float32 whatever the CPU."""
+        self.enum('precision', default, cpu_features.PRECISION_CHOICES, PRECISION_HELP)
+        self._float32_when = float32_when
+
+    def resolve_precision(self, stream=None):
+        """Replaces ``--precision=auto`` by the precision chosen for this machine and says which,
+        and why, in one line on ``stream`` (stderr). Returns the precision (None without the
+        flag)."""
+        if 'precision' not in self.values:
+            return None
+        if self.values.precision == cpu_features.AUTO:
+            predicate, reason = self._float32_when or (None, None)
+            if predicate and predicate(self.values):
+                precision = 'float32'
+            else:
+                precision, reason = cpu_features.choose_precision(cpu_features.AUTO)
+            print('precision: %s (--precision=auto: %s)' % (precision, reason),
+                  file=stream or sys.stderr, flush=True)
+            self.values.precision = precision
+        return self.values.precision
 
     def checkpoint_path(self):
         """``--ckpt_path``, as every tool that loads a trained model names it."""
@@ -114,12 +144,6 @@ def check_postprocessing(options):
         raise UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
     if options.top_k < 1 or options.keep_top_k < 1:
         raise UsageError('--top_k and --keep_top_k must be positive')
-
-
-def define_precision_flag(flag_values):
-    """``--precision`` in ``flag_values`` (for scripts that do not build a ``FlagSet``)."""
-    flags.DEFINE_enum('precision', 'float32', ['float32', 'bfloat16'], PRECISION_HELP,
-                      flag_values=flag_values)
 
 
 def format_help(doc, flag_values, groups):
@@ -180,6 +204,7 @@ def run(argv, flag_set, doc, main_fn):
     ``argv`` None means ``sys.argv``."""
     def main_with_flags():
         flag_set.resolve_aliases()
+        flag_set.resolve_precision()
         return main_fn(flag_set.values)
     return run_cli(sys.argv if argv is None else argv, flag_set.values, flag_set.groups, doc,
                    main_with_flags)

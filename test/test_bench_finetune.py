@@ -1,0 +1,68 @@
+"""bench/bench_finetune.py: runs named by their factors, factors passed to the trainer, and the
+ablation table that keeps one row per run and CPU. (The benchmark itself runs for an hour; its
+pieces are checked here, the whole on a tiny setting by hand.)"""
+from bench import bench_finetune, common
+
+
+def _options(argv=()):
+    flag_set = bench_finetune.define_flags()
+    flag_set.values.unparse_flags()
+    flag_set.values(['bench_finetune.py'] + list(argv))
+    return flag_set.values
+
+
+def _results(aps, positives):
+    classes = {name: {'ap_voc07': ap, 'ap_voc2010': ap, 'num_positives': n}
+               for (name, ap), n in zip(sorted(aps.items()), positives)}
+    return {'classes': classes, 'map_voc07': sum(aps.values()) / len(aps), 'map_voc2010': 0.}
+
+
+def test_a_run_is_named_by_the_factors_that_differ_from_the_recipe():
+    assert bench_finetune.run_name(_options()) == 'recipe'
+    options = _options(['--seed=1', '--zoom_out', '--max_number_of_steps=3200',
+                        '--learning_rate=0.0002'])
+    assert bench_finetune.run_name(options) == \
+        'max_number_of_steps-3200_zoom_out-true_learning_rate-0.0002_seed-1'
+    args = bench_finetune.factor_args(options)
+    for expected in ('--zoom_out=true', '--max_number_of_steps=3200', '--negative_ratio=3',
+                     '--match_threshold=0.5', '--optimizer=adam', '--seed=1'):
+        assert expected in args
+    assert not any(a.startswith('--precision') for a in bench_finetune.RECIPE + args)
+
+
+def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch):
+    report = str(tmp_path / 'REPORT.md')
+    common.write_report_section(report, 'Other', ['kept'])
+    cpu = ['CPU A (AVX512_BF16)']
+    monkeypatch.setattr(bench_finetune, 'machine', lambda: cpu[0])
+    results = _results({'Bus': 0.5, 'Car': 0.8, 'Truck': 0.2, 'Ambulance': 1.0}, [7, 1, 6, 9])
+    for name, step in (('recipe', 10), ('zoom_out-true', 20), ('recipe', 30), ('seed-1', 30)):
+        bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
+            name, results, step, 12.4, '2026-12-05'))
+    cpu[0] = 'CPU B (none)'
+    other = dict(results, map_voc07=0.7, map_coco=0.31)
+    bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
+        'recipe', other, 30, 50, '2026-12-06'))
+    sections = common.read_report(report)[1][common.machine_key(common.this_machine())].parts
+    assert sections['Other'] == '### Other\n\nkept'
+    rows = bench_finetune.table_rows(sections[bench_finetune.ABLATION_SECTION])
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ('zoom_out-true', '20', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU A (AVX512_BF16)'),
+        ('seed-1', '30', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU B (none)')]
+    first = rows[1]
+    assert first[2] == '12' and first[4] == '2026-12-05' and first[5] == '0.625'
+    # Bus has one val object: the counted mean is over Ambulance, Car and Truck.
+    assert first[6] == '%.3f (Ambulance, Car, Truck)' % ((1.0 + 0.8 + 0.2) / 3)
+    assert first[7] == '-' and rows[3][7] == '0.310'
+    assert first[8] == 'Ambulance 1.00, Bus 0.50, Car 0.80, Truck 0.20'
+    assert sections[bench_finetune.ABLATION_SECTION].endswith(
+        'Seed spread of the recipe (CPU A (AVX512_BF16), 30 steps, 2 seeds): '
+        'mAP@0.5 0.625 to 0.625.')
+
+
+def test_bad_paths_are_usage_errors(tmp_path, capsys):
+    assert bench_finetune.main(['bench_finetune.py', '--data_dir=%s' % (tmp_path / 'no')]) == 2
+    assert 'error: --data_dir=' in capsys.readouterr().err
+    assert bench_finetune.main(['bench_finetune.py', '--data_dir=%s' % tmp_path,
+                                '--pre_trained_path=%s' % (tmp_path / 'vgg')]) == 2
+    assert 'no such checkpoint' in capsys.readouterr().err
