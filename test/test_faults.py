@@ -24,7 +24,7 @@ from utils import exif
 from utils import tf_errors
 
 TRAIN_FLAGS = ('--width_multiplier=0.125', '--batch_size=2', '--num_preprocessing_threads=2',
-               '--log_every_n_steps=1', '--save_summaries_secs=600', '--shuffle_seed=1',
+               '--log_every_n_steps=1', '--save_summaries_secs=600', '--seed=1',
                '--optimizer=adam', '--learning_rate=0.001', '--learning_rate_decay_type=fixed')
 STEP_LINE = re.compile(r'^step (\d+): ', re.M)
 
@@ -42,9 +42,11 @@ def run_tool(script, *args, timeout=600):
 
 
 def error_lines(stderr):
-    """stderr without the progress bars the tools draw (tqdm's carriage-return lines)."""
+    """stderr without the progress bars the tools draw (tqdm's carriage-return lines) and the
+    log line saying which precision --precision=auto chose."""
     return [line for line in stderr.splitlines() if line.strip() and '\r' not in line
-            and not re.match(r'^[^:]+:\s+\d+%\|', line)]
+            and not re.match(r'^[^:]+:\s+\d+%\|', line)
+            and not line.startswith('precision: ')]
 
 
 @contextlib.contextmanager

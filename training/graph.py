@@ -1,6 +1,7 @@
 """The training graph: input pipeline with anchor encoding, clones of the network with their
 losses, learning rate, optimizer and train op (the trainer and the training benchmark share it)."""
 import contextlib
+import warnings
 
 import tensorflow as tf_v2
 import tensorflow.compat.v1 as tf
@@ -108,6 +109,10 @@ def build_training_graph(options, net, spec, config, global_step):
     seed = replica_seed(options, config)
     if seed is not None:
         tf.set_random_seed(seed)   # op seeds of initialisers and augmentation follow from it
+        # tf.data then warns that the augmentation's unseeded ops take their seeds from the
+        # graph's: exactly what --seed means, so the warning would only alarm the user.
+        warnings.filterwarnings('ignore', message=r'Seed \d+ from outer graph might be getting '
+                                'used by function')
     anchors = net.anchors(net.params.img_shape)
     iterator, batch = build_batches(options, spec, net, anchors, config)
     # create_clones calls build_clone once per clone, in clone order: each takes the next slice.
