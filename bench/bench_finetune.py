@@ -107,6 +107,8 @@ def define_flags():
                    'sitting (0: no limit); rerun to continue.')
     flag_set.boolean('skip_training', False, 'Only score the newest checkpoint of the run.')
     flag_set.float('detector_threshold', 0.5, 'Score threshold of the drawn detections.')
+    flag_set.integer('eval_every_n_steps', 200, 'The trainer scores the run on val every N steps '
+                     '(TensorBoard eval_val/, best/ and learning_curve.png; 0: only at the end).')
     flag_set.group('Factors of the recipe (defaults: the README recipe)')
     for kind, name, default, help_text in FACTORS:
         if kind == 'enum':
@@ -192,6 +194,8 @@ def train(options, tfrecords_dir, train_dir, progress_path):
                '--train_or_test=train', '--pre_trained_path=%s' % options.pre_trained_path,
                '--clone_on_cpu', '--log_every_n_steps=10', '--save_interval_secs=600',
                '--save_summaries_secs=300'] + RECIPE + factor_args(options)
+    if options.eval_every_n_steps:
+        command += ['--eval_every_n_steps=%d' % options.eval_every_n_steps, '--eval_split=val']
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
     log('training from step %d to %d (%s)' % (start_step, steps, 'resuming' if start_step else
                                              'from %s' % (options.pre_trained_path or 'scratch')))
@@ -252,6 +256,26 @@ def detect(options, train_dir, detections_dir):
                         '--select_threshold=%g' % options.detector_threshold, '--noshow'],
                        cwd=REPO_ROOT, check=True)
     return sorted(glob.glob(os.path.join(detections_dir, '*.png')))
+
+
+LEARNING_CURVE_TAGS = (('mAP@0.5 VOC07', 'mAP@0.5/VOC07'), ('mAP@[.5:.95] COCO', 'mAP@[.5:.95]/COCO'),
+                       ('Car AP@0.5', 'AP@0.5_VOC07/Car'), ('Truck AP@0.5', 'AP@0.5_VOC07/Truck'),
+                       ('Bus AP@0.5', 'AP@0.5_VOC07/Bus'))
+
+
+def draw_learning_curve(run_dir, name):
+    """``<run_dir>/learning_curve.png``: val mAP and the main classes' AP against the step, from
+    the trainer's evaluation summaries (``eval_val/``); returns its path, or None without them."""
+    from training import eval_summaries
+    series = eval_summaries.read_scalars(eval_summaries.summary_dir(run_dir, 'val'),
+                                         [tag for _, tag in LEARNING_CURVE_TAGS])
+    if not any(series.values()):
+        return None
+    from utils import visualization
+    return visualization.save_learning_curve(
+        os.path.join(run_dir, 'learning_curve.png'),
+        {label: series[tag] for label, tag in LEARNING_CURVE_TAGS},
+        'Fine-tuning on the vehicle photos (%s): val split' % name)
 
 
 def counted_classes(results):
@@ -389,6 +413,9 @@ def _benchmark(options):
         raise ToolkitError('no checkpoint in %s to score' % run_dir)
     results = evaluate(tfrecords_dir, run_dir, os.path.join(run_dir, 'eval'))
     pictures = detect(options, run_dir, os.path.join(run_dir, 'detections'))
+    curve = draw_learning_curve(run_dir, name)
+    if curve:
+        pictures.append(curve)
     report(options, name, results, step, load_progress(progress_path)['train_minutes'])
     log('pictures: %s' % (', '.join(pictures) or 'none'))
     return 0

@@ -66,3 +66,46 @@ def test_bad_paths_are_usage_errors(tmp_path, capsys):
     assert bench_finetune.main(['bench_finetune.py', '--data_dir=%s' % tmp_path,
                                 '--pre_trained_path=%s' % (tmp_path / 'vgg')]) == 2
     assert 'no such checkpoint' in capsys.readouterr().err
+
+
+def test_the_learning_curve_is_drawn_from_the_evaluation_summaries(tmp_path):
+    """The trainer's eval_val/ scalars come back in step order (the later of two evaluations at
+    one step wins, as after a resume) and become learning_curve.png."""
+    import tensorflow.compat.v1 as tf
+    from training import eval_summaries
+    run_dir = str(tmp_path)
+    assert bench_finetune.draw_learning_curve(run_dir, 'recipe') is None
+    writer = eval_summaries.SummaryWriter(eval_summaries.summary_dir(run_dir, 'val'))
+    for step, value in ((400, 0.30), (200, 0.10), (400, 0.35)):
+        writer.write(step, tf.Summary(value=[tf.Summary.Value(tag='mAP@0.5/VOC07',
+                                                              simple_value=value)]))
+    writer.close()
+    series = eval_summaries.read_scalars(eval_summaries.summary_dir(run_dir, 'val'),
+                                         ['mAP@0.5/VOC07', 'AP@0.5_VOC07/Car'])
+    assert [(s, round(v, 6)) for s, v in series['mAP@0.5/VOC07']] == [(200, 0.1), (400, 0.35)]
+    assert series['AP@0.5_VOC07/Car'] == []
+    path = bench_finetune.draw_learning_curve(run_dir, 'recipe')
+    import matplotlib.image
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 100 and pixels.std() > 0.01
+
+
+def test_the_trainer_is_asked_to_evaluate_on_val(monkeypatch, tmp_path):
+    """--eval_every_n_steps reaches the trainer's command line (0: no in-training evaluation)."""
+    commands = []
+
+    class Stop(Exception):
+        pass
+
+    def popen(command, **_):
+        commands.append(command)
+        raise Stop()
+    monkeypatch.setattr(bench_finetune.subprocess, 'Popen', popen)
+    for argv in (['--eval_every_n_steps=150'], ['--eval_every_n_steps=0']):
+        try:
+            bench_finetune.train(_options(argv), str(tmp_path), str(tmp_path),
+                                 str(tmp_path / 'progress.json'))
+        except Stop:
+            pass
+    assert '--eval_every_n_steps=150' in commands[0] and '--eval_split=val' in commands[0]
+    assert not any(a.startswith('--eval') for a in commands[1])

@@ -102,6 +102,19 @@ def evaluation_summary(results, kept_images=(), class_names=()):
     return summary
 
 
+def read_scalars(directory, tags):
+    """``{tag: [(step, value)]}`` of the scalar summaries ``tags`` in the event files of
+    ``directory`` (e.g. ``summary_dir(train_dir, 'val')``), in step order; the last value written
+    at a step wins (an evaluation repeated after a resume). Tags never written map to ``[]``."""
+    series = {tag: {} for tag in tags}
+    for path in sorted(tf.gfile.Glob(os.path.join(directory, 'events.out.tfevents.*'))):
+        for event in tf.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag in series and value.HasField('simple_value'):
+                    series[value.tag][event.step] = value.simple_value
+    return {tag: sorted(points.items()) for tag, points in series.items()}
+
+
 class SummaryWriter(object):
     """Appends evaluation summaries to a new event file in ``directory``."""
 

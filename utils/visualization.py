@@ -148,6 +148,27 @@ def save_precision_recall(path, precision, recall, class_name, ap_voc07=None, ap
     return path
 
 
+def save_learning_curve(path, series, title, ylabel='mAP'):
+    """Saves the curves ``series`` (``{label: [(step, value)]}``, e.g. mAP against the global
+    step of each evaluated checkpoint) in one PNG; labels without points are left out."""
+    figure = _new_figure(640, 400)
+    axes = figure.add_subplot(1, 1, 1)
+    for index, (label, points) in enumerate(item for item in series.items() if item[1]):
+        steps, values = zip(*points)
+        axes.plot(steps, values, marker='o', markersize=3, color=class_color(index + 1),
+                  label=label)
+    axes.set_title(title)
+    axes.set_xlabel('training step')
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(0., 1.)
+    axes.grid(True, alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc='lower right', fontsize='small')
+    figure.tight_layout()
+    figure.savefig(path, dpi=_DPI, format='png')
+    return path
+
+
 def safe_filename(name):
     """A class or image name made safe as a file name component."""
     cleaned = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in str(name))
