@@ -41,9 +41,7 @@ from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
 PRECISION = cpu_features.AUTO  # the default of --precision
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
     from utils import tf_logging
-    tf_logging.quiet_tensorflow()
-    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before it loads.
-    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
+    tf_logging.start_tool(sys.argv, PRECISION)
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 

@@ -20,9 +20,7 @@ PRECISION = cpu_features.AUTO  # the default of --precision
 
 if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
     from utils import tf_logging
-    tf_logging.quiet_tensorflow()
-    # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, on import: decide before anything imports it.
-    cpu_features.enable_onednn_for_bfloat16(sys.argv, PRECISION)
+    tf_logging.start_tool(sys.argv, PRECISION)
 
 from training import graph  # noqa: E402
 from training import train_tools  # noqa: E402

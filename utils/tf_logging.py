@@ -7,8 +7,9 @@ libjpeg's warnings become ("Premature end of JPEG data"). libjpeg also writes so
 ("Input file read error") straight to stderr, where no log level reaches. The tools answer a bad
 image with their own one-line message, so they hold these back:
 
-- ``quiet_tensorflow()`` before anything imports TensorFlow (a user who sets
-  ``TF_CPP_MIN_LOG_LEVEL`` keeps their level);
+- ``start_tool(argv, default_precision)`` (or ``quiet_tensorflow()`` for a tool without
+  ``--precision``) before anything imports TensorFlow (a user who sets ``TF_CPP_MIN_LOG_LEVEL``
+  keeps their level);
 - ``native_stderr_held()`` around a session run that decodes a user's image.
 """
 import contextlib
@@ -16,6 +17,8 @@ import os
 import re
 import sys
 import tempfile
+
+from utils import cpu_features
 
 # Lines held back: INFO and WARNING records, absl's pre-initialisation notice, the continuation
 # of the CPU-instructions notice, and libjpeg's own messages.
@@ -57,3 +60,11 @@ def quiet_tensorflow():
     if 'tensorflow' not in sys.modules:
         with native_stderr_held():
             import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
+
+def start_tool(argv, default_precision):
+    """What a tool with ``--precision`` does before TensorFlow loads, in the order it needs:
+    decides oneDNN for a bfloat16 run (``cpu_features.enable_onednn_for_bfloat16``: TensorFlow
+    reads ``TF_ENABLE_ONEDNN_OPTS`` once, on import), then imports TensorFlow quietly."""
+    cpu_features.enable_onednn_for_bfloat16(argv, default_precision)
+    quiet_tensorflow()
