@@ -22,6 +22,7 @@ from model import model_info
 from training import best_checkpoint
 from training import eval_summaries
 from training.train_tools import TrainConfigError
+from utils import cli
 
 NUM_SUMMARY_IMAGES = 3   # images drawn into the summaries at each evaluation
 EVAL_BATCH_SIZE = 8
@@ -177,34 +178,37 @@ class EvaluationHook(tf.train.SessionRunHook):
         self._evaluator.close()
 
 
-def check_flags(f):
-    """One-line errors for the trainer's evaluation flags."""
-    if f.eval_every_n_steps < 0:
-        raise TrainConfigError('--eval_every_n_steps=%d must be >= 0 (0: no evaluation)'
-                               % f.eval_every_n_steps)
-    if f.eval_max_images is not None and f.eval_max_images < 1:
-        raise TrainConfigError('--eval_max_images=%d must be >= 1' % f.eval_max_images)
-    if f.eval_every_n_steps and not f.eval_split:
-        raise TrainConfigError('--eval_every_n_steps needs --eval_split (the split to score)')
+def check_flags(options):
+    """``cli.UsageError`` (one line naming the flag) for the trainer's evaluation flag values
+    that cannot work."""
+    if options.eval_every_n_steps < 0:
+        raise cli.UsageError('--eval_every_n_steps=%d must be >= 0 (0: no evaluation)'
+                             % options.eval_every_n_steps)
+    if options.eval_max_images is not None and options.eval_max_images < 1:
+        raise cli.UsageError('--eval_max_images=%d must be >= 1' % options.eval_max_images)
+    if options.eval_every_n_steps and not options.eval_split:
+        raise cli.UsageError('--eval_every_n_steps needs --eval_split (the split to score)')
 
 
-def hook_from_flags(f, step_tensor, saver, class_names):
+def hook_from_flags(options, step_tensor, saver, class_names):
     """The trainer's ``EvaluationHook`` for its flags (None without --eval_every_n_steps).
 
     Reads the evaluation split now, so a missing split or other classes than the model's
     (``class_names``) stop the run before its first step.
     """
-    if not f.eval_every_n_steps:
+    if not options.eval_every_n_steps:
         return None
-    dataset_dir = f.eval_dataset_dir or f.dataset_dir
+    dataset_dir = options.eval_dataset_dir or options.dataset_dir
     try:
-        spec = dataset_factory.get_dataset(f.dataset_name, f.eval_split, dataset_dir)
+        spec = dataset_factory.get_dataset(options.dataset_name, options.eval_split, dataset_dir)
     except (ValueError, IOError, KeyError) as e:
-        raise TrainConfigError('--eval_split=%s in %s: %s' % (f.eval_split, dataset_dir, e))
+        raise TrainConfigError('--eval_split=%s in %s: %s' % (options.eval_split, dataset_dir, e))
     if spec.class_names != list(class_names):
         raise TrainConfigError('--eval_split=%s in %s has classes %s, the model %s'
-                               % (f.eval_split, dataset_dir, spec.class_names, list(class_names)))
-    evaluator = CheckpointEvaluator(f.train_model_dir, spec, max_images=f.eval_max_images,
-                                    precision=f.precision)
-    return EvaluationHook(evaluator, f.eval_every_n_steps, step_tensor, saver,
-                          f.max_number_of_steps)
+                               % (options.eval_split, dataset_dir, spec.class_names,
+                                  list(class_names)))
+    evaluator = CheckpointEvaluator(options.train_model_dir, spec,
+                                    max_images=options.eval_max_images,
+                                    precision=options.precision)
+    return EvaluationHook(evaluator, options.eval_every_n_steps, step_tensor, saver,
+                          options.max_number_of_steps)

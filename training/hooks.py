@@ -109,24 +109,25 @@ class SignalStopHook(tf.train.SessionRunHook):
             run_context.request_stop()
 
 
-def build_hooks(f, handles, global_step, step_after, is_chief, scaffold, signal_hook):
+def build_hooks(options, handles, global_step, step_after, is_chief, scaffold, signal_hook):
     """Session hooks in the order that matters: the non-finite guard first, checkpoints and
     the evaluation (--eval_every_n_steps, chief only) last."""
     hooks = [NonFiniteGuardHook(handles['is_finite'], handles['total_loss'], global_step),
              signal_hook,
-             LoggingHook(f.log_every_n_steps, f.batch_size, step_after, handles['total_loss'],
-                         handles['learning_rate'], handles['loss_parts'])]
-    if f.max_number_of_steps:
-        hooks.append(tf.train.StopAtStepHook(last_step=f.max_number_of_steps))
+             LoggingHook(options.log_every_n_steps, options.batch_size, step_after,
+                         handles['total_loss'], handles['learning_rate'], handles['loss_parts'])]
+    if options.max_number_of_steps:
+        hooks.append(tf.train.StopAtStepHook(last_step=options.max_number_of_steps))
     if is_chief:
-        hooks.append(tf.train.SummarySaverHook(save_secs=f.save_summaries_secs,
-                                               output_dir=f.train_model_dir, scaffold=scaffold))
-        hooks.append(tf.train.CheckpointSaverHook(f.train_model_dir,
-                                                  save_secs=f.save_interval_secs,
+        hooks.append(tf.train.SummarySaverHook(save_secs=options.save_summaries_secs,
+                                               output_dir=options.train_model_dir,
+                                               scaffold=scaffold))
+        hooks.append(tf.train.CheckpointSaverHook(options.train_model_dir,
+                                                  save_secs=options.save_interval_secs,
                                                   scaffold=scaffold))
         evaluation_hook = evaluation.hook_from_flags(
-            f, step_after, scaffold.saver,
-            model_info.read_model_info(f.train_model_dir)['class_names'])
+            options, step_after, scaffold.saver,
+            model_info.read_model_info(options.train_model_dir)['class_names'])
         if evaluation_hook:
             hooks.append(evaluation_hook)
     return hooks

@@ -21,54 +21,58 @@ def _hosts(flag_name, value):
     return hosts
 
 
-def setup_cluster(f):
+def setup_cluster(options):
     """(DeploymentConfig, tf.distribute.Server or None) from the distributed flags.
 
     A ps process serves forever here (the caller never gets back); workers get a server whose
     target the session connects to.
     """
-    if f.num_replicas == 1 and f.num_ps_tasks == 0:
-        return _deployment_config(f), None
-    ps_hosts, worker_hosts = _hosts('ps_hosts', f.ps_hosts), _hosts('worker_hosts', f.worker_hosts)
-    if len(ps_hosts) != f.num_ps_tasks:
+    if options.num_replicas == 1 and options.num_ps_tasks == 0:
+        return _deployment_config(options), None
+    ps_hosts = _hosts('ps_hosts', options.ps_hosts)
+    worker_hosts = _hosts('worker_hosts', options.worker_hosts)
+    if len(ps_hosts) != options.num_ps_tasks:
         raise TrainConfigError('--ps_hosts lists %d hosts for --num_ps_tasks=%d'
-                               % (len(ps_hosts), f.num_ps_tasks))
-    if len(worker_hosts) != f.num_replicas:
+                               % (len(ps_hosts), options.num_ps_tasks))
+    if len(worker_hosts) != options.num_replicas:
         raise TrainConfigError('--worker_hosts lists %d hosts for --num_replicas=%d'
-                               % (len(worker_hosts), f.num_replicas))
-    if f.job_name not in ('ps', 'worker'):
-        raise TrainConfigError('--job_name=%s must be ps or worker' % f.job_name)
-    tasks = ps_hosts if f.job_name == 'ps' else worker_hosts
-    if not 0 <= f.task < len(tasks):
+                               % (len(worker_hosts), options.num_replicas))
+    if options.job_name not in ('ps', 'worker'):
+        raise TrainConfigError('--job_name=%s must be ps or worker' % options.job_name)
+    tasks = ps_hosts if options.job_name == 'ps' else worker_hosts
+    if not 0 <= options.task < len(tasks):
         raise TrainConfigError('--task=%d is out of range for %d %s tasks'
-                               % (f.task, len(tasks), f.job_name))
+                               % (options.task, len(tasks), options.job_name))
     cluster = tf.train.ClusterSpec({'ps': ps_hosts, 'worker': worker_hosts})
-    server = tf.distribute.Server(cluster, job_name=f.job_name, task_index=f.task,
+    server = tf.distribute.Server(cluster, job_name=options.job_name, task_index=options.task,
                                   config=tf.ConfigProto(allow_soft_placement=True))
-    if f.job_name == 'ps':
-        print('parameter server %d serving on %s' % (f.task, ps_hosts[f.task]), flush=True)
+    if options.job_name == 'ps':
+        print('parameter server %d serving on %s' % (options.task, ps_hosts[options.task]),
+              flush=True)
         server.join()
-    return _deployment_config(f, replica_id=f.task), server
+    return _deployment_config(options, replica_id=options.task), server
 
 
-def _deployment_config(f, replica_id=0):
+def _deployment_config(options, replica_id=0):
     try:
         return model_deploy.DeploymentConfig(
-            num_clones=f.num_clones, clone_on_cpu=f.clone_on_cpu, replica_id=replica_id,
-            num_replicas=f.num_replicas, num_ps_tasks=f.num_ps_tasks)
+            num_clones=options.num_clones, clone_on_cpu=options.clone_on_cpu,
+            replica_id=replica_id, num_replicas=options.num_replicas,
+            num_ps_tasks=options.num_ps_tasks)
     except ValueError as e:
         raise TrainConfigError('--num_clones/--num_replicas/--num_ps_tasks/--task: %s' % e)
 
 
-def session_config(f):
-    gpu_options = tf.GPUOptions(per_process_gpu_memory_fraction=f.gpu_memory_fraction,
-                                allow_growth=f.allow_growth)
-    config = tf.ConfigProto(allow_soft_placement=True, log_device_placement=f.log_device_placement,
+def session_config(options):
+    gpu_options = tf.GPUOptions(per_process_gpu_memory_fraction=options.gpu_memory_fraction,
+                                allow_growth=options.allow_growth)
+    config = tf.ConfigProto(allow_soft_placement=True,
+                            log_device_placement=options.log_device_placement,
                             gpu_options=gpu_options)
-    if f.precision == 'bfloat16':
+    if options.precision == 'bfloat16':
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
-        cpu_features.warn_if_bfloat16_is_slow(f.precision)
+        cpu_features.warn_if_bfloat16_is_slow(options.precision)
     return config
 
 
@@ -106,28 +110,28 @@ def remove_partial_checkpoint(train_dir):
                 tf.io.gfile.remove(path)
 
 
-def training_error(f, error, data_sources):
+def training_error(options, error, data_sources):
     """The one-line ``ToolkitError`` for a TensorFlow ``error`` that stopped training."""
     record_check.raise_if_corrupt(error, data_sources,
                                   remedy='; --skip_corrupt_records trains past it')
     text = tf_errors.describe(error)
     if tf_errors.is_disk_full(error):
-        remove_partial_checkpoint(f.train_model_dir)
-        newest = tf.train.latest_checkpoint(f.train_model_dir)
+        remove_partial_checkpoint(options.train_model_dir)
+        newest = tf.train.latest_checkpoint(options.train_model_dir)
         return TrainConfigError(
             '--train_model_dir=%s: cannot write: %s; %s' % (
-                f.train_model_dir, text.cause,
+                options.train_model_dir, text.cause,
                 'the newest complete checkpoint is still %s (a rerun resumes from it)'
                 % os.path.basename(newest) if newest else 'no checkpoint was written'))
     if text.node and 'Restore' in text.node:
         # A checkpoint in --train_model_dir written with other network flags.
         return TrainConfigError('--train_model_dir=%s: %s (was it trained with other '
                                 '--model_name/--width_multiplier flags?)'
-                                % (f.train_model_dir, tf_errors.one_line(error)))
+                                % (options.train_model_dir, tf_errors.one_line(error)))
     return TrainConfigError('training stopped: %s' % tf_errors.one_line(error))
 
 
-def run_session(f, server, is_chief, scaffold, hooks, step_after, data_sources=()):
+def run_session(options, server, is_chief, scaffold, hooks, step_after, data_sources=()):
     """Runs training steps until a hook stops them; returns the last global step reached.
 
     The chief restores the newest checkpoint of --train_model_dir (else runs the scaffold's
@@ -138,17 +142,17 @@ def run_session(f, server, is_chief, scaffold, hooks, step_after, data_sources=(
     master = server.target if server else ''
     if is_chief:
         creator = tf.train.ChiefSessionCreator(scaffold=scaffold, master=master,
-                                               config=session_config(f),
-                                               checkpoint_dir=f.train_model_dir)
+                                               config=session_config(options),
+                                               checkpoint_dir=options.train_model_dir)
     else:
-        creator = WorkerSessionCreator(scaffold, master, session_config(f))
+        creator = WorkerSessionCreator(scaffold, master, session_config(options))
     final_step = None
     try:
         with tf.train.MonitoredSession(session_creator=creator, hooks=hooks) as sess:
             while not sess.should_stop():
                 final_step = sess.run(step_after)
     except tf.errors.OutOfRangeError:
-        raise TrainConfigError('--dataset_dir=%s: the input ran out of data' % f.dataset_dir)
+        raise TrainConfigError('--dataset_dir=%s: the input ran out of data' % options.dataset_dir)
     except tf.errors.OpError as e:
-        raise training_error(f, e, data_sources) from None
+        raise training_error(options, e, data_sources) from None
     return final_step

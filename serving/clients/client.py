@@ -227,8 +227,8 @@ def define_flags():
     return flag_set
 
 
-def _run_images(client, flags, class_names):
-    images, others = detection_io.list_images(flags.image_path)
+def _run_images(client, options, class_names):
+    images, others = detection_io.list_images(options.image_path)
     for path in others:
         print('error: %s: %s, skipped' % (path, detection_io.unsupported_reason(path)),
               file=sys.stderr)
@@ -245,20 +245,20 @@ def _run_images(client, flags, class_names):
             detections.classes, class_names)))
 
 
-def _run_evaluation(client, flags, class_names):
-    if not flags.dataset_dir:
+def _run_evaluation(client, options, class_names):
+    if not options.dataset_dir:
         raise ClientError('--num_tests needs --dataset_dir (folder of the TFRecord shards)')
     from datasets import dataset_factory
     try:
-        spec = dataset_factory.get_dataset(flags.dataset_name, flags.split,
-                                           flags.dataset_dir)
+        spec = dataset_factory.get_dataset(options.dataset_name, options.split,
+                                           options.dataset_dir)
     except ValueError as e:
         raise ClientError(str(e).splitlines()[0])
     class_names = class_names or list(spec.class_names)
-    results = evaluate(client, read_records(spec.data_sources, flags.num_tests), class_names)
+    results = evaluate(client, read_records(spec.data_sources, options.num_tests), class_names)
     print('%d images of %s/%s through %s %s (%s)' % (
-        results['num_images'], flags.dataset_name, flags.split, flags.protocol,
-        flags.server, client.signature))
+        results['num_images'], options.dataset_name, options.split, options.protocol,
+        options.server, client.signature))
     for name, entry in results['classes'].items():
         if entry['ap_voc07'] is not None:
             print('  %-20s AP07 %.4f  AP10+ %.4f' % (name, entry['ap_voc07'], entry['ap_voc2010']))

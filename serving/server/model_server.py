@@ -220,39 +220,40 @@ def batching_from_flags(enable_batching, parameters_file, adaptive=True):
     return parameters._replace(adaptive=adaptive)
 
 
-def server_from_flags(values):
-    """Validates parsed flag ``values`` (parsed flags or any object with the same attributes) and
-    starts the server; ``UsageError`` names the bad flag."""
+def server_from_flags(options):
+    """Validates the parsed flags ``options`` (or any object with the same attributes) and starts
+    the server; ``UsageError`` names the bad flag."""
     for name in ('model_name', 'model_base_path'):
-        if not getattr(values, name):
+        if not getattr(options, name):
             raise cli.UsageError('--%s is required' % name)
-    if values.file_system_poll_wait_seconds <= 0:
+    if options.file_system_poll_wait_seconds <= 0:
         raise cli.UsageError('--file_system_poll_wait_seconds must be > 0, got %g' %
-                         values.file_system_poll_wait_seconds)
+                             options.file_system_poll_wait_seconds)
     for name in ('port', 'rest_api_port'):
-        if not 0 <= getattr(values, name) <= 65535:
-            raise cli.UsageError('--%s must be in 0..65535, got %d' % (name, getattr(values, name)))
+        if not 0 <= getattr(options, name) <= 65535:
+            raise cli.UsageError('--%s must be in 0..65535, got %d'
+                                 % (name, getattr(options, name)))
     for name in ('max_request_bytes', 'grpc_max_threads', 'rest_api_timeout_in_ms',
                  'max_image_pixels', 'max_request_pixels', 'max_batch_rows',
                  'max_tensor_elements'):
-        if getattr(values, name) <= 0:
-            raise cli.UsageError('--%s must be > 0, got %d' % (name, getattr(values, name)))
-    if values.tensorflow_intra_op_parallelism < 0:
+        if getattr(options, name) <= 0:
+            raise cli.UsageError('--%s must be > 0, got %d' % (name, getattr(options, name)))
+    if options.tensorflow_intra_op_parallelism < 0:
         raise cli.UsageError('--tensorflow_intra_op_parallelism must be >= 0, got %d'
-                             % values.tensorflow_intra_op_parallelism)
-    batching = batching_from_flags(values.enable_batching, values.batching_parameters_file,
-                                   values.adaptive_batching)
+                             % options.tensorflow_intra_op_parallelism)
+    batching = batching_from_flags(options.enable_batching, options.batching_parameters_file,
+                                   options.adaptive_batching)
     return start_server(
-        values.model_name, os.path.abspath(values.model_base_path), port=values.port,
-        rest_api_port=values.rest_api_port or None,
-        poll_wait_seconds=values.file_system_poll_wait_seconds, host=values.host,
-        max_request_bytes=values.max_request_bytes, grpc_max_threads=values.grpc_max_threads,
-        intra_op_threads=values.tensorflow_intra_op_parallelism,
-        inter_op_threads=values.tensorflow_inter_op_parallelism,
-        version_labels=parse_version_labels(values.version_labels),
-        limits=RequestLimits(values.max_image_pixels, values.max_batch_rows,
-                             values.max_tensor_elements, values.max_request_pixels),
-        rest_timeout_seconds=values.rest_api_timeout_in_ms / 1000., batching=batching)
+        options.model_name, os.path.abspath(options.model_base_path), port=options.port,
+        rest_api_port=options.rest_api_port or None,
+        poll_wait_seconds=options.file_system_poll_wait_seconds, host=options.host,
+        max_request_bytes=options.max_request_bytes, grpc_max_threads=options.grpc_max_threads,
+        intra_op_threads=options.tensorflow_intra_op_parallelism,
+        inter_op_threads=options.tensorflow_inter_op_parallelism,
+        version_labels=parse_version_labels(options.version_labels),
+        limits=RequestLimits(options.max_image_pixels, options.max_batch_rows,
+                             options.max_tensor_elements, options.max_request_pixels),
+        rest_timeout_seconds=options.rest_api_timeout_in_ms / 1000., batching=batching)
 
 
 def _serve(options):
