@@ -8,7 +8,6 @@ of one full-width SSD-VGG300 forward pass per image as TensorFlow's profiler cou
 multiply-add is 2 operations). A training step costs about three forward passes (forward,
 gradients of the activations and of the weights).
 """
-import argparse
 import os
 import sys
 
@@ -18,6 +17,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from bench import common  # noqa: E402
 from model import inference  # noqa: E402
+from utils import cli  # noqa: E402
 from nets import nets_factory  # noqa: E402
 
 
@@ -46,14 +46,20 @@ def network_gflop(num_classes, width_multiplier=1.0):
     return profile.total_float_ops / 1e9
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', type=int, default=4096, help='matrix side')
-    parser.add_argument('--repeats', type=int, default=5, help='timed products (median)')
-    parser.add_argument('--num_classes', type=int, default=21)
-    options = parser.parse_args(argv)
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Matrix product')
+    flag_set.integer('size', 4096, 'Matrix side.')
+    flag_set.integer('repeats', 5, 'Timed products (the median is reported).')
+    flag_set.group('Network')
+    flag_set.integer('num_classes', 21, 'Classes of the network counted (background included).')
+    return flag_set
+
+
+def _benchmark(options):
     if options.size < 1 or options.repeats < 1:
-        parser.error('--size and --repeats must be >= 1')
+        raise cli.UsageError('--size and --repeats must be >= 1')
     tf.disable_eager_execution()
     tf.logging.set_verbosity(tf.logging.ERROR)
     note = '%dx%d matmul, TF_ENABLE_ONEDNN_OPTS=%s' % (
@@ -65,6 +71,11 @@ def main(argv=None):
                   "SSD-VGG300, width 1.0, %d classes, TensorFlow's profiler"
                   % options.num_classes)
     return 0
+
+
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
 
 
 if __name__ == '__main__':

@@ -16,13 +16,13 @@ torch==2.13.0``, which takes the machine's local CPU wheel); without it the scri
 exits 0 with no figures. ``bench/run_all.py`` runs it after our own benchmarks and writes the
 TensorFlow / PyTorch ratios into the report.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
+from utils import cli  # noqa: E402
 
 NUM_CLASSES = 21
 ANCHORS_PER_CELL = (4, 6, 6, 6, 4, 4)
@@ -140,12 +140,20 @@ def bench_training(torch, model, precision, repeats, batch=8):
     common.report('torch_training_%s_seconds_per_step' % precision, seconds, 's/step', note)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=5, help='Timed forward passes (median).')
-    parser.add_argument('--train_repeats', type=int, default=3, help='Timed training steps (median).')
-    parser.add_argument('--precision', choices=['float32', 'bfloat16', 'both'], default='both')
-    options = parser.parse_args()
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Measurement')
+    flag_set.integer('repeats', 5, 'Timed forward passes (the median is reported).')
+    flag_set.integer('train_repeats', 3, 'Timed training steps (the median is reported).')
+    flag_set.enum('precision', 'both', ['float32', 'bfloat16', 'both'],
+                  'Precision timed: float32, bfloat16 (torch.autocast) or both.')
+    return flag_set
+
+
+def _benchmark(options):
+    if options.repeats < 1 or options.train_repeats < 1:
+        raise cli.UsageError('--repeats and --train_repeats must be >= 1')
     try:
         import torch
     except ImportError:
@@ -161,6 +169,11 @@ def main():
         bench_training(torch, model, precision, options.train_repeats)
     common.report('torch_peak_memory', common.peak_memory_mb(), 'MiB', 'all of the above')
     return 0
+
+
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
 
 
 if __name__ == '__main__':

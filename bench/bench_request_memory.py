@@ -12,7 +12,6 @@ child reports its peak resident memory (``ru_maxrss``) before and after the requ
 ``[figure]`` lines; the first case's growth is what one such request costs, the second's is the
 cost of refusing it.
 """
-import argparse
 import json
 import os
 import subprocess
@@ -23,21 +22,27 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from bench import common  # noqa: E402
+from utils import cli  # noqa: E402
 
 NO_LIMIT = 2 ** 62
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--images', type=int, default=8, help='Images in the request.')
-    parser.add_argument('--megapixels', type=float, default=6., help='Pixels of each image, MP.')
-    parser.add_argument('--limit_megapixels', type=float, default=20.,
-                        help='--max_request_pixels of the limited case, MP.')
-    parser.add_argument('--width_multiplier', type=float, default=0.125,
-                        help='Width of the exported network.')
-    parser.add_argument('--child', help=argparse.SUPPRESS)  # export dir: run one case here
-    parser.add_argument('--max_request_pixels', type=int, default=NO_LIMIT, help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``): the request, the model, and the ones the
+    benchmark gives its child processes."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Request')
+    flag_set.integer('images', 8, 'Images in the request.')
+    flag_set.float('megapixels', 6., 'Pixels of each image, MP.')
+    flag_set.float('limit_megapixels', 20., '--max_request_pixels of the limited case, MP.')
+    flag_set.group('Model')
+    flag_set.float('width_multiplier', 0.125, 'Width of the exported network.')
+    flag_set.group('Internal')
+    flag_set.string('child', None, 'Set by the benchmark itself: export folder whose one case '
+                    'runs in this process.')
+    flag_set.integer('max_request_pixels', NO_LIMIT, 'Set by the benchmark itself: the total '
+                     'limit of the case run with --child.')
+    return flag_set
 
 
 def _photo(height, width, seed):
@@ -51,17 +56,17 @@ def _photo(height, width, seed):
     return cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
 
 
-def run_child(args):
+def run_child(options):
     """One request in this process; prints the JSON of its memory figures."""
     import numpy as np
     from serving.errors import ServingError
     from serving.server import servable
     from serving.server.limits import DEFAULT_LIMITS
-    side = int((args.megapixels * 1e6) ** 0.5)
-    limits = DEFAULT_LIMITS._replace(max_image_pixels=NO_LIMIT, max_batch_rows=args.images,
-                                     max_request_pixels=args.max_request_pixels)
-    model = servable.Servable(args.child, 1, limits=limits)
-    images = np.array([_photo(side, side, seed) for seed in range(args.images)], dtype=object)
+    side = int((options.megapixels * 1e6) ** 0.5)
+    limits = DEFAULT_LIMITS._replace(max_image_pixels=NO_LIMIT, max_batch_rows=options.images,
+                                     max_request_pixels=options.max_request_pixels)
+    model = servable.Servable(options.child, 1, limits=limits)
+    images = np.array([_photo(side, side, seed) for seed in range(options.images)], dtype=object)
     before = common.peak_memory_mb()
     try:
         model.run('serving_default', {'encoded_image': images})
@@ -69,12 +74,12 @@ def run_child(args):
     except ServingError as error:
         refused = error.message
     print(json.dumps({'before_mb': before, 'peak_mb': common.peak_memory_mb(),
-                      'refused': refused, 'pixels': side * side * args.images}))
+                      'refused': refused, 'pixels': side * side * options.images}))
 
 
-def _case(args, export_dir, max_request_pixels):
+def _case(options, export_dir, max_request_pixels):
     command = [sys.executable, os.path.abspath(__file__), '--child=%s' % export_dir,
-               '--images=%d' % args.images, '--megapixels=%g' % args.megapixels,
+               '--images=%d' % options.images, '--megapixels=%g' % options.megapixels,
                '--max_request_pixels=%d' % max_request_pixels]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
     out = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
@@ -82,21 +87,20 @@ def _case(args, export_dir, max_request_pixels):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.child:
-        run_child(args)
+def _benchmark(options):
+    if options.child:
+        run_child(options)
         return 0
     import export_saved_model
     from bench.bench_serving import random_checkpoint
     work = tempfile.mkdtemp(prefix='bench_request_memory_')
-    ckpt = random_checkpoint(os.path.join(work, 'train'), args.width_multiplier)
+    ckpt = random_checkpoint(os.path.join(work, 'train'), options.width_multiplier)
     export_dir = export_saved_model.export(ckpt, os.path.join(work, 'export'), 'ssd', 1)
-    limit = int(args.limit_megapixels * 1e6)
+    limit = int(options.limit_megapixels * 1e6)
     note = '%d images of %g MP in one request, network width %g' % (
-        args.images, args.megapixels, args.width_multiplier)
+        options.images, options.megapixels, options.width_multiplier)
     for name, max_request_pixels in (('no_total_limit', NO_LIMIT), ('total_limit', limit)):
-        result = _case(args, export_dir, max_request_pixels)
+        result = _case(options, export_dir, max_request_pixels)
         outcome = 'refused' if result['refused'] else 'answered'
         detail = '%s; %s (limit %s pixels)' % (
             note, outcome, 'none' if max_request_pixels == NO_LIMIT else max_request_pixels)
@@ -105,6 +109,11 @@ def main(argv=None):
                       result['peak_mb'] - result['before_mb'], 'MiB',
                       'over the peak of the loaded server with the request built')
     return 0
+
+
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
 
 
 if __name__ == '__main__':

@@ -31,25 +31,29 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from bench import common  # noqa: E402
 from serving.clients import client as client_lib  # noqa: E402
 from serving.clients import protocols  # noqa: E402
+from utils import cli  # noqa: E402
 
 MODEL_NAME = 'ssd'
 SHARED_IMAGE = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'test_images', 'vehicle_0.jpg')
 
-flags = tf.app.flags
-# Model.
-flags.DEFINE_string('ckpt_path', None, 'Checkpoint to export (default: a random one).')
-flags.DEFINE_float('width_multiplier', 1.0, 'Width of the random network (1.0 = SSD-VGG300).')
-# Load.
-flags.DEFINE_string('image_path', None, 'JPEG to send (default: a shared street photo, '
+
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``): the model, then the load."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Model')
+    flag_set.string('ckpt_path', None, 'Checkpoint to export (default: a random one).')
+    flag_set.float('width_multiplier', 1.0, 'Width of the random network (1.0 = SSD-VGG300).')
+    flag_set.group('Load')
+    flag_set.string('image_path', None, 'JPEG to send (default: a shared street photo, '
                     'else a generated 432x320 picture).')
-flags.DEFINE_integer('repeats', 7, 'Timed requests per latency figure (the median is reported).')
-flags.DEFINE_integer('clients', 4, 'Concurrent clients of the throughput figure.')
-flags.DEFINE_integer('requests_per_client', 6, 'Requests each concurrent client sends in one '
+    flag_set.integer('repeats', 7, 'Timed requests per latency figure (the median is reported).')
+    flag_set.integer('clients', 4, 'Concurrent clients of the throughput figure.')
+    flag_set.integer('requests_per_client', 6, 'Requests each concurrent client sends in one '
                      'round of a throughput figure.')
-flags.DEFINE_integer('throughput_rounds', 3, 'Rounds of each throughput figure (the median is '
+    flag_set.integer('throughput_rounds', 3, 'Rounds of each throughput figure (the median is '
                      'reported), round-robin over the servers compared.')
-flags.DEFINE_integer('batch_timeout_micros', 20000, 'Batching timeout of the batching figures.')
-FLAGS = flags.FLAGS
+    flag_set.integer('batch_timeout_micros', 20000, 'Batching timeout of the batching figures.')
+    return flag_set
 
 
 def random_checkpoint(train_dir, width):
@@ -74,8 +78,8 @@ def random_checkpoint(train_dir, width):
     return prefix
 
 
-def read_image():
-    path = FLAGS.image_path or (SHARED_IMAGE if os.path.isfile(SHARED_IMAGE) else None)
+def read_image(image_path):
+    path = image_path or (SHARED_IMAGE if os.path.isfile(SHARED_IMAGE) else None)
     if path:
         with open(path, 'rb') as f:
             return f.read(), os.path.basename(path)
@@ -198,9 +202,9 @@ BATCHING_DECISION = re.compile(r'batching: (\S+) rows/s batched, (\S+) rows/s ru
                                r'(batching|running requests at once)')
 
 
-def adaptive_decision(make_transport, inputs, clients, log_path):
-    """Sends untimed requests from ``clients`` clients until the server logs its first adaptive
-    batching decision; returns a note of it."""
+def adaptive_decision(make_transport, inputs, clients, requests_each, log_path):
+    """Sends untimed requests from ``clients`` clients (``requests_each`` each) until the server
+    logs its first adaptive batching decision; returns a note of it."""
     for _ in range(20):
         with open(log_path) as f:
             found = BATCHING_DECISION.findall(f.read())
@@ -208,11 +212,11 @@ def adaptive_decision(make_transport, inputs, clients, log_path):
             batched, direct, chosen = found[-1]
             return 'chose %s (%s rows/s batched, %s at once)' % (
                 'batching' if chosen == 'batching' else 'direct runs', batched, direct)
-        throughput(make_transport, inputs, clients, FLAGS.requests_per_client)
+        throughput(make_transport, inputs, clients, requests_each)
     raise RuntimeError('the server logged no batching decision (%s)' % log_path)
 
 
-def precision_and_batching_figures(ckpt, work_dir, encoded):
+def precision_and_batching_figures(options, ckpt, work_dir, encoded):
     """Per precision: in-process serving_default on a batch of 8 JPEGs, and gRPC throughput
     with 1 and --clients clients against three servers side by side: batching off, always on,
     and adaptive (--max_batch_size = --clients). The adaptive server is new for each client
@@ -222,7 +226,7 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
     parameters = os.path.join(work_dir, 'batching.txt')
     with open(parameters, 'w') as f:
         f.write('max_batch_size { value: %d }\nbatch_timeout_micros { value: %d }\n'
-                % (FLAGS.clients, FLAGS.batch_timeout_micros))
+                % (options.clients, options.batch_timeout_micros))
     batching_flags = ['--enable_batching', '--batching_parameters_file=%s' % parameters]
     modes = collections.OrderedDict([
         ('off', []), ('always', batching_flags + ['--noadaptive_batching']),
@@ -233,11 +237,12 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
         version_dir = export_saved_model.export(
             ckpt, os.path.join(work_dir, 'export_' + precision), MODEL_NAME, precision=precision)
         local, sess = in_process_runners(version_dir, {'serving_default': batch})
-        seconds = interleaved_medians({'batch8': local['serving_default']}, FLAGS.repeats)['batch8']
+        seconds = interleaved_medians({'batch8': local['serving_default']},
+                                      options.repeats)['batch8']
         sess.close()
         common.report('in_process_serving_default_batch8_%s' % precision, seconds, 's/batch',
                       '8 JPEGs in one request, %.2f s/image' % (seconds / 8))
-        for clients in (1, FLAGS.clients):
+        for clients in (1, options.clients):
             servers = collections.OrderedDict()
             try:
                 for mode, extra in modes.items():
@@ -248,42 +253,42 @@ def precision_and_batching_figures(ckpt, work_dir, encoded):
                 transports = {mode: (lambda port=port: protocols.GrpcTransport(
                     '127.0.0.1:%d' % port)) for mode, (_, port, _) in servers.items()}
                 decision = adaptive_decision(transports['adaptive'], inputs, clients,
-                                             servers['adaptive'][2])
+                                             options.requests_per_client, servers['adaptive'][2])
                 rates = interleaved_runs(
                     {mode: (lambda mode=mode: throughput(transports[mode], inputs, clients,
-                                                         FLAGS.requests_per_client))
-                     for mode in modes}, FLAGS.throughput_rounds, measure=lambda fn: fn())
+                                                         options.requests_per_client))
+                     for mode in modes}, options.throughput_rounds, measure=lambda fn: fn())
             finally:
                 for process, _, _ in servers.values():
                     stop_model_server(process)
             for mode, rounds in rates.items():
                 note = ('one JPEG per request, median of %d rounds of %d requests each '
-                        '(%.3g-%.3g)' % (FLAGS.throughput_rounds, FLAGS.requests_per_client,
+                        '(%.3g-%.3g)' % (options.throughput_rounds, options.requests_per_client,
                                          min(rounds), max(rounds)))
                 if mode != 'off':
                     note += ', max_batch_size %d, timeout %d us' % (
-                        FLAGS.clients, FLAGS.batch_timeout_micros)
+                        options.clients, options.batch_timeout_micros)
                 if mode == 'adaptive':
                     note += '; ' + decision
                 common.report('grpc_throughput_%s_batching_%s_%d_clients' % (
                     precision, mode, clients), float(np.median(rounds)), 'requests/s', note)
 
 
-def main(_):
+def _benchmark(options):
     tf.logging.set_verbosity(tf.logging.ERROR)
     import export_saved_model
     work_dir = tempfile.mkdtemp(prefix='bench_serving_')
     server = None
     try:
-        ckpt = FLAGS.ckpt_path or random_checkpoint(os.path.join(work_dir, 'train'),
-                                                    FLAGS.width_multiplier)
+        ckpt = options.ckpt_path or random_checkpoint(os.path.join(work_dir, 'train'),
+                                                      options.width_multiplier)
         start = time.perf_counter()
         version_dir = export_saved_model.export(ckpt, os.path.join(work_dir, 'export'),
                                                 MODEL_NAME)
         common.report('export_saved_model', time.perf_counter() - start, 's',
-                      'both signatures, width %g' % FLAGS.width_multiplier)
+                      'both signatures, width %g' % options.width_multiplier)
 
-        encoded, image_name = read_image()
+        encoded, image_name = read_image(options.image_path)
         preprocessed = client_lib.preprocess(client_lib.decode_image(encoded))
         jpeg_inputs = {'encoded_image': np.array([encoded], dtype=object)}
         float_inputs = {'images': preprocessed}
@@ -321,7 +326,7 @@ def main(_):
         ])
         latency = interleaved_medians(
             collections.OrderedDict((name, case[0]) for name, case in cases.items()),
-            FLAGS.repeats)
+            options.repeats)
         for name, (_, size, note) in cases.items():
             common.report(name, latency[name] * 1e3, 'ms/request', note)
             common.report(name + '_request_size', size / 1024., 'KiB', note)
@@ -334,7 +339,7 @@ def main(_):
 
         stop_model_server(server)
         server = None
-        precision_and_batching_figures(ckpt, work_dir, encoded)
+        precision_and_batching_figures(options, ckpt, work_dir, encoded)
     finally:
         if server is not None:
             stop_model_server(server)
@@ -342,5 +347,10 @@ def main(_):
     return 0
 
 
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
+
+
 if __name__ == '__main__':
-    tf.app.run(main)
+    sys.exit(main())

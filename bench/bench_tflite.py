@@ -44,6 +44,7 @@ from model import model_info  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from model import tflite_runner  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
+from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
 
 RESULTS = os.path.join(REPO_ROOT, 'bench', 'results')
@@ -53,26 +54,30 @@ INSTRUCTIONS = (('AVX2', 'avx2'), ('AVX512-VNNI', 'avx512_vnni'), ('AVX-VNNI', '
 SAVED_MODEL_PRECISIONS = ('float32', 'bfloat16')
 THREADS = (1, 2)
 
-flags = tf.app.flags
-flags.DEFINE_string('ckpt_path', os.path.join(RESULTS, 'finetune'),
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``): the model and its data, then the measurement."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Model and data')
+    flag_set.string('ckpt_path', os.path.join(RESULTS, 'finetune'),
                     'Checkpoint (prefix or training directory) to export; default: '
                     'bench_finetune.py\'s fine-tuned model.')
-flags.DEFINE_string('tfrecords_dir', None, 'TFRecords of the splits (default: <ckpt_path '
+    flag_set.string('tfrecords_dir', None, 'TFRecords of the splits (default: <ckpt_path '
                     'folder>/tfrecords, where bench_finetune.py converts them).')
-flags.DEFINE_string('dataset_name', 'vehicle', 'Dataset name of the shards.')
-flags.DEFINE_string('split', 'val', 'Split scored for mAP.')
-flags.DEFINE_string('calibration_split', 'train', 'Split whose first images calibrate int8.')
-flags.DEFINE_integer('num_calibration_images', 200, 'Images that calibrate int8.')
-flags.DEFINE_integer('num_eval_images', 0, 'Score only the first N images (0: the whole split).')
-flags.DEFINE_string('test_images', os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data',
+    flag_set.string('dataset_name', 'vehicle', 'Dataset name of the shards.')
+    flag_set.string('split', 'val', 'Split scored for mAP.')
+    flag_set.string('calibration_split', 'train', 'Split whose first images calibrate int8.')
+    flag_set.integer('num_calibration_images', 200, 'Images that calibrate int8.')
+    flag_set.integer('num_eval_images', 0, 'Score only the first N images (0: the whole split).')
+    flag_set.string('test_images', os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data',
                                                 'test_images', 'vehicle_*.jpg'),
                     'Glob of photos on which MediaPipe (int8 model) and detector.py (checkpoint) '
                     'are compared.')
-flags.DEFINE_integer('repeats', 20, 'Timed rounds per format and thread count.')
-flags.DEFINE_string('work_dir', os.path.join(RESULTS, 'tflite'), 'Folder of the exports.')
-flags.DEFINE_string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
+    flag_set.group('Measurement and report')
+    flag_set.integer('repeats', 20, 'Timed rounds per format and thread count.')
+    flag_set.string('work_dir', os.path.join(RESULTS, 'tflite'), 'Folder of the exports.')
+    flag_set.string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
                     'Report whose "Edge formats" section receives the figures ("" to skip).')
-FLAGS = flags.FLAGS
+    return flag_set
 
 # mAP scoring keeps low scores, as eval_ssd_network.py does for a checkpoint.
 EVAL_THRESHOLDS = dict(select_threshold=0.01, nms_threshold=0.45,
@@ -117,27 +122,27 @@ class SavedModelRunner(object):
         self.session.run(self._outputs, {self._input: whitened})
 
 
-def export_all(ckpt_path, work_dir, tfrecords_dir):
+def export_all(options, ckpt_path, tfrecords_dir):
     """Exports every format; returns ({format: path}, {format: bytes})."""
     paths, sizes = {}, {}
     for quantization in export_tflite.QUANTIZATIONS:
         paths['tflite ' + quantization], _ = export_tflite.export(
-            ckpt_path, os.path.join(work_dir, quantization), quantization=quantization,
-            calibration_dataset_dir=tfrecords_dir, calibration_dataset_name=FLAGS.dataset_name,
-            calibration_split_name=FLAGS.calibration_split,
-            num_calibration_images=FLAGS.num_calibration_images, **EVAL_THRESHOLDS)
+            ckpt_path, os.path.join(options.work_dir, quantization), quantization=quantization,
+            calibration_dataset_dir=tfrecords_dir, calibration_dataset_name=options.dataset_name,
+            calibration_split_name=options.calibration_split,
+            num_calibration_images=options.num_calibration_images, **EVAL_THRESHOLDS)
         sizes['tflite ' + quantization] = os.path.getsize(paths['tflite ' + quantization])
     for precision in SAVED_MODEL_PRECISIONS:
         name = 'SavedModel ' + precision
         paths[name] = export_saved_model.export(
-            ckpt_path, os.path.join(work_dir, 'saved_model'), model_name=precision, model_version=1,
-            overwrite=True, precision=precision)
+            ckpt_path, os.path.join(options.work_dir, 'saved_model'), model_name=precision,
+            model_version=1, overwrite=True, precision=precision)
         sizes[name] = folder_bytes(paths[name]) - folder_bytes(
             os.path.join(paths[name], model_info.ASSETS_EXTRA))
     return paths, sizes
 
 
-def latencies(paths, image, input_shape):
+def latencies(paths, image, input_shape, repeats):
     """{(format, threads): median seconds} of batch-1 runs, all formats and thread counts
     interleaved round by round."""
     whitened, _ = np_transform.preprocess(image, input_shape)
@@ -151,18 +156,18 @@ def latencies(paths, image, input_shape):
             else:
                 runs[name, threads] = (lambda m=SavedModelRunner(path, threads), x=whitened: m(x))
     # Two warm-up runs each: the first runs allocate and pack weights.
-    return common.interleaved_median_seconds(runs, FLAGS.repeats, warmup=2)
+    return common.interleaved_median_seconds(runs, repeats, warmup=2)
 
 
-def mean_ap(name, path, spec, prefix):
-    """(VOC07, VOC10+ mAP@0.5, images) of one format on ``spec``; a SavedModel's through the
-    checkpoint ``prefix`` it was exported from."""
+def mean_ap(name, path, spec, prefix, max_images):
+    """(VOC07, VOC10+ mAP@0.5, images) of one format on the first ``max_images`` (None: all) of
+    ``spec``; a SavedModel's through the checkpoint ``prefix`` it was exported from."""
     if name.startswith('tflite'):
         metrics, _ = evaluation.evaluate_detector(
-            tflite_runner.TFLiteDetector(path).detect_array, spec, 8, FLAGS.num_eval_images or None)
+            tflite_runner.TFLiteDetector(path).detect_array, spec, 8, max_images)
     else:
         metrics = evaluation.evaluate_checkpoint(
-            prefix, spec, 8, FLAGS.num_eval_images or None, select_threshold=0.01,
+            prefix, spec, 8, max_images, select_threshold=0.01,
             keep_top_k=EVAL_THRESHOLDS['max_detections'], precision=name.split()[-1]).metrics
     results = metrics.evaluate()
     return results['map_voc07'] or 0., results['map_voc2010'] or 0., results['num_images']
@@ -208,24 +213,24 @@ def mediapipe_agreement(tflite_path, prefix, image_paths, min_score=0.5, min_iou
     return found, total, theirs
 
 
-def main(_):
+def _benchmark(options):
     try:
-        prefix = checkpoints.resolve(FLAGS.ckpt_path)
+        prefix = checkpoints.resolve(options.ckpt_path)
     except checkpoints.CheckpointError as e:
-        print('error: --ckpt_path: %s (run bench/bench_finetune.py first, or point it at a '
-              'checkpoint)' % e, file=sys.stderr)
-        return 1
+        raise checkpoints.CheckpointError('--ckpt_path: %s (run bench/bench_finetune.py first, '
+                                          'or point it at a checkpoint)' % e)
     print('checkpoint: %s' % prefix, flush=True)
-    tfrecords_dir = FLAGS.tfrecords_dir or os.path.join(os.path.dirname(prefix), 'tfrecords')
-    spec = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.split, tfrecords_dir)
+    tfrecords_dir = options.tfrecords_dir or os.path.join(os.path.dirname(prefix), 'tfrecords')
+    spec = dataset_factory.get_dataset(options.dataset_name, options.split, tfrecords_dir)
     instructions = cpu_instructions()
     cpu = '%s, %s' % (common.this_machine().cpu, ', '.join(
         '%s %s' % (n, {True: 'yes', False: 'no', None: '?'}[v]) for n, v in instructions.items()))
     print('CPU: %s' % cpu, flush=True)
-    paths, sizes = export_all(prefix, FLAGS.work_dir, tfrecords_dir)
+    paths, sizes = export_all(options, prefix, tfrecords_dir)
     input_shape = np_transform.input_shape(model_info.read_model_info(prefix))
-    seconds = latencies(paths, first_image(spec), input_shape)
-    maps = {name: mean_ap(name, path, spec, prefix) for name, path in paths.items()}
+    seconds = latencies(paths, first_image(spec), input_shape, options.repeats)
+    maps = {name: mean_ap(name, path, spec, prefix, options.num_eval_images or None)
+            for name, path in paths.items()}
     rows = ['| format | size MB | 1 thread ms | 2 threads ms | mAP VOC07 | mAP VOC10+ |',
             '|---|---|---|---|---|---|']
     for name in paths:
@@ -238,29 +243,34 @@ def main(_):
             common.report('edge_%s_latency_%dthread' % (key, threads),
                           seconds[name, threads] * 1e3, 'ms', 'batch 1')
         common.report('edge_%s_map_voc07' % key, maps[name][0], 'mAP@0.5',
-                      '%s, %d images' % (FLAGS.split, maps[name][2]))
+                      '%s, %d images' % (options.split, maps[name][2]))
     print('\n'.join(rows))
     agreement = mediapipe_agreement(paths['tflite int8'], prefix, sorted(glob.glob(
-        FLAGS.test_images)))
+        options.test_images)))
     if agreement is None:
         rows += ['', 'MediaPipe is not installed: its ObjectDetector was not compared.']
     else:
         rows += ['', 'MediaPipe ObjectDetector on the int8 model found %d of the %d detections '
                  '(score >= 0.5) detector.py makes with the checkpoint on %s (same class, IoU '
-                 '>= 0.9); it returned %d in all.' % (agreement[:2] + (FLAGS.test_images,
-                                                                        agreement[2]))]
+                 '>= 0.9); it returned %d in all.' % (agreement[:2] + (options.test_images,
+                                                                          agreement[2]))]
         common.report('edge_mediapipe_int8_agreement', agreement[0] / max(agreement[1], 1),
                       'fraction', 'of %d detector.py detections' % agreement[1])
     print(rows[-1])
-    if FLAGS.report:
+    if options.report:
         note = ('`python bench/bench_tflite.py`, %s, checkpoint %s, %s split (%d images), int8 '
                 'calibrated on %d %s images; latency: median of %d interleaved batch-1 rounds. '
-                'CPU: %s.' % (datetime.date.today().isoformat(), prefix, FLAGS.split,
-                              maps[next(iter(maps))][2], FLAGS.num_calibration_images,
-                              FLAGS.calibration_split, FLAGS.repeats, cpu))
-        common.write_report_section(FLAGS.report, 'Edge formats', [note, ''] + rows)
+                'CPU: %s.' % (datetime.date.today().isoformat(), prefix, options.split,
+                              maps[next(iter(maps))][2], options.num_calibration_images,
+                              options.calibration_split, options.repeats, cpu))
+        common.write_report_section(options.report, 'Edge formats', [note, ''] + rows)
     return 0
 
 
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
+
+
 if __name__ == '__main__':
-    sys.exit(tf.app.run(main))
+    sys.exit(main())

@@ -13,7 +13,6 @@ their median; a figure per setting is the median over the rounds. The session op
 winner are what ``python -m serving.model_server`` and TF Serving take as
 ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``.
 """
-import argparse
 import os
 import statistics
 import subprocess
@@ -23,6 +22,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from bench import common  # noqa: E402
+from utils import cli  # noqa: E402
 
 RESULT = 'median_seconds'
 
@@ -83,26 +83,33 @@ def time_setting(setting, options):
     return float(lines[-1].split()[1])
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--settings', default='0:0,2:1,1:1,2:2',
-                        help='comma-separated intra:inter thread counts (0 = TensorFlow chooses)')
-    parser.add_argument('--precision', choices=['float32', 'bfloat16'], default='float32')
-    parser.add_argument('--batch_size', type=int, default=1)
-    parser.add_argument('--rounds', type=int, default=4,
-                        help='times each setting runs, alternating')
-    parser.add_argument('--runs', type=int, default=5, help='timed forward passes per child')
-    parser.add_argument('--width_multiplier', type=float, default=1.0)
-    parser.add_argument('--child', help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
+def define_flags():
+    """The benchmark's flags (a ``cli.FlagSet``): the settings compared, the forward pass timed."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Settings')
+    flag_set.string('settings', '0:0,2:1,1:1,2:2',
+                    'Comma-separated intra:inter thread counts (0 = TensorFlow chooses).')
+    flag_set.integer('rounds', 4, 'Times each setting runs, alternating.')
+    flag_set.group('Forward pass')
+    flag_set.enum('precision', 'float32', ['float32', 'bfloat16'], 'Precision of the network.')
+    flag_set.integer('batch_size', 1, 'Images per forward pass.')
+    flag_set.integer('runs', 5, 'Timed forward passes per child.')
+    flag_set.float('width_multiplier', 1.0, 'Width of the network (1.0 = SSD-VGG300).')
+    flag_set.group('Internal')
+    flag_set.string('child', None, 'Set by the benchmark itself: time this one intra:inter '
+                    'setting in this process.')
+    return flag_set
+
+
+def _benchmark(options):
     if options.child:
         return run_child(options)
     try:
         settings = parse_settings(options.settings)
     except ValueError as err:
-        parser.error('--settings: %s' % err)
+        raise cli.UsageError('--settings: %s' % err)
     if min(options.batch_size, options.rounds, options.runs) < 1:
-        parser.error('--batch_size, --rounds and --runs must be >= 1')
+        raise cli.UsageError('--batch_size, --rounds and --runs must be >= 1')
     seconds = {setting: [] for setting in settings}
     loads = []
     for _ in range(options.rounds):
@@ -120,6 +127,11 @@ def main(argv=None):
     print('fastest: --tensorflow_intra_op_parallelism=%d --tensorflow_inter_op_parallelism=%d'
           % best)
     return 0
+
+
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _benchmark)
 
 
 if __name__ == '__main__':

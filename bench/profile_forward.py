@@ -22,7 +22,6 @@ do not. Set-ups:
 
 Random weights; the time of a primitive does not depend on their values.
 """
-import argparse
 import collections
 import ctypes
 import os
@@ -34,6 +33,8 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+
+from utils import cli  # noqa: E402
 
 SETUPS = ('forward_float32', 'forward_bfloat16', 'train_float32', 'train_bfloat16')
 # Printed by the child around its timed runs (the warm-up run comes before the first).
@@ -149,19 +150,20 @@ def _train(options, precision):
     from bench import bench_training
     from nets import nets_factory
     from training import graph, session as session_lib, trainer
-    f = train_ssd_network.define_flags().values
-    f([sys.argv[0], '--dataset_dir=%s' % bench_training.sample_tfrecords(),
+    train_options = train_ssd_network.define_flags().values
+    train_options([sys.argv[0], '--dataset_dir=%s' % bench_training.sample_tfrecords(),
        '--train_model_dir=%s' % tempfile.mkdtemp(prefix='profile_train_'),
        '--batch_size=%d' % options.batch_size, '--precision=%s' % precision,
        '--width_multiplier=%g' % options.width_multiplier, '--clone_on_cpu'])
-    trainer.check_flags(f)
-    config = session_lib.setup_cluster(f)[0]
-    spec = trainer.load_dataset(f)
-    net = nets_factory.build_network(f.model_name, spec.num_classes, f.width_multiplier)
+    trainer.check_flags(train_options)
+    config = session_lib.setup_cluster(train_options)[0]
+    spec = trainer.load_dataset(train_options)
+    net = nets_factory.build_network(train_options.model_name, spec.num_classes,
+                                     train_options.width_multiplier)
     with tf.Graph().as_default():
-        handles = graph.build_training_graph(f, net, spec, config,
+        handles = graph.build_training_graph(train_options, net, spec, config,
                                              tf.train.get_or_create_global_step())
-        session = tf.Session(config=session_lib.session_config(f))
+        session = tf.Session(config=session_lib.session_config(train_options))
         session.run([tf.global_variables_initializer(), handles['iterator'].initializer])
     return session, lambda: session.run(handles['train_tensor'])
 
@@ -231,22 +233,29 @@ def first_run_extra(warmup, timed, runs):
     return extra
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--setups', default=','.join(SETUPS),
-                        help='comma-separated, from: %s' % ', '.join(SETUPS))
-    parser.add_argument('--batch_size', type=int, default=1)
-    parser.add_argument('--runs', type=int, default=3, help='timed runs per set-up')
-    parser.add_argument('--top', type=int, default=12, help='rows listed per set-up')
-    parser.add_argument('--width_multiplier', type=float, default=1.0)
-    parser.add_argument('--num_classes', type=int, default=21,
-                        help='classes of the forward set-ups (background included)')
-    parser.add_argument('--variables', action='store_true',
-                        help='forward set-ups keep the weights as variables (not frozen)')
-    parser.add_argument('--summarize', metavar='LOG',
-                        help='only summarise this captured oneDNN log (every exec line)')
-    parser.add_argument('--child', choices=SETUPS, help=argparse.SUPPRESS)
-    options = parser.parse_args(argv)
+def define_flags():
+    """The profile's flags (a ``cli.FlagSet``): what runs, what is listed, and the flag the
+    profile gives its child processes."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Set-ups')
+    flag_set.string('setups', ','.join(SETUPS), 'Comma-separated, from: %s.' % ', '.join(SETUPS))
+    flag_set.integer('batch_size', 1, 'Images per run.')
+    flag_set.integer('runs', 3, 'Timed runs per set-up.')
+    flag_set.float('width_multiplier', 1.0, 'Width of the network (1.0 = SSD-VGG300).')
+    flag_set.integer('num_classes', 21, 'Classes of the forward set-ups (background included).')
+    flag_set.boolean('variables', False, 'Forward set-ups keep the weights as variables (not '
+                     'frozen).')
+    flag_set.group('Output')
+    flag_set.integer('top', 12, 'Rows listed per set-up.')
+    flag_set.string('summarize', None, 'Only summarise this captured oneDNN log (every exec '
+                    'line).')
+    flag_set.group('Internal')
+    flag_set.enum('child', None, SETUPS, 'Set by the profile itself: run this one set-up in '
+                  'this process.')
+    return flag_set
+
+
+def _profile(options):
     if options.child:
         return run_child(options)
     if options.summarize:
@@ -254,20 +263,26 @@ def main(argv=None):
             with open(options.summarize) as f:
                 primitives = [p for p in map(parse_exec_line, f) if p is not None]
         except OSError as err:
-            parser.error('--summarize %s: %s' % (options.summarize, err.strerror))
+            raise cli.UsageError('--summarize %s: %s' % (options.summarize, err.strerror))
         if not primitives:
-            parser.error('--summarize %s: no onednn_verbose exec line in it' % options.summarize)
+            raise cli.UsageError('--summarize %s: no onednn_verbose exec line in it'
+                                 % options.summarize)
         print('\n'.join(format_table(summarize(primitives), options.top)))
         return 0
     setups = [s.strip() for s in options.setups.split(',') if s.strip()]
     unknown = sorted(set(setups) - set(SETUPS))
     if unknown or not setups:
-        parser.error('--setups: unknown %s (choose from %s)' % (', '.join(unknown) or 'none',
-                                                               ', '.join(SETUPS)))
+        raise cli.UsageError('--setups: unknown %s (choose from %s)'
+                             % (', '.join(unknown) or 'none', ', '.join(SETUPS)))
     if options.batch_size < 1 or options.runs < 1:
-        parser.error('--batch_size and --runs must be >= 1')
+        raise cli.UsageError('--batch_size and --runs must be >= 1')
     ok = [profile_setup(setup, options) for setup in setups]
     return 0 if all(ok) else 1
+
+
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    return cli.run(argv, define_flags(), __doc__, _profile)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,6 @@ Two cores shared with anything else make figures up to 2x wrong, so it refuses t
 the 1-minute load average is above ``MAX_LOAD`` (``--force`` overrides), and records the load
 at the start of each benchmark beside its figures.
 """
-import argparse
 import datetime
 import os
 import platform
@@ -22,6 +21,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 from bench import common  # noqa: E402
 from bench.common import FIGURE_PREFIX  # noqa: E402
+from utils import cli  # noqa: E402
+from utils.errors import ToolkitError  # noqa: E402
 
 MAX_LOAD = 0.5
 # (script, arguments, what it measures) in the order of the pipeline.
@@ -145,29 +146,35 @@ def run_benchmark(script, args):
     return figures, time.time() - start, process.wait() == 0
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--output', default=os.path.join(REPO_ROOT, 'bench', 'REPORT.md'))
-    parser.add_argument('--only', nargs='*', help='run only these scripts (e.g. bench_network.py); '
-                        'this machine\'s table keeps the other scripts\' rows, marked with '
-                        'their run\'s date')
-    parser.add_argument('--force', action='store_true',
-                        help='write the report even though the machine is busy')
-    options = parser.parse_args()
+def define_flags():
+    """The report's flags (a ``cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Report')
+    flag_set.string('output', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
+                    'Report whose section of this machine receives the figures.')
+    flag_set.string_list('only', None, 'Run only these scripts, comma-separated (e.g. '
+                         'bench_network.py,bench_serving.py); this machine\'s table keeps the '
+                         'other scripts\' rows, marked with their run\'s date.')
+    flag_set.boolean('force', False, 'Write the report even though the machine is busy.')
+    return flag_set
+
+
+def _run_all(options, command):
+    """Runs the benchmarks; ``command``: the command line (program name first) the report
+    quotes."""
     # Every tool of the toolkit runs with oneDNN on (README, "Speed"); so do its benchmarks.
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     load = os.getloadavg()[0]
     if load > MAX_LOAD and not options.force:
-        print('error: the 1-minute load average is %.2f (> %.1f): something else is running, and '
-              'its figures would be wrong; wait for a quiet machine or pass --force'
-              % (load, MAX_LOAD), file=sys.stderr)
-        return 1
+        raise ToolkitError('the 1-minute load average is %.2f (> %.1f): something else is '
+                           'running, and its figures would be wrong; wait for a quiet machine '
+                           'or pass --force' % (load, MAX_LOAD))
 
     machine = common.this_machine()
     lines = ['- Date: %s' % datetime.datetime.now(datetime.timezone.utc).strftime(
                  '%Y-%m-%d %H:%M UTC'),
              '- Environment: %s' % environment_description(),
-             '- Command: `%s`' % ' '.join(['python bench/run_all.py'] + sys.argv[1:]), '',
+             '- Command: `%s`' % ' '.join(['python bench/run_all.py'] + command[1:]), '',
              '| benchmark | figure | value | unit | note | load at start |',
              '|---|---|---|---|---|---|']
     failed = []
@@ -202,6 +209,12 @@ def main():
         print('failed benchmarks: %s' % ', '.join(failed), file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv=None):
+    """``argv``: the command line, program name first (default ``sys.argv``)."""
+    argv = sys.argv if argv is None else argv
+    return cli.run(argv, define_flags(), __doc__, lambda options: _run_all(options, argv))
 
 
 if __name__ == '__main__':

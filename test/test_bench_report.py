@@ -58,7 +58,7 @@ def test_a_run_writes_only_its_machines_table(tmp_path, monkeypatch):
     monkeypatch.setattr(run_all.os, 'getloadavg', lambda: (0.1, 0.1, 0.1))
     monkeypatch.setattr(run_all, 'run_benchmark', lambda script, args: (figures[script], 5., True))
     for only in ('bench_data.py', 'bench_network.py'):
-        monkeypatch.setattr(sys, 'argv', ['run_all.py', '--output=%s' % output, '--only', only])
+        monkeypatch.setattr(sys, 'argv', ['run_all.py', '--output=%s' % output, '--only=%s' % only])
         assert run_all.main() == 0
     _, machines = common.read_report(str(output))
     zen3 = machines[common.machine_key(ZEN3)]

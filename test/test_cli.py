@@ -14,6 +14,9 @@ from utils.errors import ToolkitError
 # Modules whose main(argv) follows the convention.
 CLI_MODULES = ('train_ssd_network', 'bench.bench_training', 'bench.bench_finetune',
                'bench.bench_network', 'bench.bench_data', 'bench.bench_learning',
+               'bench.bench_peak', 'bench.bench_serving', 'bench.bench_tflite',
+               'bench.bench_pytorch', 'bench.bench_threads', 'bench.bench_request_memory',
+               'bench.profile_forward', 'bench.run_all',
                'detector', 'eval_ssd_network', 'export_saved_model', 'export_tflite',
                'datasets.write_dataset.dataset_to_tfrecords', 'datasets.write_dataset.sample_data',
                'serving.server.model_server', 'serving.clients.client', 'serving.clients.web',

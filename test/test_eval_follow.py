@@ -240,12 +240,12 @@ def test_trainer_evaluation_flags_are_checked(sample_tfrecords, tmp_path, capsys
     common = ['train_ssd_network.py', '--train_model_dir=%s' % tmp_path,
               '--dataset_dir=%s' % sample_tfrecords, '--width_multiplier=0.125',
               '--batch_size=2', '--max_number_of_steps=1']
-    for flags, message in [(['--eval_every_n_steps=-1'], '--eval_every_n_steps=-1 must be >= 0'),
+    for extra, message in [(['--eval_every_n_steps=-1'], '--eval_every_n_steps=-1 must be >= 0'),
                            (['--eval_max_images=0'], '--eval_max_images=0 must be >= 1'),
                            (['--eval_every_n_steps=1', '--eval_split='],
                             '--eval_every_n_steps needs --eval_split')]:
         # Bad flag values are usage errors (exit 2), like the rest of the trainer's checks.
-        assert train_ssd_network.main(common + flags) == 2
+        assert train_ssd_network.main(common + extra) == 2
         assert 'error: %s' % message in capsys.readouterr().err
     assert train_ssd_network.main(common + ['--eval_every_n_steps=1', '--eval_split=nosuch']) == 1
     err = capsys.readouterr().err

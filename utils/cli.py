@@ -72,6 +72,10 @@ class FlagSet(object):
     def enum(self, name, default, choices, help_text):
         self._define(flags.DEFINE_enum, name, default, help_text, list(choices))
 
+    def string_list(self, name, default, help_text):
+        """A comma-separated list (``--name=a,b``); ``default`` a list or None."""
+        self._define(flags.DEFINE_list, name, default, help_text)
+
     def precision(self, default='float32', float32_when=None):
         """``--precision`` (auto | float32 | bfloat16), as every tool that runs the network names
         it; ``run`` resolves auto. The trainer, evaluator and detector default to auto, the
