@@ -10,7 +10,8 @@ Every module belongs to a room; a room imports only the rooms ``MAY_IMPORT`` lis
 - serving/clients/ (and ``serving.client``, ``serving.web``) imports serving's shared modules
   and, of the layers, only modules that load no TensorFlow; never serving/server/;
 - bench/ and scripts/ import anything but each other.
-``NO_TENSORFLOW`` modules (what the clients may reach) import only each other.
+``NO_TENSORFLOW`` modules (what the clients may reach, and the PyTorch benchmark) import only
+each other.
 """
 import ast
 import os
@@ -80,7 +81,9 @@ NO_TENSORFLOW = sorted(
      'datasets.utils', 'datasets.utils.dataset_utils', 'model', 'model.model_info',
      'model.tflite_runner',
      'model.versions', 'nets', 'nets.anchors', 'nets.np_postprocess', 'nets.ssd_params',
-     'preprocessing', 'preprocessing.np_transform'])
+     'preprocessing', 'preprocessing.np_transform'] +
+    # The PyTorch yardstick runs where TensorFlow need not be installed.
+    ['bench', 'bench.bench_pytorch', 'bench.common'])
 
 
 def _imports(relpath):
