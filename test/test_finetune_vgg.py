@@ -148,14 +148,14 @@ def _trainer_flags(**overrides):
 
 
 def test_nchw_training_graph_has_every_layer_in_nchw(sample_tfrecords):
-    f = _trainer_flags(data_format='NCHW', batch_size=2, train_model_dir='unused',
-                       dataset_dir=sample_tfrecords, clone_on_cpu=True)
+    options = _trainer_flags(data_format='NCHW', batch_size=2, train_model_dir='unused',
+                             dataset_dir=sample_tfrecords, clone_on_cpu=True)
     spec = dataset_factory.get_dataset('vehicle', 'train', sample_tfrecords)
     net = nets_factory.build_network('ssd_vgg_300', spec.num_classes)
     with tf.Graph().as_default() as graph:
         global_step = tf.train.get_or_create_global_step()
         config = model_deploy.DeploymentConfig(clone_on_cpu=True)
-        training_graph.build_training_graph(f, net, spec, config, global_step)
+        training_graph.build_training_graph(options, net, spec, config, global_step)
         convs = {}
         forward = [op for op in graph.get_operations() if 'gradients' not in op.name]
         for op in forward:

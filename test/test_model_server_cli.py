@@ -161,11 +161,11 @@ def test_flag_validation_names_the_flag(tmp_path, changes, message):
 def test_thread_flags_reach_the_session_of_the_served_version(tmp_path):
     from serving.server.model_server import define_flags
     write_model_version(str(tmp_path), 1)
-    values = define_flags().values
-    values(['model_server', '--model_name=cars', '--model_base_path=%s' % tmp_path, '--port=0',
-            '--rest_api_port=0', '--tensorflow_intra_op_parallelism=1',
-            '--tensorflow_inter_op_parallelism=3'])
-    with server_from_flags(values) as server:
+    options = define_flags().values
+    options(['model_server', '--model_name=cars', '--model_base_path=%s' % tmp_path, '--port=0',
+             '--rest_api_port=0', '--tensorflow_intra_op_parallelism=1',
+             '--tensorflow_inter_op_parallelism=3'])
+    with server_from_flags(options) as server:
         with server.manager.acquire('cars') as servable:
             config = servable._session._config
     assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (1, 3)
