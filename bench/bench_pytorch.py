@@ -1,4 +1,4 @@
-"""The same SSD-VGG300 in PyTorch, as the yardstick for our TensorFlow figures (issue #12).
+"""The same SSD-VGG300 in PyTorch, as the yardstick for our TensorFlow figures.
 
     python bench/bench_pytorch.py [--repeats=5] [--train_repeats=3] [--precision=both]
 
