@@ -55,7 +55,7 @@ SPEED_ROWS = (
     ('forward bfloat16, batch 1', 'forward_bfloat16_batch1', 'torch_forward_bfloat16_batch1',
      1, 1, 'bfloat16', 1.0),
     ('forward bfloat16, batch 8', 'forward_bfloat16_batch8', 'torch_forward_bfloat16_batch8',
-     8, 1, 'bfloat16', 1.3),
+     8, 1, 'bfloat16', 1.0),
     ('training step float32, batch 8', 'training_float32_seconds_per_step',
      'torch_training_float32_seconds_per_step', 8, 3, 'float32', 1.0),
     ('training step bfloat16, batch 8', 'training_bfloat16_seconds_per_step',

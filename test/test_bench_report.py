@@ -105,7 +105,7 @@ def test_speed_table_gives_ratios_to_pytorch_and_to_the_matmul_peak():
     assert rows[2] == ('| forward float32, batch 1 | 0.300 | 0.200 | 0.67 (1: not met) | 200 | '
                        '67 % of 300 |')
     # 8 images x 60 GFLOP in 0.5 s = 960 GFLOP/s, 80 % of the bfloat16 peak; 0.8 / 0.5 = 1.6.
-    assert rows[3] == ('| forward bfloat16, batch 8 | 0.500 | 0.800 | 1.60 (1.3: met) | 960 | '
+    assert rows[3] == ('| forward bfloat16, batch 8 | 0.500 | 0.800 | 1.60 (1: met) | 960 | '
                        '80 % of 1200 |')
     # A step is three passes: 8 x 60 x 3 / 2 s = 720 GFLOP/s; no PyTorch figure.
     assert rows[4] == ('| training step bfloat16, batch 8 | 2.000 | no PyTorch here | '
