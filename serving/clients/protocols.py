@@ -149,6 +149,8 @@ class GrpcTransport(Transport):
     def __init__(self, server, timeout=DEFAULT_TIMEOUT):
         super(GrpcTransport, self).__init__(server, timeout)
         import grpc
+        from utils import tf_logging
+        tf_logging.quiet_tensorflow()   # the protos load all of TensorFlow: without its banner
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
         self._grpc = grpc
