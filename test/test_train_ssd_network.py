@@ -194,7 +194,7 @@ def test_a_choice_outside_its_list_is_a_usage_error(flag, value, capsys):
 
 
 def test_auto_precision_trains_distributed_runs_in_float32(capsys):
-    assert train_ssd_network.main(['train_ssd_network.py', '--num_replicas=2']) == 1
+    assert train_ssd_network.main(['train_ssd_network.py', '--num_replicas=2']) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == ('precision: float32 (--precision=auto: distributed training: %s)'
                       % trainer.NO_DISTRIBUTED_BFLOAT16)

@@ -9,6 +9,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from datasets import record_check
 from deployment import model_deploy
 from training.train_tools import TrainConfigError
+from utils import cli
 from utils import cpu_features
 from utils import tf_errors
 
@@ -17,7 +18,7 @@ def _hosts(flag_name, value):
     hosts = [h.strip() for h in value.split(',') if h.strip()]
     for host in hosts:
         if ':' not in host:
-            raise TrainConfigError('--%s: %r is not host:port' % (flag_name, host))
+            raise cli.UsageError('--%s: %r is not host:port' % (flag_name, host))
     return hosts
 
 
@@ -32,17 +33,17 @@ def setup_cluster(options):
     ps_hosts = _hosts('ps_hosts', options.ps_hosts)
     worker_hosts = _hosts('worker_hosts', options.worker_hosts)
     if len(ps_hosts) != options.num_ps_tasks:
-        raise TrainConfigError('--ps_hosts lists %d hosts for --num_ps_tasks=%d'
-                               % (len(ps_hosts), options.num_ps_tasks))
+        raise cli.UsageError('--ps_hosts lists %d hosts for --num_ps_tasks=%d'
+                             % (len(ps_hosts), options.num_ps_tasks))
     if len(worker_hosts) != options.num_replicas:
-        raise TrainConfigError('--worker_hosts lists %d hosts for --num_replicas=%d'
-                               % (len(worker_hosts), options.num_replicas))
+        raise cli.UsageError('--worker_hosts lists %d hosts for --num_replicas=%d'
+                             % (len(worker_hosts), options.num_replicas))
     if options.job_name not in ('ps', 'worker'):
-        raise TrainConfigError('--job_name=%s must be ps or worker' % options.job_name)
+        raise cli.UsageError('--job_name=%s must be ps or worker' % options.job_name)
     tasks = ps_hosts if options.job_name == 'ps' else worker_hosts
     if not 0 <= options.task < len(tasks):
-        raise TrainConfigError('--task=%d is out of range for %d %s tasks'
-                               % (options.task, len(tasks), options.job_name))
+        raise cli.UsageError('--task=%d is out of range for %d %s tasks'
+                             % (options.task, len(tasks), options.job_name))
     cluster = tf.train.ClusterSpec({'ps': ps_hosts, 'worker': worker_hosts})
     server = tf.distribute.Server(cluster, job_name=options.job_name, task_index=options.task,
                                   config=tf.ConfigProto(allow_soft_placement=True))
@@ -60,7 +61,7 @@ def _deployment_config(options, replica_id=0):
             replica_id=replica_id, num_replicas=options.num_replicas,
             num_ps_tasks=options.num_ps_tasks)
     except ValueError as e:
-        raise TrainConfigError('--num_clones/--num_replicas/--num_ps_tasks/--task: %s' % e)
+        raise cli.UsageError('--num_clones/--num_replicas/--num_ps_tasks/--task: %s' % e)
 
 
 def session_config(options):
