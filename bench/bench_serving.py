@@ -202,18 +202,27 @@ BATCHING_DECISION = re.compile(r'batching: (\S+) rows/s batched, (\S+) rows/s ru
                                r'(batching|running requests at once)')
 
 
+# A decision takes a warm-up round and a window of each mode (tens of rows at the default
+# batch sizes): rounds of untimed requests go on until it comes, up to this many requests.
+MAX_DECISION_REQUESTS = 400
+
+
 def adaptive_decision(make_transport, inputs, clients, requests_each, log_path):
-    """Sends untimed requests from ``clients`` clients (``requests_each`` each) until the server
-    logs its first adaptive batching decision; returns a note of it."""
-    for _ in range(20):
+    """Sends untimed rounds of requests from ``clients`` clients (``requests_each`` each) until
+    the server logs its first adaptive batching decision; returns a note of it."""
+    sent = 0
+    while True:
         with open(log_path) as f:
             found = BATCHING_DECISION.findall(f.read())
         if found:
             batched, direct, chosen = found[-1]
             return 'chose %s (%s rows/s batched, %s at once)' % (
                 'batching' if chosen == 'batching' else 'direct runs', batched, direct)
+        if sent >= MAX_DECISION_REQUESTS:
+            raise RuntimeError('the server logged no batching decision after %d requests (%s)'
+                               % (sent, log_path))
         throughput(make_transport, inputs, clients, requests_each)
-    raise RuntimeError('the server logged no batching decision (%s)' % log_path)
+        sent += clients * requests_each
 
 
 def precision_and_batching_figures(options, ckpt, work_dir, encoded):
