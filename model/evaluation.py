@@ -132,6 +132,17 @@ def _batches(session, fetches, num_batches, description, first_fetches=None, fir
             return
 
 
+def _scoring_graph():
+    """A new graph to score in. Its input pipeline draws nothing at random, but in a process
+    where a seeded training run turned op determinism on (``--seed`` with
+    ``--eval_every_n_steps``) TensorFlow refuses to build an iterator in a graph without a seed:
+    it gets a fixed one."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)
+    return graph
+
+
 def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_threshold=0.01,
                         nms_threshold=0.45, top_k=400, keep_top_k=200, precision='float32',
                         num_kept_images=0, progress=True):
@@ -143,7 +154,7 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_t
     progress bar on stderr.
     Returns an ``Evaluation``.
     """
-    with tf.Graph().as_default():
+    with _scoring_graph().as_default():
         net, info, prefix = inference.load_model(ckpt_path)
         if info['class_names'] != spec.class_names:
             raise EvalError('checkpoint %s detects %s (model_info.json) but dataset %s/%s has '
@@ -195,7 +206,7 @@ def evaluate_detector(detect, spec, batch_size=8, max_images=None, description=N
     ``evaluate_checkpoint`` fills them."""
     metrics = DetectionMetrics(spec.class_names)
     entries = []
-    with tf.Graph().as_default():
+    with _scoring_graph().as_default():
         batch = tf.data.make_one_shot_iterator(
             _batched_ground_truth(spec, batch_size, max_images, with_images=True)).get_next()
         with tf.Session() as session:
@@ -219,7 +230,7 @@ def evaluate_detections_file(path, spec, batch_size=8, max_images=None):
                         % (path, class_names, spec.dataset_name, spec.class_names))
     metrics = DetectionMetrics(spec.class_names)
     missing = []
-    with tf.Graph().as_default():
+    with _scoring_graph().as_default():
         batch = tf.data.make_one_shot_iterator(
             _batched_ground_truth(spec, batch_size, max_images)).get_next()
         with tf.Session() as session:

@@ -332,11 +332,13 @@ def test_match_threshold_sets_the_positives_of_the_encoded_targets(sample_tfreco
     assert np.all((positive_high & (scores_high < 0.7)).sum(axis=1) <= num_boxes)
 
 
-def _seeded_run(train_dir, dataset_dir, seed):
+def _seeded_run(train_dir, dataset_dir, seed, *extra):
     """Three steps with ``--seed``; returns (logged losses, final variables)."""
     rc, out, err = _run(_command(train_dir, dataset_dir, '--max_number_of_steps=3',
-                                 '--seed=%d' % seed) + ['--save_summaries_secs=600'])
+                                 '--seed=%d' % seed) + ['--save_summaries_secs=600'] + list(extra))
     assert rc == 0, err[-3000:]
+    if extra:
+        assert 'evaluated step 2 on test' in out, out[-3000:]
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(train_dir))
     weights = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
     return [loss for _, loss in _logged_steps(out)], weights
@@ -346,7 +348,11 @@ def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(sample_
                                                                         tmp_path):
     losses, weights = _seeded_run(str(tmp_path / 'a'), sample_tfrecords, 5)
     same_losses, same_weights = _seeded_run(str(tmp_path / 'b'), sample_tfrecords, 5)
-    other_losses, other_weights = _seeded_run(str(tmp_path / 'c'), sample_tfrecords, 6)
+    # This one also evaluates in the training process: op determinism (--seed) must let the
+    # evaluation graph build its input pipeline.
+    other_losses, other_weights = _seeded_run(str(tmp_path / 'c'), sample_tfrecords, 6,
+                                              '--eval_every_n_steps=2', '--eval_split=test',
+                                              '--eval_max_images=2')
     assert len(losses) == 3 and losses == same_losses and losses != other_losses
     assert sorted(weights) == sorted(same_weights) == sorted(other_weights)
     for name in weights:
