@@ -40,13 +40,15 @@ if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in
     tf_logging.quiet_tensorflow()
 
 from bench import common  # noqa: E402
+from bench import object_sizes  # noqa: E402
+from nets import ssd_params  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
 from utils import files  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
-TRAINABLE_SCOPES = ','.join('ssd_300_vgg/%s' % s for s in (
+TRAINABLE_SCOPES = ','.join('%s/%s' % (ssd_params.SSD300_SCOPE, s) for s in (
     'conv4', 'conv5', 'conv6', 'conv7', 'block8', 'block9', 'block10', 'block11',
     'block4_box', 'block7_box', 'block8_box', 'block9_box', 'block10_box', 'block11_box'))
 BATCH_SIZE = 8
@@ -341,8 +343,9 @@ def write_ablation_row(report_path, row):
                                                                          else []))
 
 
-def recipe_section(options, results, step, minutes):
-    """The per-class section of the recipe run (``lines``)."""
+def recipe_section(options, results, step, minutes, tfrecords_dir):
+    """The per-class section of the recipe run (``lines``), with the sizes of the objects of
+    train and val against the anchors."""
     note = 'step %d of %d, %.0f min of training on %s' % (step, options.max_number_of_steps,
                                                           minutes, machine())
     lines = ['Fine-tuning of the full-width SSD300 from `%s` on the shared vehicle photos '
@@ -360,11 +363,16 @@ def recipe_section(options, results, step, minutes):
     counted = counted_classes(results)
     lines += ['', 'Over the classes with at least %d val objects (%s) the VOC07 mAP is %.3f; '
               'the others have too few val objects for their AP to say much.'
-              % (MIN_OBJECTS, ', '.join(counted), mean_ap(results, counted))]
-    return lines
+              % (MIN_OBJECTS, ', '.join(counted), mean_ap(results, counted)), '',
+              'The objects against the anchors (`python bench/object_sizes.py '
+              '--tfrecords_dir=<results_dir>/tfrecords`; side = square root of the box area, as a '
+              'fraction of the image side):', '']
+    return lines + object_sizes.markdown_table(
+        object_sizes.measure(tfrecords_dir, ['train', 'val'], options.match_threshold),
+        object_sizes.PARAMS)
 
 
-def report(options, name, results, step, minutes):
+def report(options, name, results, step, minutes, tfrecords_dir):
     """Prints the run's figures and writes them into the report."""
     note = '%s, step %d of %d, %.0f min of training' % (name, step, options.max_number_of_steps,
                                                         minutes)
@@ -383,7 +391,8 @@ def report(options, name, results, step, minutes):
             name, results, step, minutes, datetime.date.today().isoformat()))
         if name == 'recipe':
             common.write_report_section(options.report, 'Fine-tuning on real vehicles',
-                                        recipe_section(options, results, step, minutes))
+                                        recipe_section(options, results, step, minutes,
+                                                       tfrecords_dir))
 
 
 def check_flags(options):
@@ -416,7 +425,8 @@ def _benchmark(options):
     curve = draw_learning_curve(run_dir, name)
     if curve:
         pictures.append(curve)
-    report(options, name, results, step, load_progress(progress_path)['train_minutes'])
+    report(options, name, results, step, load_progress(progress_path)['train_minutes'],
+           tfrecords_dir)
     log('pictures: %s' % (', '.join(pictures) or 'none'))
     return 0
 

@@ -19,6 +19,9 @@ SSDParams = collections.namedtuple('SSDParams', [
     'prior_scaling',       # (y, x, h, w) variances dividing the encoded offsets.
 ])
 
+# The variable scope of every SSD-VGG300 variable, as SSD-Tensorflow checkpoints name it (SPEC §4).
+SSD300_SCOPE = 'ssd_300_vgg'
+
 SSD300_PARAMS = SSDParams(
     img_shape=(300, 300),
     num_classes=21,

@@ -22,8 +22,7 @@ from utils import slim_compat
 slim = slim_compat.import_slim()
 
 MIN_CHANNELS = 8
-# The variable scope of every SSD-VGG300 variable, as SSD-Tensorflow checkpoints name it (SPEC §4).
-SCOPE = 'ssd_300_vgg'
+SCOPE = ssd_params.SSD300_SCOPE
 
 
 class SSDNet(object):

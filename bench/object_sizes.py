@@ -1,0 +1,147 @@
+"""Object sizes and anchor coverage per class and split: does the training set look like val?
+
+    python bench/object_sizes.py --tfrecords_dir=DIR [--splits=train,val] [--match_threshold=0.5]
+
+Reads every record of the splits (``dataset_description.json`` of ``--tfrecords_dir`` names the
+classes) and prints, per class: objects, the median side (the square root of the box area, as a
+fraction of the image side), the share of small objects (side below ``SMALL_SIDE``), the median
+IoU of an object's best SSD300 anchor, the share of objects whose best anchor stays below
+``--match_threshold`` (they are matched to that one anchor only) and the feature layer of the best
+anchor (block4 is the 38x38 layer of the smallest anchors). A class whose objects are large in
+train and small in val is what SSD's zoom-out augmentation is for; objects no anchor reaches are
+what the anchor sizes are for.
+"""
+import collections
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from bench import common  # noqa: E402
+from datasets import records  # noqa: E402
+from nets import anchors as anchors_lib  # noqa: E402
+from nets import ssd_params  # noqa: E402
+from utils import boxes as boxes_lib  # noqa: E402
+from utils import cli  # noqa: E402
+
+SMALL_SIDE = 0.1   # an object whose side is below a tenth of the image side counts as small
+PARAMS = ssd_params.SSD300_PARAMS
+
+ClassSizes = collections.namedtuple(
+    'ClassSizes', 'name objects median_side small_share median_best_iou unmatched_share layers')
+ClassSizes.__doc__ = """One class of one split: ``objects``, ``median_side`` (sqrt of the
+normalised box area), ``small_share`` (side < SMALL_SIDE), ``median_best_iou`` (of each object
+with its best anchor), ``unmatched_share`` (best IoU < the match threshold) and ``layers``
+(objects per feature layer of their best anchor, in ``feat_layers`` order)."""
+
+
+def anchor_layers(params):
+    """(anchor boxes [M, 4] normalised ``[ymin, xmin, ymax, xmax]``, feature-layer index [M])."""
+    layers = anchors_lib.anchors_all_layers(params)
+    layer_index = np.concatenate([np.full(anchors_lib.anchor_grid(layer)[0].size, i)
+                                  for i, layer in enumerate(layers)])
+    return anchors_lib.flat_anchor_boxes(layers), layer_index
+
+
+def best_anchors(boxes, anchor_boxes):
+    """(best IoU [N], index of the best anchor [N]) of ``boxes`` [N, 4] against ``anchor_boxes``."""
+    overlaps = boxes_lib.iou(boxes, anchor_boxes)
+    return overlaps.max(axis=1), overlaps.argmax(axis=1)
+
+
+def class_sizes(name, boxes, anchor_boxes, layer_index, match_threshold, num_layers):
+    """``ClassSizes`` of one class's ``boxes`` [N, 4] (normalised, N >= 1)."""
+    sides = np.sqrt(boxes_lib.area(boxes))
+    best_iou, best = best_anchors(boxes, anchor_boxes)
+    return ClassSizes(name, len(boxes), float(np.median(sides)), float(np.mean(sides < SMALL_SIDE)),
+                      float(np.median(best_iou)), float(np.mean(best_iou < match_threshold)),
+                      np.bincount(layer_index[best], minlength=num_layers).tolist())
+
+
+def split_boxes(tfrecords_dir, split):
+    """{label: boxes [N, 4]} of every object of ``split`` (its shards as the description lists)."""
+    with open(os.path.join(tfrecords_dir, 'dataset_description.json')) as f:
+        files = json.load(f)['splits'][split]['files']
+    per_label = collections.defaultdict(list)
+    for name in files:
+        for _, raw in records.iter_records(os.path.join(tfrecords_dir, name)):
+            parsed = records.parse_proto(raw)
+            for box, label in zip(parsed['bboxes'], parsed['labels']):
+                per_label[int(label)].append(box)
+    return {label: np.asarray(boxes, np.float32) for label, boxes in per_label.items()}
+
+
+def markdown_table(sizes_by_split, params):
+    """Lines of one table: a row per (class, split)."""
+    layers = ', '.join(params.feat_layers)
+    lines = ['| class | split | objects | median side | side < %.1f | median best-anchor IoU | '
+             'best IoU < threshold | best anchor per layer (%s) |' % (SMALL_SIDE, layers),
+             '|---|---|---|---|---|---|---|---|']
+    rows = sorted(((sizes.name, split, sizes) for split, table in sizes_by_split.items()
+                   for sizes in table), key=lambda row: (row[0], row[1]))
+    for name, split, sizes in rows:
+        lines.append('| %s | %s | %d | %.2f | %.0f %% | %.2f | %.0f %% | %s |' % (
+            name, split, sizes.objects, sizes.median_side, 100 * sizes.small_share,
+            sizes.median_best_iou, 100 * sizes.unmatched_share,
+            ' / '.join(str(n) for n in sizes.layers)))
+    return lines
+
+
+def measure(tfrecords_dir, splits, match_threshold, params=PARAMS):
+    """{split: [ClassSizes per class present]} of ``tfrecords_dir``."""
+    with open(os.path.join(tfrecords_dir, 'dataset_description.json')) as f:
+        class_names = json.load(f)['class_names']
+    anchor_boxes, layer_index = anchor_layers(params)
+    result = collections.OrderedDict()
+    for split in splits:
+        result[split] = [class_sizes(class_names[label - 1], boxes, anchor_boxes, layer_index,
+                                     match_threshold, len(params.feat_layers))
+                         for label, boxes in sorted(split_boxes(tfrecords_dir, split).items())]
+    return result
+
+
+def define_flags():
+    """The script's flags (a ``cli.FlagSet``)."""
+    flag_set = cli.FlagSet()
+    flag_set.group('Data')
+    flag_set.string('tfrecords_dir', None, 'Folder of TFRecord shards with their '
+                    'dataset_description.json (the converter writes both).')
+    flag_set.string_list('splits', ['train', 'val'], 'Splits to compare, comma-separated.')
+    flag_set.group('Anchors')
+    flag_set.float('match_threshold', 0.5, 'IoU from which an anchor is a positive (the '
+                   "trainer's --match_threshold).")
+    return flag_set
+
+
+def _run(options):
+    if not options.tfrecords_dir:
+        raise cli.UsageError('--tfrecords_dir is required')
+    description = os.path.join(options.tfrecords_dir, 'dataset_description.json')
+    if not os.path.isfile(description):
+        raise cli.UsageError('--tfrecords_dir=%s: no dataset_description.json (convert a dataset '
+                             'into it first)' % options.tfrecords_dir)
+    with open(description) as f:
+        known = json.load(f)['splits']
+    for split in options.splits:
+        if split not in known:
+            raise cli.UsageError('--splits: no split %r in %s (it has %s)'
+                                 % (split, description, ', '.join(sorted(known))))
+    sizes_by_split = measure(options.tfrecords_dir, options.splits, options.match_threshold)
+    for split, table in sizes_by_split.items():
+        for sizes in table:
+            common.report('object_median_side.%s.%s' % (split, sizes.name), sizes.median_side,
+                          'of image side', '%d objects, %.0f %% below %.1f' % (
+                              sizes.objects, 100 * sizes.small_share, SMALL_SIDE))
+    print('\n'.join(markdown_table(sizes_by_split, PARAMS)))
+    return 0
+
+
+def main(argv=None):
+    return cli.run(argv, define_flags(), __doc__, _run)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
