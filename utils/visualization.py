@@ -151,7 +151,7 @@ def save_precision_recall(path, precision, recall, class_name, ap_voc07=None, ap
 def save_learning_curve(path, series, title, ylabel='mAP'):
     """Saves the curves ``series`` (``{label: [(step, value)]}``, e.g. mAP against the global
     step of each evaluated checkpoint) in one PNG; labels without points are left out."""
-    figure = _new_figure(640, 400)
+    figure = _new_figure(760, 400)
     axes = figure.add_subplot(1, 1, 1)
     for index, (label, points) in enumerate(item for item in series.items() if item[1]):
         steps, values = zip(*points)
@@ -163,7 +163,8 @@ def save_learning_curve(path, series, title, ylabel='mAP'):
     axes.set_ylim(0., 1.)
     axes.grid(True, alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc='lower right', fontsize='small')
+        # Beside the plot: the curves climb into every corner of it.
+        axes.legend(loc='center left', bbox_to_anchor=(1.01, 0.5), fontsize='small')
     figure.tight_layout()
     figure.savefig(path, dpi=_DPI, format='png')
     return path
