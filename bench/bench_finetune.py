@@ -210,6 +210,7 @@ def train(options, tfrecords_dir, train_dir, progress_path):
     with open(log_path, 'a') as log_file:
         for line in trainer.stdout:
             log_file.write(line)
+            log_file.flush()   # train.log is what a user tails while the run goes on
             match = STEP_LINE.match(line)
             if match:
                 step, loss, sec_per_step = int(match.group(1)), float(match.group(2)), \
@@ -218,7 +219,8 @@ def train(options, tfrecords_dir, train_dir, progress_path):
                     step, steps, loss, sec_per_step,
                     progress['train_minutes'] + (time.time() - started) / 60.0,
                     (steps - step) * sec_per_step / 60.0))
-            elif line.startswith(('restored ', 'error', 'training stopped', 'SIG')) or \
+            elif line.startswith(('restored ', 'evaluated ', 'error', 'training stopped',
+                                  'SIG')) or \
                     '(--precision=auto: ' in line:
                 log(line.strip())
             if budget and not stopping and time.time() - started > budget:

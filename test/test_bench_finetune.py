@@ -109,3 +109,27 @@ def test_the_trainer_is_asked_to_evaluate_on_val(monkeypatch, tmp_path):
             pass
     assert '--eval_every_n_steps=150' in commands[0] and '--eval_split=val' in commands[0]
     assert not any(a.startswith('--eval') for a in commands[1])
+
+
+def test_the_run_shows_steps_and_evaluations_and_keeps_the_whole_log(monkeypatch, tmp_path,
+                                                                     capsys):
+    trainer_lines = [
+        'precision: bfloat16 (--precision=auto: this CPU has AVX512_BF16 and oneDNN is on)\n',
+        'a line only the log keeps\n',
+        'step 10: loss 5.5000 (cross_entropy_neg 1.0) lr 0.0001 | 3.000 s/step, 2.7 images/s\n',
+        'evaluated step 10 on val (63 images, 14 s): mAP@0.5 VOC07 0.5678, VOC10+ 0.5682\n']
+
+    class Trainer(object):
+        stdout = iter(trainer_lines)
+
+        def wait(self):
+            return 0
+    options = _options(['--max_number_of_steps=30'])
+    monkeypatch.setattr(bench_finetune.subprocess, 'Popen', lambda command, **_: Trainer())
+    monkeypatch.setattr(bench_finetune, 'latest_step', lambda train_dir: 0)
+    bench_finetune.train(options, str(tmp_path), str(tmp_path), str(tmp_path / 'progress.json'))
+    shown = capsys.readouterr().out
+    assert 'step 10/30  loss 5.500  3.00 s/step' in shown and 'ETA 1 min' in shown
+    assert 'evaluated step 10 on val' in shown and 'only the log' not in shown
+    with open(tmp_path / 'train.log') as f:
+        assert f.read() == ''.join(trainer_lines)
