@@ -48,6 +48,7 @@ from utils import files  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
+RESULTS_DIR = os.path.join(REPO_ROOT, 'bench', 'results', 'finetune')
 TRAINABLE_SCOPES = ','.join('%s/%s' % (ssd_params.SSD300_SCOPE, s) for s in (
     'conv4', 'conv5', 'conv6', 'conv7', 'block8', 'block9', 'block10', 'block11',
     'block4_box', 'block7_box', 'block8_box', 'block9_box', 'block10_box', 'block11_box'))
@@ -92,8 +93,7 @@ def define_flags():
     from training import train_tools
     flag_set = cli.FlagSet()
     flag_set.group('Data and output')
-    flag_set.string('results_dir', os.path.join(REPO_ROOT, 'bench', 'results', 'finetune'),
-                    'Folder for the records and one subfolder per run (resumed on rerun).')
+    flag_set.string('results_dir', RESULTS_DIR, 'Folder for the records and one subfolder per run (resumed on rerun).')
     flag_set.string('data_dir', os.path.join(SHARED_DATA, 'vehicles_openimages'),
                     'VOC-layout vehicle folder with ImageSets/Main/train.txt and val.txt.')
     flag_set.string('pre_trained_path',
@@ -122,6 +122,16 @@ def define_flags():
 
 def log(message):
     print('[finetune] %s' % message, flush=True)
+
+
+def run_dir(results_dir, name):
+    """The folder of run ``name`` (checkpoints, logs, pictures) under ``results_dir``."""
+    return os.path.join(results_dir, 'runs', name)
+
+
+def tfrecords_dir(results_dir):
+    """The TFRecords every run of ``results_dir`` trains and scores on."""
+    return os.path.join(results_dir, 'tfrecords')
 
 
 def read_json(path, default):
@@ -411,24 +421,24 @@ def check_flags(options):
 def _benchmark(options):
     check_flags(options)
     results_dir = os.path.abspath(options.results_dir)
-    tfrecords_dir = os.path.join(results_dir, 'tfrecords')
+    records_dir = tfrecords_dir(results_dir)
     name = run_name(options)
-    run_dir = os.path.join(results_dir, 'runs', name)
-    progress_path = os.path.join(run_dir, 'progress.json')
-    os.makedirs(run_dir, exist_ok=True)
-    log('run %s in %s' % (name, run_dir))
-    convert(options.data_dir, tfrecords_dir)
-    step = latest_step(run_dir) if options.skip_training else \
-        train(options, tfrecords_dir, run_dir, progress_path)
+    folder = run_dir(results_dir, name)
+    progress_path = os.path.join(folder, 'progress.json')
+    os.makedirs(folder, exist_ok=True)
+    log('run %s in %s' % (name, folder))
+    convert(options.data_dir, records_dir)
+    step = latest_step(folder) if options.skip_training else \
+        train(options, records_dir, folder, progress_path)
     if not step:
-        raise ToolkitError('no checkpoint in %s to score' % run_dir)
-    results = evaluate(tfrecords_dir, run_dir, os.path.join(run_dir, 'eval'))
-    pictures = detect(options, run_dir, os.path.join(run_dir, 'detections'))
-    curve = draw_learning_curve(run_dir, name)
+        raise ToolkitError('no checkpoint in %s to score' % folder)
+    results = evaluate(records_dir, folder, os.path.join(folder, 'eval'))
+    pictures = detect(options, folder, os.path.join(folder, 'detections'))
+    curve = draw_learning_curve(folder, name)
     if curve:
         pictures.append(curve)
     report(options, name, results, step, load_progress(progress_path)['train_minutes'],
-           tfrecords_dir)
+           records_dir)
     log('pictures: %s' % (', '.join(pictures) or 'none'))
     return 0
 

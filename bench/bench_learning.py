@@ -17,6 +17,9 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 

@@ -12,10 +12,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 if __name__ == '__main__':
     # Both precisions by default: oneDNN decided before TensorFlow loads.
-    cpu_features.enable_onednn_for_bfloat16(sys.argv, 'bfloat16')
+    tf_logging.start_tool(sys.argv, 'bfloat16')   # and TensorFlow's start-up notices held back
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402

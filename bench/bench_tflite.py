@@ -4,7 +4,7 @@
     python bench/bench_tflite.py --ckpt_path=DIR --tfrecords_dir=DIR --num_eval_images=8 \
         --repeats=3 --report=''                        # a quick check on any small model
 
-From one checkpoint (default: ``bench_finetune.py``'s result, ``bench/results/finetune``) it
+From one checkpoint (default: the recipe run of ``bench_finetune.py``) it
 exports the three TFLite models (``export_tflite.py``; int8 calibrated on
 ``--num_calibration_images`` of ``--calibration_split``) and the float32 and bfloat16
 SavedModels (``export_saved_model.py``), then reports per format:
@@ -28,6 +28,9 @@ import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
+    from utils import tf_logging
+    tf_logging.quiet_tensorflow()
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -35,6 +38,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 import detector  # noqa: E402
 import export_saved_model  # noqa: E402
 import export_tflite  # noqa: E402
+from bench import bench_finetune  # noqa: E402
 from bench import common  # noqa: E402
 from datasets import dataset_factory  # noqa: E402
 from datasets import input_pipeline  # noqa: E402
@@ -47,7 +51,6 @@ from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
 
-RESULTS = os.path.join(REPO_ROOT, 'bench', 'results')
 # Instructions that make int8 (VNNI, AMX) or bfloat16 arithmetic fast, as /proc/cpuinfo names them.
 INSTRUCTIONS = (('AVX2', 'avx2'), ('AVX512-VNNI', 'avx512_vnni'), ('AVX-VNNI', 'avx_vnni'),
                 ('AMX-INT8', 'amx_int8'), ('AVX512-BF16', 'avx512_bf16'))
@@ -58,11 +61,12 @@ def define_flags():
     """The benchmark's flags (a ``cli.FlagSet``): the model and its data, then the measurement."""
     flag_set = cli.FlagSet()
     flag_set.group('Model and data')
-    flag_set.string('ckpt_path', os.path.join(RESULTS, 'finetune'),
+    flag_set.string('ckpt_path', bench_finetune.run_dir(bench_finetune.RESULTS_DIR, 'recipe'),
                     'Checkpoint (prefix or training directory) to export; default: '
-                    'bench_finetune.py\'s fine-tuned model.')
-    flag_set.string('tfrecords_dir', None, 'TFRecords of the splits (default: <ckpt_path '
-                    'folder>/tfrecords, where bench_finetune.py converts them).')
+                    'bench_finetune.py\'s recipe run.')
+    flag_set.string('tfrecords_dir', None, 'TFRecords of the splits (default: the nearest '
+                    '<folder>/tfrecords above the checkpoint, where bench_finetune.py converts '
+                    'them).')
     flag_set.string('dataset_name', 'vehicle', 'Dataset name of the shards.')
     flag_set.string('split', 'val', 'Split scored for mAP.')
     flag_set.string('calibration_split', 'train', 'Split whose first images calibrate int8.')
@@ -74,7 +78,8 @@ def define_flags():
                     'are compared.')
     flag_set.group('Measurement and report')
     flag_set.integer('repeats', 20, 'Timed rounds per format and thread count.')
-    flag_set.string('work_dir', os.path.join(RESULTS, 'tflite'), 'Folder of the exports.')
+    flag_set.string('work_dir', os.path.join(REPO_ROOT, 'bench', 'results', 'tflite'),
+                    'Folder of the exports.')
     flag_set.string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
                     'Report whose "Edge formats" section receives the figures ("" to skip).')
     return flag_set
@@ -213,6 +218,20 @@ def mediapipe_agreement(tflite_path, prefix, image_paths, min_score=0.5, min_iou
     return found, total, theirs
 
 
+def nearest_tfrecords_dir(prefix):
+    """The first ``<folder>/tfrecords`` holding a dataset description, from the checkpoint's
+    folder upwards (a bench_finetune.py run: ``<results_dir>/runs/<name>[/best]/model.ckpt-N``,
+    its records in ``<results_dir>/tfrecords``); the checkpoint's own ``tfrecords`` otherwise."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    while True:
+        candidate = os.path.join(folder, 'tfrecords')
+        if os.path.isfile(os.path.join(candidate, 'dataset_description.json')):
+            return candidate
+        if os.path.dirname(folder) == folder:
+            return os.path.join(os.path.dirname(os.path.abspath(prefix)), 'tfrecords')
+        folder = os.path.dirname(folder)
+
+
 def _benchmark(options):
     try:
         prefix = checkpoints.resolve(options.ckpt_path)
@@ -220,7 +239,7 @@ def _benchmark(options):
         raise checkpoints.CheckpointError('--ckpt_path: %s (run bench/bench_finetune.py first, '
                                           'or point it at a checkpoint)' % e)
     print('checkpoint: %s' % prefix, flush=True)
-    tfrecords_dir = options.tfrecords_dir or os.path.join(os.path.dirname(prefix), 'tfrecords')
+    tfrecords_dir = options.tfrecords_dir or nearest_tfrecords_dir(prefix)
     spec = dataset_factory.get_dataset(options.dataset_name, options.split, tfrecords_dir)
     instructions = cpu_instructions()
     cpu = '%s, %s' % (common.this_machine().cpu, ', '.join(

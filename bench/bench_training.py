@@ -16,11 +16,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 if __name__ == '__main__':
     # Benchmark defaults: batch 8 on the CPU, one clone; oneDNN decided before TensorFlow loads.
     sys.argv[1:1] = ['--batch_size=8', '--clone_on_cpu']
-    cpu_features.enable_onednn_for_bfloat16(sys.argv, 'bfloat16')
+    tf_logging.start_tool(sys.argv, 'bfloat16')   # and TensorFlow's start-up notices held back
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 

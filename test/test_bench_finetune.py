@@ -1,6 +1,8 @@
 """bench/bench_finetune.py: runs named by their factors, factors passed to the trainer, and the
 ablation table that keeps one row per run and CPU. (The benchmark itself runs for an hour; its
 pieces are checked here, the whole on a tiny setting by hand.)"""
+import os
+
 from bench import bench_finetune, common
 
 
@@ -133,3 +135,25 @@ def test_the_run_shows_steps_and_evaluations_and_keeps_the_whole_log(monkeypatch
     assert 'evaluated step 10 on val' in shown and 'only the log' not in shown
     with open(tmp_path / 'train.log') as f:
         assert f.read() == ''.join(trainer_lines)
+
+
+def test_bench_tflite_finds_the_records_of_a_finetune_run(tmp_path):
+    from bench import bench_tflite
+    results = tmp_path / 'results'
+    records = bench_finetune.tfrecords_dir(str(results))
+    os.makedirs(records)
+    best = os.path.join(bench_finetune.run_dir(str(results), 'zoom_out-true'), 'best')
+    os.makedirs(best)
+    for prefix in (os.path.join(best, 'model.ckpt-9'),
+                   os.path.join(os.path.dirname(best), 'model.ckpt-9')):
+        # No description yet: not records; the checkpoint's own folder is the fallback.
+        assert bench_tflite.nearest_tfrecords_dir(prefix) == os.path.join(
+            os.path.dirname(prefix), 'tfrecords')
+    with open(os.path.join(records, 'dataset_description.json'), 'w') as f:
+        f.write('{}')
+    assert bench_tflite.nearest_tfrecords_dir(os.path.join(best, 'model.ckpt-9')) == records
+    flag_set = bench_tflite.define_flags()
+    flag_set.values.unparse_flags()
+    flag_set.values(['bench_tflite.py'])
+    assert flag_set.values.ckpt_path == bench_finetune.run_dir(bench_finetune.RESULTS_DIR,
+                                                               'recipe')

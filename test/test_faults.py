@@ -447,10 +447,15 @@ def test_detector_reads_or_reports_every_file_of_a_folder(tmp_path):
     assert len(os.listdir(str(tmp_path / 'out'))) == 7
 
 
-def test_help_prints_no_tensorflow_log_line():
-    for script in ('eval_ssd_network.py', 'train_ssd_network.py', 'detector.py'):
-        status, stdout, stderr = run_tool(script, '--help')
-        assert status == 0 and stdout and stderr == '', (script, stderr)
+# The tools, and the benchmarks that import TensorFlow before parsing their flags.
+@pytest.mark.parametrize('script', [
+    'eval_ssd_network.py', 'train_ssd_network.py', 'detector.py', 'export_saved_model.py',
+    'export_tflite.py', 'bench/bench_learning.py', 'bench/bench_network.py',
+    'bench/bench_peak.py', 'bench/bench_serving.py', 'bench/bench_tflite.py',
+    'bench/bench_training.py'])
+def test_help_prints_no_tensorflow_log_line(script):
+    status, stdout, stderr = run_tool(script, '--help')
+    assert status == 0 and stdout and stderr == '', (script, stderr)
 
 
 # ---- pixels per serving request ------------------------------------------------------------
