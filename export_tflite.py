@@ -91,8 +91,7 @@ def frozen_network(ckpt_path, uint8_input=False):
         tf.gather(offsets, [1, 0, 3, 2], axis=-1, name=_BOX_ENCODINGS)
         with tf.Session(graph=graph) as sess:
             inference.restore(sess, prefix)
-            graph_def = tf.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), [_BOX_ENCODINGS, _CLASS_PREDICTIONS])
+            graph_def = inference.frozen_graph_def(sess, [_BOX_ENCODINGS, _CLASS_PREDICTIONS])
     return graph_def, net, info, prefix
 
 

@@ -177,16 +177,23 @@ def frozen_graph(session, tensors):
     flat = tf.nest.flatten(tensors)
     op_names = sorted(set(item.op.name if isinstance(item, tf.Tensor) else item.name
                           for item in flat))
-    with deprecation.silence():  # the TF1 API is this toolkit's graph mode
-        graph_def = tf.graph_util.convert_variables_to_constants(
-            session, session.graph.as_graph_def(), op_names)
-    graph_def = fold_weight_casts(graph_def, op_names)
+    graph_def = frozen_graph_def(session, op_names)
     graph = tf.Graph()
     with graph.as_default():
         tf.import_graph_def(graph_def, name='')
     mapped = [graph.get_tensor_by_name(item.name) if isinstance(item, tf.Tensor)
               else graph.get_operation_by_name(item.name) for item in flat]
     return graph, tf.nest.pack_sequence_as(tensors, mapped)
+
+
+def frozen_graph_def(session, output_names):
+    """The GraphDef of what the ops ``output_names`` of ``session.graph`` need, every variable
+    read replaced by a constant of its value in ``session`` and every weight cast folded
+    (``fold_weight_casts``)."""
+    with deprecation.silence():  # the TF1 API is this toolkit's graph mode
+        graph_def = tf.graph_util.convert_variables_to_constants(
+            session, session.graph.as_graph_def(), output_names)
+    return fold_weight_casts(graph_def, output_names)
 
 
 def fold_weight_casts(graph_def, output_names):
