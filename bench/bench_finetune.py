@@ -23,6 +23,7 @@ checkpoints with ``model_info.json``, ``train.log``, ``eval/``, ``detections/`` 
 that run where it stopped; a finished run is only re-scored. The TFRecords are shared by all runs.
 Time it alone: two cores shared with anything else make every figure up to 2x slower.
 """
+import collections
 import datetime
 import glob
 import json
@@ -272,24 +273,41 @@ def detect(options, train_dir, detections_dir):
     return sorted(glob.glob(os.path.join(detections_dir, '*.png')))
 
 
-LEARNING_CURVE_TAGS = (('mAP@0.5 VOC07', 'mAP@0.5/VOC07'), ('mAP@[.5:.95] COCO', 'mAP@[.5:.95]/COCO'),
-                       ('Car AP@0.5', 'AP@0.5_VOC07/Car'), ('Truck AP@0.5', 'AP@0.5_VOC07/Truck'),
-                       ('Bus AP@0.5', 'AP@0.5_VOC07/Bus'))
+OVERALL_TAGS = (('mAP@0.5 VOC07', 'mAP@0.5/VOC07'), ('mAP@[.5:.95] COCO', 'mAP@[.5:.95]/COCO'))
 
 
-def draw_learning_curve(run_dir, name):
-    """``<run_dir>/learning_curve.png``: val mAP and the main classes' AP against the step, from
-    the trainer's evaluation summaries (``eval_val/``); returns its path, or None without them."""
+def class_tag(class_name):
+    """The evaluation summaries' tag of a class's AP."""
+    return 'AP@0.5_VOC07/%s' % class_name
+
+
+def learning_curve_series(scalars, classes):
+    """``{label: [(step, value)]}``: the overall mAPs, the mean AP of ``classes`` (at the steps
+    where each has one) and each class's AP, from ``scalars`` (``{tag: [(step, value)]}``)."""
+    series = collections.OrderedDict((label, scalars.get(tag, [])) for label, tag in OVERALL_TAGS)
+    per_class = [dict(scalars.get(class_tag(name), [])) for name in classes]
+    steps = sorted(set.intersection(*[set(values) for values in per_class])) if classes else []
+    series['mAP@0.5 %s' % ', '.join(classes)] = [
+        (step, sum(values[step] for values in per_class) / len(classes)) for step in steps]
+    for name in classes:
+        series['%s AP@0.5' % name] = scalars.get(class_tag(name), [])
+    return series
+
+
+def draw_learning_curve(run_dir, name, classes):
+    """``<run_dir>/learning_curve.png``: val mAP, and the mean and each AP of ``classes`` (the
+    classes with enough val objects), against the step, from the trainer's evaluation summaries
+    (``eval_val/``); returns its path, or None without them."""
     from training import eval_summaries
-    series = eval_summaries.read_scalars(eval_summaries.summary_dir(run_dir, 'val'),
-                                         [tag for _, tag in LEARNING_CURVE_TAGS])
-    if not any(series.values()):
+    scalars = eval_summaries.read_scalars(
+        eval_summaries.summary_dir(run_dir, 'val'),
+        [tag for _, tag in OVERALL_TAGS] + [class_tag(c) for c in classes])
+    if not any(scalars.values()):
         return None
     from utils import visualization
     return visualization.save_learning_curve(
-        os.path.join(run_dir, 'learning_curve.png'),
-        {label: series[tag] for label, tag in LEARNING_CURVE_TAGS},
-        'Fine-tuning on the vehicle photos (%s): val split' % name)
+        os.path.join(run_dir, 'learning_curve.png'), learning_curve_series(scalars, classes),
+        'Fine-tuning on the vehicle photos (%s): val split' % name, ylabel='AP / mAP')
 
 
 def counted_classes(results):
@@ -434,7 +452,7 @@ def _benchmark(options):
         raise ToolkitError('no checkpoint in %s to score' % folder)
     results = evaluate(records_dir, folder, os.path.join(folder, 'eval'))
     pictures = detect(options, folder, os.path.join(folder, 'detections'))
-    curve = draw_learning_curve(folder, name)
+    curve = draw_learning_curve(folder, name, counted_classes(results))
     if curve:
         pictures.append(curve)
     report(options, name, results, step, load_progress(progress_path)['train_minutes'],

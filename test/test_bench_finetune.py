@@ -76,7 +76,7 @@ def test_the_learning_curve_is_drawn_from_the_evaluation_summaries(tmp_path):
     import tensorflow.compat.v1 as tf
     from training import eval_summaries
     run_dir = str(tmp_path)
-    assert bench_finetune.draw_learning_curve(run_dir, 'recipe') is None
+    assert bench_finetune.draw_learning_curve(run_dir, 'recipe', ['Car']) is None
     writer = eval_summaries.SummaryWriter(eval_summaries.summary_dir(run_dir, 'val'))
     for step, value in ((400, 0.30), (200, 0.10), (400, 0.35)):
         writer.write(step, tf.Summary(value=[tf.Summary.Value(tag='mAP@0.5/VOC07',
@@ -86,10 +86,22 @@ def test_the_learning_curve_is_drawn_from_the_evaluation_summaries(tmp_path):
                                          ['mAP@0.5/VOC07', 'AP@0.5_VOC07/Car'])
     assert [(s, round(v, 6)) for s, v in series['mAP@0.5/VOC07']] == [(200, 0.1), (400, 0.35)]
     assert series['AP@0.5_VOC07/Car'] == []
-    path = bench_finetune.draw_learning_curve(run_dir, 'recipe')
+    path = bench_finetune.draw_learning_curve(run_dir, 'recipe', ['Car'])
     import matplotlib.image
     pixels = matplotlib.image.imread(path)
     assert pixels.shape[0] > 100 and pixels.std() > 0.01
+
+
+def test_the_learning_curve_shows_the_mean_of_the_counted_classes_where_all_were_scored():
+    scalars = {'mAP@0.5/VOC07': [(200, 0.5), (400, 0.6)],
+               'AP@0.5_VOC07/Bus': [(200, 0.2), (400, 0.4)],
+               'AP@0.5_VOC07/Car': [(400, 0.7)]}
+    series = bench_finetune.learning_curve_series(scalars, ['Bus', 'Car'])
+    assert list(series) == ['mAP@0.5 VOC07', 'mAP@[.5:.95] COCO', 'mAP@0.5 Bus, Car',
+                            'Bus AP@0.5', 'Car AP@0.5']
+    assert series['mAP@0.5 Bus, Car'] == [(400, (0.4 + 0.7) / 2)]
+    assert series['mAP@[.5:.95] COCO'] == [] and series['Bus AP@0.5'] == scalars[
+        'AP@0.5_VOC07/Bus']
 
 
 def test_the_trainer_is_asked_to_evaluate_on_val(monkeypatch, tmp_path):
