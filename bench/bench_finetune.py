@@ -94,7 +94,8 @@ def define_flags():
     from training import train_tools
     flag_set = cli.FlagSet()
     flag_set.group('Data and output')
-    flag_set.string('results_dir', RESULTS_DIR, 'Folder for the records and one subfolder per run (resumed on rerun).')
+    flag_set.string('results_dir', RESULTS_DIR,
+                    'Folder for the records and one subfolder per run (resumed on rerun).')
     flag_set.string('data_dir', os.path.join(SHARED_DATA, 'vehicles_openimages'),
                     'VOC-layout vehicle folder with ImageSets/Main/train.txt and val.txt.')
     flag_set.string('pre_trained_path',
