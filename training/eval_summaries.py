@@ -21,6 +21,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from datasets import records
 from utils import visualization
 
 SUMMARY_DIR_PREFIX = 'eval_'
@@ -108,7 +109,8 @@ def read_scalars(directory, tags):
     at a step wins (an evaluation repeated after a resume). Tags never written map to ``[]``."""
     series = {tag: {} for tag in tags}
     for path in sorted(tf.gfile.Glob(os.path.join(directory, 'events.out.tfevents.*'))):
-        for event in tf.train.summary_iterator(path):
+        for _, raw in records.iter_records(path):   # event files are TFRecord-framed
+            event = event_pb2.Event.FromString(raw)
             for value in event.summary.value:
                 if value.tag in series and value.HasField('simple_value'):
                     series[value.tag][event.step] = value.simple_value
