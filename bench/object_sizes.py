@@ -61,10 +61,14 @@ def class_sizes(name, boxes, anchor_boxes, layer_index, match_threshold, num_lay
                       np.bincount(layer_index[best], minlength=num_layers).tolist())
 
 
-def split_boxes(tfrecords_dir, split):
-    """{label: boxes [N, 4]} of every object of ``split`` (its shards as the description lists)."""
+def read_description(tfrecords_dir):
+    """The converter's ``dataset_description.json`` of ``tfrecords_dir`` (class names, splits)."""
     with open(os.path.join(tfrecords_dir, 'dataset_description.json')) as f:
-        files = json.load(f)['splits'][split]['files']
+        return json.load(f)
+
+
+def split_boxes(tfrecords_dir, files):
+    """{label: boxes [N, 4]} of every object in the shards ``files`` of ``tfrecords_dir``."""
     per_label = collections.defaultdict(list)
     for name in files:
         for _, raw in records.iter_records(os.path.join(tfrecords_dir, name)):
@@ -92,14 +96,15 @@ def markdown_table(sizes_by_split, params):
 
 def measure(tfrecords_dir, splits, match_threshold, params=PARAMS):
     """{split: [ClassSizes per class present]} of ``tfrecords_dir``."""
-    with open(os.path.join(tfrecords_dir, 'dataset_description.json')) as f:
-        class_names = json.load(f)['class_names']
+    description = read_description(tfrecords_dir)
+    class_names = description['class_names']
     anchor_boxes, layer_index = anchor_layers(params)
     result = collections.OrderedDict()
     for split in splits:
         result[split] = [class_sizes(class_names[label - 1], boxes, anchor_boxes, layer_index,
                                      match_threshold, len(params.feat_layers))
-                         for label, boxes in sorted(split_boxes(tfrecords_dir, split).items())]
+                         for label, boxes in sorted(split_boxes(
+                             tfrecords_dir, description['splits'][split]['files']).items())]
     return result
 
 
@@ -123,8 +128,7 @@ def _run(options):
     if not os.path.isfile(description):
         raise cli.UsageError('--tfrecords_dir=%s: no dataset_description.json (convert a dataset '
                              'into it first)' % options.tfrecords_dir)
-    with open(description) as f:
-        known = json.load(f)['splits']
+    known = read_description(options.tfrecords_dir)['splits']
     for split in options.splits:
         if split not in known:
             raise cli.UsageError('--splits: no split %r in %s (it has %s)'
