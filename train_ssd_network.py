@@ -87,6 +87,11 @@ def network_flags(flag_set):
     flag_set.float('negative_ratio', 3.0, 'Hard negatives mined per positive.')
     flag_set.float('loss_alpha', 1.0, 'Weight of the localisation loss.')
     flag_set.float('label_smoothing', 0.0, 'Label smoothing of the classification loss.')
+    flag_set.string('class_weights', '',
+                    'Weights of the classes in the classification loss: "balanced" (inverse '
+                    'to their object counts in the training split, averaging 1 over the '
+                    'objects), or name=weight pairs such as "Truck=3,Bus=2" (others 1; '
+                    'default: all 1). The background keeps 1.')
 
 
 def initialisation_flags(flag_set):

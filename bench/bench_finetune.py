@@ -77,6 +77,8 @@ FACTORS = (
     ('float', 'match_threshold', 0.5, 'IoU from which an anchor is a positive.'),
     ('enum', 'optimizer', 'adam', 'The optimizer (a trainer choice).'),
     ('float', 'learning_rate', 0.0001, 'Peak learning rate (after the warm-up).'),
+    ('string', 'class_weights', '', 'Weights of the classes in the classification loss: '
+     '"balanced" (inverse to their training object counts) or "Truck=3,Bus=2" ("": all 1).'),
     ('integer', 'seed', 0, 'Seed of initialisation, augmentation and shuffling.'),
     ('float', 'width_multiplier', 1.0, 'Layer widths (below 1, --pre_trained_path="" trains '
      'from scratch: a quick check of the benchmark itself).'),

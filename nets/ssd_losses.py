@@ -2,6 +2,10 @@
 
     L = (CE(positives) + CE(mined negatives) + alpha * SmoothL1(positives)) / max(N_pos, 1)
 
+With class weights each anchor's cross-entropy is scaled by the weight of its target class (the
+background's for the negatives), as in a weighted softmax cross-entropy; the normaliser stays
+N_pos, so weights averaging 1 over the positives keep the loss's scale.
+
 Positives are the anchors the encoder matched (gclasses > 0: each box's best anchor plus every
 anchor with IoU >= the encoder's threshold; see nets/matching.py). Negative candidates are the
 unmatched anchors whose best IoU is below `match_threshold`; per IMAGE the hardest of them (largest
@@ -24,7 +28,7 @@ def smooth_l1(x):
 
 
 def ssd_losses(logits, localisations, gclasses, glocalisations, gscores, match_threshold=0.5,
-               negative_ratio=3., alpha=1., label_smoothing=0., scope=None):
+               negative_ratio=3., alpha=1., label_smoothing=0., class_weights=None, scope=None):
     """Adds the three SSD losses to the tf.losses collection and returns their sum.
 
     Args (lists with one entry per feature layer, batched):
@@ -32,6 +36,8 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores, match_t
       gclasses: int [B, H, W, A] matched labels (0 = background); glocalisations: float
       [B, H, W, A, 4] target offsets; gscores: float [B, H, W, A] IoU with the matched/best box.
       label_smoothing: epsilon mixing the one-hot targets with the uniform distribution.
+      class_weights: None, or C floats: the cross-entropy weight of each target class (index 0:
+      the background); hard negatives are mined on the unweighted cross-entropy.
     Returns:
       Scalar total loss. The parts are the tensors named `cross_entropy_pos`, `cross_entropy_neg`
       and `localization` (in the loss collection, under the name scope `scope`).
@@ -63,6 +69,8 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores, match_t
         negative = tf.logical_and(candidate, rank < max_negatives[:, None])
         fnegative = tf.cast(negative, tf.float32)
 
+        if class_weights is not None:
+            cross_entropy *= tf.gather(tf.constant(class_weights, tf.float32), gclasses)
         cross_entropy_pos = tf.divide(tf.reduce_sum(cross_entropy * fpositive), normaliser,
                                    name='cross_entropy_pos')
         cross_entropy_neg = tf.divide(tf.reduce_sum(cross_entropy * fnegative), normaliser,

@@ -21,13 +21,15 @@ def _results(aps, positives):
 
 def test_a_run_is_named_by_the_factors_that_differ_from_the_recipe():
     assert bench_finetune.run_name(_options()) == 'recipe'
+    assert '--class_weights=' in bench_finetune.factor_args(_options())  # all 1
     options = _options(['--seed=1', '--zoom_out', '--max_number_of_steps=3200',
-                        '--learning_rate=0.0002'])
-    assert bench_finetune.run_name(options) == \
-        'max_number_of_steps-3200_zoom_out-true_learning_rate-0.0002_seed-1'
+                        '--learning_rate=0.0002', '--class_weights=balanced'])
+    assert bench_finetune.run_name(options) == ('max_number_of_steps-3200_zoom_out-true_'
+                                                'learning_rate-0.0002_class_weights-balanced_seed-1')
     args = bench_finetune.factor_args(options)
     for expected in ('--zoom_out=true', '--max_number_of_steps=3200', '--negative_ratio=3',
-                     '--match_threshold=0.5', '--optimizer=adam', '--seed=1'):
+                     '--match_threshold=0.5', '--optimizer=adam', '--seed=1',
+                     '--class_weights=balanced'):
         assert expected in args
     assert not any(a.startswith('--precision') for a in bench_finetune.RECIPE + args)
 

@@ -1,5 +1,6 @@
 """SSD loss on hand-built cases and against an independent NumPy reference."""
 import numpy as np
+import pytest
 import tensorflow.compat.v1 as tf
 
 from nets import ssd_losses
@@ -64,7 +65,19 @@ def test_zero_positives_gives_zero_loss():
     assert total == 0. and all(v == 0. for v in parts.values())
 
 
-def reference_loss(logits, locs, gclasses, glocs, gscores, threshold, ratio, alpha, smoothing):
+def test_class_weights_scale_each_target_class():
+    # Class 1 weighs 3, the background 0.5: the mined negatives stay the same three anchors.
+    (_, plain), (_, weighted) = _loss(*_hand_case()), _loss(*_hand_case(),
+                                                             class_weights=[.5, 3.])
+    np.testing.assert_allclose(weighted['cross_entropy_pos'], 3 * plain['cross_entropy_pos'],
+                               rtol=1e-6)
+    np.testing.assert_allclose(weighted['cross_entropy_neg'], .5 * plain['cross_entropy_neg'],
+                               rtol=1e-6)
+    np.testing.assert_allclose(weighted['localization'], plain['localization'], rtol=1e-6)
+
+
+def reference_loss(logits, locs, gclasses, glocs, gscores, threshold, ratio, alpha, smoothing,
+                   class_weights=None):
     """Plain NumPy SSD loss, one image at a time with an explicit sort."""
     batch, num_classes = logits[0].shape[0], logits[0].shape[-1]
     flat = lambda a, *tail: np.concatenate([x.reshape((batch, -1) + tail) for x in a], axis=1)
@@ -77,19 +90,24 @@ def reference_loss(logits, locs, gclasses, glocs, gscores, threshold, ratio, alp
         log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
         target = np.eye(num_classes)[gclasses[b]] * (1 - smoothing) + smoothing / num_classes
         ce = -(target * log_p).sum(-1)
+        hardest_first = np.argsort(-ce, kind='stable')  # mined before any weighting
+        if class_weights is not None:
+            ce = ce * np.asarray(class_weights)[gclasses[b]]
         pos = gclasses[b] > 0
         num_pos += pos.sum()
         pos_total += ce[pos].sum()
         diff = np.abs(locs[b] - glocs[b])
         loc_total += np.where(diff < 1, 0.5 * diff ** 2, diff - 0.5)[pos].sum()
         candidates = np.nonzero(~pos & (gscores[b] < threshold))[0]
-        hardest = candidates[np.argsort(-ce[candidates])][:int(ratio * pos.sum())]
+        candidates = hardest_first[np.isin(hardest_first, candidates)]
+        hardest = candidates[:int(ratio * pos.sum())]
         neg_total += ce[hardest].sum()
     n = max(num_pos, 1)
     return (pos_total + neg_total + alpha * loc_total) / n
 
 
-def test_random_case_matches_numpy_reference():
+@pytest.mark.parametrize('class_weights', [None, [.7, 2., .5, 1.5]])
+def test_random_case_matches_numpy_reference(class_weights):
     rng = np.random.RandomState(3)
     shapes = [(2, 4, 4, 3), (2, 2, 2, 5), (2, 1, 1, 2)]
     logits = [rng.randn(*s, 4).astype(np.float32) * 2 for s in shapes]
@@ -97,9 +115,11 @@ def test_random_case_matches_numpy_reference():
     glocs = [rng.randn(*s, 4).astype(np.float32) for s in shapes]
     gclasses = [np.where(rng.rand(*s) < .1, rng.randint(1, 4, size=s), 0).astype(np.int64) for s in shapes]
     gscores = [rng.rand(*s).astype(np.float32) for s in shapes]
-    kwargs = dict(match_threshold=.5, negative_ratio=3., alpha=.7, label_smoothing=.1)
+    kwargs = dict(match_threshold=.5, negative_ratio=3., alpha=.7, label_smoothing=.1,
+                  class_weights=class_weights)
     total, _ = _loss(logits, locs, gclasses, glocs, gscores, **kwargs)
-    expected = reference_loss(logits, locs, gclasses, glocs, gscores, .5, 3., .7, .1)
+    expected = reference_loss(logits, locs, gclasses, glocs, gscores, .5, 3., .7, .1,
+                              class_weights)
     np.testing.assert_allclose(total, expected, rtol=1e-5)
 
 

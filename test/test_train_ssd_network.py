@@ -15,6 +15,7 @@ import tensorflow.compat.v1 as tf
 from absl import flags as absl_flags
 
 import train_ssd_network
+from datasets import dataset_config
 from test.conftest import REPO_ROOT
 from training import graph, train_tools, trainer
 from utils import cli
@@ -359,3 +360,39 @@ def test_the_same_seed_trains_the_same_weights_and_another_seed_does_not(sample_
         np.testing.assert_array_equal(weights[name], same_weights[name], err_msg=name)
     conv = 'ssd_300_vgg/conv1/conv1_1/weights'
     assert not np.array_equal(weights[conv], other_weights[conv])
+
+
+def _first_step_parts(stdout):
+    """The loss parts of the first logged step, by name."""
+    parts = STEP_LINE.search(stdout).group(3)
+    return {name: float(value) for name, value in (p.split() for p in parts.split(', '))}
+
+
+def test_class_weights_scale_the_classification_loss_of_their_classes(sample_tfrecords, tmp_path):
+    # The same seeded first batch: every class at weight 2 doubles the positives' cross-entropy
+    # and leaves the negatives and the localisation as they were.
+    doubled = ','.join('%s=2' % name for name in dataset_config.VEHICLE_CLASSES)
+    runs = {}
+    for name, extra in (('plain', []), ('doubled', ['--class_weights=' + doubled])):
+        rc, out, err = _run(_command(str(tmp_path / name), sample_tfrecords,
+                                     '--max_number_of_steps=1', *extra))
+        assert rc == 0, err[-3000:]
+        runs[name] = (_first_step_parts(out), out)
+    plain, doubled_parts = runs['plain'][0], runs['doubled'][0]
+    assert doubled_parts['cross_entropy_pos'] == pytest.approx(2 * plain['cross_entropy_pos'],
+                                                               rel=1e-3)
+    for part in ('cross_entropy_neg', 'localization'):
+        assert doubled_parts[part] == pytest.approx(plain[part], rel=1e-4)
+    assert 'class weights: Ambulance 2.00, Bus 2.00, Car 2.00' in runs['doubled'][1]
+    assert 'class weights' not in runs['plain'][1]
+
+
+def test_an_unknown_class_in_class_weights_exits_2_naming_it(sample_tfrecords, tmp_path,
+                                                              capsys):
+    assert train_ssd_network.main(['train_ssd_network.py', '--train_model_dir=%s' % tmp_path,
+                                   '--dataset_dir=%s' % sample_tfrecords,
+                                   '--class_weights=Tram=2']) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the precision line
+    assert err == ("error: --class_weights=Tram=2: unknown class 'Tram' (classes: Ambulance, "
+                   'Bus, Car, Motorcycle, Truck)')
+    assert not os.listdir(str(tmp_path))

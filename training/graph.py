@@ -104,8 +104,9 @@ def decay_steps_of(options, num_samples):
     return int(num_samples / options.batch_size * options.num_epochs_per_decay) or 1
 
 
-def build_training_graph(options, net, spec, config, global_step):
-    """Input pipeline, clones, losses, LR, optimizer and train op; returns a dict of handles."""
+def build_training_graph(options, net, spec, config, global_step, class_weights=None):
+    """Input pipeline, clones, losses, LR, optimizer and train op; returns a dict of handles.
+    ``class_weights``: None or the loss's per-class weights (``training.class_weights``)."""
     seed = replica_seed(options, config)
     if seed is not None:
         tf.set_random_seed(seed)   # op seeds of initialisers and augmentation follow from it
@@ -126,7 +127,8 @@ def build_training_graph(options, net, spec, config, global_step):
                 _, localisations, logits, end_points = net.net(images, is_training=True)
         net.losses(logits, localisations, gclasses, glocalisations, gscores,
                    match_threshold=options.match_threshold, negative_ratio=options.negative_ratio,
-                   alpha=options.loss_alpha, label_smoothing=options.label_smoothing)
+                   alpha=options.loss_alpha, label_smoothing=options.label_smoothing,
+                   class_weights=class_weights)
         return end_points
 
     clones = model_deploy.create_clones(config, build_clone, [next_clone_batch])

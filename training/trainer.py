@@ -9,6 +9,7 @@ import tensorflow.compat.v1 as tf
 from datasets import record_check
 from model import model_info
 from nets.nets_model import ssd_vgg_300
+from training import class_weights
 from training import graph
 from training import evaluation
 from training import hooks
@@ -102,6 +103,10 @@ def train(options):
     if options.skip_corrupt_records:
         spec, _ = record_check.skip_corrupt(spec)
     num_classes = options.num_classes or spec.num_classes
+    loss_class_weights, weights_line = class_weights.resolve(options.class_weights, spec,
+                                                             num_classes)
+    if weights_line:
+        print(weights_line, flush=True)
     from nets import nets_factory
     try:
         net = nets_factory.build_network(options.model_name, num_classes,
@@ -114,7 +119,8 @@ def train(options):
     with tf.Graph().as_default():
         with tf.device(config.variables_device()):
             global_step = tf.train.get_or_create_global_step()
-        handles = graph.build_training_graph(options, net, spec, config, global_step)
+        handles = graph.build_training_graph(options, net, spec, config, global_step,
+                                             loss_class_weights)
         with tf.control_dependencies([handles['train_tensor']]):
             step_after = tf.identity(global_step.read_value())  # the step this run completed
         init_fn = train_tools.get_init_fn(

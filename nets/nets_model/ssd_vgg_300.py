@@ -140,7 +140,8 @@ class SSDNet(object):
                                            top_k, keep_top_k, bbox_img)
 
     def losses(self, logits, localisations, gclasses, glocalisations, gscores, match_threshold=0.5,
-               negative_ratio=3., alpha=1., label_smoothing=0., scope=None):
+               negative_ratio=3., alpha=1., label_smoothing=0., class_weights=None, scope=None):
         """Adds the SSD losses to tf.losses and returns the total: see nets.ssd_losses.ssd_losses."""
         return ssd_losses.ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
-                                     match_threshold, negative_ratio, alpha, label_smoothing, scope)
+                                     match_threshold, negative_ratio, alpha, label_smoothing,
+                                     class_weights, scope)
