@@ -119,6 +119,48 @@ def test_custom_layers_against_numpy():
         custom_layers.pad2d(tf.constant(x), data_format='HWC')
 
 
+def _numpy_dilated_conv(x, w, b, rate):
+    """SAME dilated convolution + bias + ReLU, NHWC, by explicit sums over the kernel taps."""
+    kh, kw = w.shape[:2]
+    ph, pw = rate * (kh - 1) // 2, rate * (kw - 1) // 2
+    padded = np.pad(x, [(0, 0), (ph, ph), (pw, pw), (0, 0)])
+    out = np.zeros(x.shape[:3] + (w.shape[-1],), np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i * rate:i * rate + x.shape[1], j * rate:j * rate + x.shape[2]]
+            out += window @ w[i, j]
+    return np.maximum(out + b, 0.)
+
+
+def test_dilated_conv_takes_slims_arg_scope_and_matches_slims_space_to_batch_conv():
+    rng = np.random.RandomState(2)
+    x = rng.randn(2, 19, 19, 3).astype(np.float32)
+    with tf.Graph().as_default() as graph:
+        with slim.arg_scope(ssd_vgg_300.SSDNet.arg_scope(weight_decay=0.5)):
+            with slim.arg_scope([slim.conv2d], biases_initializer=tf.constant_initializer(0.3)):
+                ours = custom_layers.dilated_conv2d(tf.constant(x), 4, [3, 3], rate=6,
+                                                    scope='conv6')
+        with slim.arg_scope(ssd_vgg_300.SSDNet.arg_scope(weight_decay=0.5)):
+            slims = slim.conv2d(tf.constant(x), 4, [3, 3], rate=6, scope='slim6')
+        assert [v.op.name for v in slim.get_model_variables()] == [
+            'conv6/weights', 'conv6/biases', 'slim6/weights', 'slim6/biases']
+        assert len(tf.losses.get_regularization_losses()) == 2   # the weights of each conv
+        types = {op.type for op in graph.get_operations()
+                 if op.name.startswith('conv6/') and 'Initializer' not in op.name}
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            variables = {v.op.name: v for v in tf.global_variables()}
+            weights, biases = sess.run([variables['conv6/weights'], variables['conv6/biases']])
+            variables['slim6/weights'].load(weights, sess)
+            variables['slim6/biases'].load(biases, sess)
+            ours, slims = sess.run([ours, slims])
+    assert 'SpaceToBatchND' not in types and 'Conv2D' in types and 'Relu' in types
+    np.testing.assert_allclose(biases, 0.3)
+    np.testing.assert_allclose(ours, _numpy_dilated_conv(x, weights, biases, 6), rtol=1e-4,
+                               atol=1e-5)
+    np.testing.assert_allclose(ours, slims, rtol=1e-4, atol=1e-5)
+
+
 def test_factory():
     assert nets_factory.get_network('ssd_vgg_300') is ssd_vgg_300.SSDNet
     assert nets_factory.get_network('ssd_300_vgg') is ssd_vgg_300.SSDNet

@@ -62,7 +62,7 @@ class SSDNet(object):
                 if block < 5:
                     net = slim.max_pool2d(net, [2, 2], scope='pool%d' % block)
             net = slim.max_pool2d(net, [3, 3], stride=1, scope='pool5')
-            net = slim.conv2d(net, width(1024), [3, 3], rate=6, scope='conv6')
+            net = custom_layers.dilated_conv2d(net, width(1024), [3, 3], rate=6, scope='conv6')
             end_points['block6'] = net
             net = slim.conv2d(net, width(1024), [1, 1], scope='conv7')
             end_points['block7'] = net
