@@ -348,14 +348,19 @@ def table_rows(section_text):
 
 
 def seed_spread(rows):
-    """Lines saying how far the recipe's mAP moves between seeds, per CPU and step count."""
+    """Lines saying how far the recipe's mAP, and the mean AP of the counted classes, move
+    between seeds, per CPU and step count."""
     groups = {}
     for row in rows:
         if re.fullmatch(r'recipe|seed-\d+', row[0]):
-            groups.setdefault((row[3], row[1]), []).append(float(row[5]))
-    return ['Seed spread of the recipe (%s, %s steps, %d seeds): mAP@0.5 %.3f to %.3f.'
-            % (cpu, steps, len(maps), min(maps), max(maps))
-            for (cpu, steps), maps in sorted(groups.items()) if len(maps) > 1]
+            counted_mean, _, counted = row[6].partition(' ')
+            groups.setdefault((row[3], row[1], counted.strip('()')), []).append(
+                (float(row[5]), float(counted_mean)))
+    return ['Seed spread of the recipe (%s, %s steps, %d seeds): mAP@0.5 %.3f to %.3f; '
+            '%s %.3f to %.3f.' % (cpu, steps, len(maps), min(m for m, _ in maps),
+                                  max(m for m, _ in maps), counted, min(c for _, c in maps),
+                                  max(c for _, c in maps))
+            for (cpu, steps, counted), maps in sorted(groups.items()) if len(maps) > 1]
 
 
 def write_ablation_row(report_path, row):

@@ -61,7 +61,7 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     assert first[8] == 'Ambulance 1.00, Bus 0.50, Car 0.80, Truck 0.20'
     assert sections[bench_finetune.ABLATION_SECTION].endswith(
         'Seed spread of the recipe (CPU A (AVX512_BF16), 30 steps, 2 seeds): '
-        'mAP@0.5 0.625 to 0.625.')
+        'mAP@0.5 0.625 to 0.625; Ambulance, Car, Truck 0.667 to 0.667.')
 
 
 def test_bad_paths_are_usage_errors(tmp_path, capsys):
