@@ -233,8 +233,8 @@ def train(options, tfrecords_dir, train_dir, progress_path):
                     step, steps, loss, sec_per_step,
                     progress['train_minutes'] + (time.time() - started) / 60.0,
                     (steps - step) * sec_per_step / 60.0))
-            elif line.startswith(('restored ', 'evaluated ', 'error', 'training stopped',
-                                  'SIG')) or \
+            elif line.startswith(('restored ', 'class weights', 'evaluated ', 'error',
+                                  'training stopped', 'SIG')) or \
                     '(--precision=auto: ' in line:
                 log(line.strip())
             if budget and not stopping and time.time() - started > budget:
