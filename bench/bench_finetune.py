@@ -19,8 +19,10 @@
 A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-true``,
 ``max_number_of_steps-3200_seed-1``, ...) and lives in ``--results_dir/runs/<name>/``: the
 checkpoints with ``model_info.json``, ``train.log``, ``eval/``, ``detections/`` and
-``progress.json`` (training minutes summed over sittings). Rerunning the same flags continues
-that run where it stopped; a finished run is only re-scored. The TFRecords are shared by all runs.
+``progress.json`` (training minutes summed over sittings, and the factors' flags). Rerunning the
+same flags continues that run where it stopped; a finished run is only re-scored; a folder
+trained with other factors (the recipe's defaults changed since) is refused. The TFRecords are
+shared by all runs.
 Time it alone: two cores shared with anything else make every figure up to 2x slower.
 """
 import collections
@@ -198,8 +200,16 @@ def save_progress(path, progress):
 
 
 def train(options, tfrecords_dir, train_dir, progress_path):
-    """Runs (or resumes) the trainer; returns the global step of the newest checkpoint."""
+    """Runs (or resumes) the trainer; returns the global step of the newest checkpoint.
+    ``cli.UsageError`` when the run folder was trained with other factors (a recipe whose
+    defaults changed since: the same name no longer means the same run)."""
     progress = load_progress(progress_path)
+    factors = factor_args(options)
+    if progress.get('factors', factors) != factors:
+        raise cli.UsageError('%s was trained with %s, not %s: give its factors, or another '
+                             '--results_dir' % (train_dir, ' '.join(progress['factors']),
+                                                ' '.join(factors)))
+    progress['factors'] = factors
     start_step = latest_step(train_dir)
     steps = options.max_number_of_steps
     if start_step >= steps:

@@ -3,7 +3,10 @@ ablation table that keeps one row per run and CPU. (The benchmark itself runs fo
 pieces are checked here, the whole on a tiny setting by hand.)"""
 import os
 
+import pytest
+
 from bench import bench_finetune, common
+from utils import cli
 
 
 def _options(argv=()):
@@ -132,6 +135,7 @@ def test_the_run_shows_steps_and_evaluations_and_keeps_the_whole_log(monkeypatch
     trainer_lines = [
         'precision: bfloat16 (--precision=auto: this CPU has AVX512_BF16 and oneDNN is on)\n',
         'a line only the log keeps\n',
+        'class weights (balanced over 9 training objects): Bus 1.50, Car 0.75\n',
         'step 10: loss 5.5000 (cross_entropy_neg 1.0) lr 0.0001 | 3.000 s/step, 2.7 images/s\n',
         'evaluated step 10 on val (63 images, 14 s): mAP@0.5 VOC07 0.5678, VOC10+ 0.5682\n']
 
@@ -147,8 +151,31 @@ def test_the_run_shows_steps_and_evaluations_and_keeps_the_whole_log(monkeypatch
     shown = capsys.readouterr().out
     assert 'step 10/30  loss 5.500  3.00 s/step' in shown and 'ETA 1 min' in shown
     assert 'evaluated step 10 on val' in shown and 'only the log' not in shown
+    assert 'class weights (balanced over 9 training objects)' in shown
     with open(tmp_path / 'train.log') as f:
         assert f.read() == ''.join(trainer_lines)
+
+
+def test_a_run_trained_with_other_factors_is_not_resumed(monkeypatch, tmp_path, capsys):
+    # The factors are kept in progress.json: after a change of the recipe's defaults the same
+    # run name stands for other flags, and resuming would mix them.
+    class Trainer(object):
+        stdout = iter([])
+
+        def wait(self):
+            return 0
+    monkeypatch.setattr(bench_finetune.subprocess, 'Popen', lambda command, **_: Trainer())
+    monkeypatch.setattr(bench_finetune, 'latest_step', lambda train_dir: 0)
+    progress = str(tmp_path / 'progress.json')
+    bench_finetune.train(_options(['--max_number_of_steps=30']), str(tmp_path), str(tmp_path),
+                         progress)
+    assert '--max_number_of_steps=30' in bench_finetune.load_progress(progress)['factors']
+    bench_finetune.train(_options(['--max_number_of_steps=30']), str(tmp_path), str(tmp_path),
+                         progress)   # the same factors resume
+    changed = _options(['--max_number_of_steps=30', '--zoom_out'])
+    with pytest.raises(cli.UsageError, match='was trained with .*--zoom_out=false.*, not '
+                                             '.*--zoom_out=true'):
+        bench_finetune.train(changed, str(tmp_path), str(tmp_path), progress)
 
 
 def test_bench_tflite_finds_the_records_of_a_finetune_run(tmp_path):
