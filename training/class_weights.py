@@ -32,14 +32,14 @@ def parse(text, class_names):
         name = name.strip()
         if name not in class_names:
             raise cli.UsageError('--class_weights=%s: unknown class %r (classes: %s)'
-                                   % (text, name, ', '.join(class_names)))
+                                 % (text, name, ', '.join(class_names)))
         try:
             weight = float(value)
         except ValueError:
             weight = 0.
         if not (weight > 0 and math.isfinite(weight)):
-            raise cli.UsageError('--class_weights=%s: %r needs a positive, finite weight (name=weight, '
-                                   'or %s)' % (text, item, BALANCED))
+            raise cli.UsageError('--class_weights=%s: %r needs a positive, finite weight '
+                                 '(name=weight, or %s)' % (text, item, BALANCED))
         weights[name] = weight
     return weights
 
