@@ -10,7 +10,9 @@ unless set otherwise): oneDNN then prints one line per primitive it executes, wi
 ``jit:uni``...) and its milliseconds. The lines of the timed runs are summed per kind and kernel
 (count, ms and share per run); the warm-up run's extra primitives (one-time weight reorders) are
 listed apart. This log is the profile that works on CPUs where TensorFlow's traced per-op times
-do not. Set-ups:
+do not. Where they do, one more run is traced (``RunOptions.FULL_TRACE``) and its op times are
+summed per op type: it shows what oneDNN's log cannot, the ops TensorFlow runs itself (a
+SpaceToBatchND around a dilated convolution, bias gradients, the optimizer). Set-ups:
 
 - ``forward_float32`` / ``forward_bfloat16``: the network outputs as the detector, evaluator and
   exports compute them (``model/inference.py``: casts in the graph for bfloat16, weights frozen
@@ -40,6 +42,8 @@ SETUPS = ('forward_float32', 'forward_bfloat16', 'train_float32', 'train_bfloat1
 # Printed by the child around its timed runs (the warm-up run comes before the first).
 TIMED_START = '@@profile timed runs'
 TIMED_END = '@@profile end'
+TRACE_TAG = '@@op'   # one line per op of the traced run: "@@op <op type> <ms>"
+TRACE_KIND = 'tf op'
 EXEC_TAG = 'exec'
 
 Primitive = collections.namedtuple('Primitive', 'kind kernel prop_kind ms')
@@ -98,6 +102,27 @@ def format_table(rows, top=None):
     return lines
 
 
+def traced_ops(step_stats):
+    """``Primitive(TRACE_KIND, op type, '', ms)`` of every op a ``StepStats`` (a traced run's
+    ``RunMetadata.step_stats``) recorded on the CPU; ``summarize`` sums them per op type."""
+    ops = []
+    for device in step_stats.dev_stats:
+        for node in device.node_stats:
+            label = node.timeline_label   # "name = OpType(inputs)"
+            op_type = label.split(' = ', 1)[1].split('(', 1)[0] if ' = ' in label else \
+                node.node_name.split(':')[0]
+            ops.append(Primitive(TRACE_KIND, op_type, '', node.all_end_rel_micros / 1e3))
+    return ops
+
+
+def parse_trace_line(line):
+    """A child's ``@@op <op type> <ms>`` line → its ``Primitive``, or None for other lines."""
+    fields = line.split()
+    if len(fields) != 3 or fields[0] != TRACE_TAG:
+        return None
+    return Primitive(TRACE_KIND, fields[1], '', float(fields[2]))
+
+
 def split_runs(lines):
     """``(warm-up primitives, timed primitives)`` of a child's output, cut at its markers."""
     warmup, timed = [], []
@@ -140,7 +165,7 @@ def _forward(options, precision):
             session = tf.Session(graph=graph)
     feed = {images: np.random.RandomState(0).uniform(
         -120., 130., (options.batch_size, 300, 300, 3)).astype(np.float32)}
-    return session, lambda: session.run(outputs, feed)
+    return session, lambda **trace: session.run(outputs, feed, **trace)
 
 
 def _train(options, precision):
@@ -165,12 +190,13 @@ def _train(options, precision):
                                              tf.train.get_or_create_global_step())
         session = tf.Session(config=session_lib.session_config(train_options))
         session.run([tf.global_variables_initializer(), handles['iterator'].initializer])
-    return session, lambda: session.run(handles['train_tensor'])
+    return session, lambda **trace: session.run(handles['train_tensor'], **trace)
 
 
 def run_child(options):
     """The child's job: build the set-up, run it once untimed, then ``--runs`` times between
-    the markers; prints the median wall time."""
+    the markers, then once traced (its ops as ``TRACE_TAG`` lines); prints the median wall
+    time."""
     kind, precision = options.child.split('_')
     session, run = (_forward if kind == 'forward' else _train)(options, precision)
     run()
@@ -181,6 +207,11 @@ def run_child(options):
         run()
         wall.append(time.perf_counter() - start)
     _marker(TIMED_END)
+    import tensorflow.compat.v1 as tf
+    metadata = tf.RunMetadata()
+    run(options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=metadata)
+    _marker('\n'.join('%s %s %.4f' % (TRACE_TAG, op.kernel, op.ms)
+                       for op in traced_ops(metadata.step_stats)))
     session.close()
     print('wall %.4f' % statistics.median(wall), flush=True)
     return 0
@@ -219,6 +250,11 @@ def profile_setup(setup, options):
     if extra:
         print('  warm-up run only (done once): %s' % '; '.join(
             '%d %s %s, %.1f ms' % (count, kind, kernel, ms) for kind, kernel, count, ms in extra))
+    traced = [op for op in map(parse_trace_line, lines) if op is not None]
+    if traced:
+        print("  TensorFlow's trace of one more run, op time per op type (ops overlap on the "
+              'cores, so the sum exceeds the wall time):')
+        print('\n'.join(format_table(summarize(traced), options.top)))
     return True
 
 

@@ -88,3 +88,26 @@ def test_summarize_cli_prints_the_table_and_refuses_a_log_without_exec_lines(tmp
     assert 'no onednn_verbose exec line' in result.stderr.strip().splitlines()[-1]
     result = run('--summarize=%s' % (tmp_path / 'missing.log'))
     assert result.returncode == 2 and 'missing.log' in result.stderr
+
+
+def test_a_traced_run_is_summed_per_op_type():
+    import numpy as np
+    import tensorflow.compat.v1 as tf
+    with tf.Graph().as_default():
+        a = tf.placeholder(tf.float32, [64, 64])   # fed: grappler cannot fold the graph away
+        product = tf.matmul(tf.matmul(a, a), a) + 1.
+        with tf.Session() as session:
+            metadata = tf.RunMetadata()
+            session.run(product, {a: np.ones((64, 64), np.float32)},
+                        options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                        run_metadata=metadata)
+    ops = profile_forward.traced_ops(metadata.step_stats)
+    # The child prints each op as a line; the parent reads it back and sums per op type.
+    lines = ['%s %s %.4f' % (profile_forward.TRACE_TAG, op.kernel, op.ms) for op in ops]
+    read = [profile_forward.parse_trace_line(line) for line in lines + ['wall 0.1', '@@op x']]
+    assert read[-2:] == [None, None]
+    rows = {row[1]: row for row in profile_forward.summarize(read[:-2])}
+    matmul = [row for name, row in rows.items() if name.endswith('MatMul')]  # or oneDNN's
+    assert len(matmul) == 1 and matmul[0][2] == 2 and matmul[0][3] >= 0
+    assert rows['AddV2'][2] == 1
+    assert all(row[0] == profile_forward.TRACE_KIND for row in rows.values())
