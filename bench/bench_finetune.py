@@ -47,6 +47,7 @@ from bench import object_sizes  # noqa: E402
 from nets import ssd_params  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
+from utils import error_breakdown  # noqa: E402
 from utils import files  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
@@ -391,6 +392,23 @@ def write_ablation_row(report_path, row):
                                                                          else []))
 
 
+def breakdown_section(breakdown, class_names):
+    """Markdown lines: where the val objects of ``class_names`` went at the detector's
+    threshold (the evaluator's error breakdown)."""
+    lines = ['Where the val objects went at score >= %g, the detector\'s threshold (the '
+             "evaluator's error breakdown; side = sqrt(box area / image area), small < %g, "
+             'medium < %g):' % (breakdown['score_threshold'], error_breakdown.SIZE_BUCKETS[0][1],
+                                 error_breakdown.SIZE_BUCKETS[1][1]), '',
+             '| class | objects | found | wrong class (called) | poor box | missed | '
+             'recall small / medium / large (objects) |', '|---|---|---|---|---|---|---|']
+    for name in class_names:
+        entry = breakdown['classes'][name]
+        lines.append('| %s | %d | %d | %s | %d | %d | %s |' % (
+            name, entry['objects'], entry['found'], error_breakdown.called_text(entry),
+            entry['poor_box'], entry['missed'], error_breakdown.recall_text(entry)))
+    return lines
+
+
 def recipe_section(options, results, step, minutes, tfrecords_dir):
     """The per-class section of the recipe run (``lines``), with the sizes of the objects of
     train and val against the anchors."""
@@ -411,7 +429,8 @@ def recipe_section(options, results, step, minutes, tfrecords_dir):
     counted = counted_classes(results)
     lines += ['', 'Over the classes with at least %d val objects (%s) the VOC07 mAP is %.3f; '
               'the others have too few val objects for their AP to say much.'
-              % (MIN_OBJECTS, ', '.join(counted), mean_ap(results, counted)), '',
+              % (MIN_OBJECTS, ', '.join(counted), mean_ap(results, counted)), '']
+    lines += breakdown_section(results['breakdown'], counted) + ['',
               'The objects against the anchors (`python bench/object_sizes.py '
               '--tfrecords_dir=<results_dir>/tfrecords`; side = square root of the box area, as a '
               'fraction of the image side):', '']

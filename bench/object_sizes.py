@@ -26,8 +26,9 @@ from nets import anchors as anchors_lib  # noqa: E402
 from nets import ssd_params  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import error_breakdown  # noqa: E402
 
-SMALL_SIDE = 0.1   # an object whose side is below a tenth of the image side counts as small
+SMALL_SIDE = error_breakdown.SIZE_BUCKETS[0][1]   # the evaluator's small objects: side < 0.1
 PARAMS = ssd_params.SSD300_PARAMS
 
 ClassSizes = collections.namedtuple(
@@ -54,7 +55,7 @@ def best_anchors(boxes, anchor_boxes):
 
 def class_sizes(name, boxes, anchor_boxes, layer_index, match_threshold, num_layers):
     """``ClassSizes`` of one class's ``boxes`` [N, 4] (normalised, N >= 1)."""
-    sides = np.sqrt(boxes_lib.area(boxes))
+    sides = error_breakdown.relative_side(boxes)
     best_iou, best = best_anchors(boxes, anchor_boxes)
     return ClassSizes(name, len(boxes), float(np.median(sides)), float(np.mean(sides < SMALL_SIDE)),
                       float(np.median(best_iou)), float(np.mean(best_iou < match_threshold)),

@@ -6,8 +6,10 @@ evaluation during training.
 - ``evaluate_detections_file``: the same ground truth against a detections file.
 - ``evaluate_detector``: the same for a detector run outside TensorFlow (a ``.tflite`` model).
 - ``DetectionMetrics``: one ``add`` feeds the Pascal VOC metric (VOC07 11-point and VOC2010+
-  area AP at IoU 0.5, ``utils/voc_metric.py``) and the COCO metric (AP over IoU 0.50:0.95,
-  ``utils/coco_metric.py``); ``evaluate()`` merges their numbers into one results dict.
+  area AP at IoU 0.5, ``utils/voc_metric.py``), the COCO metric (AP over IoU 0.50:0.95,
+  ``utils/coco_metric.py``) and the error breakdown at the detector's threshold (found, wrong
+  class, poor box, missed; recall by size: ``utils/error_breakdown.py``); ``evaluate()`` merges
+  their numbers into one results dict.
 - ``format_table`` and ``write_results``: the console table and ``results.json``.
 
 Boxes are ``[ymin, xmin, ymax, xmax]``; ground truth and detections are compared in pixels of
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from datasets import input_pipeline
 from model import inference
 from utils import coco_metric
+from utils import error_breakdown
 from utils import files
 from utils import visualization
 from utils import voc_metric
@@ -46,30 +49,36 @@ class EvalError(ToolkitError):
 
 
 class DetectionMetrics(object):
-    """The VOC and COCO metrics fed the same images; ``add`` takes ``VOCMetric.add``'s
-    arguments (boxes in pixels of the image)."""
+    """The VOC and COCO metrics and the error breakdown fed the same images; ``add`` takes
+    ``VOCMetric.add``'s arguments (boxes in pixels of the image) and the image size."""
 
     def __init__(self, class_names):
         self.voc = voc_metric.VOCMetric(class_names)
         self.coco = coco_metric.COCOMetric(class_names)
+        self.breakdown = error_breakdown.ErrorBreakdown(class_names)
 
     @property
     def num_images(self):
         return self.voc.num_images
 
-    def add(self, image_id, gt_boxes, gt_labels, gt_difficult, det_boxes, det_scores, det_labels):
+    def add(self, image_id, image_size, gt_boxes, gt_labels, gt_difficult, det_boxes, det_scores,
+            det_labels):
+        """One image: its id, ``image_size`` (height, width) and ``VOCMetric.add``'s arrays."""
         self.voc.add(image_id, gt_boxes, gt_labels, gt_difficult, det_boxes, det_scores, det_labels)
         self.coco.add(image_id, gt_boxes, gt_labels, gt_difficult, det_boxes, det_scores,
                       det_labels)
+        self.breakdown.add(image_size, gt_boxes, gt_labels, gt_difficult, det_boxes, det_scores,
+                           det_labels)
 
     def evaluate(self):
         """``VOCMetric.evaluate()``'s dict plus ``map_coco`` (AP@[.5:.95]), ``map_coco_50``,
-        ``map_coco_75`` and, per class, ``ap_coco``."""
+        ``map_coco_75``, per class ``ap_coco``, and ``breakdown`` (``ErrorBreakdown.evaluate()``)."""
         results = self.voc.evaluate()
         coco = self.coco.evaluate()
         for name, entry in results['classes'].items():
             entry['ap_coco'] = coco['classes'][name]['ap_coco']
         results.update((key, coco[key]) for key in ('map_coco', 'map_coco_50', 'map_coco_75'))
+        results['breakdown'] = self.breakdown.evaluate()
         return results
 
 
@@ -193,7 +202,7 @@ def _score_image(metrics, image, boxes, scores, classes):
     """Adds one record's ground truth and detections (pixel boxes) to ``metrics``; returns
     ``(detections-file entry, gt boxes in pixels, gt labels)``."""
     name, height, width, gt_boxes, gt_labels, difficult = _ground_truth_pixels(image)
-    metrics.add(name, gt_boxes, gt_labels, difficult, boxes, scores, classes)
+    metrics.add(name, (height, width), gt_boxes, gt_labels, difficult, boxes, scores, classes)
     entry = {'image': name, 'height': height, 'width': width, 'boxes': boxes, 'scores': scores,
              'classes': classes}
     return entry, gt_boxes, gt_labels
@@ -246,8 +255,8 @@ def evaluate_detections_file(path, spec, batch_size=8, max_images=None):
                         raise EvalError('%s: image %s is %dx%d (height x width) there but %dx%d '
                                         'in the dataset' % (path, name, entry['height'],
                                                             entry['width'], height, width))
-                    metrics.add(name, gt_boxes, gt_labels, difficult, entry['boxes'],
-                                entry['scores'], entry['classes'])
+                    metrics.add(name, (height, width), gt_boxes, gt_labels, difficult,
+                                entry['boxes'], entry['scores'], entry['classes'])
     if missing:
         raise EvalError('%s has no entry for %d of the evaluated images (first: %s); an image '
                         'without detections needs an entry with empty lists'
@@ -257,7 +266,7 @@ def evaluate_detections_file(path, spec, batch_size=8, max_images=None):
 
 def format_table(results):
     """Console table: one row per class (positives, detections, AP07, AP10+, COCO AP), then the
-    mAPs and COCO's AP@0.5 / AP@0.75."""
+    mAPs and COCO's AP@0.5 / AP@0.75; then the error breakdown when the results have one."""
     def ap(value):
         return '%7.4f' % value if value is not None else '      -'
     width = max([len('class')] + [len(name) for name in results['classes']])
@@ -277,6 +286,8 @@ def format_table(results):
                  'are left out of the mean' % (results['num_images'],
                                                ap(results['map_coco_50']).strip(),
                                                ap(results['map_coco_75']).strip()))
+    if 'breakdown' in results:
+        lines += [''] + error_breakdown.format_table(results['breakdown'])
     return '\n'.join(lines)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from bench import bench_finetune, common
 from utils import cli
+from utils import error_breakdown
 
 
 def _options(argv=()):
@@ -65,6 +66,18 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     assert sections[bench_finetune.ABLATION_SECTION].endswith(
         'Seed spread of the recipe (CPU A (AVX512_BF16), 30 steps, 2 seeds): '
         'mAP@0.5 0.625 to 0.625; Ambulance, Car, Truck 0.667 to 0.667.')
+
+
+def test_the_breakdown_section_has_one_row_per_counted_class():
+    """Two val trucks 40 px wide in a 400 px image (small: side .1 is medium, so 36 px): one
+    called Car, one missed; a large car found."""
+    breakdown = error_breakdown.ErrorBreakdown(['Bus', 'Car', 'Truck'])
+    breakdown.add((400, 400), [[0, 0, 36, 36], [100, 100, 136, 136], [0, 200, 200, 400]],
+                  [3, 3, 2], None, [[0, 0, 36, 36], [0, 200, 200, 400]], [.9, .8], [2, 2])
+    lines = bench_finetune.breakdown_section(breakdown.evaluate(), ['Car', 'Truck'])
+    assert lines[-2:] == ['| Car | 1 | 1 | 0 | 0 | 0 | - (0) / - (0) / 1.00 (1) |',
+                          '| Truck | 2 | 0 | 1 (Car 1) | 0 | 1 | 0.00 (2) / - (0) / - (0) |']
+    assert lines[0].startswith('Where the val objects went at score >= 0.5')
 
 
 def test_bad_paths_are_usage_errors(tmp_path, capsys):

@@ -73,6 +73,9 @@ def test_oracle_detections_file(sample_tfrecords, tmp_path, capsys):
     assert results['map_voc07'] == pytest.approx(1.) and results['map_voc2010'] == pytest.approx(1.)
     assert results['map_coco'] == pytest.approx(1.) and results['map_coco_75'] == pytest.approx(1.)
     assert 'mAP' in stdout and '1.0000' in stdout and 'AP.5:.95' in stdout
+    assert 'where the ground truth went at score >= 0.5' in stdout
+    for name, entry in results['breakdown']['classes'].items():
+        assert entry['found'] == entry['objects'] == results['classes'][name]['num_positives']
 
     # Miss one car: its AP becomes the largest recall reached, (k - 1) / k, with precision 1.
     car = CLASS_NAMES.index('Car') + 1
@@ -88,6 +91,8 @@ def test_oracle_detections_file(sample_tfrecords, tmp_path, capsys):
     assert results['classes']['Car']['ap_voc07'] == pytest.approx(
         sum(1. for t in np.arange(0., 1.1, 0.1) if t <= recall) / 11.)
     assert results['classes']['Car']['ap_coco'] < 1. and results['map_coco'] < 1.
+    breakdown = results['breakdown']['classes']['Car']
+    assert (breakdown['found'], breakdown['missed']) == (k - 1, 1)
     scored = [c for c in results['classes'].values() if c['num_positives'] > 0]
     assert results['map_voc2010'] == pytest.approx((len(scored) - 1. + recall) / len(scored))
     assert sorted(os.listdir(str(tmp_path))) == sorted(

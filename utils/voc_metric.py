@@ -50,6 +50,17 @@ class MetricInputError(ToolkitError, ValueError):
     """Boxes, labels or a detections file that the metric cannot score."""
 
 
+def best_same_class(overlaps, det_labels, gt_labels):
+    """Each detection's best-overlapping ground truth of its own class.
+
+    ``overlaps [D, G]`` IoU, ``det_labels [D]``, ``gt_labels [G]``. Returns ``(index [D], IoU
+    [D])``; the IoU is -1 where the image has no ground truth of the detection's class.
+    """
+    same = np.where(det_labels[:, None] == gt_labels[None, :], overlaps, -1.)
+    best = np.argmax(same, axis=1)
+    return best, same[np.arange(len(best)), best]
+
+
 def match_image(gt_boxes, gt_labels, gt_difficult, det_boxes, det_labels, det_scores,
                 iou_threshold=DEFAULT_IOU_THRESHOLD):
     """Matches the detections of ONE image to its ground truth, all classes at once.
@@ -67,10 +78,9 @@ def match_image(gt_boxes, gt_labels, gt_difficult, det_boxes, det_labels, det_sc
     is_tp = np.zeros(len(scores), dtype=bool)
     counted = np.ones(len(scores), dtype=bool)
     if len(gt_boxes) and len(scores):
-        overlaps = boxes_lib.iou(det_boxes[order], gt_boxes)
-        overlaps[labels[:, None] != gt_labels[None, :]] = -1.
-        best = np.argmax(overlaps, axis=1)
-        hit = overlaps[np.arange(len(best)), best] >= iou_threshold
+        best, best_iou = best_same_class(boxes_lib.iou(det_boxes[order], gt_boxes), labels,
+                                         gt_labels)
+        hit = best_iou >= iou_threshold
         counted = ~(hit & gt_difficult[best])
         hits = np.nonzero(hit & counted)[0]
         # np.unique's return_index gives the first (highest-scored) detection of each box.
