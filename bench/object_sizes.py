@@ -1,6 +1,7 @@
 """Object sizes and anchor coverage per class and split: does the training set look like val?
 
     python bench/object_sizes.py --tfrecords_dir=DIR [--splits=train,val] [--match_threshold=0.5]
+        [--crops_dir=DIR]
 
 Reads every record of the splits (``dataset_description.json`` of ``--tfrecords_dir`` names the
 classes) and prints, per class: objects, the median side (the square root of the box area, as a
@@ -9,9 +10,12 @@ IoU of an object's best SSD300 anchor, the share of objects whose best anchor st
 ``--match_threshold`` (they are matched to that one anchor only) and the feature layer of the best
 anchor (block4 is the 38x38 layer of the smallest anchors). A class whose objects are large in
 train and small in val is what SSD's zoom-out augmentation is for; objects no anchor reaches are
-what the anchor sizes are for.
+what the anchor sizes are for. With ``--crops_dir`` it also draws each class's objects of each
+split side by side (``<class>_<split>.png``): a class whose train and val objects are different
+things (lorries in train, pickups in val) is what no augmentation fixes.
 """
 import collections
+import io
 import json
 import os
 import sys
@@ -19,6 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
 
 from bench import common  # noqa: E402
 from datasets import records  # noqa: E402
@@ -27,6 +32,7 @@ from nets import ssd_params  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
+from utils import visualization  # noqa: E402
 
 SMALL_SIDE = error_breakdown.SIZE_BUCKETS[0][1]   # the evaluator's small objects: side < 0.1
 PARAMS = ssd_params.SSD300_PARAMS
@@ -79,6 +85,38 @@ def split_boxes(tfrecords_dir, files):
     return {label: np.asarray(boxes, np.float32) for label, boxes in per_label.items()}
 
 
+def save_crops(tfrecords_dir, split, files, class_names, crops_dir, limit):
+    """Writes ``<crops_dir>/<class>_<split>.png``: the first ``limit`` objects of each class in
+    the shards ``files`` (record order), each captioned with its side and width in pixels.
+    Returns the paths written."""
+    crops = collections.defaultdict(list)
+    for name in files:
+        for _, raw in records.iter_records(os.path.join(tfrecords_dir, name)):
+            parsed = records.parse_proto(raw)
+            wanted = [i for i, label in enumerate(parsed['labels'])
+                      if len(crops[int(label)]) < limit]
+            if not wanted:
+                continue
+            image = np.asarray(PIL.Image.open(io.BytesIO(parsed['encoded'])).convert('RGB'))
+            height, width = image.shape[:2]
+            for i in wanted:
+                ymin, xmin, ymax, xmax = np.round(
+                    parsed['bboxes'][i] * [height, width, height, width]).astype(int)
+                crop = image[max(ymin, 0):max(ymax, ymin + 1), max(xmin, 0):max(xmax, xmin + 1)]
+                side = error_breakdown.relative_side(parsed['bboxes'][i:i + 1])[0]
+                crops[int(parsed['labels'][i])].append((crop, '%.2f, %d px' % (side, xmax - xmin)))
+    paths = []
+    for label, items in sorted(crops.items()):
+        class_name = class_names[label - 1]
+        path = os.path.join(crops_dir, visualization.safe_filename(
+            '%s_%s.png' % (class_name, split)))
+        paths.append(visualization.save_crop_sheet(
+            path, [crop for crop, _ in items], [caption for _, caption in items],
+            '%s, %s split: first %d objects (side = sqrt(box area / image area), width)'
+            % (class_name, split, len(items))))
+    return paths
+
+
 def markdown_table(sizes_by_split, params):
     """Lines of one table: a row per (class, split)."""
     layers = ', '.join(params.feat_layers)
@@ -116,6 +154,11 @@ def define_flags():
     flag_set.string('tfrecords_dir', None, 'Folder of TFRecord shards with their '
                     'dataset_description.json (the converter writes both).')
     flag_set.string_list('splits', ['train', 'val'], 'Splits to compare, comma-separated.')
+    flag_set.group('Pictures')
+    flag_set.string('crops_dir', None, 'Also write <class>_<split>.png here: the objects of each '
+                    'class cropped side by side, to see whether train and val show the same '
+                    'things.')
+    flag_set.integer('crops_per_sheet', 60, 'Objects per class and split on a crops sheet.')
     flag_set.group('Anchors')
     flag_set.float('match_threshold', 0.5, 'IoU from which an anchor is a positive (the '
                    "trainer's --match_threshold).")
@@ -129,6 +172,8 @@ def _run(options):
     if not os.path.isfile(description):
         raise cli.UsageError('--tfrecords_dir=%s: no dataset_description.json (convert a dataset '
                              'into it first)' % options.tfrecords_dir)
+    if options.crops_per_sheet < 1:
+        raise cli.UsageError('--crops_per_sheet must be >= 1, got %d' % options.crops_per_sheet)
     known = read_description(options.tfrecords_dir)['splits']
     for split in options.splits:
         if split not in known:
@@ -141,6 +186,13 @@ def _run(options):
                           'of image side', '%d objects, %.0f %% below %.1f' % (
                               sizes.objects, 100 * sizes.small_share, SMALL_SIDE))
     print('\n'.join(markdown_table(sizes_by_split, PARAMS)))
+    if options.crops_dir:
+        os.makedirs(options.crops_dir, exist_ok=True)
+        class_names = read_description(options.tfrecords_dir)['class_names']
+        for split in options.splits:
+            for path in save_crops(options.tfrecords_dir, split, known[split]['files'],
+                                   class_names, options.crops_dir, options.crops_per_sheet):
+                print('crops: %s' % path)
     return 0
 
 

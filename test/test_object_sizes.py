@@ -62,3 +62,42 @@ def test_an_unknown_split_is_a_usage_error(sample_tfrecords, capsys):
                               '--splits=train,val']) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith('error: --splits:') and "'val'" in err and len(err.splitlines()) == 1
+
+
+def test_crops_show_each_class_object_by_object(sample_voc_dir, sample_tfrecords, tmp_path,
+                                                monkeypatch, capsys):
+    """--crops_dir: one sheet per class and split, each crop the size of its VOC box (within a
+    pixel) and captioned with its side; at most --crops_per_sheet crops."""
+    sheets = {}
+
+    def capture(path, crops, captions, title, **_):
+        sheets[os.path.basename(path)] = (crops, captions)
+        return path
+    monkeypatch.setattr(object_sizes.visualization, 'save_crop_sheet', capture)
+    assert object_sizes.main(['object_sizes.py', '--tfrecords_dir=%s' % sample_tfrecords,
+                              '--splits=test', '--crops_dir=%s' % tmp_path,
+                              '--crops_per_sheet=3']) == 0
+    expected = _voc_sides(sample_voc_dir, 'test')
+    assert sorted(sheets) == sorted('%s_test.png' % name for name in expected)
+    assert capsys.readouterr().out.count('crops: ') == len(expected)
+    for name, sides in expected.items():
+        crops, captions = sheets['%s_test.png' % name]
+        assert len(crops) == len(captions) == min(3, len(sides))
+        for crop, caption, side in zip(crops, captions, sides):   # record order = VOC order
+            height, width = crop.shape[:2]
+            assert crop.dtype == np.uint8 and crop.shape[2] == 3
+            assert float(caption.split(',')[0]) == pytest.approx(side, abs=0.011)
+            assert int(caption.split(', ')[1].split()[0]) == pytest.approx(width, abs=1)
+
+
+def test_a_crop_sheet_is_a_png_with_one_cell_per_crop(tmp_path):
+    from utils import visualization
+    crops = [np.full((10 + 5 * i, 20, 3), 40 * i, np.uint8) for i in range(4)]
+    path = visualization.save_crop_sheet(str(tmp_path / 'sheet.png'), crops,
+                                         ['crop %d' % i for i in range(4)], 'four crops',
+                                         columns=3, cell_px=50)
+    import matplotlib.image
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[:2] == (2 * (50 + 14) + 24, 3 * 50)   # 2 rows of 3 columns
+    for value in (40, 120):   # the second and the fourth crop are drawn
+        assert np.any(np.all(np.abs(pixels[..., :3] * 255 - value) < 2, axis=-1))

@@ -1,4 +1,5 @@
-"""Pictures for people: detections drawn on an image, precision-recall curves per class.
+"""Pictures for people: detections drawn on an image, precision-recall curves per class, crops
+of the objects of a class.
 
 NumPy + matplotlib only. Figures are built with the object-oriented API on an Agg canvas, so
 saving works without a display and without pyplot's global state; only ``show_image`` touches
@@ -108,6 +109,25 @@ def encode_png(pixels):
 def save_detections(path, image, boxes, classes, scores, class_names, title=None):
     """Draws the detections (see ``detections_figure``) and saves a PNG at ``path``; returns path."""
     figure = detections_figure(image, boxes, classes, scores, class_names, title)
+    figure.savefig(path, dpi=_DPI, format='png')
+    return path
+
+
+def save_crop_sheet(path, crops, captions, title, columns=10, cell_px=96):
+    """Saves the image ``crops`` (uint8 ``[h, w, 3]`` each, any size) side by side on a grid of
+    ``columns``, each scaled into a ``cell_px`` square with its caption below; returns ``path``.
+    A contact sheet: what the objects of one class look like."""
+    rows = max(1, -(-len(crops) // columns))
+    figure = _new_figure(columns * cell_px, rows * (cell_px + 14) + 24)
+    figure.suptitle(title, fontsize=9)
+    for index, (crop, caption) in enumerate(zip(crops, captions)):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(crop, interpolation='nearest')
+        axes.set_axis_off()
+        axes.annotate(caption, xy=(0.5, 0), xycoords='axes fraction', xytext=(0, -2),
+                      textcoords='offset points', ha='center', va='top', fontsize=7)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.03, top=1 - 30. / figure.bbox.height,
+                           wspace=0.08, hspace=0.35)
     figure.savefig(path, dpi=_DPI, format='png')
     return path
 
