@@ -100,6 +100,11 @@ def test_follow_mode_scores_checkpoints_as_they_appear_then_stops(sample_tfrecor
     for name in scored:
         assert events['AP@0.5_VOC07/%s' % name][2] == pytest.approx(
             results['classes'][name]['ap_voc07'], abs=1e-6)
+        for bucket, size in results['breakdown']['classes'][name]['by_size'].items():
+            tag = 'recall_by_size/%s/%s' % (name, bucket)
+            assert (tag in events) == (size['objects'] > 0)
+            if size['objects']:
+                assert events[tag][2] == pytest.approx(size['found'] / size['objects'], abs=1e-6)
         curve = events['PR/%s/pr_curves' % name][2]
         assert curve.metadata.plugin_data.plugin_name == 'pr_curves'
         data = tf.make_ndarray(curve.tensor)   # rows TP, FP, TN, FN, precision, recall

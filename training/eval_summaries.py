@@ -3,7 +3,9 @@
 
 At the global step of the evaluated checkpoint:
 - scalars ``mAP@0.5/VOC07``, ``mAP@0.5/VOC10+``, ``mAP@0.5/COCO``, ``mAP@0.75/COCO``,
-  ``mAP@[.5:.95]/COCO``, and per class ``AP@0.5_VOC07/<class>`` and ``AP@[.5:.95]_COCO/<class>``;
+  ``mAP@[.5:.95]/COCO``, per class ``AP@0.5_VOC07/<class>`` and ``AP@[.5:.95]_COCO/<class>``,
+  and ``recall_by_size/<class>/<small|medium|large>``: the share of the class's objects of that
+  size found at the detector's threshold (``utils/error_breakdown.py``);
 - a precision-recall curve per class (PR-curve plugin, ``PR/<class>``): precision and recall of
   the detections scoring at least each of ``PR_CURVE_THRESHOLDS`` thresholds evenly spaced in
   [0, 1], counted against the class's positives at IoU 0.5 (true negatives do not exist for
@@ -43,6 +45,9 @@ def scalars(results):
     for name, entry in results['classes'].items():
         values += [('AP@0.5_VOC07/%s' % name, entry['ap_voc07']),
                    ('AP@[.5:.95]_COCO/%s' % name, entry['ap_coco'])]
+    for name, entry in results.get('breakdown', {'classes': {}})['classes'].items():
+        values += [('recall_by_size/%s/%s' % (name, bucket), size['found'] / float(size['objects']))
+                   for bucket, size in entry['by_size'].items() if size['objects']]
     return [(tag, value) for tag, value in values if value is not None]
 
 
