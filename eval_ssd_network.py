@@ -53,6 +53,7 @@ from model.checkpoints import CheckpointError  # noqa: E402
 from model.evaluation import EvalError  # noqa: E402
 from training import evaluation as training_evaluation  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import error_breakdown  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import voc_metric  # noqa: E402
 
@@ -92,6 +93,9 @@ def define_flags():
     flag_set.group('Output')
     flag_set.string('output_dir', os.path.join('output', 'eval'),
                     'Folder for results.json, pr_<class>.png and detections.json.')
+    flag_set.float('breakdown_threshold', error_breakdown.DEFAULT_SCORE_THRESHOLD,
+                   'Score at which the error breakdown counts a detection (found, wrong class, '
+                   "poor box, missed; recall by size): your detector's --select_threshold.")
     return flag_set
 
 
@@ -115,11 +119,15 @@ def _check_flags(options):
         if options.timeout < 1:
             raise cli.UsageError('--timeout must be >= 1, got %d' % options.timeout)
     cli.check_postprocessing(options)
+    if not 0. <= options.breakdown_threshold <= 1.:
+        raise cli.UsageError('--breakdown_threshold must be in [0, 1], got %g'
+                             % options.breakdown_threshold)
 
 
-def _postprocessing(options):
-    return {key: getattr(options, key)
-            for key in ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')}
+def _scoring(options):
+    """The post-processing flags and the breakdown's threshold, as evaluate_checkpoint takes them."""
+    return {key: getattr(options, key) for key in ('select_threshold', 'nms_threshold', 'top_k',
+                                                   'keep_top_k', 'breakdown_threshold')}
 
 
 def _max_images(options):
@@ -135,7 +143,7 @@ def _follow(options, spec):
     """--wait_for_checkpoints: scores the run's checkpoints as they appear."""
     evaluator = training_evaluation.CheckpointEvaluator(
         options.ckpt_path, spec, options.batch_size, _max_images(options), options.precision,
-        progress=True, **_postprocessing(options))
+        progress=True, **_scoring(options))
     training_evaluation.say('following %s: looking for a new checkpoint every %d s, until the '
                             "run's last step or %d s without one"
                             % (options.ckpt_path, options.eval_interval_secs, options.timeout))
@@ -165,7 +173,8 @@ def _evaluate_tflite(path, spec, options):
                                         spec.split_name, spec.class_names))
     return evaluation.evaluate_detector(model.detect_array, spec, options.batch_size,
                                         _max_images(options),
-                                        'evaluating %s' % os.path.basename(path))
+                                        'evaluating %s' % os.path.basename(path),
+                                        options.breakdown_threshold)
 
 
 def _run(options):
@@ -183,7 +192,8 @@ def _run(options):
                 'skipped_records': skipped}
     if options.detections_file:
         metrics = evaluation.evaluate_detections_file(options.detections_file, spec,
-                                                      options.batch_size, _max_images(options))
+                                                      options.batch_size, _max_images(options),
+                                                      options.breakdown_threshold)
         settings['detections_file'] = options.detections_file
     elif options.tflite_path:
         metrics, entries = _evaluate_tflite(options.tflite_path, spec, options)
@@ -192,9 +202,9 @@ def _run(options):
     else:
         scored = evaluation.evaluate_checkpoint(
             options.ckpt_path, spec, options.batch_size, _max_images(options),
-            precision=options.precision, **_postprocessing(options))
+            precision=options.precision, **_scoring(options))
         settings.update(checkpoint=scored.prefix, precision=options.precision,
-                        **_postprocessing(options))
+                        **_scoring(options))
         _write_detections(options.output_dir, scored.entries, spec)
         metrics = scored.metrics
     results = metrics.evaluate()

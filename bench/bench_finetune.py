@@ -418,7 +418,8 @@ def recipe_section(options, results, step, minutes, tfrecords_dir):
              '(train 565 → val 63), `python bench/bench_finetune.py`: %s.' % (
                  os.path.basename(options.pre_trained_path), note), '',
              'Recipe: `%s`' % ' '.join(r for r in RECIPE + factor_args(options)
-                                       if not r.startswith('--trainable')),
+                                       if not r.startswith('--trainable') and
+                                       not r.endswith('=')),   # an empty flag is the default
              ' with conv1–conv3 frozen.', '',
              '| class | objects | AP@0.5 VOC07 | AP@0.5 VOC10+ |', '|---|---|---|---|']
     for name, entry in sorted(results['classes'].items()):

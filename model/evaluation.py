@@ -49,13 +49,14 @@ class EvalError(ToolkitError):
 
 
 class DetectionMetrics(object):
-    """The VOC and COCO metrics and the error breakdown fed the same images; ``add`` takes
-    ``VOCMetric.add``'s arguments (boxes in pixels of the image) and the image size."""
+    """The VOC and COCO metrics and the error breakdown (at the score ``breakdown_threshold``)
+    fed the same images; ``add`` takes ``VOCMetric.add``'s arguments (boxes in pixels of the
+    image) and the image size."""
 
-    def __init__(self, class_names):
+    def __init__(self, class_names, breakdown_threshold=error_breakdown.DEFAULT_SCORE_THRESHOLD):
         self.voc = voc_metric.VOCMetric(class_names)
         self.coco = coco_metric.COCOMetric(class_names)
-        self.breakdown = error_breakdown.ErrorBreakdown(class_names)
+        self.breakdown = error_breakdown.ErrorBreakdown(class_names, breakdown_threshold)
 
     @property
     def num_images(self):
@@ -154,13 +155,14 @@ def _scoring_graph():
 
 def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_threshold=0.01,
                         nms_threshold=0.45, top_k=400, keep_top_k=200, precision='float32',
-                        num_kept_images=0, progress=True):
+                        num_kept_images=0, progress=True,
+                        breakdown_threshold=error_breakdown.DEFAULT_SCORE_THRESHOLD):
     """Runs the model of ``ckpt_path`` over the split ``spec`` (a DatasetSpec), computing in
     ``precision``, in a graph and session of its own.
 
     ``max_images``: score only the first records (None: all). ``num_kept_images``: return the
     first images with their ground truth and detections (for pictures). ``progress``: a
-    progress bar on stderr.
+    progress bar on stderr. ``breakdown_threshold``: the score of the error breakdown.
     Returns an ``Evaluation``.
     """
     with _scoring_graph().as_default():
@@ -177,7 +179,7 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_t
         fetches = {key: batch[key] for key in _GROUND_TRUTH_KEYS + ('num_objects',)}
         fetches.update({key: detections[key] for key in inference.DETECTION_KEYS})
         fetches_with_images = dict(fetches, image=batch['image']) if num_kept_images else fetches
-        metrics = DetectionMetrics(spec.class_names)
+        metrics = DetectionMetrics(spec.class_names, breakdown_threshold)
         entries, kept = [], []
         session, (fetches, fetches_with_images) = inference.restored_session(
             prefix, (fetches, fetches_with_images))
@@ -208,12 +210,13 @@ def _score_image(metrics, image, boxes, scores, classes):
     return entry, gt_boxes, gt_labels
 
 
-def evaluate_detector(detect, spec, batch_size=8, max_images=None, description=None):
+def evaluate_detector(detect, spec, batch_size=8, max_images=None, description=None,
+                      breakdown_threshold=error_breakdown.DEFAULT_SCORE_THRESHOLD):
     """Scores a detector that runs outside this graph (e.g. a ``.tflite`` model in LiteRT) on
     the split ``spec``: ``detect(image uint8 [H, W, 3])`` → ``(boxes [D, 4] pixels, scores [D],
     classes [D])``, called on each decoded record. Returns ``(DetectionMetrics, entries)`` as
     ``evaluate_checkpoint`` fills them."""
-    metrics = DetectionMetrics(spec.class_names)
+    metrics = DetectionMetrics(spec.class_names, breakdown_threshold)
     entries = []
     with _scoring_graph().as_default():
         batch = tf.data.make_one_shot_iterator(
@@ -226,7 +229,8 @@ def evaluate_detector(detect, spec, batch_size=8, max_images=None, description=N
     return metrics, entries
 
 
-def evaluate_detections_file(path, spec, batch_size=8, max_images=None):
+def evaluate_detections_file(path, spec, batch_size=8, max_images=None,
+                             breakdown_threshold=error_breakdown.DEFAULT_SCORE_THRESHOLD):
     """Scores the detections file ``path`` against the split ``spec``; returns the
     ``DetectionMetrics``.
 
@@ -237,7 +241,7 @@ def evaluate_detections_file(path, spec, batch_size=8, max_images=None):
     if class_names is not None and list(class_names) != spec.class_names:
         raise EvalError('%s: class_names %s differ from dataset %s classes %s'
                         % (path, class_names, spec.dataset_name, spec.class_names))
-    metrics = DetectionMetrics(spec.class_names)
+    metrics = DetectionMetrics(spec.class_names, breakdown_threshold)
     missing = []
     with _scoring_graph().as_default():
         batch = tf.data.make_one_shot_iterator(

@@ -140,6 +140,35 @@ def test_checkpoint_detections_belong_to_their_images(sample_tfrecords, checkpoi
         assert rescored[key] == pytest.approx(results[key])
 
 
+def test_the_breakdown_counts_detections_from_its_threshold(sample_tfrecords, tmp_path, capsys):
+    """The oracle's boxes at score 0.4: missed at the default 0.5, found from 0.4 down."""
+    images = read_split(sample_tfrecords, 'train')
+    entries = oracle_entries(images)
+    for entry in entries:
+        entry['scores'] = entry['scores'] * 0.4
+    path = str(tmp_path / 'oracle.json')
+    voc_metric.write_detections_file(path, entries, CLASS_NAMES)
+    found = {}
+    for threshold in ('0.5', '0.4'):
+        status, stdout, stderr = run_eval(capsys, '--detections_file=%s' % path,
+                                          '--dataset_dir=%s' % sample_tfrecords, '--split=train',
+                                          '--output_dir=%s' % tmp_path,
+                                          '--breakdown_threshold=%s' % threshold)
+        assert status == 0, stderr
+        assert 'where the ground truth went at score >= %s' % threshold in stdout
+        with open(str(tmp_path / 'results.json')) as f:
+            breakdown = json.load(f)['breakdown']
+        assert breakdown['score_threshold'] == float(threshold)
+        found[threshold] = {name: (entry['found'], entry['missed'], entry['objects'])
+                            for name, entry in breakdown['classes'].items() if entry['objects']}
+    assert found['0.5'] and all(f == 0 and m == n for f, m, n in found['0.5'].values())
+    assert all(f == n and m == 0 for f, m, n in found['0.4'].values())
+    status, _, stderr = run_eval(capsys, '--detections_file=%s' % path, '--split=train',
+                                 '--dataset_dir=%s' % sample_tfrecords,
+                                 '--breakdown_threshold=1.5')
+    assert status == 2 and stderr == 'error: --breakdown_threshold must be in [0, 1], got 1.5'
+
+
 def test_max_num_batches_limits_images(sample_tfrecords, tmp_path, capsys):
     path = str(tmp_path / 'oracle.json')
     voc_metric.write_detections_file(path, oracle_entries(read_split(sample_tfrecords, 'train')))

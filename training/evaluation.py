@@ -51,7 +51,8 @@ class CheckpointEvaluator(object):
     """Scores checkpoints of ``train_dir`` on the split ``spec`` and records each evaluation.
 
     ``batch_size``, ``max_images``, ``postprocessing`` (``select_threshold``, ``nms_threshold``,
-    ``top_k``, ``keep_top_k``) and ``precision`` as ``model.evaluation.evaluate_checkpoint``.
+    ``top_k``, ``keep_top_k``, and ``breakdown_threshold``) and ``precision`` as
+    ``model.evaluation.evaluate_checkpoint``.
     """
 
     def __init__(self, train_dir, spec, batch_size=EVAL_BATCH_SIZE, max_images=None,
