@@ -393,19 +393,30 @@ def write_ablation_row(report_path, row):
 
 
 def breakdown_section(breakdown, class_names):
-    """Markdown lines: where the val objects of ``class_names`` went at the detector's
-    threshold (the evaluator's error breakdown)."""
-    lines = ['Where the val objects went at score >= %g, the detector\'s threshold (the '
-             "evaluator's error breakdown; side = sqrt(box area / image area), small < %g, "
-             'medium < %g):' % (breakdown['score_threshold'], error_breakdown.SIZE_BUCKETS[0][1],
-                                 error_breakdown.SIZE_BUCKETS[1][1]), '',
+    """Markdown lines: where the val objects of ``class_names`` and their detections went at the
+    detector's threshold (the evaluator's error breakdown)."""
+    lines = ['Where the val objects and the detections went at score >= %g, the detector\'s '
+             "threshold (the evaluator's error breakdown; side = sqrt(box area / image area), "
+             'small < %g, medium < %g):' % (breakdown['score_threshold'],
+                                             error_breakdown.SIZE_BUCKETS[0][1],
+                                             error_breakdown.SIZE_BUCKETS[1][1]), '',
              '| class | objects | found | wrong class (called) | poor box | missed | '
              'recall small / medium / large (objects) |', '|---|---|---|---|---|---|---|']
     for name in class_names:
         entry = breakdown['classes'][name]
         lines.append('| %s | %d | %d | %s | %d | %d | %s |' % (
-            name, entry['objects'], entry['found'], error_breakdown.called_text(entry),
+            name, entry['objects'], entry['found'],
+            error_breakdown.counts_text(entry['wrong_class'], entry['called']),
             entry['poor_box'], entry['missed'], error_breakdown.recall_text(entry)))
+    lines += ['', '| class | detections | correct | duplicate | on another class\'s object | '
+              'poor box | background |', '|---|---|---|---|---|---|---|']
+    for name in class_names:
+        kinds, on_objects_of = (breakdown['classes'][name][key]
+                                for key in ('detections', 'on_objects_of'))
+        lines.append('| %s | %d | %d | %d | %s | %d | %d |' % (
+            name, kinds['kept'], kinds['correct'], kinds['duplicate'],
+            error_breakdown.counts_text(kinds['other_object'], on_objects_of), kinds['poor_box'],
+            kinds['background']))
     return lines
 
 

@@ -75,9 +75,11 @@ def test_the_breakdown_section_has_one_row_per_counted_class():
     breakdown.add((400, 400), [[0, 0, 36, 36], [100, 100, 136, 136], [0, 200, 200, 400]],
                   [3, 3, 2], None, [[0, 0, 36, 36], [0, 200, 200, 400]], [.9, .8], [2, 2])
     lines = bench_finetune.breakdown_section(breakdown.evaluate(), ['Car', 'Truck'])
-    assert lines[-2:] == ['| Car | 1 | 1 | 0 | 0 | 0 | - (0) / - (0) / 1.00 (1) |',
+    assert lines[4:6] == ['| Car | 1 | 1 | 0 | 0 | 0 | - (0) / - (0) / 1.00 (1) |',
                           '| Truck | 2 | 0 | 1 (Car 1) | 0 | 1 | 0.00 (2) / - (0) / - (0) |']
-    assert lines[0].startswith('Where the val objects went at score >= 0.5')
+    assert lines[-2:] == ['| Car | 2 | 1 | 0 | 1 (Truck 1) | 0 | 0 |',
+                          '| Truck | 0 | 0 | 0 | 0 | 0 | 0 |']
+    assert lines[0].startswith('Where the val objects and the detections went at score >= 0.5')
 
 
 def test_bad_paths_are_usage_errors(tmp_path, capsys):

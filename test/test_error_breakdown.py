@@ -47,6 +47,14 @@ def test_each_outcome_on_a_hand_worked_image():
                               'large': {'objects': 0, 'found': 0}}
     assert truck['by_size']['medium'] == {'objects': 2, 'found': 0}
     assert car['by_size']['medium'] == {'objects': 1, 'found': 1}
+    # The detections kept (score >= .5): two cars, one correct and one on the truck; one truck
+    # with a poor box; the truck detection on the difficult truck is not counted.
+    assert car['detections'] == {'kept': 2, 'correct': 1, 'duplicate': 0, 'other_object': 1,
+                                 'poor_box': 0, 'background': 0}
+    assert car['on_objects_of'] == {'Truck': 1}
+    assert truck['detections'] == {'kept': 1, 'correct': 0, 'duplicate': 0, 'other_object': 0,
+                                   'poor_box': 1, 'background': 0}
+    assert bus['detections']['kept'] == 0
 
 
 def test_a_detection_finds_only_its_best_box():
@@ -60,6 +68,18 @@ def test_a_detection_finds_only_its_best_box():
     assert (car['objects'], car['found'], car['poor_box']) == (2, 1, 1)
     car = _breakdown([(gt, [CAR, CAR], [1, 0], [[0, 0, 100, 100]], [.9], [CAR])])['Car']
     assert (car['objects'], car['found'], car['poor_box']) == (1, 0, 1)
+
+
+def test_detection_kinds_duplicate_and_background():
+    """One car under three car detections: the .9 one is correct, the .8 one (IoU .9) a
+    duplicate, the .7 one covering a quarter of it a poor box; a .95 car detection far from any
+    object is background, and counts first in no way."""
+    car = _breakdown([([[0, 0, 100, 100]], [CAR], None,
+                       [[0, 0, 100, 90], [0, 0, 100, 100], [0, 0, 50, 50], [200, 200, 300, 300]],
+                       [.8, .9, .7, .95], [CAR, CAR, CAR, CAR])])['Car']
+    assert car['detections'] == {'kept': 4, 'correct': 1, 'duplicate': 1, 'other_object': 0,
+                                 'poor_box': 1, 'background': 1}
+    assert car['found'] == 1 and car['on_objects_of'] == {}
 
 
 def test_wrong_class_goes_before_poor_box_and_names_the_best_overlap():
@@ -104,8 +124,12 @@ def test_found_equals_the_voc_true_positives_above_the_threshold(seed):
     classes, voc_classes = breakdown.evaluate()['classes'], voc.evaluate()['classes']
     for name in NAMES:
         entry = classes[name]
-        assert entry['found'] == voc_classes[name]['num_tp']
+        assert entry['found'] == voc_classes[name]['num_tp'] == entry['detections']['correct']
         assert entry['objects'] == voc_classes[name]['num_positives']
+        # The VOC metric counts the detections not spent on difficult objects, as kept here.
+        assert entry['detections']['kept'] == voc_classes[name]['num_detections']
+        assert sum(entry['detections'][kind] for kind in error_breakdown.DETECTION_KINDS) == \
+            entry['detections']['kept']
         assert sum(entry[outcome] for outcome in error_breakdown.OUTCOMES) == entry['objects']
         assert sum(size['found'] for size in entry['by_size'].values()) == entry['found']
 
@@ -117,5 +141,9 @@ def test_format_table_names_the_confusion_and_skips_absent_classes():
     lines = error_breakdown.format_table(breakdown.evaluate())
     assert lines[0] == 'where the ground truth went at score >= 0.5 (IoU >= 0.5):'
     rows = [line for line in lines if line.startswith(('Bus', 'Car', 'Truck'))]
-    assert len(rows) == 1 and rows[0].split()[:5] == ['Truck', '2', '0', '1', '(Car']
+    # One row of objects (trucks; no car or bus object), one of detections (cars).
+    assert len(rows) == 2 and rows[0].split()[:5] == ['Truck', '2', '0', '1', '(Car']
     assert rows[0].endswith('- (0) / 0.00 (2) / - (0)')
+    assert lines[-2] == '-' * len(lines[-3]) and lines[-1].split()[:5] == ['Car', '1', '0', '0',
+                                                                           '1']
+    assert lines[-1].split()[5:] == ['(Truck', '1)', '0', '0']
