@@ -100,11 +100,10 @@ def save_crops(tfrecords_dir, split, files, class_names, crops_dir, limit):
             image = np.asarray(PIL.Image.open(io.BytesIO(parsed['encoded'])).convert('RGB'))
             height, width = image.shape[:2]
             for i in wanted:
-                ymin, xmin, ymax, xmax = np.round(
-                    parsed['bboxes'][i] * [height, width, height, width]).astype(int)
-                crop = image[max(ymin, 0):max(ymax, ymin + 1), max(xmin, 0):max(xmax, xmin + 1)]
+                box = parsed['bboxes'][i] * [height, width, height, width]
                 side = error_breakdown.relative_side(parsed['bboxes'][i:i + 1])[0]
-                crops[int(parsed['labels'][i])].append((crop, '%.2f, %d px' % (side, xmax - xmin)))
+                crops[int(parsed['labels'][i])].append((visualization.crop_box(image, box),
+                                                        '%.2f, %d px' % (side, box[3] - box[1])))
     paths = []
     for label, items in sorted(crops.items()):
         class_name = class_names[label - 1]

@@ -113,6 +113,16 @@ def save_detections(path, image, boxes, classes, scores, class_names, title=None
     return path
 
 
+def crop_box(image, box, margin=0):
+    """The part of ``image`` (uint8 ``[H, W, 3]``) inside ``box`` (``[ymin, xmin, ymax, xmax]``
+    pixels) widened by ``margin`` pixels each side, clipped to the image, at least 1 x 1."""
+    height, width = image.shape[:2]
+    ymin, xmin, ymax, xmax = np.round(np.asarray(box, np.float64) +
+                                      [-margin, -margin, margin, margin]).astype(int)
+    ymin, xmin = min(max(ymin, 0), height - 1), min(max(xmin, 0), width - 1)
+    return image[ymin:max(min(ymax, height), ymin + 1), xmin:max(min(xmax, width), xmin + 1)]
+
+
 def save_crop_sheet(path, crops, captions, title, columns=10, cell_px=96):
     """Saves the image ``crops`` (uint8 ``[h, w, 3]`` each, any size) side by side on a grid of
     ``columns``, each scaled into a ``cell_px`` square with its caption below; returns ``path``.
