@@ -43,6 +43,7 @@ if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in
     tf_logging.quiet_tensorflow()
 
 from bench import common  # noqa: E402
+from bench import error_crops  # noqa: E402
 from bench import object_sizes  # noqa: E402
 from nets import ssd_params  # noqa: E402
 from utils import cli  # noqa: E402
@@ -287,6 +288,19 @@ def detect(options, train_dir, detections_dir):
     return sorted(glob.glob(os.path.join(detections_dir, '*.png')))
 
 
+def draw_errors(tfrecords_dir, run_dir, split='val'):
+    """bench/error_crops.py on the run's detections of ``split`` (``<run_dir>/eval/``): the
+    wrong detections and unfound objects per class; returns the sheets drawn."""
+    output_dir = os.path.join(run_dir, 'error_crops')
+    status = error_crops.main(['error_crops.py', '--detections_file=%s' % os.path.join(
+        run_dir, 'eval', 'detections.json'), '--tfrecords_dir=%s' % tfrecords_dir,
+        '--split=%s' % split, '--output_dir=%s' % output_dir])
+    if status:
+        log('error crops not drawn (exit %d)' % status)
+        return []
+    return sorted(glob.glob(os.path.join(output_dir, '*.png')))
+
+
 OVERALL_TAGS = (('mAP@0.5 VOC07', 'mAP@0.5/VOC07'), ('mAP@[.5:.95] COCO', 'mAP@[.5:.95]/COCO'))
 
 
@@ -501,6 +515,7 @@ def _benchmark(options):
         raise ToolkitError('no checkpoint in %s to score' % folder)
     results = evaluate(records_dir, folder, os.path.join(folder, 'eval'))
     pictures = detect(options, folder, os.path.join(folder, 'detections'))
+    pictures += draw_errors(records_dir, folder)
     curve = draw_learning_curve(folder, name, counted_classes(results))
     if curve:
         pictures.append(curve)

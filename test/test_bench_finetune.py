@@ -1,13 +1,16 @@
 """bench/bench_finetune.py: runs named by their factors, factors passed to the trainer, and the
 ablation table that keeps one row per run and CPU. (The benchmark itself runs for an hour; its
 pieces are checked here, the whole on a tiny setting by hand.)"""
+import json
 import os
 
 import pytest
 
 from bench import bench_finetune, common
+from datasets import records
 from utils import cli
 from utils import error_breakdown
+from utils import voc_metric
 
 
 def _options(argv=()):
@@ -80,6 +83,27 @@ def test_the_breakdown_section_has_one_row_per_counted_class():
     assert lines[-2:] == ['| Car | 2 | 1 | 0 | 1 (Truck 1) | 0 | 0 |',
                           '| Truck | 0 | 0 | 0 | 0 | 0 | 0 |']
     assert lines[0].startswith('Where the val objects and the detections went at score >= 0.5')
+
+
+def test_a_run_draws_its_errors_from_its_evaluation(sample_tfrecords, tmp_path):
+    """Detections of nothing on the sample's test split: every object is missed, one sheet of
+    unfound objects per class present."""
+    with open(os.path.join(sample_tfrecords, 'dataset_description.json')) as f:
+        description = json.load(f)
+    entries, classes = [], set()
+    for name in description['splits']['test']['files']:
+        for _, raw in records.iter_records(os.path.join(sample_tfrecords, name)):
+            parsed = records.parse_proto(raw)
+            classes.update(description['class_names'][label - 1] for label in parsed['labels'])
+            entries.append({'image': os.path.basename(parsed['filename']),
+                            'height': parsed['height'], 'width': parsed['width'], 'boxes': [],
+                            'scores': [], 'classes': []})
+    os.makedirs(str(tmp_path / 'eval'))
+    voc_metric.write_detections_file(str(tmp_path / 'eval' / 'detections.json'), entries)
+    sheets = bench_finetune.draw_errors(sample_tfrecords, str(tmp_path), split='test')
+    assert [os.path.basename(path) for path in sheets] == sorted(
+        '%s_objects.png' % name for name in classes)
+    assert bench_finetune.draw_errors(sample_tfrecords, str(tmp_path), split='nope') == []
 
 
 def test_bad_paths_are_usage_errors(tmp_path, capsys):
