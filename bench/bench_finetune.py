@@ -344,6 +344,12 @@ def counted_classes(results):
                   if entry['num_positives'] >= MIN_OBJECTS)
 
 
+def scored_classes(results):
+    """``[(name, entry)]`` of the classes with val objects (the others have no AP), by name."""
+    return sorted((name, entry) for name, entry in results['classes'].items()
+                  if entry['ap_voc07'] is not None)
+
+
 def mean_ap(results, names):
     return sum(results['classes'][n]['ap_voc07'] for n in names) / max(len(names), 1)
 
@@ -362,7 +368,7 @@ def ablation_row(name, results, step, minutes, today):
             '%.3f (%s)' % (mean_ap(results, counted), ', '.join(counted)),
             '%.3f' % coco if coco is not None else '-',
             ', '.join('%s %.2f' % (class_name, entry['ap_voc07'])
-                      for class_name, entry in sorted(results['classes'].items()))]
+                      for class_name, entry in scored_classes(results))]
 
 
 def table_rows(section_text):
@@ -447,7 +453,7 @@ def recipe_section(options, results, step, minutes, tfrecords_dir):
                                        not r.endswith('=')),   # an empty flag is the default
              ' with conv1–conv3 frozen.', '',
              '| class | objects | AP@0.5 VOC07 | AP@0.5 VOC10+ |', '|---|---|---|---|']
-    for name, entry in sorted(results['classes'].items()):
+    for name, entry in scored_classes(results):
         lines.append('| %s | %d | %.3f | %.3f |' % (name, entry['num_positives'],
                                                     entry['ap_voc07'], entry['ap_voc2010']))
     lines.append('| **mAP** | | **%.3f** | **%.3f** |' % (results['map_voc07'],
@@ -476,7 +482,7 @@ def report(options, name, results, step, minutes, tfrecords_dir):
     counted = counted_classes(results)
     common.report('finetune_map_voc07_classes_with_%d_objects' % MIN_OBJECTS,
                   mean_ap(results, counted), 'mAP@0.5', '%s; %s' % (', '.join(counted), note))
-    for class_name, entry in sorted(results['classes'].items()):
+    for class_name, entry in scored_classes(results):
         common.report('finetune_ap07_%s' % class_name, entry['ap_voc07'], 'AP@0.5',
                       '%d val objects; %s' % (entry['num_positives'], note))
     if options.report:

@@ -71,6 +71,21 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
         'mAP@0.5 0.625 to 0.625; Ambulance, Car, Truck 0.667 to 0.667.')
 
 
+def test_a_class_without_val_objects_is_left_out_not_a_crash(tmp_path, monkeypatch, capsys):
+    """A split without a class (its AP is None): the row, the figures and the recipe's table
+    list the scored classes only."""
+    results = _results({'Bus': 0.5, 'Car': 0.8, 'Truck': 0.2}, [5, 9, 0])
+    results['classes']['Truck'].update(ap_voc07=None, ap_voc2010=None)
+    results['breakdown'] = {'score_threshold': 0.5, 'iou_threshold': 0.5, 'classes': {}}
+    assert bench_finetune.ablation_row('recipe', results, 10, 1., '2026-12-05')[8] == \
+        'Bus 0.50, Car 0.80'
+    monkeypatch.setattr(bench_finetune, 'recipe_section', lambda *args: ['recipe section'])
+    bench_finetune.report(_options(['--report=%s' % (tmp_path / 'REPORT.md')]), 'recipe',
+                          results, 10, 1., str(tmp_path))
+    shown = capsys.readouterr().out
+    assert 'finetune_ap07_Car | 0.8 ' in shown and 'finetune_ap07_Truck' not in shown
+
+
 def test_the_breakdown_section_has_one_row_per_counted_class():
     """Two val trucks 40 px wide in a 400 px image (small: side .1 is medium, so 36 px): one
     called Car, one missed; a large car found."""
