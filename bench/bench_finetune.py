@@ -394,16 +394,24 @@ def seed_spread(rows):
             for (cpu, steps, counted), maps in sorted(groups.items()) if len(maps) > 1]
 
 
-def write_ablation_row(report_path, row):
+def data_text(data_dir, tfrecords_dir):
+    """The data a run saw, e.g. ```vehicles_openimages` (train 565, val 63)``."""
+    splits = read_json(os.path.join(tfrecords_dir, 'dataset_description.json'),
+                       {'splits': {}})['splits']
+    return '`%s` (%s)' % (os.path.basename(os.path.normpath(data_dir)), ', '.join(
+        '%s %d' % (split, splits[split]['num_samples']) for split in ('train', 'val')
+        if split in splits))
+
+
+def write_ablation_row(report_path, row, data):
     """Puts ``row`` into the ablation table of ``report_path``: replaces the row of the same run
-    and CPU, keeps every other."""
+    and CPU, keeps every other. ``data``: the ``data_text`` of the runs."""
     section = common.read_report(report_path)[1].get(common.machine_key(common.this_machine()))
     earlier = table_rows(section.parts.get(ABLATION_SECTION) if section else None)
     rows = [r for r in earlier if (r[0], r[3]) != (row[0], row[3])] + [row]
-    lines = ['`python bench/bench_finetune.py [factors]` on the shared vehicle photos (train 565, '
-             'val 63; val mAP). Each run fine-tunes from the conv-only ImageNet VGG-16 with the '
-             'README recipe, the factors in its name changed; batch %d. Rows of several '
-             'dates are kept.' % BATCH_SIZE, '',
+    lines = ['`python bench/bench_finetune.py [factors]` on %s (val mAP). Each run fine-tunes '
+             'from the conv-only ImageNet VGG-16 with the README recipe, the factors in its name '
+             'changed; batch %d. Rows of several dates are kept.' % (data, BATCH_SIZE), '',
              '| %s |' % ' | '.join(ABLATION_HEADER),
              '|' + '---|' * len(ABLATION_HEADER)]
     lines += ['| %s |' % ' | '.join(r) for r in rows]
@@ -445,9 +453,10 @@ def recipe_section(options, results, step, minutes, tfrecords_dir):
     train and val against the anchors."""
     note = 'step %d of %d, %.0f min of training on %s' % (step, options.max_number_of_steps,
                                                           minutes, machine())
-    lines = ['Fine-tuning of the full-width SSD300 from `%s` on the shared vehicle photos '
-             '(train 565 → val 63), `python bench/bench_finetune.py`: %s.' % (
-                 os.path.basename(options.pre_trained_path), note), '',
+    lines = ['Fine-tuning of the full-width SSD300 from `%s` on %s, `python '
+             'bench/bench_finetune.py`: %s.' % (os.path.basename(options.pre_trained_path),
+                                                data_text(options.data_dir, tfrecords_dir), note),
+             '',
              'Recipe: `%s`' % ' '.join(r for r in RECIPE + factor_args(options)
                                        if not r.startswith('--trainable') and
                                        not r.endswith('=')),   # an empty flag is the default
@@ -487,7 +496,8 @@ def report(options, name, results, step, minutes, tfrecords_dir):
                       '%d val objects; %s' % (entry['num_positives'], note))
     if options.report:
         write_ablation_row(options.report, ablation_row(
-            name, results, step, minutes, datetime.date.today().isoformat()))
+            name, results, step, minutes, datetime.date.today().isoformat()),
+            data_text(options.data_dir, tfrecords_dir))
         if name == 'recipe':
             common.write_report_section(options.report, 'Fine-tuning on real vehicles',
                                         recipe_section(options, results, step, minutes,

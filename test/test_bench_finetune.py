@@ -49,13 +49,15 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     results = _results({'Bus': 0.5, 'Car': 0.8, 'Truck': 0.2, 'Ambulance': 1.0}, [7, 1, 6, 9])
     for name, step in (('recipe', 10), ('zoom_out-true', 20), ('recipe', 30), ('seed-1', 30)):
         bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
-            name, results, step, 12.4, '2026-12-05'))
+            name, results, step, 12.4, '2026-12-05'), 'the photos')
     cpu[0] = 'CPU B (none)'
     other = dict(results, map_voc07=0.7, map_coco=0.31)
     bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
-        'recipe', other, 30, 50, '2026-12-06'))
+        'recipe', other, 30, 50, '2026-12-06'), 'the photos')
     sections = common.read_report(report)[1][common.machine_key(common.this_machine())].parts
     assert sections['Other'] == '### Other\n\nkept'
+    assert '`python bench/bench_finetune.py [factors]` on the photos (val mAP).' in sections[
+        bench_finetune.ABLATION_SECTION]
     rows = bench_finetune.table_rows(sections[bench_finetune.ABLATION_SECTION])
     assert [(r[0], r[1], r[3]) for r in rows] == [
         ('zoom_out-true', '20', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU A (AVX512_BF16)'),
@@ -119,6 +121,13 @@ def test_a_run_draws_its_errors_from_its_evaluation(sample_tfrecords, tmp_path):
     assert [os.path.basename(path) for path in sheets] == sorted(
         '%s_objects.png' % name for name in classes)
     assert bench_finetune.draw_errors(sample_tfrecords, str(tmp_path), split='nope') == []
+
+
+def test_the_data_is_named_with_its_split_sizes(sample_tfrecords):
+    with open(os.path.join(sample_tfrecords, 'dataset_description.json')) as f:
+        train = json.load(f)['splits']['train']['num_samples']
+    assert bench_finetune.data_text('/data/my_vehicles/', sample_tfrecords) == \
+        '`my_vehicles` (train %d)' % train   # the sample has train and test, no val
 
 
 def test_bad_paths_are_usage_errors(tmp_path, capsys):
