@@ -10,6 +10,8 @@ import resource
 import statistics
 import time
 
+from datasets.utils import dataset_utils
+from utils import cli
 from utils import cpu_features
 from utils import files
 
@@ -163,3 +165,20 @@ def write_report_section(path, title, lines, machine=None):
     the table of the machine that measured them."""
     update_machine_section(path, parts={title: '\n'.join(['### %s' % title, ''] + list(lines))},
                            machine=machine)
+
+
+def tfrecords_splits(tfrecords_dir, splits, flag):
+    """``(class names, {split: shard file names})`` from the converter's description in
+    ``tfrecords_dir``; ``cli.UsageError`` naming ``--tfrecords_dir``, or the flag ``flag`` that
+    gave ``splits``, when the description or a split is missing."""
+    description = dataset_utils.read_description(tfrecords_dir)
+    if description is None:
+        raise cli.UsageError('--tfrecords_dir=%s: no %s (convert a dataset into it first)'
+                             % (tfrecords_dir, dataset_utils.DESCRIPTION_FILENAME))
+    for split in splits:
+        if split not in description['splits']:
+            raise cli.UsageError('%s: no split %r in %s (it has %s)' % (
+                flag, split, dataset_utils.description_path(tfrecords_dir),
+                ', '.join(sorted(description['splits']))))
+    return description['class_names'], {split: description['splits'][split]['files']
+                                        for split in splits}

@@ -21,7 +21,6 @@ import collections
 import heapq
 import io
 import itertools
-import json
 import os
 import sys
 
@@ -30,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import PIL.Image  # noqa: E402
 
+from bench import common  # noqa: E402
 from datasets import records  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
@@ -43,18 +43,10 @@ OUTCOME_NAMES = {'wrong_class': 'called %s', 'poor_box': 'poor box', 'missed': '
 
 
 def _records(tfrecords_dir, split):
-    """(class names, iterator of parsed records of ``split``); UsageError for a missing split."""
-    path = os.path.join(tfrecords_dir, 'dataset_description.json')
-    if not os.path.isfile(path):
-        raise cli.UsageError('--tfrecords_dir=%s: no dataset_description.json' % tfrecords_dir)
-    with open(path) as f:
-        description = json.load(f)
-    if split not in description['splits']:
-        raise cli.UsageError('--split: no split %r in %s (it has %s)' % (
-            split, path, ', '.join(sorted(description['splits']))))
-    parsed = (records.parse_proto(raw) for name in description['splits'][split]['files']
-              for _, raw in records.iter_records(os.path.join(tfrecords_dir, name)))
-    return description['class_names'], parsed
+    """(class names, iterator of the parsed records of ``split``)."""
+    class_names, files = common.tfrecords_splits(tfrecords_dir, [split], '--split')
+    return class_names, (records.parse_proto(raw) for name in files[split]
+                         for _, raw in records.iter_records(os.path.join(tfrecords_dir, name)))
 
 
 class ErrorCrops(object):

@@ -16,7 +16,6 @@ things (lorries in train, pickups in val) is what no augmentation fixes.
 """
 import collections
 import io
-import json
 import os
 import sys
 
@@ -66,12 +65,6 @@ def class_sizes(name, boxes, anchor_boxes, layer_index, match_threshold, num_lay
     return ClassSizes(name, len(boxes), float(np.median(sides)), float(np.mean(sides < SMALL_SIDE)),
                       float(np.median(best_iou)), float(np.mean(best_iou < match_threshold)),
                       np.bincount(layer_index[best], minlength=num_layers).tolist())
-
-
-def read_description(tfrecords_dir):
-    """The converter's ``dataset_description.json`` of ``tfrecords_dir`` (class names, splits)."""
-    with open(os.path.join(tfrecords_dir, 'dataset_description.json')) as f:
-        return json.load(f)
 
 
 def split_boxes(tfrecords_dir, files):
@@ -134,15 +127,14 @@ def markdown_table(sizes_by_split, params):
 
 def measure(tfrecords_dir, splits, match_threshold, params=PARAMS):
     """{split: [ClassSizes per class present]} of ``tfrecords_dir``."""
-    description = read_description(tfrecords_dir)
-    class_names = description['class_names']
+    class_names, files = common.tfrecords_splits(tfrecords_dir, splits, '--splits')
     anchor_boxes, layer_index = anchor_layers(params)
     result = collections.OrderedDict()
     for split in splits:
         result[split] = [class_sizes(class_names[label - 1], boxes, anchor_boxes, layer_index,
                                      match_threshold, len(params.feat_layers))
-                         for label, boxes in sorted(split_boxes(
-                             tfrecords_dir, description['splits'][split]['files']).items())]
+                         for label, boxes in sorted(split_boxes(tfrecords_dir,
+                                                                files[split]).items())]
     return result
 
 
@@ -167,17 +159,10 @@ def define_flags():
 def _run(options):
     if not options.tfrecords_dir:
         raise cli.UsageError('--tfrecords_dir is required')
-    description = os.path.join(options.tfrecords_dir, 'dataset_description.json')
-    if not os.path.isfile(description):
-        raise cli.UsageError('--tfrecords_dir=%s: no dataset_description.json (convert a dataset '
-                             'into it first)' % options.tfrecords_dir)
     if options.crops_per_sheet < 1:
         raise cli.UsageError('--crops_per_sheet must be >= 1, got %d' % options.crops_per_sheet)
-    known = read_description(options.tfrecords_dir)['splits']
-    for split in options.splits:
-        if split not in known:
-            raise cli.UsageError('--splits: no split %r in %s (it has %s)'
-                                 % (split, description, ', '.join(sorted(known))))
+    class_names, files = common.tfrecords_splits(options.tfrecords_dir, options.splits,
+                                                 '--splits')
     sizes_by_split = measure(options.tfrecords_dir, options.splits, options.match_threshold)
     for split, table in sizes_by_split.items():
         for sizes in table:
@@ -187,10 +172,9 @@ def _run(options):
     print('\n'.join(markdown_table(sizes_by_split, PARAMS)))
     if options.crops_dir:
         os.makedirs(options.crops_dir, exist_ok=True)
-        class_names = read_description(options.tfrecords_dir)['class_names']
         for split in options.splits:
-            for path in save_crops(options.tfrecords_dir, split, known[split]['files'],
-                                   class_names, options.crops_dir, options.crops_per_sheet):
+            for path in save_crops(options.tfrecords_dir, split, files[split], class_names,
+                                   options.crops_dir, options.crops_per_sheet):
                 print('crops: %s' % path)
     return 0
 
