@@ -9,7 +9,9 @@
 
 Reported: the Pascal VOC 2007 11-point metric and the VOC 2010+ area metric (IoU >= 0.5,
 difficult objects ignored; see utils/voc_metric.py), and COCO's AP over IoU 0.50:0.95 with AP@0.5
-and AP@0.75 (pycocotools; see utils/coco_metric.py). ``--output_dir`` receives ``results.json``
+and AP@0.75 (pycocotools; see utils/coco_metric.py); below them, where the objects and the
+detections went at ``--breakdown_threshold`` (found, wrong class, poor box, missed, recall by
+size; see utils/error_breakdown.py). ``--output_dir`` receives ``results.json``
 (run settings, mAPs, per-class AP, precision and recall), ``pr_<class>.png`` (precision-recall
 curve per class with ground truth) and, for a checkpoint, ``detections.json`` (the detections in
 pixels, re-scorable with ``--detections_file``).
