@@ -96,7 +96,6 @@ def image_outcomes(gt_boxes, gt_labels, gt_difficult, det_boxes, det_labels, det
     kind[hits[first]] = DETECTION_KINDS.index('correct')
     kind[hit & gt_difficult[best]] = -1
     on_class[on_other & ~hit] = gt_labels[other.argmax(axis=1)[on_other & ~hit]]
-    on_class[kind == -1] = 0
 
     found = np.zeros(len(gt_boxes), bool)
     found[best[hit]] = True
