@@ -21,7 +21,7 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from bench import common  # noqa: E402
+from bench import common, workloads  # noqa: E402
 from utils import cli  # noqa: E402
 
 RESULT = 'median_seconds'
@@ -45,25 +45,16 @@ def parse_settings(text):
 
 
 def run_child(options):
-    """Times the frozen forward pass with one setting; prints ``median_seconds <s>``."""
-    import numpy as np
-    import tensorflow.compat.v1 as tf
-    from model import inference
-    from nets import nets_factory
-    intra, inter = parse_settings(options.child)[0]
-    config = tf.ConfigProto(intra_op_parallelism_threads=intra,
-                            inter_op_parallelism_threads=inter)
-    net = nets_factory.build_network('ssd_vgg_300', 21, options.width_multiplier)
-    with tf.Graph().as_default():
-        images = tf.placeholder(tf.float32, [None, 300, 300, 3])
-        outputs = inference.network_outputs(net, images, options.precision)
-        with tf.Session(config=config) as session:
-            session.run(tf.global_variables_initializer())
-            graph, (images, outputs) = inference.frozen_graph(session, (images, outputs))
-    feed = {images: np.random.RandomState(0).uniform(
-        -120., 130., (options.batch_size, 300, 300, 3)).astype(np.float32)}
-    with tf.Session(graph=graph, config=config) as session:
-        seconds = common.median_seconds(lambda: session.run(outputs, feed), repeats=options.runs)
+    """Times the workload with one setting; prints ``median_seconds <s>``."""
+    setting = parse_settings(options.child)[0]
+    if options.workload == 'forward':
+        session, run = workloads.forward(options.batch_size, options.precision,
+                                         options.width_multiplier, threads=setting)
+    else:
+        session, run = workloads.training_step(options.batch_size, options.precision,
+                                               options.width_multiplier, threads=setting)
+    with session:
+        seconds = common.median_seconds(run, repeats=options.runs)
     print('%s %.6f' % (RESULT, seconds), flush=True)
     return 0
 
@@ -71,7 +62,7 @@ def run_child(options):
 def time_setting(setting, options):
     """Median seconds of one child run with ``setting``."""
     command = [sys.executable, os.path.abspath(__file__), '--child=%d:%d' % setting,
-               '--precision=%s' % options.precision, '--batch_size=%d' % options.batch_size,
+               '--workload=%s' % options.workload, '--precision=%s' % options.precision, '--batch_size=%d' % options.batch_size,
                '--runs=%d' % options.runs, '--width_multiplier=%g' % options.width_multiplier]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     env.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
@@ -90,10 +81,13 @@ def define_flags():
     flag_set.string('settings', '0:0,2:1,1:1,2:2',
                     'Comma-separated intra:inter thread counts (0 = TensorFlow chooses).')
     flag_set.integer('rounds', 4, 'Times each setting runs, alternating.')
-    flag_set.group('Forward pass')
+    flag_set.group('Workload')
+    flag_set.enum('workload', 'forward', list(workloads.WORKLOADS),
+                  "forward: the inference tools' forward pass (weights frozen); train: one step "
+                  "of the trainer's graph, every layer trained.")
     flag_set.enum('precision', 'float32', ['float32', 'bfloat16'], 'Precision of the network.')
-    flag_set.integer('batch_size', 1, 'Images per forward pass.')
-    flag_set.integer('runs', 5, 'Timed forward passes per child.')
+    flag_set.integer('batch_size', 1, 'Images per forward pass or training step.')
+    flag_set.integer('runs', 5, 'Timed runs per child.')
     flag_set.float('width_multiplier', 1.0, 'Width of the network (1.0 = SSD-VGG300).')
     flag_set.group('Internal')
     flag_set.string('child', None, 'Set by the benchmark itself: time this one intra:inter '
@@ -116,12 +110,12 @@ def _benchmark(options):
         for setting in settings:
             loads.append(os.getloadavg()[0])
             seconds[setting].append(time_setting(setting, options))
-    note = '%s, batch %d, width %g, median of %d alternating rounds, load %.1f-%.1f' % (
-        options.precision, options.batch_size, options.width_multiplier, options.rounds,
+    note = '%s %s, batch %d, width %g, median of %d alternating rounds, load %.1f-%.1f' % (
+        options.workload, options.precision, options.batch_size, options.width_multiplier, options.rounds,
         min(loads), max(loads))
     for (intra, inter), values in seconds.items():
-        common.report('forward_%s_batch%d_intra%d_inter%d' % (
-            options.precision, options.batch_size, intra, inter), statistics.median(values),
+        common.report('%s_%s_batch%d_intra%d_inter%d' % (
+            options.workload, options.precision, options.batch_size, intra, inter), statistics.median(values),
             's/batch', note + '; rounds: ' + ' '.join('%.3f' % v for v in values))
     best = min(seconds, key=lambda s: statistics.median(seconds[s]))
     print('fastest: --tensorflow_intra_op_parallelism=%d --tensorflow_inter_op_parallelism=%d'

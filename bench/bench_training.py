@@ -26,7 +26,7 @@ if __name__ == '__main__':
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 import train_ssd_network  # noqa: E402
-from bench import common  # noqa: E402
+from bench import common, workloads  # noqa: E402
 from training import graph, session, trainer  # noqa: E402
 from utils import cli  # noqa: E402
 
@@ -41,16 +41,6 @@ def define_flags():
     for define_theme in train_ssd_network.FLAG_THEMES:
         define_theme(flag_set)
     return flag_set
-
-
-def sample_tfrecords():
-    """TFRecords of 64 generated vehicle-like images (a temporary folder); returns it."""
-    from datasets.write_dataset import dataset_to_tfrecords, sample_data
-    work = tempfile.mkdtemp(prefix='bench_training_')
-    sample_data.generate_voc_dataset(os.path.join(work, 'voc'), num_images=64, seed=1)
-    dataset_to_tfrecords.convert(os.path.join(work, 'voc'), os.path.join(work, 'tfrecords'),
-                                 'vehicle', split='train')
-    return os.path.join(work, 'tfrecords')
 
 
 def _time_pipeline(options, spec, net, config):
@@ -82,7 +72,7 @@ def _time_training(options, spec, net, config):
 
 def _benchmark(options):
     if not options.dataset_dir:
-        options.dataset_dir = sample_tfrecords()
+        options.dataset_dir = workloads.sample_tfrecords()
     options.train_model_dir = (options.train_model_dir
                                or tempfile.mkdtemp(prefix='bench_training_run_'))
     trainer.check_flags(options)

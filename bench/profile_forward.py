@@ -30,12 +30,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from bench import workloads  # noqa: E402
 from utils import cli  # noqa: E402
 
 SETUPS = ('forward_float32', 'forward_bfloat16', 'train_float32', 'train_bfloat16')
@@ -146,59 +146,17 @@ def _marker(text):
     os.write(1, (text + '\n').encode())
 
 
-def _forward(options, precision):
-    """(session, run function) of the network outputs, as model/inference.py builds them."""
-    import numpy as np
-    import tensorflow.compat.v1 as tf
-    from model import inference
-    from nets import nets_factory
-    net = nets_factory.build_network('ssd_vgg_300', options.num_classes,
-                                     options.width_multiplier)
-    with tf.Graph().as_default():
-        images = tf.placeholder(tf.float32, [None, 300, 300, 3])
-        outputs = inference.network_outputs(net, images, precision)
-        session = tf.Session()
-        session.run(tf.global_variables_initializer())
-        if not options.variables:
-            graph, (images, outputs) = inference.frozen_graph(session, (images, outputs))
-            session.close()
-            session = tf.Session(graph=graph)
-    feed = {images: np.random.RandomState(0).uniform(
-        -120., 130., (options.batch_size, 300, 300, 3)).astype(np.float32)}
-    return session, lambda **trace: session.run(outputs, feed, **trace)
-
-
-def _train(options, precision):
-    """(session, run function) of one step of the trainer's graph on generated records."""
-    import tensorflow.compat.v1 as tf
-    import train_ssd_network
-    from bench import bench_training
-    from nets import nets_factory
-    from training import graph, session as session_lib, trainer
-    train_options = train_ssd_network.define_flags().values
-    train_options([sys.argv[0], '--dataset_dir=%s' % bench_training.sample_tfrecords(),
-       '--train_model_dir=%s' % tempfile.mkdtemp(prefix='profile_train_'),
-       '--batch_size=%d' % options.batch_size, '--precision=%s' % precision,
-       '--width_multiplier=%g' % options.width_multiplier, '--clone_on_cpu'])
-    trainer.check_flags(train_options)
-    config = session_lib.setup_cluster(train_options)[0]
-    spec = trainer.load_dataset(train_options)
-    net = nets_factory.build_network(train_options.model_name, spec.num_classes,
-                                     train_options.width_multiplier)
-    with tf.Graph().as_default():
-        handles = graph.build_training_graph(train_options, net, spec, config,
-                                             tf.train.get_or_create_global_step())
-        session = tf.Session(config=session_lib.session_config(train_options))
-        session.run([tf.global_variables_initializer(), handles['iterator'].initializer])
-    return session, lambda **trace: session.run(handles['train_tensor'], **trace)
-
-
 def run_child(options):
     """The child's job: build the set-up, run it once untimed, then ``--runs`` times between
     the markers, then once traced (its ops as ``TRACE_TAG`` lines); prints the median wall
     time."""
     kind, precision = options.child.split('_')
-    session, run = (_forward if kind == 'forward' else _train)(options, precision)
+    if kind == 'forward':
+        session, run = workloads.forward(options.batch_size, precision, options.width_multiplier,
+                                         options.num_classes, frozen=not options.variables)
+    else:
+        session, run = workloads.training_step(options.batch_size, precision,
+                                               options.width_multiplier)
     run()
     _marker(TIMED_START)
     wall = []
