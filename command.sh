@@ -33,7 +33,7 @@ exec "$PYTHON" train_ssd_network.py \
   --max_number_of_steps=1600 \
   --weight_decay=0.0005 \
   --batch_size=8 \
-  --zoom_out=false \
+  --zoom_out=true \
   --photometric_distortion=true \
   --clone_on_cpu=true \
   --num_clones=1 \

@@ -1,7 +1,7 @@
 """Real-data benchmark and ablation: fine-tunes SSD300 from ImageNet VGG-16 on real vehicle photos.
 
     python bench/bench_finetune.py                            # the README recipe, 1600 steps
-    python bench/bench_finetune.py --zoom_out --seed=1        # one factor (and a seed) changed
+    python bench/bench_finetune.py --nozoom_out --seed=1      # one factor (and a seed) changed
     python bench/bench_finetune.py --time_budget_minutes=60   # train at most an hour this sitting
 
 1. converts the shared Open Images vehicle set (``--data_dir``, splits train and val) to TFRecords;
@@ -16,7 +16,7 @@
    (one row per run, rows of earlier runs kept) and, for the recipe itself, rewrites its
    per-class part.
 
-A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-true``,
+A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-false``,
 ``max_number_of_steps-3200_seed-1``, ...) and lives in ``--results_dir/runs/<name>/``: the
 checkpoints with ``model_info.json``, ``train.log``, ``eval/``, ``detections/`` and
 ``progress.json`` (training minutes summed over sittings, and the factors' flags). Rerunning the
@@ -75,7 +75,7 @@ RECIPE = [
 FACTORS = (
     ('integer', 'max_number_of_steps', 1600, 'Training steps of the whole run (the learning-rate '
      'schedule ends there).'),
-    ('boolean', 'zoom_out', False, "SSD's zoom-out (expansion) augmentation: objects shrink on "
+    ('boolean', 'zoom_out', True, "SSD's zoom-out (expansion) augmentation: objects shrink on "
      'a mean-coloured canvas.'),
     ('float', 'negative_ratio', 3.0, 'Hard negatives mined per positive.'),
     ('float', 'match_threshold', 0.5, 'IoU from which an anchor is a positive.'),
@@ -164,7 +164,7 @@ def changed_factors(options):
 
 
 def run_name(options):
-    """The run's folder name: ``recipe``, or its changed factors (``zoom_out-true_seed-1``)."""
+    """The run's folder name: ``recipe``, or its changed factors (``zoom_out-false_seed-1``)."""
     changed = changed_factors(options)
     return '_'.join('%s-%s' % (name, _flag_text(value)) for name, value in changed) or 'recipe'
 
@@ -542,7 +542,7 @@ def _benchmark(options):
 
 
 def main(argv=None):
-    """The command line: ``main(['bench_finetune.py', '--zoom_out', ...])`` → exit status."""
+    """The command line: ``main(['bench_finetune.py', '--nozoom_out', ...])`` → exit status."""
     return cli.run(argv, define_flags(), __doc__, _benchmark)
 
 

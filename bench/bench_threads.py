@@ -1,17 +1,20 @@
-"""Which session thread settings make the forward pass fastest here, measured side by side.
+"""Which session thread settings make the forward pass or a training step fastest here, measured
+side by side.
 
-    python bench/bench_threads.py [--settings=0:0,2:1,1:1,2:2] [--precision=float32]
-        [--batch_size=1] [--rounds=4] [--runs=5] [--width_multiplier=1]
+    python bench/bench_threads.py [--settings=0:0,2:1,1:1,2:2] [--workload=forward]
+        [--precision=float32] [--batch_size=1] [--rounds=4] [--runs=5] [--width_multiplier=1]
+    python bench/bench_threads.py --workload=train --precision=bfloat16 --batch_size=8 --runs=3
 
 Each setting is ``intra:inter``: ``intra_op_parallelism_threads`` (threads inside one op, oneDNN's
 included) and ``inter_op_parallelism_threads`` (ops run at once); 0 lets TensorFlow choose (the
 number of cores). TensorFlow fixes both pools for the whole process at its first session, so each
 setting runs in its own child process; the settings alternate ``--rounds`` times, so a load that
-comes and goes hits each of them alike. Each child times ``--runs`` forward passes of the
-inference tools' graph (``model/inference.py``, weights frozen) after a warm-up run and prints
-their median; a figure per setting is the median over the rounds. The session options of the
-winner are what ``python -m serving.model_server`` and TF Serving take as
-``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``.
+comes and goes hits each of them alike. Each child builds the workload (``bench/workloads.py``:
+the inference tools' forward pass with frozen weights, or one step of the trainer's graph), times
+``--runs`` runs after a warm-up run and prints their median; a figure per setting is the median
+over the rounds. For the forward pass, the winner's settings are what ``python -m
+serving.model_server`` and TF Serving take as ``--tensorflow_intra_op_parallelism`` /
+``--tensorflow_inter_op_parallelism``; for training, what the trainer's session uses.
 """
 import os
 import statistics
@@ -111,15 +114,15 @@ def _benchmark(options):
             loads.append(os.getloadavg()[0])
             seconds[setting].append(time_setting(setting, options))
     note = '%s %s, batch %d, width %g, median of %d alternating rounds, load %.1f-%.1f' % (
-        options.workload, options.precision, options.batch_size, options.width_multiplier, options.rounds,
-        min(loads), max(loads))
+        options.workload, options.precision, options.batch_size, options.width_multiplier,
+        options.rounds, min(loads), max(loads))
     for (intra, inter), values in seconds.items():
         common.report('%s_%s_batch%d_intra%d_inter%d' % (
-            options.workload, options.precision, options.batch_size, intra, inter), statistics.median(values),
-            's/batch', note + '; rounds: ' + ' '.join('%.3f' % v for v in values))
+            options.workload, options.precision, options.batch_size, intra, inter),
+            statistics.median(values), 's/run',
+            note + '; rounds: ' + ' '.join('%.3f' % v for v in values))
     best = min(seconds, key=lambda s: statistics.median(seconds[s]))
-    print('fastest: --tensorflow_intra_op_parallelism=%d --tensorflow_inter_op_parallelism=%d'
-          % best)
+    print('fastest: intra_op_parallelism_threads=%d inter_op_parallelism_threads=%d' % best)
     return 0
 
 

@@ -29,16 +29,39 @@ def _results(aps, positives):
 def test_a_run_is_named_by_the_factors_that_differ_from_the_recipe():
     assert bench_finetune.run_name(_options()) == 'recipe'
     assert '--class_weights=' in bench_finetune.factor_args(_options())  # all 1
-    options = _options(['--seed=1', '--zoom_out', '--max_number_of_steps=3200',
+    options = _options(['--seed=1', '--nozoom_out', '--max_number_of_steps=3200',
                         '--learning_rate=0.0002', '--class_weights=balanced'])
-    assert bench_finetune.run_name(options) == ('max_number_of_steps-3200_zoom_out-true_'
+    assert bench_finetune.run_name(options) == ('max_number_of_steps-3200_zoom_out-false_'
                                                 'learning_rate-0.0002_class_weights-balanced_seed-1')
     args = bench_finetune.factor_args(options)
-    for expected in ('--zoom_out=true', '--max_number_of_steps=3200', '--negative_ratio=3',
+    for expected in ('--zoom_out=false', '--max_number_of_steps=3200', '--negative_ratio=3',
                      '--match_threshold=0.5', '--optimizer=adam', '--seed=1',
                      '--class_weights=balanced'):
         assert expected in args
     assert not any(a.startswith('--precision') for a in bench_finetune.RECIPE + args)
+
+
+@pytest.mark.parametrize('script', ['command.sh', 'command.bat'])
+def test_the_ready_commands_train_with_the_measured_recipe(script):
+    """command.sh/.bat are the recipe users run: as the trainer reads them, every flag of RECIPE
+    and every factor has its recipe value (the seed aside: the ready command trains unseeded)."""
+    import re
+    import train_ssd_network
+
+    def trainer_values(argv):
+        values = train_ssd_network.define_flags().values
+        values(['train_ssd_network.py'] + argv)
+        return values
+    with open(os.path.join(bench_finetune.REPO_ROOT, script)) as f:
+        ready = trainer_values([flag for flag in re.findall(r'(--[a-z_0-9]+=\S+?)\s*[\\^]?$',
+                                                            f.read(), re.M)
+                                if '$' not in flag and '%' not in flag])
+    recipe = bench_finetune.RECIPE + bench_finetune.factor_args(_options())
+    measured = trainer_values(recipe)
+    for flag in recipe:
+        name = flag.split('=', 1)[0][2:]
+        if name != 'seed':
+            assert getattr(ready, name) == getattr(measured, name), name
 
 
 def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch):
@@ -47,7 +70,7 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     cpu = ['CPU A (AVX512_BF16)']
     monkeypatch.setattr(bench_finetune, 'machine', lambda: cpu[0])
     results = _results({'Bus': 0.5, 'Car': 0.8, 'Truck': 0.2, 'Ambulance': 1.0}, [7, 1, 6, 9])
-    for name, step in (('recipe', 10), ('zoom_out-true', 20), ('recipe', 30), ('seed-1', 30)):
+    for name, step in (('recipe', 10), ('zoom_out-false', 20), ('recipe', 30), ('seed-1', 30)):
         bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
             name, results, step, 12.4, '2026-12-05'), 'the photos')
     cpu[0] = 'CPU B (none)'
@@ -60,7 +83,7 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
         bench_finetune.ABLATION_SECTION]
     rows = bench_finetune.table_rows(sections[bench_finetune.ABLATION_SECTION])
     assert [(r[0], r[1], r[3]) for r in rows] == [
-        ('zoom_out-true', '20', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU A (AVX512_BF16)'),
+        ('zoom_out-false', '20', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU A (AVX512_BF16)'),
         ('seed-1', '30', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU B (none)')]
     first = rows[1]
     assert first[2] == '12' and first[4] == '2026-12-05' and first[5] == '0.625'
@@ -235,9 +258,9 @@ def test_a_run_trained_with_other_factors_is_not_resumed(monkeypatch, tmp_path, 
     assert '--max_number_of_steps=30' in bench_finetune.load_progress(progress)['factors']
     bench_finetune.train(_options(['--max_number_of_steps=30']), str(tmp_path), str(tmp_path),
                          progress)   # the same factors resume
-    changed = _options(['--max_number_of_steps=30', '--zoom_out'])
-    with pytest.raises(cli.UsageError, match='was trained with .*--zoom_out=false.*, not '
-                                             '.*--zoom_out=true'):
+    changed = _options(['--max_number_of_steps=30', '--nozoom_out'])
+    with pytest.raises(cli.UsageError, match='was trained with .*--zoom_out=true.*, not '
+                                             '.*--zoom_out=false'):
         bench_finetune.train(changed, str(tmp_path), str(tmp_path), progress)
 
 
@@ -246,7 +269,7 @@ def test_bench_tflite_finds_the_records_of_a_finetune_run(tmp_path):
     results = tmp_path / 'results'
     records = bench_finetune.tfrecords_dir(str(results))
     os.makedirs(records)
-    best = os.path.join(bench_finetune.run_dir(str(results), 'zoom_out-true'), 'best')
+    best = os.path.join(bench_finetune.run_dir(str(results), 'zoom_out-false'), 'best')
     os.makedirs(best)
     for prefix in (os.path.join(best, 'model.ckpt-9'),
                    os.path.join(os.path.dirname(best), 'model.ckpt-9')):
