@@ -379,19 +379,21 @@ def table_rows(section_text):
 
 
 def seed_spread(rows):
-    """Lines saying how far the recipe's mAP, and the mean AP of the counted classes, move
-    between seeds, per CPU and step count."""
+    """Lines saying how far the mAP, and the mean AP of the counted classes, move between seeds
+    of the same factors (the recipe's, or any other run's), per CPU and step count."""
     groups = {}
     for row in rows:
-        if re.fullmatch(r'recipe|seed-\d+', row[0]):
-            counted_mean, _, counted = row[6].partition(' ')
-            groups.setdefault((row[3], row[1], counted.strip('()')), []).append(
-                (float(row[5]), float(counted_mean)))
-    return ['Seed spread of the recipe (%s, %s steps, %d seeds): mAP@0.5 %.3f to %.3f; '
-            '%s %.3f to %.3f.' % (cpu, steps, len(maps), min(m for m, _ in maps),
-                                  max(m for m, _ in maps), counted, min(c for _, c in maps),
-                                  max(c for _, c in maps))
-            for (cpu, steps, counted), maps in sorted(groups.items()) if len(maps) > 1]
+        factors = re.sub(r'(^|_)seed-\d+', '', row[0]) or 'recipe'
+        counted_mean, _, counted = row[6].partition(' ')
+        groups.setdefault((factors, row[3], row[1], counted.strip('()')), []).append(
+            (float(row[5]), float(counted_mean)))
+    return ['Seed spread of %s (%s, %s steps, %d seeds): mAP@0.5 %.3f to %.3f; %s %.3f to %.3f.'
+            % ('the recipe' if factors == 'recipe' else factors, cpu, steps, len(maps),
+               min(m for m, _ in maps), max(m for m, _ in maps), counted,
+               min(c for _, c in maps), max(c for _, c in maps))
+            for (factors, cpu, steps, counted), maps in sorted(
+                groups.items(), key=lambda item: (item[0][0] != 'recipe',) + item[0])
+            if len(maps) > 1]
 
 
 def data_text(data_dir, tfrecords_dir):

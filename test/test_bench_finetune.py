@@ -94,6 +94,16 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     assert sections[bench_finetune.ABLATION_SECTION].endswith(
         'Seed spread of the recipe (CPU A (AVX512_BF16), 30 steps, 2 seeds): '
         'mAP@0.5 0.625 to 0.625; Ambulance, Car, Truck 0.667 to 0.667.')
+    # Seeds of other factors have their own spread; seeds at other step counts do not mix.
+    others = [['zoom_out-false_seed-%d' % seed, steps, '9', 'CPU A', 'd', m, counted, '-', '']
+              for seed, steps, m, counted in ((0, '20', '0.5', '0.30 (Car, Truck)'),
+                                              (1, '20', '0.6', '0.40 (Car, Truck)'),
+                                              (2, '10', '0.9', '0.90 (Car, Truck)'))]
+    others[0][0] = 'zoom_out-false'
+    assert bench_finetune.seed_spread(others + [['seed-1', '20', '9', 'CPU A', 'd', '0.7',
+                                                 '0.50 (Car, Truck)', '-', '']]) == [
+        'Seed spread of zoom_out-false (CPU A, 20 steps, 2 seeds): mAP@0.5 0.500 to 0.600; '
+        'Car, Truck 0.300 to 0.400.']
 
 
 def test_a_class_without_val_objects_is_left_out_not_a_crash(tmp_path, monkeypatch, capsys):
