@@ -21,7 +21,7 @@ if __name__ == '__main__':
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from bench import common  # noqa: E402
+from bench import common, workloads  # noqa: E402
 from nets import nets_factory, np_postprocess  # noqa: E402
 from model import inference  # noqa: E402
 from utils import cli  # noqa: E402
@@ -55,7 +55,7 @@ def bench_forward(options, net, precision, batch_sizes=(1, 8)):
         images = tf.placeholder(tf.float32, [None, 300, 300, 3])
         outputs = inference.network_outputs(net, images, precision)
         with tf.Session() as variables_session:
-            variables_session.run(tf.global_variables_initializer())
+            workloads.initialize_like_trained(variables_session)
             graph, (frozen_images, frozen_outputs) = inference.frozen_graph(
                 variables_session, (images, outputs))
             with tf.Session(graph=graph) as frozen_session:

@@ -31,7 +31,7 @@ if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-from bench import common  # noqa: E402
+from bench import common, workloads  # noqa: E402
 from serving.clients import client as client_lib  # noqa: E402
 from serving.clients import protocols  # noqa: E402
 from utils import cli  # noqa: E402
@@ -60,7 +60,8 @@ def define_flags():
 
 
 def random_checkpoint(train_dir, width):
-    """A randomly initialised SSD-VGG300 checkpoint with model_info.json (vehicle classes)."""
+    """A randomly initialised SSD-VGG300 checkpoint (biases too, as ``workloads.
+    initialize_like_trained`` gives them) with model_info.json (vehicle classes)."""
     from datasets import dataset_config
     from nets import nets_factory
     from model import model_info
@@ -72,7 +73,7 @@ def random_checkpoint(train_dir, width):
         with slim.arg_scope(net.arg_scope(data_format='NHWC')):
             net.net(tf.zeros([1, 300, 300, 3]), is_training=False)
         with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
+            workloads.initialize_like_trained(sess)
             prefix = tf.train.Saver().save(sess, os.path.join(train_dir, 'model.ckpt'),
                                            global_step=0)
     model_info.write_model_info(train_dir, model_name='ssd_vgg_300', num_classes=len(names) + 1,

@@ -42,3 +42,19 @@ def test_settings_are_read_as_intra_inter_pairs():
                          (' , ', 'no setting given')):
         with pytest.raises(ValueError, match=message):
             bench_threads.parse_settings(bad)
+
+
+def test_weights_are_initialised_as_trained_so_freezing_keeps_every_bias_and_fused_relu():
+    import tensorflow.compat.v1 as tf
+    session, forward = workloads.forward(1, 'float32', width_multiplier=0.125)
+    with session:
+        biases = [op for op in session.graph.get_operations()
+                  if op.type == 'Const' and op.name.endswith('/biases')]
+        assert len(biases) == 35   # every convolution of SSD-VGG300 and its heads
+        assert all(np.abs(session.run(op.outputs[0])).min() > 0 for op in biases)
+        metadata = tf.RunMetadata()
+        forward(options=tf.RunOptions(output_partition_graphs=True), run_metadata=metadata)
+    ops = [node.op for graph in metadata.partition_graphs for node in graph.node]
+    # Zero biases would be folded away, leaving each convolution's ReLU a separate op.
+    assert 'Relu' not in ops and 'BiasAdd' not in ops
+    assert sum('FusedConv2D' in op for op in ops) == 35
