@@ -179,6 +179,17 @@ def _run_all(options, command):
              '|---|---|---|---|---|---|']
     failed = []
     values = {}
+
+    def write_section():
+        # The parts of the section that long benchmarks (bench_finetune.py) write are kept.
+        comparisons = comparison_lines(values)
+        head = lines + (['', '**Side by side** (figures of the table):', ''] + comparisons
+                        if comparisons else [])
+        speed = speed_table(values)
+        head += (['', '**Speed against PyTorch and the matmul peak** (figures of this run; '
+                  'GFLOP from bench_peak.py):', ''] + speed if speed else [])
+        common.update_machine_section(options.output, head='\n'.join(head), machine=machine)
+
     kept = previous_rows(options.output, machine) if options.only else {}
     for script, args, _ in BENCHMARKS:
         if options.only and script not in options.only:
@@ -193,15 +204,8 @@ def _run_all(options, command):
             values[name] = float(value)
             lines.append('| %s | %s | %s | %s | %s | %s |' % (script, name, value, unit, note, load))
         lines.append('| %s | benchmark wall time | %.0f | s | | %s |' % (script, seconds, load))
-        # Written after every benchmark, so an interrupted run still leaves its figures; the
-        # parts of the section that long benchmarks (bench_finetune.py) write are kept.
-        comparisons = comparison_lines(values)
-        head = lines + (['', '**Side by side** (figures of the table):', ''] + comparisons
-                        if comparisons else [])
-        speed = speed_table(values)
-        head += (['', '**Speed against PyTorch and the matmul peak** (figures of this run; '
-                  'GFLOP from bench_peak.py):', ''] + speed if speed else [])
-        common.update_machine_section(options.output, head='\n'.join(head), machine=machine)
+        write_section()   # after every benchmark, so an interrupted run leaves its figures
+    write_section()   # with the kept rows of the benchmarks after the last one run
     if speed_table(values):
         print('\n' + '\n'.join(speed_table(values)))
     print('\nreport written to %s' % options.output)

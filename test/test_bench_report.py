@@ -69,6 +69,14 @@ def test_a_run_writes_only_its_machines_table(tmp_path, monkeypatch):
     assert [row.split(' | ')[1] for row in rows] == [
         'data.x', 'benchmark wall time', 'net.y', 'benchmark wall time']
     assert '(run of ' in rows[0] and '(run of ' not in rows[2]  # kept from the first run
+    # A benchmark after the last one run keeps its rows too.
+    monkeypatch.setattr(sys, 'argv', ['run_all.py', '--output=%s' % output, '--only=bench_data.py'])
+    assert run_all.main() == 0
+    zen4 = common.read_report(str(output))[1][common.machine_key(ZEN4)]
+    rows = [line for line in zen4.head.splitlines() if line.startswith('| bench_')]
+    assert [row.split(' | ')[1] for row in rows] == [
+        'data.x', 'benchmark wall time', 'net.y', 'benchmark wall time']
+    assert '(run of ' not in rows[0] and '(run of ' in rows[2]
 
 
 def test_run_all_refuses_a_busy_machine(tmp_path, monkeypatch, capsys):
