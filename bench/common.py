@@ -64,7 +64,8 @@ REPORT_PREAMBLE = """# Benchmark report
 One section per machine, headed by its CPU model, core count, the instructions that matter here
 (AVX-512, AVX512_BF16, AMX) and the date of its newest figures. `python bench/run_all.py` writes
 the table of the machine it runs on, `python bench/bench_finetune.py` its fine-tuning part; each
-machine is told apart by its `/proc/cpuinfo` model name, core count and those instructions.
+machine is told apart by its `/proc/cpuinfo` model name, family and model numbers (sections
+without them predate their recording), core count and those instructions.
 Figures of different machines, and of one machine at different times, are not comparable."""
 
 Machine = collections.namedtuple('Machine', 'cpu cores instructions')
@@ -76,18 +77,27 @@ MachineSection.__doc__ = """One machine's section of the report: its ``## `` hea
 
 
 def this_machine(cpuinfo_path='/proc/cpuinfo'):
-    """The ``Machine`` this runs on, from the first processor of ``cpuinfo_path``."""
-    names = []
+    """The ``Machine`` this runs on, from the first processor of ``cpuinfo_path``. Its ``cpu``
+    names the model and, where ``cpuinfo_path`` gives them, the family and model numbers: virtual
+    machines show one model name ("Intel(R) Xeon(R) Processor") for several generations of the
+    same instructions (Sapphire Rapids is model 143, Emerald Rapids 207)."""
+    fields = {}
     try:
         with open(cpuinfo_path) as f:
-            names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+            for line in f:
+                key, _, value = line.partition(':')
+                if not key.strip() and fields:
+                    break   # the first processor's block ends
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = fields.get('model name') or platform.processor() or platform.machine()
+    if fields.get('cpu family', '').isdigit() and fields.get('model', '').isdigit():
+        cpu = '%s (family %s, model %s)' % (cpu, fields['cpu family'], fields['model'])
     flags = cpu_features.cpu_flags(cpuinfo_path)
     instructions = None if flags is None else tuple(
         name for name, flag in INSTRUCTIONS if flag in flags)
-    return Machine(names[0] if names else platform.processor() or platform.machine(),
-                   os.cpu_count(), instructions)
+    return Machine(cpu, os.cpu_count(), instructions)
 
 
 def machine_key(machine):

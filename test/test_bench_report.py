@@ -10,14 +10,20 @@ ZEN4 = common.Machine('AMD EPYC', 2, ('AVX-512', 'AVX512_BF16'))
 
 def test_the_machine_is_read_from_cpuinfo(tmp_path):
     cpuinfo = tmp_path / 'cpuinfo'
-    cpuinfo.write_text('processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n'
+    cpuinfo.write_text('processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\n'
+                       'model name\t: Intel(R) Xeon(R) Platinum 8480+\n'
                        'flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n'
-                       'processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\n')
+                       'processor\t: 1\ncpu family\t: 6\nmodel\t\t: 207\n'
+                       'model name\t: Intel(R) Xeon(R) Platinum 8480+\n')
     machine = common.this_machine(str(cpuinfo))
-    assert machine.cpu == 'Intel(R) Xeon(R) Platinum 8480+'
+    assert machine.cpu == 'Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143)'
     assert machine.instructions == ('AVX-512', 'AVX512_BF16', 'AMX')
     assert common.machine_heading(machine._replace(cores=4), '2026-12-05') == (
-        '## Intel(R) Xeon(R) Platinum 8480+, 4 cores, AVX-512, AVX512_BF16, AMX (2026-12-05)')
+        '## Intel(R) Xeon(R) Platinum 8480+ (family 6, model 143), 4 cores, AVX-512, '
+        'AVX512_BF16, AMX (2026-12-05)')
+    # Without family and model numbers the model name alone names the CPU.
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2\n')
+    assert common.this_machine(str(cpuinfo)).cpu == 'AMD EPYC'
     assert common.machine_heading(ZEN3, '2026-12-03') == (
         '## AMD EPYC, 2 cores, no AVX-512, no AVX512_BF16, no AMX (2026-12-03)')
     assert common.machine_key(ZEN3) != common.machine_key(ZEN4)
