@@ -7,8 +7,9 @@ pool5 3x3/1, dilated conv6, conv7, extra blocks 8-11, L2-normalised conv4_3 with
 scale, 3x3 class and box heads with 4/6/6/6/4/4 anchors: 8732 anchors, 21 classes), and times:
 - the forward pass at batch 1 and 8 (float32, and bfloat16 under ``torch.autocast``);
 - a batch-8 training step: forward, softmax cross-entropy with 3:1 hard-negative mining plus
-  smooth-L1 on the matched anchors, backward and an RMSProp update, on random targets with the
-  positive share of real SSD training (~1 %). Our trainer's step also reads its input pipeline,
+  smooth-L1 on the matched anchors, backward and the trainer's RMSProp update (momentum, weight
+  decay on the convolution weights), on random targets with the positive share of real SSD
+  training (~1 %). Our trainer's step also reads its input pipeline,
   which runs ahead in parallel (``bench_training.py``: > 100x faster than the step).
 Tensors are channels-last (oneDNN's preferred layout for convolutions on the CPU). PyTorch is
 not a dependency of the toolkit: install the CPU wheel into the venv to run this (``pip install
@@ -28,6 +29,9 @@ NUM_CLASSES = 21
 ANCHORS_PER_CELL = (4, 6, 6, 6, 4, 4)
 POSITIVE_FRACTION = 0.01
 NEGATIVE_RATIO = 3
+# The trainer's defaults (train_ssd_network.py; a test keeps them equal): RMSProp with decay 0.9,
+# momentum 0.9 and epsilon 1.0, and an L2 weight decay of 0.0005 on the convolution weights.
+RMSPROP_DECAY, RMSPROP_MOMENTUM, RMSPROP_EPSILON, WEIGHT_DECAY = 0.9, 0.9, 1.0, 0.0005
 
 
 def build_ssd300(torch, num_classes=NUM_CLASSES):
@@ -116,9 +120,21 @@ def bench_forward(torch, model, precision, repeats, batch_sizes=(1, 8)):
         common.report('torch_forward_%s_batch%d' % (precision, batch), seconds, 's/batch', note)
 
 
+def trainer_like_optimizer(torch, model, learning_rate=1e-4):
+    """RMSProp as the trainer configures it by default, with its weight decay on the convolution
+    weights only (slim regularises neither biases nor conv4_3's normalisation scale): the same
+    update work per step as our training step's."""
+    weights = [module.weight for module in model.modules()
+               if isinstance(module, torch.nn.Conv2d)]
+    others = [p for p in model.parameters() if all(p is not w for w in weights)]
+    return torch.optim.RMSprop([{'params': weights, 'weight_decay': WEIGHT_DECAY},
+                                {'params': others}], lr=learning_rate, alpha=RMSPROP_DECAY,
+                               eps=RMSPROP_EPSILON, momentum=RMSPROP_MOMENTUM)
+
+
 def bench_training(torch, model, precision, repeats, batch=8):
     model.train()
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4)
+    optimizer = trainer_like_optimizer(torch, model)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, 300, 300, generator=generator).contiguous(
         memory_format=torch.channels_last)
@@ -135,7 +151,7 @@ def bench_training(torch, model, precision, repeats, batch=8):
         ssd_loss(torch, logits, boxes, gclasses, gboxes).backward()
         optimizer.step()
     seconds = common.median_seconds(step, repeats=repeats)
-    note = 'PyTorch %s, width 1, batch %d, every layer, rmsprop, %s' % (
+    note = 'PyTorch %s, width 1, batch %d, every layer, rmsprop (momentum, weight decay), %s' % (
         torch.__version__, batch, precision if precision == 'float32' else 'bf16 autocast')
     common.report('torch_training_%s_seconds_per_step' % precision, seconds, 's/step', note)
 

@@ -151,6 +151,29 @@ def test_pytorch_twin_has_our_network_size_and_outputs():
     assert tuple(logits.shape) == (1, 8732, 21) and tuple(boxes.shape) == (1, 8732, 4)
 
 
+def test_pytorch_twin_trains_with_the_trainers_optimizer_and_weight_decay():
+    """The yardstick's step does our step's update work: RMSProp with the trainer's default
+    decay, momentum and epsilon, and its L2 weight decay on the 35 convolution weights only."""
+    import pytest
+    torch = pytest.importorskip('torch')
+    import train_ssd_network
+    from bench import bench_pytorch
+    from training import train_tools
+    defaults = train_ssd_network.define_flags().values
+    defaults(['train_ssd_network.py'])
+    assert defaults.optimizer == 'rmsprop' and defaults.opt_epsilon is None
+    assert (bench_pytorch.RMSPROP_DECAY, bench_pytorch.RMSPROP_MOMENTUM,
+            bench_pytorch.WEIGHT_DECAY) == (defaults.rmsprop_decay, defaults.rmsprop_momentum,
+                                            defaults.weight_decay)
+    assert bench_pytorch.RMSPROP_EPSILON == train_tools.DEFAULT_EPSILON['rmsprop']
+    model = bench_pytorch.build_ssd300(torch)
+    decayed, plain = bench_pytorch.trainer_like_optimizer(torch, model).param_groups
+    assert decayed['weight_decay'] == 0.0005 and plain['weight_decay'] == 0
+    assert [p.dim() for p in decayed['params']] == [4] * 35
+    assert len(plain['params']) == 36   # 35 biases and conv4_3's scale
+    assert decayed['momentum'] == 0.9 and decayed['alpha'] == 0.9 and decayed['eps'] == 1.0
+
+
 def test_only_keeps_the_rows_of_the_other_benchmarks_with_their_date(tmp_path):
     path = str(tmp_path / 'REPORT.md')
     common.update_machine_section(path, machine=ZEN3, head=(
