@@ -158,7 +158,8 @@ def test_mediapipe_object_detector_runs_the_file(models):
 
 def test_evaluator_and_detector_score_the_tflite_model(trained, models, sample_tfrecords,
                                                        tmp_path, capsys):
-    """eval_ssd_network.py --tflite_path gives the checkpoint's detections on the same split."""
+    """eval_ssd_network.py --tflite_path gives the checkpoint's detections inside the images of
+    the same split."""
     common = ['--dataset_dir=%s' % sample_tfrecords, '--split=test', '--max_num_batches=1',
               '--batch_size=4']
     assert eval_ssd_network.main(['eval', '--ckpt_path=%s' % trained, '--precision=float32',
@@ -174,12 +175,24 @@ def test_evaluator_and_detector_score_the_tflite_model(trained, models, sample_t
     ckpt_images, tflite_images = [{image['image']: image for image in f['images']}
                                   for f in files]
     assert sorted(ckpt_images) == sorted(tflite_images) and len(ckpt_images) == 4
-    for name, image in ckpt_images.items():
-        other = tflite_images[name]
-        assert len(other['scores']) == len(image['scores']), name
-        np.testing.assert_allclose(other['scores'], image['scores'], atol=2e-3)
-        np.testing.assert_allclose(np.reshape(other['boxes'], (-1, 4)),
-                                   np.reshape(image['boxes'], (-1, 4)), atol=0.5)
+    # The graph clips the boxes to the image before NMS; the op runs NMS on the boxes as decoded
+    # and the runner clips them after. Where a box crosses the border its overlaps differ, so NMS
+    # may keep another of two overlapping candidates there: compare the boxes inside the image.
+    compared = 0
+    for name in ckpt_images:
+        for ours, theirs in ((ckpt_images[name], tflite_images[name]),
+                             (tflite_images[name], ckpt_images[name])):
+            others = list(zip(np.reshape(theirs['boxes'], (-1, 4)), theirs['scores'],
+                              theirs['classes']))
+            for box, score, label in zip(np.reshape(ours['boxes'], (-1, 4)), ours['scores'],
+                                         ours['classes']):
+                if not _inside(box, ours['height'], ours['width']):
+                    continue
+                compared += 1
+                assert any(other_label == label and abs(other_score - score) <= 2e-3
+                           and np.abs(other_box - box).max() <= 0.5
+                           for other_box, other_score, other_label in others), (name, box, score)
+    assert compared >= 6   # both ways: the split's images hold several such detections
     picture = str(tmp_path / 'scene.png')
     cv2.imwrite(picture, cv2.cvtColor(checkpoints.toy_scene(), cv2.COLOR_RGB2BGR))
     assert detector.main(['detector.py', '--noshow', '--tflite_path=%s' % models['int8'],
@@ -187,6 +200,12 @@ def test_evaluator_and_detector_score_the_tflite_model(trained, models, sample_t
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith('scene.png (300x300): ')
     assert {line.split()[0] for line in lines[1:]} >= {'Bus', 'Car'}
+
+
+def _inside(box, height, width, margin=1.):
+    """Whether a pixel box ``[ymin, xmin, ymax, xmax]`` keeps ``margin`` from every border."""
+    ymin, xmin, ymax, xmax = box
+    return min(ymin, xmin) > margin and ymax < height - margin and xmax < width - margin
 
 
 def _one_line_error(capsys, status):
