@@ -9,10 +9,13 @@ exports the three TFLite models (``export_tflite.py``; int8 calibrated on
 ``--num_calibration_images`` of ``--calibration_split``) and the float32 and bfloat16
 SavedModels (``export_saved_model.py``), then reports per format:
 - model size (the ``.tflite`` file; a SavedModel's folder without ``assets.extra/``);
-- batch-1 latency with 1 and 2 threads: the TFLite model in LiteRT (XNNPACK), network and
+- batch-1 latency: the TFLite model in LiteRT (XNNPACK) with 1 and 2 threads, network and
   post-processing op, on one preprocessed val picture; a SavedModel's ``detected_model``
-  signature (the network) in a TF session of that many intra-op threads. Formats are timed
-  in interleaved rounds in this one process, the median of ``--repeats`` rounds each;
+  signature (the network) with TensorFlow's default threads (all cores: TensorFlow fixes its
+  thread pools for the whole process at its first session, so a session's own thread count
+  does not hold; ``bench_threads.py`` times the network per thread setting, each in its own
+  process). Formats are timed in interleaved rounds in this one process, the median of
+  ``--repeats`` rounds each;
 - mAP@0.5 (VOC07 11-point and VOC10+) on ``--split`` through eval_ssd_network.py's code: the
   TFLite models through ``--tflite_path``'s path, the SavedModels through the checkpoint in the
   same precision (the graph they hold).
@@ -34,6 +37,7 @@ if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
+from tensorflow.python.util import deprecation  # noqa: E402
 
 import detector  # noqa: E402
 import export_saved_model  # noqa: E402
@@ -111,14 +115,13 @@ def first_image(spec):
 
 
 class SavedModelRunner(object):
-    """The ``detected_model`` signature of a SavedModel in a session of ``threads`` threads."""
+    """The ``detected_model`` signature of a SavedModel in a session of the process's threads."""
 
-    def __init__(self, export_dir, threads):
+    def __init__(self, export_dir):
         self.graph = tf.Graph()
-        config = tf.ConfigProto(intra_op_parallelism_threads=threads,
-                                inter_op_parallelism_threads=1)
-        self.session = tf.Session(graph=self.graph, config=config)
-        meta = tf.saved_model.loader.load(self.session, ['serve'], export_dir)
+        self.session = tf.Session(graph=self.graph)
+        with deprecation.silence():  # the TF1 loader is the one TF Serving's graphs need
+            meta = tf.saved_model.loader.load(self.session, ['serve'], export_dir)
         signature = meta.signature_def[export_saved_model.DETECTED_MODEL]
         self._input = signature.inputs['images'].name
         self._outputs = [info.name for info in signature.outputs.values()]
@@ -149,17 +152,17 @@ def export_all(options, ckpt_path, tfrecords_dir):
 
 def latencies(paths, image, input_shape, repeats):
     """{(format, threads): median seconds} of batch-1 runs, all formats and thread counts
-    interleaved round by round."""
+    interleaved round by round; a SavedModel's threads are None (the process's)."""
     whitened, _ = np_transform.preprocess(image, input_shape)
     runs = {}
-    for threads in THREADS:
-        for name, path in paths.items():
-            if name.startswith('tflite'):
+    for name, path in paths.items():
+        if name.startswith('tflite'):
+            for threads in THREADS:
                 model = tflite_runner.TFLiteDetector(path, num_threads=threads)
                 runs[name, threads] = (lambda m=model, x=model.network_input(image):
                                        m.raw_outputs(x))
-            else:
-                runs[name, threads] = (lambda m=SavedModelRunner(path, threads), x=whitened: m(x))
+        else:
+            runs[name, None] = (lambda m=SavedModelRunner(path), x=whitened: m(x))
     # Two warm-up runs each: the first runs allocate and pack weights.
     return common.interleaved_median_seconds(runs, repeats, warmup=2)
 
@@ -253,16 +256,23 @@ def _benchmark(options):
     rows = ['| format | size MB | 1 thread ms | 2 threads ms | mAP VOC07 | mAP VOC10+ |',
             '|---|---|---|---|---|---|']
     for name in paths:
-        rows.append('| %s | %.1f | %.1f | %.1f | %.4f | %.4f |' % (
-            name, sizes[name] / 1e6, seconds[name, 1] * 1e3, seconds[name, 2] * 1e3,
+        times = ([seconds[name, threads] * 1e3 for threads in THREADS] if (name, 1) in seconds
+                 else [None, seconds[name, None] * 1e3])   # a SavedModel: the process's threads
+        rows.append('| %s | %.1f | %s | %s | %.4f | %.4f |' % (
+            name, sizes[name] / 1e6, *['-' if ms is None else '%.1f' % ms for ms in times],
             maps[name][0], maps[name][1]))
         key = name.replace(' ', '_')
         common.report('edge_%s_size' % key, sizes[name] / 1e6, 'MB')
-        for threads in THREADS:
-            common.report('edge_%s_latency_%dthread' % (key, threads),
-                          seconds[name, threads] * 1e3, 'ms', 'batch 1')
+        if (name, None) in seconds:
+            common.report('edge_%s_latency_default_threads' % key, times[1], 'ms',
+                          'batch 1, %d cores' % os.cpu_count())
+        else:
+            for threads, ms in zip(THREADS, times):
+                common.report('edge_%s_latency_%dthread' % (key, threads), ms, 'ms', 'batch 1')
         common.report('edge_%s_map_voc07' % key, maps[name][0], 'mAP@0.5',
                       '%s, %d images' % (options.split, maps[name][2]))
+    rows += ['', 'SavedModels run with TensorFlow\'s default threads (all %d cores), set once per '
+             'process: no 1-thread figure.' % os.cpu_count()]
     print('\n'.join(rows))
     agreement = mediapipe_agreement(paths['tflite int8'], prefix, sorted(glob.glob(
         options.test_images)))
