@@ -256,14 +256,15 @@ def _benchmark(options):
     rows = ['| format | size MB | 1 thread ms | 2 threads ms | mAP VOC07 | mAP VOC10+ |',
             '|---|---|---|---|---|---|']
     for name in paths:
-        times = ([seconds[name, threads] * 1e3 for threads in THREADS] if (name, 1) in seconds
-                 else [None, seconds[name, None] * 1e3])   # a SavedModel: the process's threads
+        saved_model = (name, None) in seconds   # timed with the process's threads
+        times = ([None, seconds[name, None] * 1e3] if saved_model
+                 else [seconds[name, threads] * 1e3 for threads in THREADS])
         rows.append('| %s | %.1f | %s | %s | %.4f | %.4f |' % (
             name, sizes[name] / 1e6, *['-' if ms is None else '%.1f' % ms for ms in times],
             maps[name][0], maps[name][1]))
         key = name.replace(' ', '_')
         common.report('edge_%s_size' % key, sizes[name] / 1e6, 'MB')
-        if (name, None) in seconds:
+        if saved_model:
             common.report('edge_%s_latency_default_threads' % key, times[1], 'ms',
                           'batch 1, %d cores' % os.cpu_count())
         else:
