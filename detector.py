@@ -34,6 +34,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
+from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
@@ -162,25 +163,19 @@ def _check_flags(options):
     cli.check_postprocessing(options)
 
 
-def _make_output_dir(output_dir):
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-    except OSError as e:
-        raise DetectorError('--output_dir %s: cannot create it (%s)' % (output_dir, e.strerror))
-
-
 def _report_skipped(path, reason):
     print('error: %s: %s, skipped' % (path, reason), file=sys.stderr)
 
 
 def _write_output(output_dir, path, write, *args):
-    """``write(path, *args)``; a refused write (full disk...) removes what it left and stops the
-    run with one line naming --output_dir."""
+    """``write(temporary path, *args)``, then renamed to ``path``: a refused write (full disk...)
+    or a Ctrl-C leaves no partial file, and a refused write stops the run with one line naming
+    --output_dir. Returns ``path``."""
     try:
-        return write(path, *args)
+        with files.atomic_path(path) as temporary:
+            write(temporary, *args)
+        return path
     except OSError as e:
-        if os.path.exists(path):
-            os.remove(path)
         raise ToolkitError('--output_dir=%s: cannot write %s: %s'
                            % (output_dir, os.path.basename(path), e.strerror or e))
 
@@ -216,10 +211,8 @@ def detect_images(detector, paths, output_dir, show=False):
 
 def _run(options):
     _check_flags(options)
-    try:
-        paths, others = detection_io.list_images(options.image_path)
-    except detection_io.ImagePathError as e:
-        raise DetectorError(str(e))  # a bad --image_path: a flag problem (exit 2)
+    paths, others = detection_io.list_images(options.image_path)
+    files.make_writable_dir(options.output_dir, '--output_dir')
     for path in others:
         _report_skipped(path, detection_io.unsupported_reason(path))
     try:
@@ -230,7 +223,6 @@ def _run(options):
         raise ToolkitError('cannot load the model from %s: %s' % (
             options.ckpt_path or options.tflite_path, tf_errors.one_line(e)))
     try:
-        _make_output_dir(options.output_dir)
         entries, failed = detect_images(detector, paths, options.output_dir, options.show)
     finally:
         detector.close()

@@ -21,7 +21,8 @@ scores each new checkpoint as it appears (the newest, looking every ``--eval_int
 writes TensorBoard summaries at its step into ``<ckpt_path>/eval_<split>/``, keeps the best
 checkpoint by mAP@0.5 in ``<ckpt_path>/best/`` and ``--output_dir`` for the newest one, and stops
 after the run's last step (``max_number_of_steps`` in model_info.json) or when ``--timeout``
-seconds pass without a new checkpoint.
+seconds pass without a new checkpoint (exit 1 when it scored none). It may start before the
+trainer creates the folder.
 
     python eval_ssd_network.py --tflite_path=export/tflite/ssd_vgg_300.tflite \
         --dataset_dir=Images/tfrecords --dataset_name=vehicle --split=test
@@ -56,6 +57,7 @@ from model.evaluation import EvalError  # noqa: E402
 from training import evaluation as training_evaluation  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
+from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import voc_metric  # noqa: E402
 
@@ -112,9 +114,11 @@ def _check_flags(options):
     if options.max_num_batches is not None and options.max_num_batches < 1:
         raise cli.UsageError('--max_num_batches must be positive, got %d' % options.max_num_batches)
     if options.wait_for_checkpoints:
-        if not options.ckpt_path or not os.path.isdir(options.ckpt_path):
+        if not options.ckpt_path or os.path.isfile(options.ckpt_path) or os.path.isfile(
+                options.ckpt_path + '.index'):
             raise cli.UsageError('--wait_for_checkpoints follows a training folder: --ckpt_path '
-                                 'must be a directory, got %s' % options.ckpt_path)
+                                 'must be a directory (or one the trainer will create), got %s'
+                                 % options.ckpt_path)
         if options.eval_interval_secs < 1:
             raise cli.UsageError('--eval_interval_secs must be >= 1, got %d'
                                  % options.eval_interval_secs)
@@ -185,7 +189,7 @@ def _run(options):
     skipped = None
     if options.skip_corrupt_records:
         spec, skipped = record_check.skip_corrupt(spec, functools.partial(print, file=sys.stderr))
-    os.makedirs(options.output_dir, exist_ok=True)  # fails before a long evaluation, not after
+    files.make_writable_dir(options.output_dir, '--output_dir')  # before a long evaluation
     if options.wait_for_checkpoints:
         return _follow(options, spec)
     settings = {'dataset_name': spec.dataset_name, 'split_name': spec.split_name,
@@ -232,6 +236,10 @@ def _evaluate(options):
             options.dataset_name, options.split, options.dataset_dir).data_sources,
             remedy='; --skip_corrupt_records evaluates past it')
         raise EvalError('evaluation failed: %s' % tf_errors.one_line(e))
+    except KeyboardInterrupt:  # Ctrl-C: no partial results left looking complete
+        if not options.wait_for_checkpoints:  # (a follower's earlier results are complete)
+            _remove_files_written_since(options.output_dir, started)
+        raise
     except OSError as e:  # e.g. an --output_dir that cannot be written
         if tf_errors.is_disk_full(e):
             _remove_files_written_since(options.output_dir, started)

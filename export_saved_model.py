@@ -240,6 +240,7 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
     if not model_name or os.sep in model_name or model_name in ('.', '..'):
         raise ExportError('--model_name must be a plain folder name, got %r' % model_name)
     model_dir = os.path.join(export_dir, model_name)
+    new_folders = [folder for folder in (export_dir, model_dir) if not os.path.isdir(folder)]
     version = choose_version(model_dir, model_version, overwrite)
     final_dir = os.path.join(model_dir, str(version))
     tmp_dir = os.path.join(model_dir, '.tmp-%d-%d' % (version, os.getpid()))
@@ -278,6 +279,10 @@ def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=Fals
     finally:
         if os.path.exists(tmp_dir):
             shutil.rmtree(tmp_dir)
+        # A failed or interrupted export leaves no folder it made (a server would watch it).
+        for folder in reversed(new_folders):
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
     return final_dir
 
 

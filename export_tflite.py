@@ -48,6 +48,7 @@ from nets import anchors as anchors_lib  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import tf_errors  # noqa: E402
+from utils import tf_logging  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 QUANTIZATIONS = ('none', 'float16', 'int8')
@@ -166,7 +167,8 @@ def convert(graph_def, input_shape, anchors, signature, quantization, calibratio
             converter.representative_dataset = lambda: ([image] for image in calibration())
             converter.target_spec.supported_ops = [tf2.lite.OpsSet.TFLITE_BUILTINS_INT8]
             converter.inference_input_type = tf2.uint8
-        return converter.convert()
+        with tf_logging.native_stderr_held():  # the quantizer prints its settings
+            return converter.convert()
 
 
 def calibration_split(dataset_dir, dataset_name, split):
@@ -175,6 +177,8 @@ def calibration_split(dataset_dir, dataset_name, split):
     if not dataset_dir:
         raise TFLiteExportError('--quantization=int8 needs --calibration_dataset_dir (TFRecords '
                                 'of images like those the model will see)')
+    if not os.path.isdir(dataset_dir):
+        raise TFLiteExportError('--calibration_dataset_dir=%s: no such folder' % dataset_dir)
     try:
         spec = dataset_factory.get_dataset(dataset_name, split, dataset_dir)
     except dataset_factory.DatasetError as e:
@@ -312,6 +316,9 @@ def _export(options):
     if options.num_calibration_images < 1:
         raise cli.UsageError('--num_calibration_images must be positive, got %d'
                              % options.num_calibration_images)
+    if options.quantization == 'int8' and not options.calibration_dataset_dir:
+        raise cli.UsageError('--quantization=int8 needs --calibration_dataset_dir (TFRecords of '
+                             'images like those the model will see)')
     try:
         path, described = export(
             options.ckpt_path, options.export_dir, options.model_name, options.quantization,
@@ -320,6 +327,10 @@ def _export(options):
             options.calibration_split, options.num_calibration_images)
     except tf.errors.OpError as e:
         raise TFLiteExportError(tf_errors.one_line(e))
+    except OSError as e:  # an --export_dir that is a file, read-only, full
+        raise TFLiteExportError('--export_dir=%s: cannot write %s: %s (nothing was exported)' % (
+            options.export_dir, os.path.basename(e.filename or options.export_dir),
+            e.strerror or e))
     if not described:
         print('note: MediaPipe is not installed, so %s carries no metadata (pip install '
               '--no-deps -r requirements-test-nodeps.txt adds it)' % path, file=sys.stderr)

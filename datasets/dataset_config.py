@@ -10,6 +10,11 @@ import os
 from utils.errors import ToolkitError
 
 BACKGROUND_NAME = 'none'
+# Names label maps give the background; class 0 is implicit here, so a labels file naming it
+# would shift every id by one.
+BACKGROUND_NAMES = (BACKGROUND_NAME, 'background', '__background__')
+# --class_weights takes "name=weight,name=weight": a class name cannot hold these.
+NAME_SEPARATORS = (',', '=')
 
 # Pascal VOC's 20 classes, alphabetical: ids 1..20 as in the VOC devkit and SSD-Tensorflow.
 PASCALVOC_2007_CLASSES = (
@@ -33,7 +38,9 @@ def read_labels_file(path):
     """Reads a labels file: one class name per line, line 1 = id 1. Returns a list of names.
 
     Surrounding whitespace and trailing blank lines are ignored; a blank line between names,
-    a duplicate name, the background name or an empty file is an error (ids would be ambiguous).
+    a duplicate name, a background name (``BACKGROUND_NAMES``: the background is id 0 without a
+    line), a name with a comma or ``=`` (``--class_weights`` could not name it) or an empty file
+    is an error (ids would be ambiguous).
     """
     if not os.path.isfile(path):
         raise DatasetConfigError('labels file %s: no such file' % path)
@@ -47,9 +54,15 @@ def read_labels_file(path):
         if not name:
             raise DatasetConfigError('labels file %s: line %d is blank (one class name per line)'
                                      % (path, number))
-        if name == BACKGROUND_NAME:
-            raise DatasetConfigError('labels file %s: line %d: %r is reserved for the background'
+        if name.lower() in BACKGROUND_NAMES:
+            raise DatasetConfigError('labels file %s: line %d: %r is the background, which has '
+                                     'id 0 and no line: remove it (line 1 is class id 1)'
                                      % (path, number, name))
+        separators = [c for c in NAME_SEPARATORS if c in name]
+        if separators:
+            raise DatasetConfigError('labels file %s: line %d: %r holds %r, which '
+                                     '--class_weights uses between names and weights'
+                                     % (path, number, name, separators[0]))
     duplicates = sorted({name for name in lines if lines.count(name) > 1})
     if duplicates:
         raise DatasetConfigError('labels file %s: duplicate class names %s' % (path, duplicates))

@@ -4,7 +4,12 @@ The one place for what every loader checks: the detector, evaluator and exporter
 trained model (``model/inference.restore``), the trainer resuming a run and fine-tuning from
 pretrained weights (``model/pretrained.py``).
 
-- ``resolve(path)``: a checkpoint prefix, or a directory (its newest checkpoint) → the prefix.
+- ``resolve(path)``: a checkpoint prefix, or a directory (its newest complete checkpoint, found
+  from the folder's own files, so a copied or moved folder works) → the prefix.
+- ``list_checkpoints`` / ``incomplete_reason`` / ``newest_complete``: a folder's checkpoints newest
+  first, why one cannot be used (a missing or unreadable file, truncated data), and the newest
+  usable one with those it passed over; ``write_state``: the folder's ``checkpoint`` state file
+  with paths relative to the folder.
 - ``open_reader(prefix)``: a checkpoint reader (``get_variable_to_shape_map``, ``get_tensor``).
 - ``parse_scopes`` / ``in_scopes``: scope flags (``--checkpoint_exclude_scopes``,
   ``--trainable_scopes``) match at scope boundaries: ``a/b`` covers ``a/b`` and ``a/b/...`` but
@@ -17,13 +22,22 @@ pretrained weights (``model/pretrained.py``).
 
 Every error is a ``CheckpointError`` whose message names the checkpoint.
 """
+import glob
 import os
+import re
+import sys
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 from model import model_info
+from utils import files
+from utils import tf_errors
 
 _CHECKPOINT_SUFFIXES = ('.index', '.meta')
+STATE_FILENAME = 'checkpoint'  # TensorFlow's name for a folder's checkpoint state file
+_STEP = re.compile(r'-(\d+)$')
+_DATA_SHARDS = re.compile(r'\.data-\d+-of-(\d+)$')
 # A class head (``<layer>_box/conv_cls/...``) has anchors_per_cell * num_classes outputs, its
 # box regressor (``<layer>_box/conv_loc/...``) anchors_per_cell * 4.
 CLASS_HEAD = '/conv_cls/'
@@ -36,17 +50,106 @@ class CheckpointError(model_info.ModelInfoError):
     ``ModelInfoError`` (a trained model's files), which the inference tools catch."""
 
 
-def resolve(path):
-    """The checkpoint prefix for a directory (its newest checkpoint) or a prefix.
+def checkpoint_step(prefix):
+    """The global step of a ``<name>-<step>`` prefix (``model.ckpt-1200`` → 1200), or None."""
+    match = _STEP.search(prefix or '')
+    return int(match.group(1)) if match else None
 
+
+def list_checkpoints(directory):
+    """The checkpoint prefixes of ``directory`` (those with an ``.index`` or ``.data`` file),
+    newest first: by step, then by modification time.
+
+    Only the folder's own files count, never the paths its ``checkpoint`` state file records
+    (absolute ones point into the folder it was copied or moved from).
+    """
+    prefixes = set()
+    for path in glob.glob(os.path.join(glob.escape(directory), '*')):
+        name = os.path.basename(path)
+        if name.endswith('.index'):
+            prefixes.add(path[:-len('.index')])
+        elif '.data-' in name and _DATA_SHARDS.search(name) and '.tempstate' not in name:
+            prefixes.add(path[:path.rindex('.data-')])
+
+    def age(prefix):
+        times = [os.path.getmtime(p) for p in glob.glob(glob.escape(prefix) + '.*')]
+        return max(times) if times else 0.
+    return sorted(prefixes, key=lambda p: (checkpoint_step(p) is not None,
+                                           checkpoint_step(p) or 0, age(p)), reverse=True)
+
+
+def _data_bytes(reader):
+    """The bytes a checkpoint's data files hold for its tensors (None when a string tensor's
+    size cannot be known)."""
+    total = 0
+    shapes = reader.get_variable_to_shape_map()
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype == tf.string:
+            return None
+        total += int(np.prod(shapes[name], dtype=np.int64)) * dtype.size
+    return total
+
+
+def incomplete_reason(prefix):
+    """Why checkpoint ``prefix`` cannot be used (a short phrase), or None when it is complete:
+    its ``.index`` and every ``.data`` shard present, the index readable, the data as long as
+    the index says."""
+    data = sorted(glob.glob(glob.escape(prefix) + '.data-*-of-*'))
+    data = [path for path in data if _DATA_SHARDS.search(path)]
+    if not os.path.isfile(prefix + '.index'):
+        return 'its .index file is missing'
+    if not data:
+        return 'its .data file is missing'
+    expected_shards = int(_DATA_SHARDS.search(data[0]).group(1))
+    if len(data) != expected_shards:
+        return 'it has %d of its %d .data files' % (len(data), expected_shards)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        return 'its .index cannot be read (%s)' % tf_errors.describe(e).cause
+    expected = _data_bytes(reader)
+    stored = sum(os.path.getsize(path) for path in data)
+    if expected is not None and stored < expected:
+        return 'its data is truncated (%d of %d bytes)' % (stored, expected)
+    return None
+
+
+def newest_complete(directory):
+    """``(prefix, passed_over)``: the newest complete checkpoint of ``directory`` (None when
+    there is none) and the ``(prefix, reason)`` of each newer one that cannot be used."""
+    passed_over = []
+    for prefix in list_checkpoints(directory):
+        reason = incomplete_reason(prefix)
+        if reason is None:
+            return prefix, passed_over
+        passed_over.append((prefix, reason))
+    return None, passed_over
+
+
+def passed_over_line(prefix, reason, used):
+    """The one warning line for a checkpoint passed over in favour of ``used`` (or of none)."""
+    return 'warning: checkpoint %s passed over: %s; %s' % (
+        prefix, reason, 'using %s' % os.path.basename(used) if used else 'no older one')
+
+
+def resolve(path, warn=None):
+    """The checkpoint prefix for a directory (its newest complete checkpoint) or a prefix.
+
+    A directory's newer checkpoints that cannot be used are passed over, each named with the
+    reason in one line on ``warn`` (default: stderr). A prefix given itself must be complete.
     A ``.index``/``.data-*``/``.meta`` file given instead of the prefix is a common mistake: the
     error names the prefix to use. A single-file (V1) checkpoint such as slim's ``vgg_16.ckpt``
     is its own prefix.
     """
     if tf.gfile.IsDirectory(path):
-        prefix = tf.train.latest_checkpoint(path)
+        prefix, passed_over = newest_complete(path)
         if prefix is None:
-            raise CheckpointError('no checkpoint in directory %s' % path)
+            raise CheckpointError('no checkpoint in directory %s%s' % (path, ''.join(
+                '; %s cannot be used: %s' % (os.path.basename(p), reason)
+                for p, reason in passed_over)))
+        warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        for passed, reason in passed_over:
+            warn(passed_over_line(passed, reason, prefix))
         return prefix
     for suffix in _CHECKPOINT_SUFFIXES:
         if path.endswith(suffix):
@@ -57,7 +160,21 @@ def resolve(path):
                               % (path, path[:path.rindex('.data-')]))
     if not tf.gfile.Exists(path + '.index') and not tf.gfile.Exists(path):
         raise CheckpointError('no checkpoint at %s (expected %s.index)' % (path, path))
+    if tf.gfile.Exists(path + '.index'):
+        reason = incomplete_reason(path)
+        if reason:
+            raise CheckpointError('checkpoint %s cannot be used: %s' % (path, reason))
     return path
+
+
+def write_state(directory, prefixes):
+    """Writes ``directory``'s ``checkpoint`` state file naming ``prefixes`` (oldest first; the
+    last is the newest) relative to the folder, so the folder can be copied or moved. The file
+    appears whole or not at all."""
+    names = [os.path.basename(prefix) for prefix in prefixes]
+    lines = ['model_checkpoint_path: "%s"' % names[-1]]
+    lines += ['all_model_checkpoint_paths: "%s"' % name for name in names]
+    files.write_text_atomically(os.path.join(directory, STATE_FILENAME), '\n'.join(lines) + '\n')
 
 
 def open_reader(prefix):
@@ -65,7 +182,7 @@ def open_reader(prefix):
     try:
         return tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as e:
-        raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, str(e).splitlines()[0]))
+        raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, tf_errors.one_line(e)))
 
 
 def parse_scopes(scopes):
@@ -184,5 +301,9 @@ def restore(sess, path, var_list=None, num_classes=None, remedy=''):
     after ``check_fits``; returns the prefix."""
     var_list = tf.global_variables() if var_list is None else var_list
     prefix = check_fits(path, var_list, num_classes, remedy)
-    tf.train.Saver(var_list={v.op.name: v for v in var_list}).restore(sess, prefix)
+    try:
+        tf.train.Saver(var_list={v.op.name: v for v in var_list}).restore(sess, prefix)
+    except tf.errors.OpError as e:  # damaged data the size check cannot see (a bad CRC)
+        raise CheckpointError('cannot read checkpoint %s: %s'
+                              % (prefix, tf_errors.describe(e).cause))
     return prefix

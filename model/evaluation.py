@@ -125,9 +125,26 @@ def _batched_ground_truth(spec, batch_size, max_images=None, net=None, with_imag
     return dataset.map(select).padded_batch(batch_size)
 
 
+def _num_images(spec, max_images):
+    return min(spec.num_samples, max_images) if max_images else spec.num_samples
+
+
 def _num_batches(spec, batch_size, max_images):
-    images = min(spec.num_samples, max_images) if max_images else spec.num_samples
-    return int(math.ceil(images / float(batch_size)))
+    return int(math.ceil(_num_images(spec, max_images) / float(batch_size)))
+
+
+def _check_all_read(spec, max_images, num_read):
+    """``EvalError`` when the split's shards held fewer records than its description lists: a
+    score over part of the split must not pass for the split's."""
+    expected = _num_images(spec, max_images)
+    if num_read < expected:
+        empty = [path for path in spec.data_sources if os.path.getsize(path) == 0]
+        raise EvalError('split %s: read %d of the %d images dataset_description.json lists (%s): '
+                        'convert the split again' % (
+                            spec.split_name, num_read, expected,
+                            'empty shard%s: %s' % ('s' * (len(empty) > 1), ', '.join(empty))
+                            if empty else 'a shard of %s is cut short'
+                            % os.path.dirname(spec.data_sources[0])))
 
 
 def _batches(session, fetches, num_batches, description, first_fetches=None, first=0):
@@ -197,6 +214,7 @@ def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_t
                     if len(kept) < num_kept_images:
                         kept.append(dict(entry, pixels=image['image'], gt_boxes=gt_boxes,
                                          gt_labels=gt_labels))
+        _check_all_read(spec, max_images, len(entries))
     return Evaluation(metrics, entries, info, prefix, kept)
 
 
@@ -226,6 +244,7 @@ def evaluate_detector(detect, spec, batch_size=8, max_images=None, description=N
                                 description):
                 for image in _unbatch(out):
                     entries.append(_score_image(metrics, image, *detect(image['image']))[0])
+    _check_all_read(spec, max_images, len(entries))
     return metrics, entries
 
 
@@ -261,6 +280,7 @@ def evaluate_detections_file(path, spec, batch_size=8, max_images=None,
                                                             entry['width'], height, width))
                     metrics.add(name, (height, width), gt_boxes, gt_labels, difficult,
                                 entry['boxes'], entry['scores'], entry['classes'])
+    _check_all_read(spec, max_images, metrics.num_images + len(missing))
     if missing:
         raise EvalError('%s has no entry for %d of the evaluated images (first: %s); an image '
                         'without detections needs an entry with empty lists'

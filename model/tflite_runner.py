@@ -22,6 +22,7 @@ import numpy as np
 from model import model_info
 from preprocessing import np_transform
 from utils import boxes as boxes_lib
+from utils import tf_logging
 from utils.errors import ToolkitError
 
 INPUT_TYPES = (np.float32, np.uint8)
@@ -39,8 +40,10 @@ def _interpreter(path, num_threads):
     if not os.path.isfile(path):
         raise TFLiteModelError('%s: no such file' % path)
     try:
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with tf_logging.native_stderr_held():  # LiteRT announces its XNNPACK delegate
+            interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            interpreter.allocate_tensors()
+            interpreter.invoke()  # the delegate is applied (and announced) at the first run
     except (ValueError, RuntimeError) as e:
         raise TFLiteModelError('%s is not a TFLite model LiteRT can run (%s)'
                                % (path, str(e).strip().splitlines()[0]))

@@ -58,7 +58,7 @@ def test_one_checkpoint_error_class(tmp_path):
         pretrained.init_fn_from_checkpoint(str(tmp_path / 'nothing.ckpt'))
     with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError,
                                                 match='--pre_trained_path=.*no checkpoint at'):
-        train_tools.get_init_fn(str(tmp_path / 'nothing.ckpt'), str(tmp_path), 6)
+        train_tools.get_init_fn(str(tmp_path / 'nothing.ckpt'), None, 6)
 
 
 def test_trained_num_classes():

@@ -164,7 +164,13 @@ def test_labels_file_rules(tmp_path):
     path.write_text('\ufeffcar \n bus\n\n')
     assert dataset_config.read_labels_file(str(path)) == ['car', 'bus']
     for text, message in (('car\n\nbus\n', 'line 2 is blank'), ('car\ncar\n', 'duplicate'),
-                          ('\n\n', 'no class names'), ('none\n', 'reserved for the background')):
+                          ('\n\n', 'no class names'),
+                          ('none\n', "line 1: 'none' is the background"),
+                          # A label-map habit: the background first would shift every id.
+                          ('Background\ncar\n', "line 1: 'Background' is the background"),
+                          ('car\n__background__\n', "line 2: '__background__' is the background"),
+                          ('car\nfire,truck\n', "line 2: 'fire,truck' holds ','"),
+                          ('car=1\n', "line 1: 'car=1' holds '='")):
         path.write_text(text)
         with pytest.raises(dataset_config.DatasetConfigError, match=message):
             dataset_config.read_labels_file(str(path))

@@ -132,24 +132,34 @@ def test_follow_mode_scores_checkpoints_as_they_appear_then_stops(sample_tfrecor
     with open(str(tmp_path / 'rescored' / 'results.json')) as f:
         rescored = json.load(f)
     assert rescored['checkpoint'] == os.path.join(best, 'model.ckpt-%d' % best_step)
+    # best/ names its checkpoint relative to itself, so the run folder can move.
+    assert best_results['checkpoint'] == 'model.ckpt-%d' % best_step
+    assert best_results['source_checkpoint'] == 'model.ckpt-%d' % best_step
     assert rescored['map_voc07'] == pytest.approx(best_results['map_voc07'])
     assert rescored['map_coco'] == pytest.approx(best_results['map_coco'])
 
 
-def test_follow_mode_stops_after_timeout_without_checkpoint(sample_tfrecords, tmp_path, capsys):
+def test_follow_mode_that_scored_nothing_fails_after_its_timeout(sample_tfrecords, tmp_path,
+                                                                  capsys):
+    # The folder need not exist yet (the evaluator may start before the trainer); a timeout
+    # before any checkpoint is a failure, not a quiet exit 0.
     start = time.time()
+    train_dir = tmp_path / 'not_yet'
     status = eval_ssd_network.main([
-        'eval_ssd_network.py', '--ckpt_path=%s' % tmp_path, '--wait_for_checkpoints',
+        'eval_ssd_network.py', '--ckpt_path=%s' % train_dir, '--wait_for_checkpoints',
         '--eval_interval_secs=1', '--timeout=2', '--dataset_dir=%s' % sample_tfrecords,
         '--output_dir=%s' % (tmp_path / 'out')])
-    assert status == 0 and 2 <= time.time() - start < 60
-    assert 'no new checkpoint in %s for 2 s (--timeout=2): stopping' % tmp_path in \
-        capsys.readouterr().out
+    assert status == 1 and 2 <= time.time() - start < 60
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == (
+        'error: --timeout=2: no checkpoint appeared in %s after 2 s: nothing was scored'
+        % train_dir)
 
 
 def test_follow_mode_needs_a_training_folder(sample_tfrecords, tmp_path, capsys):
+    prefix = make_checkpoint(str(tmp_path), step=1)
     status = eval_ssd_network.main([
-        'eval_ssd_network.py', '--ckpt_path=%s' % (tmp_path / 'model.ckpt-1'),
+        'eval_ssd_network.py', '--ckpt_path=%s' % prefix,
         '--wait_for_checkpoints', '--dataset_dir=%s' % sample_tfrecords])
     assert status == 2
     assert 'error: --wait_for_checkpoints follows a training folder' in capsys.readouterr().err

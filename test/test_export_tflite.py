@@ -208,11 +208,11 @@ def _inside(box, height, width, margin=1.):
     return min(ymin, xmin) > margin and ymax < height - margin and xmax < width - margin
 
 
-def _one_line_error(capsys, status):
+def _one_line_error(capsys, status, expected_status=1):
     # The one other line a tool may print on stderr: which precision --precision=auto chose.
     err = [line for line in capsys.readouterr().err.strip().splitlines()
            if not line.startswith('precision: ')]
-    assert status == 1 and len(err) == 1 and err[0].startswith('error: '), err
+    assert status == expected_status and len(err) == 1 and err[0].startswith('error: '), err
     return err[0]
 
 
@@ -252,8 +252,10 @@ def test_a_missing_or_empty_calibration_split(trained, sample_tfrecords, tmp_pat
     status = export_tflite.main(['export_tflite.py', '--ckpt_path=%s' % trained,
                                  '--quantization=int8', '--export_dir=%s' % (tmp_path / 'out')]
                                 + [flag % values for flag in flags])
-    line = _one_line_error(capsys, status)
-    assert message in line and (not flags or '--calibration_split' in line), line
+    # A missing flag is a usage error (2); each other line names the flag at fault.
+    line = _one_line_error(capsys, status, expected_status=1 if flags else 2)
+    flag = flags[0].split('=')[0] if len(flags) == 1 else '--calibration_split'
+    assert message in line and (not flags or flag in line), line
     assert not os.path.exists(str(tmp_path / 'out'))
 
 

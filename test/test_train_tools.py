@@ -138,14 +138,14 @@ def test_class_count_mismatch_names_both_counts_and_the_flag(tmp_path):
     with tf.Graph().as_default():
         _class_layer(6)
         with pytest.raises(checkpoints.CheckpointError) as err:
-            train_tools.get_init_fn(prefix, str(tmp_path / 'new_run'), num_classes=6)
+            train_tools.get_init_fn(prefix, None, num_classes=6)
         message = str(err.value)
         assert message.startswith('--pre_trained_path=%s: ' % prefix)
         assert 'num_classes=21' in message and 'num_classes=6' in message
         assert '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box/conv_cls' in message
         # Resuming a run with another class count is refused the same way.
         with pytest.raises(checkpoints.CheckpointError, match='--train_model_dir'):
-            train_tools.get_init_fn(None, os.path.dirname(prefix), num_classes=6)
+            train_tools.get_init_fn(None, prefix, num_classes=6)
 
 
 def test_matching_class_count_resumes_without_init_fn(tmp_path):
@@ -155,8 +155,8 @@ def test_matching_class_count_resumes_without_init_fn(tmp_path):
         shapes = checkpoints.open_reader(prefix).get_variable_to_shape_map()
         assert checkpoints.trained_num_classes(shapes[var.op.name], var.shape.as_list(), 6) == 6
         # Resume wins over fine-tuning: the session restores the run's own checkpoint.
-        assert train_tools.get_init_fn('/elsewhere/model.ckpt', os.path.dirname(prefix), 6) is None
-        assert train_tools.get_init_fn(None, str(tmp_path / 'empty'), 6) is None
+        assert train_tools.get_init_fn('/elsewhere/model.ckpt', prefix, 6) is None
+        assert train_tools.get_init_fn(None, None, 6) is None
 
 
 def test_print_configuration_saves_a_copy(tmp_path, capsys):
@@ -248,7 +248,7 @@ def test_resume_checkpoint_of_another_width_is_refused(tmp_path):
         _class_layer(6, depth=4)  # half the input channels
         with pytest.raises(checkpoints.CheckpointError, match=r'ssd_300_vgg/block4_box/conv_cls/'
                            r'weights has shape \[3, 3, 8, 24\], the model needs \[3, 3, 4, 24\]'):
-            train_tools.get_init_fn(None, os.path.dirname(prefix), 6)
+            train_tools.get_init_fn(None, prefix, 6)
 
 
 def test_default_epsilon_per_optimizer():

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 
+from model import checkpoints
 from model import evaluation
 from model import model_info
 
@@ -42,14 +43,26 @@ def _recover(train_dir):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def read_best(train_dir):
-    """The ``results.json`` data of ``best/``, or None when there is no best yet."""
+def read_best(train_dir, warn=print):
+    """The ``results.json`` data of ``best/``, or None when there is no best yet.
+
+    A ``results.json`` that cannot be read or parsed is reported in one line on ``warn`` and
+    counts as no best: the next evaluation rebuilds ``best/``.
+    """
     _recover(train_dir)
     path = os.path.join(best_dir(train_dir), evaluation.RESULTS_JSON)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            best = json.load(f)
+        if not isinstance(best, dict):
+            raise ValueError('not a JSON object')
+        return best
+    except (OSError, ValueError) as e:
+        warn('warning: %s is damaged (%s): the next evaluation replaces best/'
+             % (path, getattr(e, 'strerror', None) or str(e).splitlines()[0]))
+        return None
 
 
 def is_better(record, best):
@@ -71,30 +84,33 @@ def _copy_checkpoint(prefix, directory):
     files = [prefix + '.index'] + glob.glob(glob.escape(prefix) + '.data-*')
     for path in files:
         shutil.copy2(path, directory)
-    name = os.path.basename(prefix)
-    # The index names the checkpoint relative to its folder, so the folder can move.
-    with open(os.path.join(directory, 'checkpoint'), 'w') as f:
-        f.write('model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n' % (name, name))
-    return name
+    checkpoints.write_state(directory, [prefix])
+    return os.path.basename(prefix)
 
 
-def update(train_dir, prefix, results, settings):
+def update(train_dir, prefix, results, settings, warn=print):
     """Makes checkpoint ``prefix`` the best of ``train_dir`` when its ``results`` (with the
     evaluation ``settings``, as written to results.json) beat the current best.
 
     Returns True when ``best/`` now holds it. The checkpoint's files must still exist (a
-    trainer's ``--max_to_keep`` may have removed an old one: ``FileNotFoundError``).
+    trainer's ``--max_to_keep`` may have removed an old one: ``FileNotFoundError``). A damaged
+    ``best/results.json`` is named on ``warn`` and replaced.
     """
     record = dict(settings, **_scalar_results(results))
-    if not is_better(record, read_best(train_dir)):
+    if not is_better(record, read_best(train_dir, warn)):
         return False
     staging = tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=train_dir)
     try:
+        # mkdtemp makes the folder private (0700); best/ is read like the rest of the run
+        # (TensorBoard, a serving account), so it takes the mode the umask gives any folder.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
         name = _copy_checkpoint(prefix, staging)
         model_info.write_model_info(staging, **model_info.read_model_info(prefix))
         evaluation.write_results_json(os.path.join(staging, evaluation.RESULTS_JSON), results,
-                                      dict(settings, checkpoint=os.path.join(
-                                          best_dir(train_dir), name), source_checkpoint=prefix))
+                                      dict(settings, checkpoint=name,
+                                           source_checkpoint=os.path.basename(prefix)))
         old = os.path.join(train_dir, _OLD_DIR)
         if os.path.isdir(best_dir(train_dir)):
             os.rename(best_dir(train_dir), old)

@@ -17,6 +17,7 @@ import time
 import tensorflow.compat.v1 as tf
 
 from datasets import dataset_factory
+from model import checkpoints
 from model import evaluation
 from model import model_info
 from training import best_checkpoint
@@ -28,14 +29,6 @@ NUM_SUMMARY_IMAGES = 3   # images drawn into the summaries at each evaluation
 EVAL_BATCH_SIZE = 8
 # The evaluator's post-processing defaults (a low score threshold: the whole PR curve counts).
 EVAL_POSTPROCESSING = dict(select_threshold=0.01, nms_threshold=0.45, top_k=400, keep_top_k=200)
-
-
-def checkpoint_step(prefix):
-    """The global step of a ``model.ckpt-<step>`` prefix, or None."""
-    try:
-        return int(prefix.rsplit('-', 1)[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def last_step(train_dir):
@@ -70,7 +63,7 @@ class CheckpointEvaluator(object):
         settings = {key: value for key, value in self._options.items() if key != 'progress'}
         settings.update(dataset_name=self.spec.dataset_name, split_name=self.spec.split_name,
                         num_samples=self.spec.num_samples, checkpoint=prefix,
-                        step=checkpoint_step(prefix))
+                        step=checkpoints.checkpoint_step(prefix))
         return settings
 
     def evaluate(self, prefix):
@@ -91,7 +84,8 @@ class CheckpointEvaluator(object):
                 eval_summaries.summary_dir(self.train_dir, self.spec.split_name))
         self._writer.write(step, eval_summaries.evaluation_summary(results, scored.images,
                                                                    self.spec.class_names))
-        improved = best_checkpoint.update(self.train_dir, scored.prefix, results, settings)
+        improved = best_checkpoint.update(self.train_dir, scored.prefix, results, settings,
+                                          warn=self._printer)
         self._printer('evaluated step %s on %s (%d images, %.0f s): mAP@0.5 VOC07 %s, VOC10+ %s, '
                       'COCO mAP@[.5:.95] %s%s' % (
                           step, self.spec.split_name, results['num_images'],
@@ -116,21 +110,34 @@ def say(line):
     print(line, flush=True)
 
 
+class NothingScoredError(TrainConfigError):
+    """Follow mode ended without scoring a single checkpoint."""
+
+
 def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=say,
                        sleep=time.sleep, clock=time.monotonic):
-    """Yields the newest checkpoint prefix of ``train_dir`` each time a newer one appears,
-    looking every ``interval_secs``.
+    """Yields the newest complete checkpoint prefix of ``train_dir`` each time a newer one
+    appears, looking every ``interval_secs``; the folder itself may appear later.
 
     Stops after yielding the run's last step (``last_step``), or once ``timeout_secs`` (None:
-    never) pass without a new checkpoint. A checkpoint that appears while the previous one is
-    being scored is the next one yielded; older ones saved meanwhile are skipped, so the
-    evaluation keeps up with training.
+    never) pass without a new checkpoint: a ``NothingScoredError`` when none was yielded. A
+    checkpoint that appears while the previous one is being scored is the next one yielded;
+    older ones saved meanwhile are skipped, so the evaluation keeps up with training. A newer
+    checkpoint that cannot be used is named once (``printer``) when it is still unusable a look
+    later (the trainer may be writing it), and the newest complete one is taken instead.
     """
     scored_step = None
     waiting_since = clock()
+    unusable, reported = set(), set()
     while True:
-        prefix = tf.train.latest_checkpoint(train_dir)
-        step = checkpoint_step(prefix) if prefix else None
+        prefix, passed_over = (checkpoints.newest_complete(train_dir) if os.path.isdir(train_dir)
+                               else (None, []))
+        for passed, reason in passed_over:
+            if passed in unusable and passed not in reported:
+                printer(checkpoints.passed_over_line(passed, reason, prefix))
+                reported.add(passed)
+        unusable = {passed for passed, _ in passed_over}
+        step = checkpoints.checkpoint_step(prefix) if prefix else None
         if step is not None and (scored_step is None or step > scored_step):
             yield prefix
             scored_step = step
@@ -143,6 +150,11 @@ def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=say,
             continue
         waited = clock() - waiting_since
         if timeout_secs is not None and waited >= timeout_secs:
+            if scored_step is None:
+                raise NothingScoredError(
+                    '--timeout=%g: no checkpoint %s in %s after %.0f s: nothing was scored' % (
+                        timeout_secs, 'could be used' if passed_over else 'appeared',
+                        train_dir, waited))
             printer('no new checkpoint in %s for %.0f s (--timeout=%g): stopping'
                     % (train_dir, waited, timeout_secs))
             return
@@ -204,6 +216,11 @@ def hook_from_flags(options, step_tensor, saver, class_names):
         spec = dataset_factory.get_dataset(options.dataset_name, options.eval_split, dataset_dir)
     except (ValueError, IOError, KeyError) as e:
         raise TrainConfigError('--eval_split=%s in %s: %s' % (options.eval_split, dataset_dir, e))
+    empty = [path for path in spec.data_sources if os.path.getsize(path) == 0]
+    if empty:
+        raise TrainConfigError('--eval_split=%s: %s is empty but dataset_description.json lists '
+                               '%d images: convert the split again'
+                               % (options.eval_split, empty[0], spec.num_samples))
     if spec.class_names != list(class_names):
         raise TrainConfigError('--eval_split=%s in %s has classes %s, the model %s'
                                % (options.eval_split, dataset_dir, spec.class_names,

@@ -5,7 +5,6 @@ import time
 
 import tensorflow.compat.v1 as tf
 
-from model import model_info
 from training import evaluation
 from utils.errors import ToolkitError
 
@@ -99,9 +98,12 @@ class SignalStopHook(tf.train.SessionRunHook):
         return self._signal
 
     def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
         if self._signal is not None:
-            raise KeyboardInterrupt
-        self._signal = signal.Signals(signum).name
+            raise KeyboardInterrupt('a second signal (%s after %s): stopped at once, without a '
+                                    'final checkpoint; the newest one saved is kept'
+                                    % (name, self._signal))
+        self._signal = name
 
     def after_run(self, run_context, run_values):
         if self._signal is not None:
@@ -109,9 +111,11 @@ class SignalStopHook(tf.train.SessionRunHook):
             run_context.request_stop()
 
 
-def build_hooks(options, handles, global_step, step_after, is_chief, scaffold, signal_hook):
+def build_hooks(options, handles, global_step, step_after, is_chief, scaffold, signal_hook,
+                class_names):
     """Session hooks in the order that matters: the non-finite guard first, checkpoints and
-    the evaluation (--eval_every_n_steps, chief only) last."""
+    the evaluation (--eval_every_n_steps, chief only; its split must have ``class_names``)
+    last."""
     hooks = [NonFiniteGuardHook(handles['is_finite'], handles['total_loss'], global_step),
              signal_hook,
              LoggingHook(options.log_every_n_steps, options.batch_size, step_after,
@@ -125,9 +129,8 @@ def build_hooks(options, handles, global_step, step_after, is_chief, scaffold, s
         hooks.append(tf.train.CheckpointSaverHook(options.train_model_dir,
                                                   save_secs=options.save_interval_secs,
                                                   scaffold=scaffold))
-        evaluation_hook = evaluation.hook_from_flags(
-            options, step_after, scaffold.saver,
-            model_info.read_model_info(options.train_model_dir)['class_names'])
+        evaluation_hook = evaluation.hook_from_flags(options, step_after, scaffold.saver,
+                                                     class_names)
         if evaluation_hook:
             hooks.append(evaluation_hook)
     return hooks

@@ -8,6 +8,8 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from datasets import record_check
 from deployment import model_deploy
+from model import checkpoints
+from training import run_folder
 from training.train_tools import TrainConfigError
 from utils import cli
 from utils import cpu_features
@@ -95,30 +97,14 @@ class WorkerSessionCreator(tf.train.SessionCreator):
         return manager.wait_for_session(self._master, config=self._config)
 
 
-def remove_partial_checkpoint(train_dir):
-    """Removes what a failed checkpoint save leaves in ``train_dir``: TensorFlow's temporary
-    files (``*.tempstate*``, sharded ``*_temp`` folders) and the files of checkpoints newer than
-    the newest one ``checkpoint`` records (their save did not finish)."""
-    newest = tf.train.latest_checkpoint(train_dir)
-    newest_step = int(newest.rsplit('-', 1)[1]) if newest else -1
-    for path in tf.io.gfile.glob(os.path.join(train_dir, 'model.ckpt-*')):
-        name = os.path.basename(path)
-        step = name[len('model.ckpt-'):].split('.')[0].split('_')[0]
-        if '.tempstate' in name or '_temp' in name or (step.isdigit() and int(step) > newest_step):
-            if tf.io.gfile.isdir(path):
-                tf.io.gfile.rmtree(path)
-            else:
-                tf.io.gfile.remove(path)
-
-
 def training_error(options, error, data_sources):
     """The one-line ``ToolkitError`` for a TensorFlow ``error`` that stopped training."""
     record_check.raise_if_corrupt(error, data_sources,
                                   remedy='; --skip_corrupt_records trains past it')
     text = tf_errors.describe(error)
     if tf_errors.is_disk_full(error):
-        remove_partial_checkpoint(options.train_model_dir)
-        newest = tf.train.latest_checkpoint(options.train_model_dir)
+        run_folder.remove_partial_checkpoint(options.train_model_dir)
+        newest, _ = checkpoints.newest_complete(options.train_model_dir)
         return TrainConfigError(
             '--train_model_dir=%s: cannot write: %s; %s' % (
                 options.train_model_dir, text.cause,

@@ -11,6 +11,7 @@ from deployment import model_deploy
 from model import checkpoints
 from model import pretrained
 from nets.nets_model import ssd_vgg_300
+from utils import files
 from utils.errors import ToolkitError
 
 LEARNING_RATE_DECAY_TYPES = ('fixed', 'exponential', 'polynomial')
@@ -184,20 +185,21 @@ def get_trainop(optimizer, grads_and_vars, global_step, total_loss, update_ops=N
     return train_tensor, is_finite
 
 
-def get_init_fn(pre_trained_path, train_model_dir, num_classes, model_scope=ssd_vgg_300.SCOPE,
+def get_init_fn(pre_trained_path, resume_prefix, num_classes, model_scope=ssd_vgg_300.SCOPE,
                 checkpoint_model_scope=None, checkpoint_exclude_scopes=None,
                 ignore_missing_vars=False):
     """fn(sess) initialising the model from ``pre_trained_path``, or None.
 
-    None when ``train_model_dir`` already holds a checkpoint (the session resumes from it, which
-    wins over fine-tuning; it must fit the graph's variables) or when no ``pre_trained_path`` is
-    given (training from scratch). Either checkpoint must have the run's class count unless its
+    None when the run resumes from ``resume_prefix`` (the newest complete checkpoint of
+    --train_model_dir, or None for a new run: the session restores it, which wins over
+    fine-tuning; it must fit the graph's variables) or when no ``pre_trained_path`` is given
+    (training from scratch). Either checkpoint must have the run's class count unless its
     class layers are excluded. Call it after the network is built (it compares against the
     graph's variables). Raises ``checkpoints.CheckpointError`` naming the flag.
     """
-    if train_model_dir and tf.train.latest_checkpoint(train_model_dir):
+    if resume_prefix:
         checkpoints.check_fits(
-            train_model_dir, tf.global_variables(), num_classes,
+            resume_prefix, tf.global_variables(), num_classes,
             remedy=' (the resume checkpoint in --train_model_dir): use a new --train_model_dir, or '
                    'the flags it was trained with (--num_classes, --model_name, '
                    '--width_multiplier, --optimizer)')
@@ -228,6 +230,5 @@ def print_configuration(flag_values, params, data_sources, save_dir=None):
     print(text, flush=True)
     if save_dir:
         os.makedirs(save_dir, exist_ok=True)
-        with open(os.path.join(save_dir, 'training_config.txt'), 'w') as f:
-            f.write(text)
+        files.write_text_atomically(os.path.join(save_dir, 'training_config.txt'), text)
     return text

@@ -13,10 +13,12 @@ from training import class_weights
 from training import graph
 from training import evaluation
 from training import hooks
+from training import run_folder
 from training import session
 from training import train_tools
 from training.train_tools import TrainConfigError
 from utils import cli
+from utils import files
 
 # Seen with TensorFlow 2.21: oneDNN's bfloat16 rewrite leaves a bfloat16 _FusedConv2D, which only
 # the local runtime turns into a oneDNN kernel.
@@ -114,6 +116,10 @@ def train(options):
     except (ValueError, KeyError) as e:
         raise TrainConfigError('--model_name=%s: %s' % (options.model_name, e))
     is_chief = config.is_chief
+    if is_chief:
+        files.make_writable_dir(options.train_model_dir, '--train_model_dir')
+    resume_from = run_folder.resume_checkpoint(options.train_model_dir) if is_chief else None
+    names = class_names(spec, num_classes)
     if options.seed is not None:
         graph.make_deterministic()
     with tf.Graph().as_default():
@@ -124,31 +130,33 @@ def train(options):
         with tf.control_dependencies([handles['train_tensor']]):
             step_after = tf.identity(global_step.read_value())  # the step this run completed
         init_fn = train_tools.get_init_fn(
-            options.pre_trained_path, options.train_model_dir, num_classes,
+            options.pre_trained_path, resume_from, num_classes,
             model_scope=ssd_vgg_300.SCOPE,
             checkpoint_model_scope=options.checkpoint_model_scope,
             checkpoint_exclude_scopes=options.checkpoint_exclude_scopes,
             ignore_missing_vars=options.ignore_missing_vars) if is_chief else None
-        if is_chief:
-            # Written once the checkpoints are known to fit the run (a refused run leaves it).
-            model_info.write_model_info(
-                options.train_model_dir, model_name=options.model_name, num_classes=num_classes,
-                class_names=class_names(spec, num_classes),
-                width_multiplier=options.width_multiplier, dataset_name=options.dataset_name,
-                img_shape=list(net.params.img_shape),
-                max_number_of_steps=options.max_number_of_steps)
-            train_tools.print_configuration(options.flag_values_dict(), net.params,
-                                            spec.data_sources, options.train_model_dir)
+        # Relative paths in the state file: a copy of the folder is a run of its own.
         saver = tf.train.Saver(max_to_keep=options.max_to_keep,
                                keep_checkpoint_every_n_hours=options.keep_checkpoint_every_n_hours,
-                               sharded=config.num_ps_tasks > 0)
+                               sharded=config.num_ps_tasks > 0, save_relative_paths=True)
         scaffold = tf.train.Scaffold(
             saver=saver, init_fn=(lambda _, sess: init_fn(sess)) if init_fn else None,
             local_init_op=tf.group(tf.local_variables_initializer(), tf.tables_initializer(),
                                    handles['iterator'].initializer))
         signal_hook = hooks.SignalStopHook()
         session_hooks = hooks.build_hooks(options, handles, global_step, step_after, is_chief,
-                                          scaffold, signal_hook)
+                                          scaffold, signal_hook, names)
+        if is_chief:
+            # Written only now that every check passed: a refused run leaves the folder as it
+            # was (a follow-mode evaluator reads max_number_of_steps from model_info.json).
+            run_folder.adopt_checkpoints(options.train_model_dir)
+            model_info.write_model_info(
+                options.train_model_dir, model_name=options.model_name, num_classes=num_classes,
+                class_names=names, width_multiplier=options.width_multiplier,
+                dataset_name=options.dataset_name, img_shape=list(net.params.img_shape),
+                max_number_of_steps=options.max_number_of_steps)
+            train_tools.print_configuration(options.flag_values_dict(), net.params,
+                                            spec.data_sources, options.train_model_dir)
         signal_hook.install()
         try:
             final_step = session.run_session(options, server, is_chief, scaffold, session_hooks,

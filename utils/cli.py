@@ -9,6 +9,8 @@ hands it to ``run``:
 - an unknown flag, a malformed value or a stray argument: one line ``error: ...``, exit 2;
 - a ``UsageError`` (a bad flag value or combination found by the script): ``error: ...``, exit 2;
 - any other ``utils.errors.ToolkitError``: ``error: <message>``, exit 1 (caught here, once);
+- Ctrl-C (``KeyboardInterrupt``): ``error: interrupted ...``, exit 130, no traceback (each tool
+  removes what it had half-written on its way out);
 - ``--precision=auto`` is resolved to float32 or bfloat16 before ``main`` runs, in one line on
   stderr (``utils/cpu_features.py``; a tool's entry path calls
   ``cpu_features.enable_onednn_for_bfloat16`` before it imports TensorFlow).
@@ -31,6 +33,7 @@ PRECISION_HELP = ('Compute precision of the network: auto (bfloat16 where the CP
                   'checkpoints stay float32).')
 USAGE_EXIT = 2
 ERROR_EXIT = 1
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 class UsageError(ToolkitError):
@@ -201,6 +204,9 @@ def run_cli(argv, flag_values, groups, doc, main_fn):
     except ToolkitError as e:
         print_error(e)
         return ERROR_EXIT
+    except KeyboardInterrupt as e:
+        print_error('interrupted%s' % (': %s' % e if str(e) else ''))
+        return INTERRUPTED_EXIT
 
 
 def run(argv, flag_set, doc, main_fn):

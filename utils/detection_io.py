@@ -27,7 +27,12 @@ def list_images(image_path):
     if os.path.isfile(image_path):
         return [image_path], []
     if os.path.isdir(image_path):
-        files = sorted(os.path.join(image_path, name) for name in os.listdir(image_path)
+        try:
+            names = os.listdir(image_path)
+        except OSError as e:
+            raise ImagePathError('--image_path %s: cannot list this folder: %s'
+                                 % (image_path, e.strerror))
+        files = sorted(os.path.join(image_path, name) for name in names
                        if os.path.isfile(os.path.join(image_path, name)))
         images = [path for path in files if path.lower().endswith(IMAGE_EXTENSIONS)]
         if not images:

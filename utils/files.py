@@ -3,20 +3,24 @@
 A reader (another tool, a server polling a folder, a rerun after a crash or a full disk) sees
 either the previous file or the complete new one, never a half-written one.
 """
+import contextlib
 import json
 import os
+import tempfile
+
+from utils.errors import ToolkitError
 
 
-def write_text_atomically(path, text):
-    """Writes ``text`` (UTF-8) to ``path`` through a temporary file beside it, renamed over
-    ``path`` once flushed to disk. On any failure the temporary is removed, the previous file
-    (if any) stays as it was, and the error propagates."""
-    temporary = '%s.tmp-%d' % (path, os.getpid())
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path`` (with its extension, for writers that go by it) for the
+    block to write; renamed over ``path`` when the block ends normally. On any failure or
+    interruption the temporary is removed, the previous file (if any) stays as it was, and the
+    error propagates."""
+    root, extension = os.path.splitext(path)
+    temporary = '%s.tmp-%d%s' % (root, os.getpid(), extension)
     try:
-        with open(temporary, 'w', encoding='utf-8') as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -24,6 +28,33 @@ def write_text_atomically(path, text):
         raise
 
 
+def write_text_atomically(path, text):
+    """Writes ``text`` (UTF-8) to ``path`` through ``atomic_path``, flushed to disk before the
+    rename."""
+    with atomic_path(path) as temporary:
+        with open(temporary, 'w', encoding='utf-8') as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def write_json_atomically(path, value):
     """``write_text_atomically`` of ``value`` as indented JSON with sorted keys."""
     write_text_atomically(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+
+
+def make_writable_dir(path, flag):
+    """Makes folder ``path`` (given as flag ``flag``, e.g. ``--output_dir``) if needed and
+    checks that a file can be created in it, before any work; a ``ToolkitError`` in one line
+    naming the flag otherwise (a file in the way, a folder that cannot be created or written)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ToolkitError('%s=%s is a file, not a folder' % (flag, path))
+    existed = os.path.isdir(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ToolkitError('%s=%s cannot be %s: %s' % (
+            flag, path, 'written' if existed or os.path.isdir(path) else 'created',
+            e.strerror or e))

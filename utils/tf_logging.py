@@ -10,7 +10,8 @@ image with their own one-line message, so they hold these back:
 - ``start_tool(argv, default_precision)`` (or ``quiet_tensorflow()`` for a tool without
   ``--precision``) before anything imports TensorFlow (a user who sets ``TF_CPP_MIN_LOG_LEVEL``
   keeps their level);
-- ``native_stderr_held()`` around a session run that decodes a user's image.
+- ``native_stderr_held()`` around a session run that decodes a user's image, a LiteRT
+  interpreter's start and a TFLite conversion.
 """
 import contextlib
 import os
@@ -24,7 +25,9 @@ from utils import cpu_features
 # of the CPU-instructions notice, and libjpeg's own messages.
 _NOTICE = re.compile(r'^([IWE]\d{4} |WARNING: All log messages before absl::InitializeLog|'
                      r'To enable the following instructions|Input file read error|'
-                     r'Premature end of JPEG|Corrupt JPEG data|Invalid JPEG)')
+                     r'Premature end of JPEG|Corrupt JPEG data|Invalid JPEG|'
+                     # LiteRT's delegate notice, the TFLite converter's quantizer settings
+                     r'INFO: Created TensorFlow Lite|fully_quantize: )')
 
 
 @contextlib.contextmanager

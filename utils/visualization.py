@@ -7,6 +7,7 @@ pyplot, and only when a display exists (``has_display()``).
 
 Boxes are ``[ymin, xmin, ymax, xmax]`` in pixels of the image they are drawn on.
 """
+import functools
 import io
 import os
 import sys
@@ -29,10 +30,47 @@ if not _display_available():
     matplotlib.use('Agg')
 
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib import ft2font  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 _DPI = 100
+_UNDRAWABLE_WARNED = set()
+
+
+@functools.lru_cache(maxsize=None)
+def _characters_of(font_path):
+    try:
+        return frozenset(ft2font.FT2Font(font_path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=256)
+def font_for(text):
+    """``FontProperties`` of a font that draws every character of ``text``: matplotlib's own
+    first, else any installed one (a CJK class name needs a CJK font); None when none does."""
+    needed = {ord(c) for c in text if not c.isspace()}
+    default = font_manager.findfont(font_manager.FontProperties())
+    for path in [default] + sorted(f.fname for f in font_manager.fontManager.ttflist):
+        # Last Resort maps every character to a placeholder box: that is not drawing it.
+        if needed <= _characters_of(path) and 'LastResort' not in os.path.basename(path):
+            return font_manager.FontProperties(fname=path)
+    return None
+
+
+def drawable(text, fallback):
+    """``(text, font properties)`` to draw ``text``; ``(fallback, None)`` when no installed font
+    has its characters (matplotlib would draw empty boxes), said once per text on stderr."""
+    font = font_for(text)
+    if font is not None:
+        return text, font
+    if text not in _UNDRAWABLE_WARNED:
+        _UNDRAWABLE_WARNED.add(text)
+        print('warning: no installed font draws %r (install one that does, e.g. Debian\'s '
+              'fonts-noto-cjk): pictures show %r instead' % (text, fallback), file=sys.stderr)
+    return fallback, None
 
 
 def has_display():
@@ -81,15 +119,17 @@ def detections_figure(image, boxes, classes, scores, class_names, title=None, ma
             (xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=color, linewidth=2))
         label = int(label)
         name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
+        name, font = drawable(name, 'class %d' % label)
         # Above the box, or inside it when the box touches the top edge (no room above).
         inside = ymin * scale < label_height
         text = name if score is None else '%s %.2f' % (name, score)
-        axes.text(xmin, ymin, text, color='white', fontsize=font_size,
+        axes.text(xmin, ymin, text, color='white', fontsize=font_size, fontproperties=font,
                   verticalalignment='top' if inside else 'bottom', clip_on=True,
                   bbox=dict(facecolor=color, edgecolor=color, pad=1, alpha=0.8))
     if title:
+        title, font = drawable(title, title.encode('ascii', 'replace').decode())
         axes.text(2, 2, title, color='white', fontsize=font_size, verticalalignment='top',
-                  bbox=dict(facecolor='black', alpha=0.5, pad=1))
+                  fontproperties=font, bbox=dict(facecolor='black', alpha=0.5, pad=1))
     return figure
 
 

@@ -240,6 +240,13 @@ def _run_images(client, options, class_names):
             raise ClientError('--image_path %s: %s' % (path, e.strerror or e))
         height, width = decode_image(data, path).shape[:2]
         detections = client.detect(data, path)
+        unnamed = sorted(set(int(label) for label in detections.classes
+                             if class_names is not None and label > len(class_names)))
+        if unnamed:
+            raise ClientError('--labels_file %s names %d classes but the model detected class id '
+                              '%d in %s: give the labels file of this model'
+                              % (options.labels_file or options.model_info, len(class_names),
+                                 unnamed[-1], path))
         print('\n'.join(detection_io.format_detections(
             os.path.basename(path), height, width, detections.boxes, detections.scores,
             detections.classes, class_names)))
