@@ -37,6 +37,7 @@ from tensorflow.python.util import deprecation  # noqa: E402
 
 from preprocessing import transform  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import files  # noqa: E402
 from utils import image_header  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from model import inference  # noqa: E402
@@ -322,6 +323,7 @@ def _export(options):
     for name in ('max_image_pixels', 'max_request_pixels'):
         if getattr(options, name) < 1:
             raise cli.UsageError('--%s must be >= 1, got %d' % (name, getattr(options, name)))
+    files.check_writable_dir(options.export_dir, '--export_dir')  # before the slow part
     try:
         path = export(options.ckpt_path, options.export_dir, options.model_name,
                       options.model_version, options.overwrite, options.select_threshold,

@@ -47,6 +47,7 @@ from model import model_info as model_info_lib  # noqa: E402
 from nets import anchors as anchors_lib  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -319,6 +320,7 @@ def _export(options):
     if options.quantization == 'int8' and not options.calibration_dataset_dir:
         raise cli.UsageError('--quantization=int8 needs --calibration_dataset_dir (TFRecords of '
                              'images like those the model will see)')
+    files.check_writable_dir(options.export_dir, '--export_dir')  # before the slow conversion
     try:
         path, described = export(
             options.ckpt_path, options.export_dir, options.model_name, options.quantization,

@@ -117,7 +117,7 @@ def train(options):
         raise TrainConfigError('--model_name=%s: %s' % (options.model_name, e))
     is_chief = config.is_chief
     if is_chief:
-        files.make_writable_dir(options.train_model_dir, '--train_model_dir')
+        files.check_writable_dir(options.train_model_dir, '--train_model_dir')
     resume_from = run_folder.resume_checkpoint(options.train_model_dir) if is_chief else None
     names = class_names(spec, num_classes)
     if options.seed is not None:

@@ -43,18 +43,30 @@ def write_json_atomically(path, value):
     write_text_atomically(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
 
 
-def make_writable_dir(path, flag):
-    """Makes folder ``path`` (given as flag ``flag``, e.g. ``--output_dir``) if needed and
-    checks that a file can be created in it, before any work; a ``ToolkitError`` in one line
-    naming the flag otherwise (a file in the way, a folder that cannot be created or written)."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ToolkitError('%s=%s is a file, not a folder' % (flag, path))
-    existed = os.path.isdir(path)
+def check_writable_dir(path, flag):
+    """Checks, before any work and without creating anything, that folder ``path`` (given as
+    flag ``flag``, e.g. ``--output_dir``) can be written, or made where it does not exist yet;
+    a ``ToolkitError`` in one line naming the flag otherwise (a file in the way, a read-only or
+    unwritable folder)."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ToolkitError('%s=%s: %s is a file, not a folder' % (
+            flag, path, 'it' if existing == os.path.abspath(path) else existing))
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
         raise ToolkitError('%s=%s cannot be %s: %s' % (
-            flag, path, 'written' if existed or os.path.isdir(path) else 'created',
+            flag, path, 'written' if existing == os.path.abspath(path) else 'created',
             e.strerror or e))
+
+
+def make_writable_dir(path, flag):
+    """``check_writable_dir``, then makes the folder."""
+    check_writable_dir(path, flag)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ToolkitError('%s=%s cannot be created: %s' % (flag, path, e.strerror or e))
