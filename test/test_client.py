@@ -200,3 +200,24 @@ def test_cli_num_tests_prints_map(served, sample_tfrecords):
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith('2 images of vehicle/test through grpc')
     assert lines[-1].startswith('mAP VOC07 ')
+
+
+def test_a_labels_file_shorter_than_the_models_classes_is_refused(tmp_path, capsys):
+    import types
+    import cv2
+    image = str(tmp_path / 'street.jpg')
+    cv2.imwrite(image, np.zeros((20, 30, 3), np.uint8))
+
+    class ThirdClassClient(object):
+        def detect(self, data, name):
+            return client_lib.Detections(np.array([[1., 2., 10., 20.]]), np.array([.9]),
+                                         np.array([3]))
+
+    labels = str(tmp_path / 'labels.txt')
+    options = types.SimpleNamespace(image_path=image, labels_file=labels, model_info=None)
+    with pytest.raises(client_lib.ClientError) as error:
+        client_lib._run_images(ThirdClassClient(), options, ['Car', 'Bus'])
+    assert str(error.value) == ('--labels_file %s names 2 classes but the model detected class '
+                                'id 3 in %s: give the labels file of this model' % (labels, image))
+    client_lib._run_images(ThirdClassClient(), options, ['Car', 'Bus', 'Truck'])
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == 'Truck'

@@ -215,3 +215,33 @@ def test_bad_input(sample_tfrecords, checkpoint_dir, tmp_path, capsys):
                            class_names=['a', 'b', 'c', 'd', 'e'])
     status, _, stderr = run_eval(capsys, '--ckpt_path=%s' % other, *common)
     assert status == 1 and "detects ['a', 'b', 'c', 'd', 'e'] (model_info.json)" in stderr
+
+
+def test_a_split_shorter_than_its_description_is_an_error(sample_tfrecords, checkpoint_dir,
+                                                           tmp_path, capsys):
+    """A 0-byte shard while dataset_description.json lists its images: no quiet '0 images'."""
+    import shutil
+    import train_ssd_network
+    records = str(tmp_path / 'records')
+    shutil.copytree(sample_tfrecords, records)
+    shard = os.path.join(records, 'vehicle_test_000.tfrecord')
+    open(shard, 'wb').close()
+    status = eval_ssd_network.main(['eval_ssd_network.py', '--ckpt_path=%s' % checkpoint_dir,
+                                    '--dataset_dir=%s' % records, '--split=test',
+                                    '--precision=float32', '--output_dir=%s' % (tmp_path / 'o')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err[-1] == (
+        'error: split test: read 0 of the 5 images dataset_description.json lists (empty shard: '
+        '%s): convert the split again' % shard), err
+    assert not os.path.exists(str(tmp_path / 'o' / 'results.json'))
+    # The trainer's evaluation split is checked before the first step.
+    status = train_ssd_network.main([
+        'train_ssd_network.py', '--train_model_dir=%s' % (tmp_path / 'run'),
+        '--dataset_dir=%s' % records, '--width_multiplier=0.125', '--batch_size=2',
+        '--max_number_of_steps=1', '--precision=float32', '--eval_every_n_steps=1',
+        '--eval_split=test'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err == ['error: --eval_split=test: %s is empty but '
+                                   'dataset_description.json lists 5 images: convert the split '
+                                   'again' % shard], err
+    assert not os.path.exists(str(tmp_path / 'run'))   # a refused run writes nothing

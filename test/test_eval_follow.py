@@ -266,3 +266,5 @@ def test_trainer_evaluation_flags_are_checked(sample_tfrecords, tmp_path, capsys
     err = capsys.readouterr().err
     assert 'error: --eval_split=nosuch in %s' % sample_tfrecords in err
     assert not os.path.exists(os.path.join(str(tmp_path), 'model.ckpt-1.index'))
+    # Validated before anything is written: the folder's files stay as they were.
+    assert sorted(os.listdir(str(tmp_path))) == []

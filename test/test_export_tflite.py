@@ -3,6 +3,8 @@ detects what the TensorFlow graph detects, int8 what float detects, MediaPipe ru
 evaluator and detector score it, and bad input gets one line."""
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -18,6 +20,8 @@ from preprocessing import np_transform
 from model import tflite_runner
 from test import checkpoints
 from utils import boxes as boxes_lib
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 THRESHOLDS = dict(select_threshold=0.5, nms_threshold=0.45, max_detections=100)
 
@@ -277,3 +281,25 @@ def test_a_tflite_file_that_is_not_a_detector_of_this_layout(tmp_path, capsys):
                                 '--image_path=%s' % picture, '--output_dir=%s' % tmp_path])
         line = _one_line_error(capsys, status)
         assert path in line and message in line, line
+
+
+def test_no_log_lines_but_the_toolkits(models, trained, sample_tfrecords, tmp_path, capfd):
+    """The int8 converter's quantizer settings and LiteRT's XNNPACK notice are held back."""
+    status = export_tflite.main([
+        'export_tflite.py', '--ckpt_path=%s' % trained, '--quantization=int8',
+        '--calibration_dataset_dir=%s' % sample_tfrecords, '--num_calibration_images=2',
+        '--export_dir=%s' % (tmp_path / 'int8')])
+    captured = capfd.readouterr()
+    assert status == 0 and 'fully_quantize' not in captured.err, captured.err[-2000:]
+    picture = str(tmp_path / 'scene.png')
+    cv2.imwrite(picture, cv2.cvtColor(checkpoints.toy_scene(), cv2.COLOR_RGB2BGR))
+    env = dict(os.environ, MPLBACKEND='Agg')
+    env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO_ROOT, 'detector.py'), '--noshow',
+         '--tflite_path=%s' % models['int8'], '--image_path=%s' % picture,
+         '--output_dir=%s' % (tmp_path / 'out')],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        '1 of 1 file processed, pictures in %s' % (tmp_path / 'out')], result.stderr

@@ -74,3 +74,28 @@ def test_headless_machine_has_no_display(monkeypatch):
     monkeypatch.delenv('WAYLAND_DISPLAY', raising=False)
     assert not visualization.has_display()
     assert visualization.show_image('/nonexistent.png') is False
+
+
+def test_a_name_no_installed_font_draws_is_labelled_by_id_in_one_line(tmp_path, capsys,
+                                                                     monkeypatch):
+    import warnings
+    # A font that covers only ASCII stands in for a machine without CJK fonts.
+    monkeypatch.setattr(visualization, '_characters_of',
+                        lambda path: frozenset(range(32, 127)))
+    visualization.font_for.cache_clear()
+    monkeypatch.setattr(visualization, '_UNDRAWABLE_WARNED', set())
+    drawn = []
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')   # matplotlib's "Glyph ... missing" would fail here
+        for _ in range(2):
+            figure = visualization.detections_figure(
+                np.zeros((60, 80, 3), np.uint8), [[10, 10, 40, 50]], [2], [.8],
+                ['Car', '救护车'], title='街.jpg')
+            drawn.append(sorted(t.get_text() for t in figure.axes[0].texts))
+    visualization.font_for.cache_clear()
+    assert drawn[0] == drawn[1] == ['?.jpg', 'class 2 0.80']
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: no installed font draws '救护车' (install one that does, e.g. Debian's "
+        "fonts-noto-cjk): pictures show 'class 2' instead",
+        "warning: no installed font draws '街.jpg' (install one that does, e.g. Debian's "
+        "fonts-noto-cjk): pictures show '?.jpg' instead"]
