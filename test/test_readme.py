@@ -162,13 +162,15 @@ def shell_commands(text):
 
 
 def contract_commands(text):
-    """``(command, [flag names])`` of each ``- `python ...` flags: ...`` item of the contract."""
+    """``(command, [flag names], {flag: default})`` of each ``- `python ...` flags: ...`` item
+    of the contract; a default is the one-word value in brackets after a flag: `--port` (8500)."""
     commands = []
     for item in re.split(r'\n(?=- |\n)', text):
         match = re.match(r'- `python (-m )?(\S+)` flags', item)
         if match:
             command = ('module' if match.group(1) else 'path', match.group(2))
-            commands.append((command, FLAG.findall(item)))
+            defaults = dict(re.findall(r'`--(\w+)`\s+\(([^\s()|]+)\)', item))
+            commands.append((command, FLAG.findall(item), defaults))
     return commands
 
 
@@ -206,8 +208,8 @@ print(json.dumps(results))
 def help_texts():
     """{(kind, target): help text} of every command the README's shell blocks and the
     contract show, each run as ``python X.py --help`` / ``python -m M --help`` would run it."""
-    wanted = sorted({command for command, _ in shell_commands(read(README)) +
-                     contract_commands(read(CONTRACT))})
+    wanted = sorted({command for command, _ in shell_commands(read(README))} |
+                    {command for command, _, _ in contract_commands(read(CONTRACT))})
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
     result = subprocess.run([sys.executable, '-c', HELP_RUNNER, json.dumps(wanted)],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -229,12 +231,35 @@ def test_every_readme_command_knows_its_flags(help_texts):
     assert not unknown, unknown
 
 
-def test_every_flag_of_the_contract_exists(help_texts):
+def test_every_flag_and_default_of_the_contract_exists(help_texts):
     commands = contract_commands(read(CONTRACT))
     assert len(commands) >= 9
-    unknown = ['%s --%s' % (target, flag) for (kind, target), flags in commands
+    unknown = ['%s --%s' % (target, flag) for (kind, target), flags, _ in commands
                for flag in flags if not flag_listed(flag, help_texts[(kind, target)])]
     assert not unknown, unknown
+    defaults = [(target, flag, value) for (kind, target), _, values in commands
+                for flag, value in values.items()]
+    assert len(defaults) >= 40
+    wrong = ['%s --%s (%s)' % (target, flag, value) for target, flag, value in defaults
+             if '  --%s (default: %s)\n' % (flag, value)
+             not in help_texts[(kind_of(commands, target), target)]]
+    assert not wrong, wrong
+
+
+def kind_of(commands, target):
+    return next(kind for (kind, name), _, _ in commands if name == target)
+
+
+def test_contract_record_keys_are_the_converters():
+    """docs/CONTRACT.md §3 names exactly the keys datasets/records.py writes."""
+    from datasets import records
+    section = read(CONTRACT).split('## §3 ')[1].split('\n## ')[0]
+    named = set()
+    for name in re.findall(r'`(image/[\w/|]+)`', section):
+        head, _, tail = name.rpartition('/')
+        named.update(head + '/' + part if head else part for part in tail.split('|'))
+    keys = {value for key, value in vars(records).items() if key.startswith('KEY_')}
+    assert named == keys
 
 
 def test_every_flag_in_the_readme_prose_belongs_to_a_tool(help_texts):
