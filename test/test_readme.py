@@ -237,17 +237,12 @@ def test_every_flag_and_default_of_the_contract_exists(help_texts):
     unknown = ['%s --%s' % (target, flag) for (kind, target), flags, _ in commands
                for flag in flags if not flag_listed(flag, help_texts[(kind, target)])]
     assert not unknown, unknown
-    defaults = [(target, flag, value) for (kind, target), _, values in commands
+    defaults = [(command, flag, value) for command, _, values in commands
                 for flag, value in values.items()]
     assert len(defaults) >= 40
-    wrong = ['%s --%s (%s)' % (target, flag, value) for target, flag, value in defaults
-             if '  --%s (default: %s)\n' % (flag, value)
-             not in help_texts[(kind_of(commands, target), target)]]
+    wrong = ['%s --%s (%s)' % (command[1], flag, value) for command, flag, value in defaults
+             if '  --%s (default: %s)\n' % (flag, value) not in help_texts[command]]
     assert not wrong, wrong
-
-
-def kind_of(commands, target):
-    return next(kind for (kind, name), _, _ in commands if name == target)
 
 
 def test_contract_record_keys_are_the_converters():
