@@ -1,5 +1,5 @@
 @echo off
-REM Ready fine-tuning command (README "Real data"): SSD-VGG300 from ImageNet VGG-16 on the vehicle
+REM Ready fine-tuning command (README "Train"): SSD-VGG300 from ImageNet VGG-16 on the vehicle
 REM TFRecords in Images\tfrecords (split train), with the recipe measured by bench\bench_finetune.py.
 REM VGG-16: ckpt\pre_trained\vgg_16.ckpt (slim's, with or without fc6/fc7), or set PRE_TRAINED.
 REM Resumes automatically from ckpt\fine_tuning if it already holds a checkpoint.

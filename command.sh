@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ready fine-tuning command (README "Real data"): SSD-VGG300 from ImageNet VGG-16 on the vehicle
+# Ready fine-tuning command (README "Train"): SSD-VGG300 from ImageNet VGG-16 on the vehicle
 # TFRecords in Images/tfrecords (split train), with the recipe measured by bench/bench_finetune.py.
 # VGG-16: ckpt/pre_trained/vgg_16.ckpt (slim's, with or without fc6/fc7), or set PRE_TRAINED.
 # Resumes automatically from ckpt/fine_tuning if it already holds a checkpoint.

@@ -1,6 +1,6 @@
-"""Detects objects in images with a trained SSD checkpoint and draws them (SPEC §7).
+"""Detects objects in images with a trained SSD checkpoint and draws them (docs/CONTRACT.md §7).
 
-    python detector.py --ckpt_path=ckpt/fine_tuning --image_path=../shared/data/test_images \
+    python detector.py --ckpt_path=ckpt/fine_tuning --image_path=Images/test_images \
         [--output_dir=output/detections] [--select_threshold=0.5] [--json]
 
 For each image (a file, or every file of a folder: JPEG, PNG, BMP, GIF and WebP are read, any

@@ -1,4 +1,4 @@
-r"""Exports a trained SSD checkpoint as a versioned SavedModel for TF Serving (SPEC §8).
+r"""Exports an SSD checkpoint as a versioned SavedModel for TF Serving (docs/CONTRACT.md §8).
 
     python export_saved_model.py --ckpt_path=ckpt/fine_tuning --export_dir=export \
         --model_name=ssd_vgg_300 [--model_version=N] [--overwrite]
@@ -172,7 +172,7 @@ def _assert_request_pixels(encoded, max_request_pixels, max_image_pixels):
 
 def _tensor_info(tensor):
     """The SignatureDef entry of ``tensor``, through the TF1 builder API this export is made
-    with (SPEC §8); TensorFlow would call it deprecated on every export."""
+    with (docs/CONTRACT.md §8); TensorFlow would call it deprecated on every export."""
     with deprecation.silence():
         return tf.saved_model.utils.build_tensor_info(tensor)
 

@@ -162,7 +162,7 @@ def define_flags():
 def _run_all(options, command):
     """Runs the benchmarks; ``command``: the command line (program name first) the report
     quotes."""
-    # Every tool of the toolkit runs with oneDNN on (README, "Speed"); so do its benchmarks.
+    # Every tool of the toolkit runs with oneDNN on (bench/REPORT.md, "Precision: forward pass"); so do its benchmarks.
     os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
     load = os.getloadavg()[0]
     if load > MAX_LOAD and not options.force:

@@ -1,4 +1,4 @@
-"""The TFRecord schema (SPEC section 3) in one place: the keys, writing one tf.train.Example, and
+"""The TFRecord schema (docs/CONTRACT.md §3) in one place: the keys, writing a tf.train.Example,
 reading it back in the graph (``parse_example``) or in NumPy (``parse_proto``, for clients);
 reading a shard's records (``iter_records``), with a corrupt one named (``RecordFault``).
 

@@ -15,7 +15,7 @@ from utils import files
 from utils.errors import ToolkitError
 
 MODEL_INFO_FILENAME = 'model_info.json'
-# Where an export keeps it, beside saved_model.pb (SPEC §8).
+# Where an export keeps it, beside saved_model.pb (docs/CONTRACT.md §8).
 ASSETS_EXTRA = 'assets.extra'
 
 

@@ -72,7 +72,7 @@ def dilated_conv2d(inputs, num_outputs, kernel_size, rate, scope=None):
 
     slim.conv2d(rate=...) wraps a VALID convolution in SpaceToBatchND/BatchToSpaceND: for SSD's
     conv6 (19x19, rate 6) a 36x larger batch of padded 6x6 tiles, 1.6x the multiply-adds and no
-    bias/ReLU fusion (the whole training step about 10 % slower; README, Benchmarks). This
+    bias/ReLU fusion (the whole training step about 10 % slower; bench/REPORT.md). This
     layer takes slim.conv2d's arg_scope (initialisers, regulariser, activation, padding,
     data_format, trainable) and makes the same model variables, `<scope>/weights` [kh, kw, C_in,
     num_outputs] and `<scope>/biases`, in the input's dtype as slim does: checkpoints are

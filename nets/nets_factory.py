@@ -1,4 +1,4 @@
-"""Network registry: name → network class (SPEC §4). Register new networks in `_NETWORKS`."""
+"""Network registry: name → network class (docs/CONTRACT.md §4); new networks go in `_NETWORKS`."""
 from nets.nets_model import ssd_vgg_300
 
 _NETWORKS = {

@@ -19,7 +19,7 @@ SSDParams = collections.namedtuple('SSDParams', [
     'prior_scaling',       # (y, x, h, w) variances dividing the encoded offsets.
 ])
 
-# The variable scope of every SSD-VGG300 variable, as SSD-Tensorflow checkpoints name it (SPEC §4).
+# Scope of every SSD-VGG300 variable, as SSD-Tensorflow checkpoints name it (docs/CONTRACT.md §4).
 SSD300_SCOPE = 'ssd_300_vgg'
 
 SSD300_PARAMS = SSDParams(

@@ -9,7 +9,7 @@ _PREPROCESSING_MODULES = {
 
 def get_preprocessing(name, is_training=False):
     """Returns ``preprocess_image(image, labels, bboxes, out_shape, data_format, is_training, **kwargs)``
-    of network ``name`` with ``is_training`` as its default (SPEC section 5).
+    of network ``name`` with ``is_training`` as its default (docs/CONTRACT.md §5).
 
     Raises ValueError naming the known networks when ``name`` is unknown.
     """

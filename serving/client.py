@@ -1,4 +1,4 @@
-"""``python -m serving.client``: the detection client of a served model (SPEC §8).
+"""``python -m serving.client``: the detection client of a served model (docs/CONTRACT.md §8).
 
 The client lives in ``serving/clients/`` (``serving.clients.client``, no TensorFlow); this entry
 module only keeps the command users type. ``--help`` lists the flags.

@@ -1,4 +1,4 @@
-"""``python -m serving.model_server``: the local TF-Serving-compatible server (SPEC §8).
+"""``python -m serving.model_server``: local TF-Serving-compatible server (docs/CONTRACT.md §8).
 
 The server lives in ``serving/server/`` (``serving.server.model_server``); this entry module only
 keeps the command users type. ``--help`` lists the flags.

@@ -1,4 +1,4 @@
-"""``python -m serving.web``: the Flask page (upload an image, see the boxes; SPEC §8).
+"""``python -m serving.web``: the Flask page (upload an image, see the boxes; docs/CONTRACT.md §8).
 
 The page lives in ``serving/clients/`` (``serving.clients.web``, no TensorFlow); this entry module
 keeps the command users type, and ``serving.web:create_app_from_env()`` for gunicorn.

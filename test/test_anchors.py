@@ -39,7 +39,7 @@ def _paper_anchor_boxes():
 
 def test_ssd300_anchors_equal_the_paper_formulas_anchor_by_anchor():
     expected = _paper_anchor_boxes()
-    assert len(expected) == anchors.total_anchors(P) == 8732   # SPEC: 4/6/6/6/4/4 per cell
+    assert len(expected) == anchors.total_anchors(P) == 8732   # docs/CONTRACT.md §4
     np.testing.assert_allclose(anchors.flat_anchor_boxes(anchors.anchors_all_layers(P)),
                                expected, atol=1e-6)
 

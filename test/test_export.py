@@ -18,7 +18,7 @@ PYTHON = sys.executable
 CLASS_NAMES = ['Ambulance', 'Bus', 'Car', 'Motorcycle', 'Truck']
 NUM_CLASSES = len(CLASS_NAMES) + 1
 WIDTH = 0.125
-# SPEC §4, written out independently of nets/ssd_params.py.
+# docs/CONTRACT.md §4, written out independently of nets/ssd_params.py.
 FEAT_SHAPES = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
 ANCHORS_PER_CELL = [4, 6, 6, 6, 4, 4]
 # Random weights give confident scores; a high threshold keeps the comparisons about tens of

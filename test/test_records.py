@@ -1,5 +1,5 @@
 """datasets/records.py: an Example written by the converter's serialiser reads back the same in
-the graph parser and the NumPy/protobuf parser, and holds SPEC section 3's keys."""
+the graph parser and the NumPy/protobuf parser, and holds docs/CONTRACT.md §3's keys."""
 import cv2
 import numpy as np
 import tensorflow.compat.v1 as tf

@@ -282,7 +282,7 @@ def test_help_lists_every_flag_of_the_trainer_once_by_theme(capsys):
         assert '%s:' % theme in text
         for name in names:
             assert '  --%s (default: ' % name in text
-    # SPEC's flag names and defaults.
+    # The flag names and defaults of docs/CONTRACT.md §6.
     for name, default in (('dataset_name', 'vehicle'), ('train_or_test', 'train'),
                           ('model_name', 'ssd_vgg_300'), ('optimizer', 'rmsprop'),
                           ('learning_rate', 0.01), ('learning_rate_decay_type', 'exponential'),

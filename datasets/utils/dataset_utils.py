@@ -50,7 +50,7 @@ class DatasetError(ToolkitError, ValueError):
 
 
 def shard_name(dataset_name, split_name, index):
-    """``<dataset_name>_<split>_NNN.tfrecord`` (SPEC section 3)."""
+    """``<dataset_name>_<split>_NNN.tfrecord`` (docs/CONTRACT.md §3)."""
     return SHARD_NAME % (dataset_name, split_name, index)
 
 

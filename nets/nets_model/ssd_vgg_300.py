@@ -16,7 +16,7 @@ from nets import matching
 from nets import postprocess
 from nets import ssd_losses
 from nets import ssd_params
-from nets.ssd_params import SSDParams  # noqa: F401  (re-exported: SPEC §4 names it here)
+from nets.ssd_params import SSDParams  # noqa: F401  (docs/CONTRACT.md §4 names it here)
 from utils import slim_compat
 
 slim = slim_compat.import_slim()

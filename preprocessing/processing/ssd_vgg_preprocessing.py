@@ -219,7 +219,7 @@ def preprocess_for_eval(image, labels, bboxes, out_shape=OUT_SHAPE, data_format=
 
 def preprocess_image(image, labels, bboxes, out_shape=OUT_SHAPE, data_format='NHWC',
                      is_training=False, **kwargs):
-    """SSD pre-processing (SPEC section 5); ``kwargs`` override ``TRAIN_DEFAULTS``/``EVAL_DEFAULTS``."""
+    """SSD pre-processing (docs/CONTRACT.md §5); ``kwargs`` override the ``*_DEFAULTS``."""
     if is_training:
         return preprocess_for_train(image, labels, bboxes, out_shape, data_format, **kwargs)
     return preprocess_for_eval(image, labels, bboxes, out_shape, data_format, **kwargs)
