@@ -94,8 +94,14 @@ def test_a_copied_or_moved_folder_is_a_run_of_its_own(sample_tfrecords, sample_i
     moved = str(tmp_path / 'moved')
     shutil.move(run2, moved)
     os.remove(os.path.join(moved, 'model.ckpt-3.index'))
+    info = os.path.join(moved, 'model_info.json')
+    with open(info, 'r+') as f:   # and its model_info.json was cut short
+        f.truncate(10)
     captured = _train(capsys, moved, sample_tfrecords, 4, '--max_to_keep=2')
     _no_foreign_lines(captured)
+    assert 'warning: %s is damaged (' % info in captured.out
+    with open(info) as f:
+        assert json.load(f)['max_number_of_steps'] == 4
     assert ('warning: checkpoint %s passed over: its .index file is missing; using model.ckpt-2'
             % os.path.join(moved, 'model.ckpt-3')) in captured.out
     assert 'training stopped at global step 4' in captured.out
@@ -214,7 +220,7 @@ def test_damaged_best_results_are_named_and_rebuilt(tmp_path):
     lines = []
     assert best_checkpoint.update(train_dir, prefix, dict(results, map_voc07=.1), settings,
                                   warn=lines.append)
-    assert lines == ['warning: %s is damaged (Expecting ',' delimiter: line 1 column 16 (char 15)): '
-                     'the next evaluation replaces best/'
+    assert lines == ["warning: %s is damaged (Expecting ',' delimiter: line 1 column 16 (char "
+                     "15)): the next evaluation replaces best/"
                      % os.path.join(best, 'results.json')]
     assert best_checkpoint.read_best(train_dir)['map_voc07'] == .1

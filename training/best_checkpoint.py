@@ -11,7 +11,6 @@ A new best is assembled in a hidden folder beside ``best/`` and swapped in by tw
 best, the new one, or for an instant absent. An interrupted swap is undone the next time.
 """
 import glob
-import json
 import os
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ import tempfile
 from model import checkpoints
 from model import evaluation
 from model import model_info
+from utils import files
 
 BEST_DIR = 'best'
 BEST_METRIC = 'map_voc07'
@@ -50,19 +50,9 @@ def read_best(train_dir, warn=print):
     counts as no best: the next evaluation rebuilds ``best/``.
     """
     _recover(train_dir)
-    path = os.path.join(best_dir(train_dir), evaluation.RESULTS_JSON)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            best = json.load(f)
-        if not isinstance(best, dict):
-            raise ValueError('not a JSON object')
-        return best
-    except (OSError, ValueError) as e:
-        warn('warning: %s is damaged (%s): the next evaluation replaces best/'
-             % (path, getattr(e, 'strerror', None) or str(e).splitlines()[0]))
-        return None
+    best = files.read_json_if_intact(os.path.join(best_dir(train_dir), evaluation.RESULTS_JSON),
+                                     warn, 'the next evaluation replaces best/')
+    return best if isinstance(best, dict) else None
 
 
 def is_better(record, best):

@@ -68,3 +68,4 @@ def remove_partial_checkpoint(train_dir):
                 shutil.rmtree(path)
             else:
                 os.remove(path)
+

@@ -150,6 +150,9 @@ def train(options):
             # Written only now that every check passed: a refused run leaves the folder as it
             # was (a follow-mode evaluator reads max_number_of_steps from model_info.json).
             run_folder.adopt_checkpoints(options.train_model_dir)
+            files.read_json_if_intact(os.path.join(options.train_model_dir,
+                                                   model_info.MODEL_INFO_FILENAME),
+                                      print, 'rewritten')
             model_info.write_model_info(
                 options.train_model_dir, model_name=options.model_name, num_classes=num_classes,
                 class_names=names, width_multiplier=options.width_multiplier,

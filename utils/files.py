@@ -70,3 +70,18 @@ def make_writable_dir(path, flag):
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise ToolkitError('%s=%s cannot be created: %s' % (flag, path, e.strerror or e))
+
+
+def read_json_if_intact(path, warn, consequence):
+    """The JSON value of ``path``; None when it does not exist, or when it cannot be read or
+    parsed (a crash or a full disk cut it short): then one line on ``warn`` names it and says
+    ``consequence`` (what the caller does instead)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        warn('warning: %s is damaged (%s): %s' % (
+            path, getattr(e, 'strerror', None) or str(e).splitlines()[0], consequence))
+        return None
