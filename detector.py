@@ -10,6 +10,11 @@ and pictures as photo viewers show them), resize to 300×300, run the network, k
 ``[ymin, xmin, ymax, xmax]`` in pixels of the upright image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also shown on screen
 when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
 the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
+With --annotations_dir, ``<annotations_dir>/<image name>.xml`` holds each image's detections as a
+Pascal VOC annotation (``<filename>``, ``<size>``, one ``<object>`` per detection with 1-based
+integer ``<bndbox>``, datasets/write_dataset/voc_writer.py), each file written whole or not at
+all: open them in a labelling tool (labelImg, CVAT and Label Studio import VOC XML), correct them,
+and convert the folder with datasets/write_dataset/dataset_to_tfrecords.py.
 
 ``--tflite_path`` runs a ``.tflite`` model (export_tflite.py) in LiteRT instead of a checkpoint;
 its post-processing flags are the ones baked into the model at export.
@@ -34,10 +39,12 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
+from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
 from model import tflite_runner  # noqa: E402
+from datasets.write_dataset import voc_writer  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -64,6 +71,9 @@ def define_flags():
                     'Folder for the annotated pictures (<image name>.png).')
     flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
                      'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+    flag_set.string('annotations_dir', None, 'Also write <annotations_dir>/<image name>.xml per '
+                    'image: its detections above --select_threshold as a Pascal VOC annotation '
+                    '(pre-labels to correct in labelImg, CVAT or Label Studio).')
     flag_set.boolean('show', True, 'Also show each picture on screen when a display exists '
                      '(ignored without one); --noshow to only save them.')
     flag_set.group('Post-processing')
@@ -162,31 +172,41 @@ def _check_flags(options):
     cli.check_postprocessing(options)
 
 
-def _make_output_dir(output_dir):
+def _make_output_dir(folder, flag='output_dir'):
     try:
-        os.makedirs(output_dir, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise DetectorError('--output_dir %s: cannot create it (%s)' % (output_dir, e.strerror))
+        raise DetectorError('--%s %s: cannot create it (%s)' % (flag, folder, e.strerror))
 
 
 def _report_skipped(path, reason):
     print('error: %s: %s, skipped' % (path, reason), file=sys.stderr)
 
 
-def _write_output(output_dir, path, write, *args):
+def _write_output(output_dir, path, write, *args, flag='output_dir'):
     """``write(path, *args)``; a refused write (full disk...) removes what it left and stops the
-    run with one line naming --output_dir."""
+    run with one line naming the folder's flag (``--output_dir``)."""
     try:
         return write(path, *args)
     except OSError as e:
         if os.path.exists(path):
             os.remove(path)
-        raise ToolkitError('--output_dir=%s: cannot write %s: %s'
-                           % (output_dir, os.path.basename(path), e.strerror or e))
+        raise ToolkitError('--%s=%s: cannot write %s: %s'
+                           % (flag, output_dir, os.path.basename(path), e.strerror or e))
 
 
-def detect_images(detector, paths, output_dir, show=False):
-    """Processes ``paths``; returns ``(entries for the detections file, failed paths)``."""
+def _write_annotation(annotations_dir, out_name, name, image, boxes, classes, class_names):
+    """``<annotations_dir>/<out_name stem>.xml``: the detections of ``image`` as VOC XML."""
+    text = voc_writer.detections_xml(name, image.shape[0], image.shape[1], boxes, classes,
+                                     class_names)
+    _write_output(annotations_dir, os.path.join(annotations_dir,
+                                                os.path.splitext(out_name)[0] + '.xml'),
+                  files.write_text_atomically, text, flag='annotations_dir')
+
+
+def detect_images(detector, paths, output_dir, show=False, annotations_dir=None):
+    """Processes ``paths``; returns ``(entries for the detections file, failed paths)``. With
+    ``annotations_dir``, also writes each image's detections there as VOC XML."""
     entries, failed = [], []
     for path, out_name in zip(paths, output_names(paths)):
         name = os.path.basename(path)
@@ -209,6 +229,9 @@ def detect_images(detector, paths, output_dir, show=False):
                                     title=name))
         if show:
             visualization.show_image(picture)
+        if annotations_dir:
+            _write_annotation(annotations_dir, out_name, name, image, boxes, classes,
+                              detector.class_names)
         entries.append({'image': name, 'height': image.shape[0], 'width': image.shape[1],
                         'boxes': boxes, 'scores': scores, 'classes': classes})
     return entries, failed
@@ -230,8 +253,12 @@ def _run(options):
         raise ToolkitError('cannot load the model from %s: %s' % (
             options.ckpt_path or options.tflite_path, tf_errors.one_line(e)))
     try:
-        _make_output_dir(options.output_dir)
-        entries, failed = detect_images(detector, paths, options.output_dir, options.show)
+        for folder, flag in ((options.output_dir, 'output_dir'),
+                             (options.annotations_dir, 'annotations_dir')):
+            if folder:
+                _make_output_dir(folder, flag)
+        entries, failed = detect_images(detector, paths, options.output_dir, options.show,
+                                        options.annotations_dir)
     finally:
         detector.close()
     if options.json and entries:
