@@ -69,9 +69,11 @@ def define_flags():
     flag_set.group('Predictions')
     flag_set.string('detections_file', None, 'detections.json of a model that did NOT train on '
                     '--split (eval_ssd_network.py --output_dir, or detector.py --json).')
-    flag_set.float('confident_score', label_audit.CONFIDENT_SCORE, 'Score from which a '
-                   'prediction overrules the labels: a missing box, a swapped class '
-                   "(cleanlab's high-probability threshold).")
+    flag_set.string('confident_score', 'auto', 'Score from which a prediction overrules the '
+                    "labels: a missing box, a swapped class (cleanlab's high-probability "
+                    'threshold, 0.95 there); auto: the score from which %d %% of the '
+                    'predictions find a labelled object, in [--present_score, %g].'
+                    % (100 * label_audit.AGREEMENT, label_audit.CONFIDENT_SCORE))
     flag_set.float('present_score', label_audit.PRESENT_SCORE, 'Score from which a same-class '
                    "prediction measures a box's placement (cleanlab's low-probability "
                    'threshold).')
@@ -190,9 +192,16 @@ def _check_flags(options):
     for name in ('dataset_dir', 'split', 'detections_file'):
         if not getattr(options, name):
             raise cli.UsageError('--%s is required' % name)
-    for name in ('confident_score', 'present_score'):
-        if not 0. <= getattr(options, name) <= 1.:
-            raise cli.UsageError('--%s must be in [0, 1], got %g' % (name, getattr(options, name)))
+    if not 0. <= options.present_score <= 1.:
+        raise cli.UsageError('--present_score must be in [0, 1], got %g' % options.present_score)
+    if options.confident_score != 'auto':
+        try:
+            value = float(options.confident_score)
+        except ValueError:
+            value = None
+        if value is None or not 0. <= value <= 1.:
+            raise cli.UsageError('--confident_score must be auto or a number in [0, 1], got %s'
+                                 % options.confident_score)
     for name in ('top', 'per_sheet'):
         if getattr(options, name) < 1:
             raise cli.UsageError('--%s must be >= 1, got %d' % (name, getattr(options, name)))
@@ -208,8 +217,10 @@ def _run(options):
     images = read_split(spec)
     audited = audit_images(images, detections, options.detections_file)
     num_classes = len(spec.class_names)
-    issues = label_audit.rank_issues(audited, num_classes, options.confident_score,
-                                     options.present_score)
+    confident = label_audit.confident_threshold(
+        audited, floor=options.present_score) if options.confident_score == 'auto' else \
+        float(options.confident_score)
+    issues = label_audit.rank_issues(audited, num_classes, confident, options.present_score)
     quality, flagged = label_audit.image_quality(audited, num_classes)
     rows = issue_rows(issues, images, spec.class_names)
     warning = None
@@ -225,7 +236,7 @@ def _run(options):
         files.write_json_atomically(os.path.join(options.output_dir, 'audit.json'), {
             'dataset_name': spec.dataset_name, 'split': options.split,
             'detections_file': options.detections_file,
-            'confident_score': options.confident_score, 'present_score': options.present_score,
+            'confident_score': confident, 'present_score': options.present_score,
             'warning': warning, 'columns': list(CSV_COLUMNS), 'issues': rows,
             'images': [{'image_id': images[i]['image_id'], 'quality': round(float(quality[i]), 4),
                         'flagged': bool(flagged[i])} for i in order]})
@@ -234,9 +245,10 @@ def _run(options):
         raise AuditError('--output_dir=%s: cannot write: %s' % (options.output_dir,
                                                                  e.strerror or e))
     counts = {kind: sum(row['kind'] == kind for row in rows) for kind in label_audit.KINDS}
-    print('%s/%s: %d images, %d rows (%s); cleanlab flags %d images' % (
-        spec.dataset_name, options.split, len(images), len(rows),
-        ', '.join('%s %d' % item for item in counts.items()), int(flagged.sum())))
+    print('%s/%s: %d images, %d rows (%s); confident from score %.2f; cleanlab flags %d '
+          'images' % (spec.dataset_name, options.split, len(images), len(rows),
+                      ', '.join('%s %d' % item for item in counts.items()), confident,
+                      int(flagged.sum())))
     print(format_table(rows[:options.top]))
     print('audit: %s, %s; crops: %s' % (os.path.join(options.output_dir, 'audit.csv'),
                                          os.path.join(options.output_dir, 'audit.json'),

@@ -225,10 +225,12 @@ def report_lines(results, command, machine, minutes):
         lines.append('| %s | %d | %d | %.2f | %.2f | %.3f | %.1fx |' % (
             kind, entry['planted'], entry['with_row'], entry['recall_top_k'],
             entry['recall_top_k_any_kind'], entry['random_recall_top_k'], ratio))
-    lines += ['', 'K = the number planted of that kind; recall@K: planted errors among the '
-              'top K rows of that kind; random ranking: the expected recall@K of a random '
-              'order of all %d rows. Precision of the top %d rows (any kind): %.2f (random: '
-              '%.2f).' % (results['rows'], TOP_PRECISION,
+    lines += ['', 'K = the number planted of that kind; recall@K (kind right): planted errors '
+              'among the top K rows the audit calls that kind; recall@K (any kind): among the '
+              'top K rows of the whole ranking, whatever kind they say; random ranking: the '
+              'expected recall@K of a random order of all %d rows (rows pointing at a planted '
+              'error: its box, or for a deleted box a missing row at IoU >= 0.5). Precision of '
+              'the top %d rows (any kind): %.2f (random: %.2f).' % (results['rows'], TOP_PRECISION,
                           results['precision_top_%d' % TOP_PRECISION],
                           results['random_precision']), '',
               'Still to do: the real-data audit (the shared Open Images vehicle val split with '

@@ -48,11 +48,28 @@ def test_to_cleanlab_converts_boxes_classes_and_keeps_the_detection_order():
     np.testing.assert_array_equal(order, [1, 0, 2])
 
 
-def test_found_score_is_the_best_score_times_covered_share():
+def test_found_score_is_the_best_presence_times_covered_share():
     gt = [[0, 0, 10, 10], [100, 100, 110, 110]]
     det = [[0, 5, 10, 15], [0, 0, 10, 10]]
-    np.testing.assert_allclose(label_audit.found_scores(gt, det, [.9, .4]), [max(.9 * .5, .4), 0])
+    # Half the box at 0.9 (present: 1 x 0.5), all of it at 0.4 (0.4 / 0.5 x 1).
+    np.testing.assert_allclose(label_audit.found_scores(gt, det, [.9, .4], present_score=.5),
+                               [.8, 0])
     np.testing.assert_array_equal(label_audit.found_scores(gt, np.zeros((0, 4)), []), [0, 0])
+
+
+def test_confident_threshold_is_where_the_predictions_stop_finding_labelled_objects():
+    gt = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], np.float64)
+    # Found at .9 (its class), .8 (another class: still found), .7 (a loose box, IoU 0.5);
+    # a duplicate of the first at .85, background at .6 and .55.
+    det = np.vstack([gt[0], gt[1], gt[2] + [0, 0, 0, 10], gt[0], [[60, 60, 70, 70]],
+                     [[80, 80, 90, 90]]])
+    image = _image(gt, [1, 2, 3], det, [.9, .8, .7, .85, .6, .55], [1, 4, 3, 1, 1, 1])
+    # Share found from the top: 1, 1/2 (duplicate), 2/3, 3/4, 3/5, 3/6.
+    assert label_audit.confident_threshold([image], agreement=.75, floor=.1) == .7
+    assert label_audit.confident_threshold([image], agreement=.7, floor=.1) == .7
+    assert label_audit.confident_threshold([image], agreement=.6, floor=.1) == .6
+    assert label_audit.confident_threshold([image], agreement=.6, floor=.65) == .65
+    assert label_audit.confident_threshold([image], agreement=1.1, ceiling=.95) == .95
 
 
 def test_each_kind_found_and_ranked_above_every_clean_box():
@@ -243,7 +260,8 @@ def test_audit_labels_clean_split_ranks_below(planted, capsys):
 def test_audit_labels_bad_input_is_one_line(planted, capsys, tmp_path):
     records, detections, _, _ = planted
     status, _, err = _audit(capsys, records['clean'], detections, tmp_path, '--confident_score=2')
-    assert status == 2 and err.strip() == 'error: --confident_score must be in [0, 1], got 2'
+    assert status == 2 and err.strip() == ('error: --confident_score must be auto or a number in '
+                                           '[0, 1], got 2')
     with open(detections) as f:
         data = json.load(f)
     data['images'] = data['images'][1:]

@@ -24,9 +24,14 @@ is more suspect):
   similarity (0.9 IoU + 0.1 centre closeness) of a same-class prediction at least
   ``present_score`` sure that overlaps the box (1 when there is none): a loose, cut or shifted box.
 - ``spurious``: cleanlab has no subscore for a box the model finds nothing at (its swap and
-  badloc scores are then 1, "clean"): this module's *found* score, the largest ``score x
-  covered share of the box`` over every prediction of any class. A box no prediction covers
-  scores 0.
+  badloc scores are then 1, "clean"): this module's *found* score, the largest
+  ``min(1, score / present_score) x covered share of the box`` over every prediction of any
+  class. A box no prediction covers scores 0; one a present prediction covers whole, 1.
+
+"Confident" is ``confident_score``: a number, or ``confident_threshold``'s choice from the
+predictions themselves (the score from which 80 % of them find a labelled object, whatever its
+class and however loose its box: the errors to find do not pull it down), since detectors differ
+in calibration (a small SSD seldom passes cleanlab's 0.95).
 
 Each annotated box gets the kind of its lowest subscore and that score; each overlooked
 prediction gets a ``missing`` row. Rows are ranked by score, lowest first (ties: the order of
@@ -43,6 +48,8 @@ KINDS = ('missing', 'swapped', 'loose', 'spurious')
 # cleanlab's defaults for "confident" (overlooked, swap) and "present" (badly located) predictions.
 CONFIDENT_SCORE = 0.95
 PRESENT_SCORE = 0.5
+AGREEMENT = 0.8     # share of the predictions above an automatic confident_score finding an object
+FINDS_IOU = 0.3     # a prediction finds a labelled object at this IoU (a loose box included)
 
 Issue = collections.namedtuple('Issue', 'image_index box_index kind label suggested box score')
 Issue.__doc__ = """One ranked row: ``image_index`` into the audited images, ``box_index`` the
@@ -73,16 +80,47 @@ def to_cleanlab(image, num_classes):
     return label, prediction, np.concatenate(per_class).astype(np.int64)
 
 
-def found_scores(gt_boxes, det_boxes, det_scores):
+def found_scores(gt_boxes, det_boxes, det_scores, present_score=PRESENT_SCORE):
     """The *found* score of each annotated box ``[G]``: max over predictions (any class) of
-    ``score x intersection / box area`` (0 without predictions). Pixel boxes."""
+    ``min(1, score / present_score) x intersection / box area`` (0 without predictions)."""
     gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
     det_boxes = np.asarray(det_boxes, np.float64).reshape(-1, 4)
     if not len(gt_boxes) or not len(det_boxes):
         return np.zeros(len(gt_boxes))
     covered = boxes_lib.intersection(gt_boxes, det_boxes) / np.maximum(
         boxes_lib.area(gt_boxes)[:, None], boxes_lib.EPS)
-    return (covered * np.asarray(det_scores, np.float64)[None, :]).max(axis=1)
+    presence = np.minimum(np.asarray(det_scores, np.float64) / max(present_score, 1e-6), 1.)
+    return (covered * presence[None, :]).max(axis=1)
+
+
+def confident_threshold(images, agreement=AGREEMENT, floor=PRESENT_SCORE,
+                        ceiling=CONFIDENT_SCORE):
+    """The lowest prediction score from which a share >= ``agreement`` of the predictions of
+    ``images`` find a labelled object (a box of any class at IoU >= ``FINDS_IOU`` not found by a
+    higher-scored prediction), within ``[floor, ceiling]``."""
+    scores, agrees = [], []
+    for image in images:
+        gt_boxes = np.asarray(image.gt_boxes, np.float64).reshape(-1, 4)
+        det_boxes = np.asarray(image.det_boxes, np.float64).reshape(-1, 4)
+        det_scores = np.asarray(image.det_scores, np.float64).reshape(-1)
+        overlaps = boxes_lib.iou(det_boxes, gt_boxes) if len(gt_boxes) else \
+            np.zeros((len(det_boxes), 0))
+        taken = np.zeros(len(gt_boxes), bool)
+        for det in np.argsort(-det_scores, kind='stable'):
+            candidates = np.where(~taken & (overlaps[det] >= FINDS_IOU), overlaps[det], -1.)
+            match = candidates.argmax() if len(gt_boxes) else 0
+            hit = bool(len(gt_boxes)) and candidates[match] >= FINDS_IOU
+            if hit:
+                taken[match] = True
+            scores.append(det_scores[det])
+            agrees.append(hit)
+    if not scores:
+        return ceiling
+    order = np.argsort(-np.asarray(scores), kind='stable')
+    precision = np.cumsum(np.asarray(agrees)[order]) / np.arange(1., len(order) + 1)
+    good = np.flatnonzero(precision >= agreement)
+    threshold = np.asarray(scores)[order][good[-1]] if len(good) else ceiling
+    return float(min(max(threshold, floor), ceiling))
 
 
 def suggested_classes(gt_boxes, gt_labels, det_boxes, det_scores, det_classes, confident_score):
@@ -124,7 +162,7 @@ def box_subscores(images, num_classes, confident_score=CONFIDENT_SCORE,
         scores.append({'missing': missing, 'swapped': np.asarray(sw, np.float64),
                        'loose': np.asarray(bad, np.float64),
                        'spurious': found_scores(image.gt_boxes, image.det_boxes,
-                                                image.det_scores)})
+                                                image.det_scores, present_score)})
     return scores
 
 
