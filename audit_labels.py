@@ -10,7 +10,8 @@ evaluator's ``detections.json`` (``eval_ssd_network.py --output_dir``; run it wi
 ``--select_threshold`` such as its default 0.01) or ``detector.py --json`` on the split's images.
 A model audits its own training labels badly (it learnt them, errors included): to audit a
 training split, predict each part of it with a model trained on the other parts (k-fold: see
-scripts/kfold_splits.py). A split named like a training split gets a warning line.
+scripts/kfold_splits.py, then ``--out_of_fold``). A split named like a training split gets a
+warning line otherwise.
 
 Each annotated box gets a label-quality score in [0, 1] (lower: more suspect) and a kind:
 ``swapped`` (the model confidently calls it another class: ``suggested_class``), ``loose`` (the
@@ -74,6 +75,9 @@ def define_flags():
                     'threshold, 0.95 there); auto: the score from which %d %% of the '
                     'predictions find a labelled object, in [--present_score, %g].'
                     % (100 * label_audit.AGREEMENT, label_audit.CONFIDENT_SCORE))
+    flag_set.boolean('out_of_fold', False, 'The detections are k-fold predictions (each image '
+                     'predicted by a model trained on the other folds, scripts/kfold_splits.py): '
+                     'no warning for a training split.')
     flag_set.float('present_score', label_audit.PRESENT_SCORE, 'Score from which a same-class '
                    "prediction measures a box's placement (cleanlab's low-probability "
                    'threshold).')
@@ -224,7 +228,7 @@ def _run(options):
     quality, flagged = label_audit.image_quality(audited, num_classes)
     rows = issue_rows(issues, images, spec.class_names)
     warning = None
-    if is_training_split(options.split):
+    if is_training_split(options.split) and not options.out_of_fold:
         warning = ('warning: split %s looks like a training split: audit it with predictions of '
                    'models that did not train on it (k-fold), or the model hides its own label '
                    'errors' % options.split)

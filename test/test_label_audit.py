@@ -248,8 +248,10 @@ def test_audit_labels_ranks_each_planted_error_on_top(planted, capsys):
 
 def test_audit_labels_clean_split_ranks_below(planted, capsys):
     records, detections, _, base = planted
-    status, _, stderr = _audit(capsys, records['clean'], detections, base / 'audit_clean')
+    status, stdout, stderr = _audit(capsys, records['clean'], detections, base / 'audit_clean',
+                                    '--out_of_fold')
     assert status == 0, stderr
+    assert 'warning' not in stdout   # k-fold predictions: a training split is fine
     with open(str(base / 'audit_clean' / 'audit.csv')) as f:
         clean = [float(row['score']) for row in csv.DictReader(f)]
     with open(str(base / 'audit_planted' / 'audit.csv')) as f:
