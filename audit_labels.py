@@ -168,7 +168,7 @@ def csv_text(rows):
 
 def save_crop_sheets(output_dir, issues, rows, images, per_sheet):
     """``<output_dir>/<kind>.png`` per kind with rows: the ``per_sheet`` most suspect, captioned
-    ``rank class(→suggested) score``. Returns the paths written."""
+    with rank, score and class (``> suggested`` for swapped). Returns the paths written."""
     paths = []
     for kind in label_audit.KINDS:
         chosen = [(issue, row) for issue, row in zip(issues, rows) if row['kind'] == kind]
@@ -183,12 +183,14 @@ def save_crop_sheets(output_dir, issues, rows, images, per_sheet):
                     images[issue.image_index]['encoded'])).convert('RGB'))
             crops.append(visualization.crop_box(decoded[issue.image_index], issue.box,
                                                 CROP_MARGIN))
-            captions.append('#%d %s%s %.2f' % (row['rank'], row['class'], '>' +
-                                                row['suggested_class'] if row['suggested_class']
-                                                else '', row['score']))
+            captions.append('#%d  %.2f\n%s%s' % (row['rank'], row['score'], row['class'],
+                                                  ' > ' + row['suggested_class']
+                                                  if row['suggested_class'] else ''))
         paths.append(visualization.save_crop_sheet(
             os.path.join(output_dir, kind + '.png'), crops, captions,
-            '%s: the %d most suspect (rank, class, score)' % (kind, len(chosen))))
+            '%s: the %d most suspect (rank, score, class%s)' % (
+                kind, len(chosen), ' > suggested' if kind == 'swapped' else ''),
+            columns=8, cell_px=120))
     return paths
 
 
