@@ -61,11 +61,12 @@ def test_scoring_counts_rows_pointing_at_planted_errors():
     results = bench_label_audit.score_audit(rows, planted)
     kinds = results['kinds']
     assert kinds['swapped']['recall_top_k'] == kinds['missing']['recall_top_k'] == 1.
-    # The loose box has a row, but of another kind: found at any kind only.
-    assert kinds['loose']['recall_top_k'] == 0. and kinds['loose']['recall_top_k_any_kind'] == 0.
+    # The loose box has a row (3rd), but of another kind: found in the top 4 of all rows only.
+    assert kinds['loose']['recall_top_k'] == 0. and kinds['loose']['recall_top_all_planted'] == 1.
     assert kinds['loose']['with_row'] == 1
     # The spurious box is the kind's 2nd row, K = 1: not in its top K.
     assert kinds['spurious']['recall_top_k'] == 0.
+    assert kinds['spurious']['recall_top_all_planted'] == 0.   # the 21st row of all
     assert kinds['swapped']['random_recall_top_k'] == 1. / len(rows)
     assert results['precision_top_20'] == 3 / 20.
     assert results['random_precision'] == 4. / len(rows)
