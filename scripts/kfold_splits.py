@@ -24,7 +24,11 @@ folds, let each predict its held-out fold, and audit the whole split with those 
 
 (``--split=train`` in the audit needs the whole split converted too:
 ``dataset_to_tfrecords.py ... --split=train``.) Cost: K trainings, each on (K-1)/K of the
-images: K times one training run (see the README's label-audit section for figures).
+images: K times one training run. On a 2-core Intel Xeon Ice Lake-SP (family 6, model 106),
+measured 2026-12-08 on a machine shared with other sessions, one training of the demo's
+width-0.125 model (2000 steps, batch 8) took 33 min: about 2.8 h for K = 5. The full-width
+recipe's 1600 steps took 90-106 min per run on other 2-core CPUs without AMX (bench/REPORT.md;
+not measured on that Ice Lake): about 8-9 h for K = 5. On a GPU: not measured.
 
 Folds are a seeded shuffle of the split's ids dealt round-robin, so their sizes differ by at
 most one; the same ``--seed`` gives the same folds.
