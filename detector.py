@@ -10,6 +10,11 @@ and pictures as photo viewers show them), resize to 300×300, run the network, k
 ``[ymin, xmin, ymax, xmax]`` in pixels of the upright image) and save ``<output_dir>/<image name>.png`` with the boxes drawn (also shown on screen
 when a display exists, unless --noshow). With --json, ``<output_dir>/detections.json`` holds them in
 the detections-file format of utils/voc_metric.py (``eval_ssd_network.py --detections_file``).
+With --annotations_dir, ``<annotations_dir>/<image name>.xml`` holds each image's detections as a
+Pascal VOC annotation (``<filename>``, ``<size>``, one ``<object>`` per detection with 1-based
+integer ``<bndbox>``, datasets/write_dataset/voc_writer.py), each file written whole or not at
+all: open them in a labelling tool (labelImg, CVAT and Label Studio import VOC XML), correct them,
+and convert the folder with datasets/write_dataset/dataset_to_tfrecords.py.
 
 ``--tflite_path`` runs a ``.tflite`` model (export_tflite.py) in LiteRT instead of a checkpoint;
 its post-processing flags are the ones baked into the model at export.
@@ -39,6 +44,7 @@ from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
 from model import tflite_runner  # noqa: E402
+from datasets.write_dataset import voc_writer  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
@@ -65,6 +71,9 @@ def define_flags():
                     'Folder for the annotated pictures (<image name>.png).')
     flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
                      'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+    flag_set.string('annotations_dir', None, 'Also write <annotations_dir>/<image name>.xml per '
+                    'image: its detections above --select_threshold as a Pascal VOC annotation '
+                    '(pre-labels to correct in labelImg, CVAT or Label Studio).')
     flag_set.boolean('show', True, 'Also show each picture on screen when a display exists '
                      '(ignored without one); --noshow to only save them.')
     flag_set.group('Post-processing')
@@ -167,21 +176,36 @@ def _report_skipped(path, reason):
     print('error: %s: %s, skipped' % (path, reason), file=sys.stderr)
 
 
-def _write_output(output_dir, path, write, *args):
+def _write_output(output_dir, path, write, *args, flag='output_dir'):
     """``write(temporary path, *args)``, then renamed to ``path``: a refused write (full disk...)
     or a Ctrl-C leaves no partial file, and a refused write stops the run with one line naming
-    --output_dir. Returns ``path``."""
+    the folder's flag (``--output_dir``). Returns ``path``."""
     try:
         with files.atomic_path(path) as temporary:
             write(temporary, *args)
         return path
     except OSError as e:
-        raise ToolkitError('--output_dir=%s: cannot write %s: %s'
-                           % (output_dir, os.path.basename(path), e.strerror or e))
+        raise ToolkitError('--%s=%s: cannot write %s: %s'
+                           % (flag, output_dir, os.path.basename(path), e.strerror or e))
 
 
-def detect_images(detector, paths, output_dir, show=False):
-    """Processes ``paths``; returns ``(entries for the detections file, failed paths)``."""
+def _write_annotation(annotations_dir, out_name, name, image, boxes, classes, class_names):
+    """``<annotations_dir>/<out_name stem>.xml``: the detections of ``image`` as VOC XML."""
+    text = voc_writer.detections_xml(name, image.shape[0], image.shape[1], boxes, classes,
+                                     class_names)
+    _write_output(annotations_dir, os.path.join(annotations_dir,
+                                                os.path.splitext(out_name)[0] + '.xml'),
+                  _write_text, text, flag='annotations_dir')
+
+
+def _write_text(path, text):
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+
+
+def detect_images(detector, paths, output_dir, show=False, annotations_dir=None):
+    """Processes ``paths``; returns ``(entries for the detections file, failed paths)``. With
+    ``annotations_dir``, also writes each image's detections there as VOC XML."""
     entries, failed = [], []
     for path, out_name in zip(paths, output_names(paths)):
         name = os.path.basename(path)
@@ -204,6 +228,9 @@ def detect_images(detector, paths, output_dir, show=False):
                                     title=name))
         if show:
             visualization.show_image(picture)
+        if annotations_dir:
+            _write_annotation(annotations_dir, out_name, name, image, boxes, classes,
+                              detector.class_names)
         entries.append({'image': name, 'height': image.shape[0], 'width': image.shape[1],
                         'boxes': boxes, 'scores': scores, 'classes': classes})
     return entries, failed
@@ -212,7 +239,10 @@ def detect_images(detector, paths, output_dir, show=False):
 def _run(options):
     _check_flags(options)
     paths, others = detection_io.list_images(options.image_path)
-    files.make_writable_dir(options.output_dir, '--output_dir')
+    folders = [(options.output_dir, '--output_dir')] + [
+        (options.annotations_dir, '--annotations_dir')] * bool(options.annotations_dir)
+    for folder, flag in folders:  # before the model loads; made once it has
+        files.check_writable_dir(folder, flag)
     for path in others:
         _report_skipped(path, detection_io.unsupported_reason(path))
     try:
@@ -223,7 +253,10 @@ def _run(options):
         raise ToolkitError('cannot load the model from %s: %s' % (
             options.ckpt_path or options.tflite_path, tf_errors.one_line(e)))
     try:
-        entries, failed = detect_images(detector, paths, options.output_dir, options.show)
+        for folder, flag in folders:
+            files.make_writable_dir(folder, flag)
+        entries, failed = detect_images(detector, paths, options.output_dir, options.show,
+                                        options.annotations_dir)
     finally:
         detector.close()
     if options.json and entries:

@@ -10,8 +10,11 @@ Positives are the anchors the encoder matched (gclasses > 0: each box's best anc
 anchor with IoU >= the encoder's threshold; see nets/matching.py). Negative candidates are the
 unmatched anchors whose best IoU is below `match_threshold`; per IMAGE the hardest of them (largest
 background cross-entropy), at most `negative_ratio` x that image's positives, are kept, as in the
-paper's Caffe implementation. N_pos counts the positives of the whole batch; with no positive at
-all the loss is 0 (no negatives are mined either), never a division by zero.
+paper's Caffe implementation. An image without any positive (a background-only photo, kept by the
+converter's ``--keep_empty_images``) keeps as many as an average image with objects of the batch
+(``negative_ratio`` x the mean positives of those images, at least ``negative_ratio``): it teaches
+what is not an object. N_pos counts the positives of the whole batch (at least 1: never a
+division by zero).
 """
 import tensorflow.compat.v1 as tf
 
@@ -63,9 +66,13 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores, match_t
         candidate = tf.logical_and(tf.logical_not(positive), gscores < match_threshold)
         mining = tf.where(candidate, tf.stop_gradient(cross_entropy), -tf.ones_like(cross_entropy))
         rank = tf.argsort(tf.argsort(-mining, axis=1, stable=True), axis=1, stable=True)
-        max_negatives = tf.minimum(
-            tf.cast(negative_ratio * tf.cast(positives_per_image, tf.float32), tf.int32),
-            tf.reduce_sum(tf.cast(candidate, tf.int32), axis=1))
+        has_objects = positives_per_image > 0
+        mean_positives = tf.maximum(tf.reduce_sum(fpositive) / tf.maximum(
+            tf.reduce_sum(tf.cast(has_objects, tf.float32)), 1.), 1.)
+        mined_for = tf.where(has_objects, tf.cast(positives_per_image, tf.float32),
+                             tf.fill(tf.shape(positives_per_image), mean_positives))
+        max_negatives = tf.minimum(tf.cast(negative_ratio * mined_for, tf.int32),
+                                   tf.reduce_sum(tf.cast(candidate, tf.int32), axis=1))
         negative = tf.logical_and(candidate, rank < max_negatives[:, None])
         fnegative = tf.cast(negative, tf.float32)
 

@@ -25,7 +25,7 @@ SKIPPED_DIRS = {'.venv', '.git', 'test', '__pycache__', 'Images', 'ckpt', 'docs'
 LAYERS = {'utils': 0, 'datasets': 1, 'nets': 1, 'preprocessing': 1, 'deployment': 1,
           'model': 2, 'training': 3}
 TOOLS = {'train_ssd_network', 'eval_ssd_network', 'detector', 'export_saved_model',
-         'export_tflite'}
+         'export_tflite', 'audit_labels'}
 SERVING_ROOMS = {'serving', 'serving.server', 'serving.clients'}
 
 

@@ -49,20 +49,24 @@ def test_hand_built_case():
 
 
 def test_negatives_are_mined_per_image():
-    # A second image with no positive contributes no negatives; N_pos over the batch stays 1.
+    # A second image without positives (background only) mines as many negatives as the mean
+    # image with objects (here 3 x 1: the same three anchors); N_pos over the batch stays 1.
     one = _hand_case()
     two = [[np.concatenate([a, np.where(a == 1, 0, a) if a.dtype == np.int64 else a]) for a in field]
            for field in one]
-    (total1, _), (total2, parts2) = _loss(*one), _loss(*two)
-    np.testing.assert_allclose(total2, total1, rtol=1e-6)
-    assert parts2['cross_entropy_neg'] > 0
+    (total1, parts1), (total2, parts2) = _loss(*one), _loss(*two)
+    np.testing.assert_allclose(parts2['cross_entropy_neg'], 2 * parts1['cross_entropy_neg'],
+                               rtol=1e-6)
+    np.testing.assert_allclose(total2, total1 + parts1['cross_entropy_neg'], rtol=1e-6)
 
 
-def test_zero_positives_gives_zero_loss():
+def test_a_batch_without_positives_learns_from_its_hardest_negatives():
     logits, locs, gclasses, glocs, gscores = _hand_case()
     gclasses = [np.zeros_like(g) for g in gclasses]
-    total, parts = _loss(logits, locs, gclasses, glocs, gscores)
-    assert total == 0. and all(v == 0. for v in parts.values())
+    total, parts = _loss(logits, locs, gclasses, glocs, gscores, negative_ratio=2.)
+    # No positive, no box to regress: the 2 x 1 hardest candidates (a = 2, 1) over N_pos = 1.
+    assert parts['cross_entropy_pos'] == 0. and parts['localization'] == 0.
+    np.testing.assert_allclose(total, np.log1p(np.exp(2.)) + np.log1p(np.exp(1.)), rtol=1e-6)
 
 
 def test_class_weights_scale_each_target_class():
@@ -85,6 +89,8 @@ def reference_loss(logits, locs, gclasses, glocs, gscores, threshold, ratio, alp
     gclasses, gscores = flat(gclasses), flat(gscores)
     pos_total = neg_total = loc_total = 0.
     num_pos = 0
+    positives = (gclasses > 0).sum(axis=1)
+    mean_positives = max(positives.sum() / max((positives > 0).sum(), 1), 1)
     for b in range(batch):
         z = logits[b] - logits[b].max(-1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
@@ -100,20 +106,24 @@ def reference_loss(logits, locs, gclasses, glocs, gscores, threshold, ratio, alp
         loc_total += np.where(diff < 1, 0.5 * diff ** 2, diff - 0.5)[pos].sum()
         candidates = np.nonzero(~pos & (gscores[b] < threshold))[0]
         candidates = hardest_first[np.isin(hardest_first, candidates)]
-        hardest = candidates[:int(ratio * pos.sum())]
+        hardest = candidates[:int(ratio * (pos.sum() or mean_positives))]
         neg_total += ce[hardest].sum()
     n = max(num_pos, 1)
     return (pos_total + neg_total + alpha * loc_total) / n
 
 
-@pytest.mark.parametrize('class_weights', [None, [.7, 2., .5, 1.5]])
-def test_random_case_matches_numpy_reference(class_weights):
+@pytest.mark.parametrize('class_weights, empty_image', [(None, False), ([.7, 2., .5, 1.5], False),
+                                                       (None, True)])
+def test_random_case_matches_numpy_reference(class_weights, empty_image):
     rng = np.random.RandomState(3)
-    shapes = [(2, 4, 4, 3), (2, 2, 2, 5), (2, 1, 1, 2)]
+    shapes = [(3, 4, 4, 3), (3, 2, 2, 5), (3, 1, 1, 2)]
     logits = [rng.randn(*s, 4).astype(np.float32) * 2 for s in shapes]
     locs = [rng.randn(*s, 4).astype(np.float32) for s in shapes]
     glocs = [rng.randn(*s, 4).astype(np.float32) for s in shapes]
     gclasses = [np.where(rng.rand(*s) < .1, rng.randint(1, 4, size=s), 0).astype(np.int64) for s in shapes]
+    if empty_image:  # the middle image background only
+        for g in gclasses:
+            g[1] = 0
     gscores = [rng.rand(*s).astype(np.float32) for s in shapes]
     kwargs = dict(match_threshold=.5, negative_ratio=3., alpha=.7, label_smoothing=.1,
                   class_weights=class_weights)

@@ -7,6 +7,9 @@ Input: ``Annotations/<id>.xml``, ``JPEGImages/<id>.jpg`` (found by id, any of .j
 and optionally ``ImageSets/Main/<split>.txt``. Output: ``<dataset_name>_<split>_NNN.tfrecord``
 (``split`` is ``all`` when no split list is given) with records in sorted id order, so the same
 input gives the same bytes. Boxes are normalised as ``datasets/write_dataset/voc_reader.py`` says.
+An image without any usable object is skipped, or with ``--keep_empty_images`` kept as a
+record of zero boxes (a background-only photo: the trainer learns negatives from it and the
+evaluator counts detections on it as false positives).
 
 Shards are written under a ``.tmp`` name and renamed only when the whole split succeeded; an
 interrupted (Ctrl-C or SIGTERM) or failed run removes its temporary files and leaves earlier
@@ -226,7 +229,7 @@ def _remove_stale_shards(output_dir, dataset_name, split, keep=(), suffix=''):
 
 def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
             samples_per_file=200, num_workers=None, skip_unknown_classes=False,
-            show_progress=True):
+            show_progress=True, keep_empty_images=False):
     """Converts one split of a VOC folder; returns a ConversionSummary. Raises ConversionError
     (or dataset_config.DatasetConfigError / dataset_utils.DatasetError) on unusable input.
 
@@ -235,6 +238,8 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
     ``dataset_name``. ``num_workers``: image-reading processes (None: one per 500 images, at
     most one per available CPU; 0 or 1: read in this process). Workers are spawned and re-import the caller's main module,
     so a caller whose main module imports TensorFlow pays that import once per worker.
+    ``keep_empty_images``: an image without any usable object becomes a record with zero boxes
+    (background only) instead of being skipped.
     """
     start = time.time()
     _check_arguments(dataset_dir, output_dir, dataset_name, samples_per_file, num_workers)
@@ -252,7 +257,8 @@ def convert(dataset_dir, output_dir, dataset_name, split=None, labels_file=None,
         raise ConversionError('--output_dir=%s: cannot create it (%s)' % (output_dir, error))
     _remove_stale_shards(output_dir, dataset_name, split_name, suffix=TEMP_SUFFIX)
 
-    tasks = [(annotation, image_path, names_to_labels) for annotation, image_path in parsed]
+    tasks = [(annotation, image_path, names_to_labels, keep_empty_images)
+             for annotation, image_path in parsed]
     workers = num_workers
     if workers is None:
         workers = max(1, min(_available_cpus(), len(tasks) // IMAGES_PER_AUTO_WORKER))
@@ -296,6 +302,9 @@ def define_flags():
                     '(line 1 = id 1); overrides the built-in class list.')
     flag_set.boolean('skip_unknown_classes', False, 'Drop objects whose class is not in the '
                      'class list instead of stopping.')
+    flag_set.boolean('keep_empty_images', False, 'Keep images without any object (background '
+                     'only) as records with zero boxes instead of skipping them; the trainer '
+                     'and the evaluator take them.')
     flag_set.group('Output')
     flag_set.string('output_dir', None, 'Folder for the shards and dataset_description.json. '
                     'Required.')
@@ -328,7 +337,8 @@ def _convert(options):
                           split=options.split, labels_file=options.labels_file,
                           samples_per_file=options.samples_per_file,
                           num_workers=options.num_workers,
-                          skip_unknown_classes=options.skip_unknown_classes)
+                          skip_unknown_classes=options.skip_unknown_classes,
+                          keep_empty_images=options.keep_empty_images)
     except _write_errors() as error:
         cause = error.strerror if isinstance(error, OSError) else tf_errors.describe(error).cause
         if tf_errors.is_disk_full(error):

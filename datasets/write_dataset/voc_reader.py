@@ -51,6 +51,7 @@ EVENT_SIZE_FIXED = 'missing or wrong <size> (decoded size used)'
 EVENT_FILENAME_DIFFERS = '<filename> differs from the image on disk'
 EVENT_EXIF_TURNED = 'EXIF-rotated photos annotated upright (stored upright)'
 EVENT_EXIF_KEPT = 'EXIF-rotated photos annotated on the stored pixels (kept as stored)'
+EVENT_EMPTY_KEPT = 'images without any object kept (background only)'
 
 VocObject = collections.namedtuple('VocObject', 'name box difficult truncated')
 VocObject.__doc__ = """One XML object; ``box`` is the raw (xmin, ymin, xmax, ymax) in 1-based pixels."""
@@ -199,11 +200,13 @@ def normalise_box(box, height, width):
     return clipped, clipped != raw
 
 
-def make_record(annotation, image_path, names_to_labels):
+def make_record(annotation, image_path, names_to_labels, keep_empty=False):
     """Builds the record of one annotated image -> ReadResult (record, or skip reason).
 
     Objects whose class is not in ``names_to_labels`` are dropped and counted (the converter
-    stops before this point unless the user asked to skip unknown classes).
+    stops before this point unless the user asked to skip unknown classes). An image left
+    without any object is skipped (SKIP_NO_OBJECTS), or with ``keep_empty`` kept as a record of
+    zero boxes (background only: every anchor a negative in training) and counted.
     """
     events = collections.Counter()
     image_id = annotation.image_id
@@ -238,10 +241,12 @@ def make_record(annotation, image_path, names_to_labels):
         bboxes.append(bbox)
         difficult.append(obj.difficult)
         truncated.append(obj.truncated)
+    if not labels and keep_empty:
+        events[EVENT_EMPTY_KEPT] += 1
     events = {name: count for name, count in events.items() if count}
-    if not labels:
+    if not labels and not keep_empty:
         return ReadResult(image_id, None, SKIP_NO_OBJECTS,
-                          '%s: no object left to train on (%d in the XML)'
+                          '%s: no object left to train on (%d in the XML; --keep_empty_images keeps it)'
                           % (annotation.xml_path, len(annotation.objects)), events)
     record = VocRecord(image_id, os.path.basename(image_path), encoded, height, width, 3,
                        labels, texts, bboxes, difficult, truncated)
@@ -249,5 +254,6 @@ def make_record(annotation, image_path, names_to_labels):
 
 
 def read_example(task):
-    """Worker entry point: ``task = (annotation, image_path, names_to_labels)`` -> ReadResult."""
+    """Worker entry point: ``task = (annotation, image_path, names_to_labels, keep_empty)`` ->
+    ReadResult."""
     return make_record(*task)
