@@ -47,6 +47,7 @@ from model import model_info as model_info_lib  # noqa: E402
 from nets import anchors as anchors_lib  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
@@ -227,13 +228,6 @@ def with_metadata(model, class_names):
     return bytes(writer.populate()[0])
 
 
-def _write_atomically(path, data):
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    with open(tmp, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
            select_threshold=0.5, nms_threshold=0.45, max_detections=MAX_DETECTIONS,
            calibration_dataset_dir=None, calibration_dataset_name=None,
@@ -259,9 +253,9 @@ def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
     described = with_metadata(model, info['class_names'])
     os.makedirs(export_dir, exist_ok=True)
     path = os.path.join(export_dir, model_name + '.tflite')
-    _write_atomically(path, described or model)
-    _write_atomically(os.path.join(export_dir, LABELS_FILE),
-                      ''.join(name + '\n' for name in info['class_names']).encode())
+    files.write_bytes_atomically(path, described or model)
+    files.write_text_atomically(os.path.join(export_dir, LABELS_FILE),
+                                ''.join(name + '\n' for name in info['class_names']))
     model_info_lib.write_model_info(
         export_dir, **dict(info, checkpoint=os.path.basename(prefix), quantization=quantization,
                            tflite_file=os.path.basename(path), select_threshold=select_threshold,
@@ -283,9 +277,7 @@ def define_flags():
     flag_set.enum('quantization', 'none', QUANTIZATIONS,
                   'none: float32; float16: float16 weights; int8: full-integer, uint8 input.')
     flag_set.group('Post-processing inside the model (TFLite_Detection_PostProcess)')
-    flag_set.float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
-    flag_set.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box of a class, in (0, 1].')
+    flag_set.thresholds(select_threshold=0.5)
     flag_set.integer('max_detections', MAX_DETECTIONS, 'Detections per image (K of the '
                      'outputs), and at most per class; at most %d.' % MAX_DETECTIONS)
     flag_set.group('Calibration (int8)')
@@ -301,11 +293,7 @@ def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
     if not options.ckpt_path:
         raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
-    if not 0. <= options.select_threshold <= 1.:
-        raise cli.UsageError('--select_threshold must be in [0, 1], got %g'
-                             % options.select_threshold)
-    if not 0. < options.nms_threshold <= 1.:
-        raise cli.UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
+    cli.check_thresholds(options)
     if not 1 <= options.max_detections <= MAX_DETECTIONS:
         raise cli.UsageError('--max_detections must be in [1, %d], got %d'
                              % (MAX_DETECTIONS, options.max_detections))

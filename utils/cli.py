@@ -107,12 +107,18 @@ class FlagSet(object):
         self.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
                     'directory (its newest checkpoint); model_info.json must sit beside it.')
 
-    def postprocessing(self, select_threshold):
-        """The detection post-processing flags (``select_threshold`` is the tool's default)."""
+    def thresholds(self, select_threshold):
+        """The score and overlap thresholds of the detection post-processing
+        (``select_threshold`` is the tool's default); ``check_thresholds`` checks them."""
         self.float('select_threshold', select_threshold,
                    'Minimum class score of a detection, in [0, 1].')
         self.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box, in (0, 1].')
+                   'lower-scored box of a class, in (0, 1].')
+
+    def postprocessing(self, select_threshold):
+        """The detection post-processing flags: ``thresholds`` and how many boxes are kept
+        (``select_threshold`` is the tool's default); ``check_postprocessing`` checks them."""
+        self.thresholds(select_threshold)
         self.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
         self.integer('keep_top_k', 200, 'Detections kept per image after suppression (K of '
                      'the outputs).')
@@ -139,13 +145,18 @@ class FlagSet(object):
                 setattr(self.values, name, given[0][1])
 
 
-def check_postprocessing(options):
-    """``UsageError`` for post-processing flag values (see ``FlagSet.postprocessing``) out of
-    range."""
+def check_thresholds(options):
+    """``UsageError`` for threshold flag values (see ``FlagSet.thresholds``) out of range."""
     if not 0. <= options.select_threshold <= 1.:
         raise UsageError('--select_threshold must be in [0, 1], got %g' % options.select_threshold)
     if not 0. < options.nms_threshold <= 1.:
         raise UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
+
+
+def check_postprocessing(options):
+    """``UsageError`` for post-processing flag values (see ``FlagSet.postprocessing``) out of
+    range."""
+    check_thresholds(options)
     if options.top_k < 1 or options.keep_top_k < 1:
         raise UsageError('--top_k and --keep_top_k must be positive')
 

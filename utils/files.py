@@ -7,14 +7,14 @@ import json
 import os
 
 
-def write_text_atomically(path, text):
-    """Writes ``text`` (UTF-8) to ``path`` through a temporary file beside it, renamed over
+def write_bytes_atomically(path, data):
+    """Writes ``data`` (bytes) to ``path`` through a temporary file beside it, renamed over
     ``path`` once flushed to disk. On any failure the temporary is removed, the previous file
     (if any) stays as it was, and the error propagates."""
     temporary = '%s.tmp-%d' % (path, os.getpid())
     try:
-        with open(temporary, 'w', encoding='utf-8') as f:
-            f.write(text)
+        with open(temporary, 'wb') as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -22,6 +22,12 @@ def write_text_atomically(path, text):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def write_text_atomically(path, text):
+    """``write_bytes_atomically`` of ``text`` encoded as UTF-8 (a text that does not encode
+    leaves the previous file as it was)."""
+    write_bytes_atomically(path, text.encode('utf-8'))
 
 
 def write_json_atomically(path, value):
