@@ -34,6 +34,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
@@ -95,8 +96,8 @@ class Detector(object):
     """One inference graph and session for a checkpoint (its weights frozen into constants);
     ``run(encoded)`` per image."""
 
-    def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=0.45, top_k=400,
-                 keep_top_k=200, precision='float32'):
+    def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K,
+                 keep_top_k=KEEP_TOP_K, precision='float32'):
         with tf.Graph().as_default():
             net, self.info, self.checkpoint = inference.load_model(ckpt_path)
             self._encoded = tf.placeholder(tf.string, [], name='encoded_image')

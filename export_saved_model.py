@@ -38,6 +38,7 @@ from tensorflow.python.util import deprecation  # noqa: E402
 from preprocessing import transform  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info as model_info_lib  # noqa: E402
@@ -176,8 +177,9 @@ def _tensor_info(tensor):
         return tf.saved_model.utils.build_tensor_info(tensor)
 
 
-def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-                     precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
+def build_signatures(net, select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K,
+                     keep_top_k=KEEP_TOP_K, precision='float32',
+                     max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
                      max_request_pixels=image_header.DEFAULT_MAX_REQUEST_PIXELS):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
 
@@ -229,7 +231,7 @@ def _write_model_info(version_dir, info, thresholds):
 
 
 def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
-           select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
+           select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K,
            precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
            max_request_pixels=image_header.DEFAULT_MAX_REQUEST_PIXELS, freeze_weights=True):
     """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder.

@@ -48,6 +48,7 @@ from nets import anchors as anchors_lib  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import files  # noqa: E402
+from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
@@ -229,7 +230,7 @@ def with_metadata(model, class_names):
 
 
 def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
-           select_threshold=0.5, nms_threshold=0.45, max_detections=MAX_DETECTIONS,
+           select_threshold=0.5, nms_threshold=NMS_THRESHOLD, max_detections=MAX_DETECTIONS,
            calibration_dataset_dir=None, calibration_dataset_name=None,
            calibration_split_name='train', num_calibration_images=200):
     """Exports the checkpoint at ``ckpt_path``; returns ``(tflite path, has_metadata)``."""

@@ -50,6 +50,7 @@ from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
 from utils import error_breakdown  # noqa: E402
 from utils import files  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
@@ -78,7 +79,8 @@ FACTORS = (
     ('boolean', 'zoom_out', True, "SSD's zoom-out (expansion) augmentation: objects shrink on "
      'a mean-coloured canvas.'),
     ('float', 'negative_ratio', 3.0, 'Hard negatives mined per positive.'),
-    ('float', 'match_threshold', 0.5, 'IoU from which an anchor is a positive.'),
+    ('float', 'match_threshold', ssd_defaults.MATCH_THRESHOLD,
+     'IoU from which an anchor is a positive.'),
     ('enum', 'optimizer', 'adam', 'The optimizer (a trainer choice).'),
     ('float', 'learning_rate', 0.0001, 'Peak learning rate (after the warm-up).'),
     ('string', 'class_weights', '', 'Weights of the classes in the classification loss: '

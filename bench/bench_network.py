@@ -26,6 +26,7 @@ from nets import nets_factory, np_postprocess  # noqa: E402
 from model import inference  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import slim_compat  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
 
 slim = slim_compat.import_slim()
 
@@ -121,8 +122,9 @@ def bench_postprocess(options, net, anchors, select_threshold, batch=8):
             feed = dict(zip(p_in + l_in, predictions + localisations))
             seconds = common.median_seconds(lambda: sess.run(detections, feed),
                                             repeats=options.repeats)
-    note = 'select %g, top_k 400, NMS 0.45, keep 200, %d classes' % (select_threshold,
-                                                                      options.num_classes)
+    note = 'select %g, top_k %d, NMS %g, keep %d, %d classes' % (
+        select_threshold, ssd_defaults.TOP_K, ssd_defaults.NMS_THRESHOLD, ssd_defaults.KEEP_TOP_K,
+        options.num_classes)
     suffix = '_select%g' % select_threshold
     common.report('postprocess_tf' + suffix, seconds * 1e3 / batch, 'ms/image', note + ', batch %d' % batch)
     one = ([p[0] for p in predictions], [l[0] for l in localisations])

@@ -54,6 +54,7 @@ from model import tflite_runner  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
+from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 
 # Instructions that make int8 (VNNI, AMX) or bfloat16 arithmetic fast, as /proc/cpuinfo names them.
 INSTRUCTIONS = (('AVX2', 'avx2'), ('AVX512-VNNI', 'avx512_vnni'), ('AVX-VNNI', 'avx_vnni'),
@@ -89,7 +90,7 @@ def define_flags():
     return flag_set
 
 # mAP scoring keeps low scores, as eval_ssd_network.py does for a checkpoint.
-EVAL_THRESHOLDS = dict(select_threshold=0.01, nms_threshold=0.45,
+EVAL_THRESHOLDS = dict(select_threshold=0.01, nms_threshold=NMS_THRESHOLD,
                        max_detections=export_tflite.MAX_DETECTIONS)
 
 

@@ -31,6 +31,7 @@ from nets import ssd_params  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
 from utils import visualization  # noqa: E402
 
 SMALL_SIDE = error_breakdown.SIZE_BUCKETS[0][1]   # the evaluator's small objects: side < 0.1
@@ -151,8 +152,8 @@ def define_flags():
                     'things.')
     flag_set.integer('crops_per_sheet', 60, 'Objects per class and split on a crops sheet.')
     flag_set.group('Anchors')
-    flag_set.float('match_threshold', 0.5, 'IoU from which an anchor is a positive (the '
-                   "trainer's --match_threshold).")
+    flag_set.float('match_threshold', ssd_defaults.MATCH_THRESHOLD,
+                   "IoU from which an anchor is a positive (the trainer's --match_threshold).")
     return flag_set
 
 

@@ -30,6 +30,7 @@ from model import inference
 from utils import coco_metric
 from utils import error_breakdown
 from utils import files
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 from utils import visualization
 from utils import voc_metric
 from utils.errors import ToolkitError
@@ -154,8 +155,8 @@ def _scoring_graph():
 
 
 def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_threshold=0.01,
-                        nms_threshold=0.45, top_k=400, keep_top_k=200, precision='float32',
-                        num_kept_images=0, progress=True,
+                        nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K,
+                        precision='float32', num_kept_images=0, progress=True,
                         breakdown_threshold=error_breakdown.DEFAULT_SCORE_THRESHOLD):
     """Runs the model of ``ckpt_path`` over the split ``spec`` (a DatasetSpec), computing in
     ``precision``, in a graph and session of its own.

@@ -22,6 +22,7 @@ import textwrap
 from absl import flags
 
 from utils import cpu_features
+from utils import ssd_defaults
 from utils.errors import ToolkitError
 
 PRECISION_HELP = ('Compute precision of the network: auto (bfloat16 where the CPU has AVX512_BF16 '
@@ -112,16 +113,17 @@ class FlagSet(object):
         (``select_threshold`` is the tool's default); ``check_thresholds`` checks them."""
         self.float('select_threshold', select_threshold,
                    'Minimum class score of a detection, in [0, 1].')
-        self.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box of a class, in (0, 1].')
+        self.float('nms_threshold', ssd_defaults.NMS_THRESHOLD, 'IoU above which non-maximum '
+                   'suppression drops the lower-scored box of a class, in (0, 1].')
 
     def postprocessing(self, select_threshold):
         """The detection post-processing flags: ``thresholds`` and how many boxes are kept
         (``select_threshold`` is the tool's default); ``check_postprocessing`` checks them."""
         self.thresholds(select_threshold)
-        self.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
-        self.integer('keep_top_k', 200, 'Detections kept per image after suppression (K of '
-                     'the outputs).')
+        self.integer('top_k', ssd_defaults.TOP_K,
+                     'Boxes kept per class before non-maximum suppression.')
+        self.integer('keep_top_k', ssd_defaults.KEEP_TOP_K,
+                     'Detections kept per image after suppression (K of the outputs).')
 
     def deprecated_alias(self, old_name, name):
         """``--old_name`` (a string flag) still sets ``--name``; ``--help`` mentions it beside
