@@ -22,6 +22,7 @@ import os
 import tensorflow.compat.v1 as tf
 
 from model import model_info
+from utils import tf_errors
 
 _CHECKPOINT_SUFFIXES = ('.index', '.meta')
 # A class head (``<layer>_box/conv_cls/...``) has anchors_per_cell * num_classes outputs, its
@@ -65,7 +66,7 @@ def open_reader(prefix):
     try:
         return tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, ValueError) as e:
-        raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, str(e).splitlines()[0]))
+        raise CheckpointError('cannot read checkpoint %s: %s' % (prefix, tf_errors.one_line(e)))
 
 
 def parse_scopes(scopes):
