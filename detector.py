@@ -43,9 +43,6 @@ from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
-DETECTIONS_JSON = 'detections.json'
-
-
 class DetectorError(cli.UsageError):
     """A flag problem that stops the whole run (one-line message, exit status 2)."""
 
@@ -63,8 +60,8 @@ def define_flags():
                     'processed (%s) or reported.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
     flag_set.string('output_dir', os.path.join('output', 'detections'),
                     'Folder for the annotated pictures (<image name>.png).')
-    flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
-                     'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+    flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; eval_ssd_network.py '
+                     '--detections_file reads it).' % voc_metric.DETECTIONS_JSON)
     flag_set.boolean('show', True, 'Also show each picture on screen when a display exists '
                      '(ignored without one); --noshow to only save them.')
     flag_set.group('Post-processing')
@@ -236,7 +233,8 @@ def _run(options):
     finally:
         detector.close()
     if options.json and entries:
-        _write_output(options.output_dir, os.path.join(options.output_dir, DETECTIONS_JSON),
+        _write_output(options.output_dir,
+                      os.path.join(options.output_dir, voc_metric.DETECTIONS_JSON),
                       voc_metric.write_detections_file, entries, detector.class_names)
     total = len(paths) + len(others)
     skipped = ['%d unreadable' % len(failed)] * bool(failed) + \

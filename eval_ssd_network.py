@@ -57,10 +57,6 @@ from training import evaluation as training_evaluation  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
 from utils import tf_errors  # noqa: E402
-from utils import voc_metric  # noqa: E402
-
-DETECTIONS_JSON = 'detections.json'
-
 
 def define_flags():
     """The evaluator's own flags (a ``cli.FlagSet``), theme by theme."""
@@ -136,11 +132,6 @@ def _max_images(options):
     return options.max_num_batches * options.batch_size if options.max_num_batches else None
 
 
-def _write_detections(output_dir, entries, spec):
-    voc_metric.write_detections_file(os.path.join(output_dir, DETECTIONS_JSON), entries,
-                                     spec.class_names)
-
-
 def _follow(options, spec):
     """--wait_for_checkpoints: scores the run's checkpoints as they appear."""
     evaluator = training_evaluation.CheckpointEvaluator(
@@ -160,8 +151,8 @@ def _follow(options, spec):
                 training_evaluation.say('%s was removed before it was scored (the trainer keeps '
                                         '--max_to_keep checkpoints): skipped' % prefix)
                 continue
-            _write_detections(options.output_dir, scored.entries, spec)
-            evaluation.write_results(options.output_dir, results, settings)
+            evaluation.write_results(options.output_dir, results, settings, scored.entries,
+                                     spec.class_names)
     finally:
         evaluator.close()
 
@@ -196,23 +187,22 @@ def _run(options):
         metrics = evaluation.evaluate_detections_file(options.detections_file, spec,
                                                       options.batch_size, _max_images(options),
                                                       options.breakdown_threshold)
+        detections = None  # the file scored is the detections
         settings['detections_file'] = options.detections_file
     elif options.tflite_path:
-        metrics, entries = _evaluate_tflite(options.tflite_path, spec, options)
+        metrics, detections = _evaluate_tflite(options.tflite_path, spec, options)
         settings['tflite_path'] = options.tflite_path
-        _write_detections(options.output_dir, entries, spec)
     else:
         scored = evaluation.evaluate_checkpoint(
             options.ckpt_path, spec, options.batch_size, _max_images(options),
             precision=options.precision, **_scoring(options))
         settings.update(checkpoint=scored.prefix, precision=options.precision,
                         **_scoring(options))
-        _write_detections(options.output_dir, scored.entries, spec)
-        metrics = scored.metrics
+        metrics, detections = scored.metrics, scored.entries
     results = metrics.evaluate()
     print(evaluation.format_table(results))
-    print('results written to %s' % evaluation.write_results(options.output_dir, results,
-                                                             settings))
+    print('results written to %s' % evaluation.write_results(
+        options.output_dir, results, settings, detections, spec.class_names))
 
 
 def _remove_files_written_since(folder, since):

@@ -51,6 +51,7 @@ from utils import cpu_features  # noqa: E402
 from utils import error_breakdown  # noqa: E402
 from utils import files  # noqa: E402
 from utils import ssd_defaults  # noqa: E402
+from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
@@ -295,7 +296,7 @@ def draw_errors(tfrecords_dir, run_dir, split='val'):
     wrong detections and unfound objects per class; returns the sheets drawn."""
     output_dir = os.path.join(run_dir, 'error_crops')
     status = error_crops.main(['error_crops.py', '--detections_file=%s' % os.path.join(
-        run_dir, 'eval', 'detections.json'), '--tfrecords_dir=%s' % tfrecords_dir,
+        run_dir, 'eval', voc_metric.DETECTIONS_JSON), '--tfrecords_dir=%s' % tfrecords_dir,
         '--split=%s' % split, '--output_dir=%s' % output_dir])
     if status:
         log('error crops not drawn (exit %d)' % status)

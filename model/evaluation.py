@@ -10,7 +10,8 @@ evaluation during training.
   ``utils/coco_metric.py``) and the error breakdown at the detector's threshold (found, wrong
   class, poor box, missed; recall by size: ``utils/error_breakdown.py``); ``evaluate()`` merges
   their numbers into one results dict.
-- ``format_table`` and ``write_results``: the console table and ``results.json``.
+- ``format_table`` and ``write_results``: the console table and the evaluation's files
+  (``results.json``, the PR curves and, given the detections, ``detections.json``).
 
 Boxes are ``[ymin, xmin, ymax, xmax]``; ground truth and detections are compared in pixels of
 the original image (the records store normalised boxes and the image size).
@@ -304,9 +305,15 @@ def write_results_json(path, results, settings):
     return path
 
 
-def write_results(output_dir, results, settings):
-    """Writes results.json (``settings`` + results) and the PR curves; returns the JSON path."""
+def write_results(output_dir, results, settings, detections=None, class_names=None):
+    """Writes results.json (``settings`` + results) and the PR curves and, given the
+    ``detections`` (entries of a detections file, boxes in pixels: see
+    ``voc_metric.write_detections_file``) with the dataset's ``class_names``, detections.json;
+    returns the results.json path."""
     os.makedirs(output_dir, exist_ok=True)
+    if detections is not None:
+        voc_metric.write_detections_file(os.path.join(output_dir, voc_metric.DETECTIONS_JSON),
+                                         detections, class_names)
     path = write_results_json(os.path.join(output_dir, RESULTS_JSON), results, settings)
     visualization.save_precision_recall_curves(output_dir, results)
     return path
