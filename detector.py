@@ -34,7 +34,6 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
-from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
@@ -42,6 +41,7 @@ from model import tflite_runner  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 
 class DetectorError(cli.UsageError):
     """A flag problem that stops the whole run (one-line message, exit status 2)."""

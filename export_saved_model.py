@@ -38,12 +38,12 @@ from tensorflow.python.util import deprecation  # noqa: E402
 from preprocessing import transform  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import image_header  # noqa: E402
-from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from model import inference  # noqa: E402
 from model import model_info as model_info_lib  # noqa: E402
 from model import versions  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 
 DETECTED_MODEL = 'detected_model'
 SERVING_DEFAULT = 'serving_default'

@@ -48,9 +48,9 @@ from nets import anchors as anchors_lib  # noqa: E402
 from preprocessing import np_transform  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import files  # noqa: E402
-from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
+from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 
 QUANTIZATIONS = ('none', 'float16', 'int8')
 # LiteRT 2.3.0's TFLite_Detection_PostProcess corrupted its heap (an abort a few runs later)

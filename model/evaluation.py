@@ -31,10 +31,10 @@ from model import inference
 from utils import coco_metric
 from utils import error_breakdown
 from utils import files
-from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 from utils import visualization
 from utils import voc_metric
 from utils.errors import ToolkitError
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 RESULTS_JSON = 'results.json'
 _GROUND_TRUTH_KEYS = ('filename', 'shape', 'labels', 'bboxes', 'difficult')
