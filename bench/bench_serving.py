@@ -35,6 +35,7 @@ from bench import common, workloads  # noqa: E402
 from serving.clients import client as client_lib  # noqa: E402
 from serving.clients import protocols  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import cpu_features  # noqa: E402
 
 MODEL_NAME = 'ssd'
 SHARED_IMAGE = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'test_images', 'vehicle_0.jpg')
@@ -246,7 +247,7 @@ def precision_and_batching_figures(options, ckpt, work_dir, encoded):
         ('adaptive', batching_flags)])
     inputs = {'encoded_image': np.array([encoded], dtype=object)}
     batch = {'encoded_image': [encoded] * 8}
-    for precision in ('float32', 'bfloat16'):
+    for precision in cpu_features.PRECISIONS:
         version_dir = export_saved_model.export(
             ckpt, os.path.join(work_dir, 'export_' + precision), MODEL_NAME, precision=precision)
         local, sess = in_process_runners(version_dir, {'serving_default': batch})

@@ -59,7 +59,6 @@ from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 # Instructions that make int8 (VNNI, AMX) or bfloat16 arithmetic fast, as /proc/cpuinfo names them.
 INSTRUCTIONS = (('AVX2', 'avx2'), ('AVX512-VNNI', 'avx512_vnni'), ('AVX-VNNI', 'avx_vnni'),
                 ('AMX-INT8', 'amx_int8'), ('AVX512-BF16', 'avx512_bf16'))
-SAVED_MODEL_PRECISIONS = ('float32', 'bfloat16')
 THREADS = (1, 2)
 
 def define_flags():
@@ -141,7 +140,7 @@ def export_all(options, ckpt_path, tfrecords_dir):
             calibration_split_name=options.calibration_split,
             num_calibration_images=options.num_calibration_images, **EVAL_THRESHOLDS)
         sizes['tflite ' + quantization] = os.path.getsize(paths['tflite ' + quantization])
-    for precision in SAVED_MODEL_PRECISIONS:
+    for precision in cpu_features.PRECISIONS:
         name = 'SavedModel ' + precision
         paths[name] = export_saved_model.export(
             ckpt_path, os.path.join(options.work_dir, 'saved_model'), model_name=precision,
