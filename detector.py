@@ -23,11 +23,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 PRECISION = cpu_features.AUTO  # the default of --precision
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -35,7 +34,6 @@ from utils import cli  # noqa: E402
 from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
 from utils import tf_errors  # noqa: E402
-from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
 from model import tflite_runner  # noqa: E402
 from utils import visualization  # noqa: E402
@@ -245,9 +243,7 @@ def _run(options):
     return 0 if entries else 1
 
 
-def main(argv=None):
-    """The command line: ``main(['detector.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _run)
+main = cli.make_main(__doc__, define_flags, _run)
 
 
 if __name__ == '__main__':

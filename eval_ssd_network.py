@@ -39,11 +39,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 PRECISION = cpu_features.AUTO  # the default of --precision
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -231,9 +230,7 @@ def _evaluate(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['eval_ssd_network.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _evaluate)
+main = cli.make_main(__doc__, define_flags, _evaluate)
 
 
 if __name__ == '__main__':

@@ -27,10 +27,10 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
 PRECISION = 'float32'  # --precision's default: the serving machine may differ
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
@@ -337,10 +337,7 @@ def _export(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['export_saved_model.py', '--ckpt_path=...', ...])`` → exit
-    status."""
-    return cli.run(argv, define_flags(), __doc__, _export)
+main = cli.make_main(__doc__, define_flags, _export)
 
 
 if __name__ == '__main__':

@@ -30,9 +30,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
 
 import numpy as np  # noqa: E402
 import tensorflow as tf2  # noqa: E402
@@ -316,9 +316,7 @@ def _export(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['export_tflite.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _export)
+main = cli.make_main(__doc__, define_flags, _export)
 
 
 if __name__ == '__main__':

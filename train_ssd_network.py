@@ -15,12 +15,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 PRECISION = cpu_features.AUTO  # the default of --precision
 
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 from training import graph  # noqa: E402
 from training import train_tools  # noqa: E402
@@ -195,10 +194,7 @@ def _train(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['train_ssd_network.py', '--train_model_dir=...', ...])`` → exit
-    status."""
-    return cli.run(argv, define_flags(), __doc__, _train)
+main = cli.make_main(__doc__, define_flags, _train)
 
 
 if __name__ == '__main__':

@@ -168,8 +168,7 @@ def _run(options):
     return 0
 
 
-def main(argv=None):
-    return cli.run(argv, define_flags(), __doc__, _run)
+main = cli.make_main(__doc__, define_flags, _run)
 
 
 if __name__ == '__main__':

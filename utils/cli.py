@@ -1,8 +1,9 @@
 """The one command-line convention of every tool of the toolkit.
 
 Each script builds its own ``FlagSet`` (an absl ``flags.FlagValues`` of its own, never absl's
-global registry) inside a ``define_flags()`` function, theme by theme, and its ``main(argv)``
-hands it to ``run``:
+global registry) inside a ``define_flags()`` function, theme by theme, and ends with
+``main = cli.make_main(__doc__, define_flags, _run)`` (``run`` with the script's own flags) and
+``if __name__ == '__main__': sys.exit(main())``:
 
 - ``--help`` / ``-h`` prints the script's docstring and its own flags grouped by theme (not the
   hundreds absl defines), exit 0, also when the reader stops early (``--help | head``);
@@ -225,3 +226,14 @@ def run(argv, flag_set, doc, main_fn):
         return main_fn(flag_set.values)
     return run_cli(sys.argv if argv is None else argv, flag_set.values, flag_set.groups, doc,
                    main_with_flags)
+
+
+def make_main(doc, define_flags, main_fn):
+    """A script's ``main(argv=None)`` → exit status: ``run`` of ``argv`` (the command line,
+    program name first; None: ``sys.argv``) with a fresh ``define_flags()``, ``doc`` (the
+    script's docstring) as its ``--help`` and ``main_fn(flag_values)`` as its job."""
+    def main(argv=None):
+        return run(argv, define_flags(), doc, main_fn)
+    main.__doc__ = ('The command line, program name first (None: sys.argv) -> exit status '
+                    '(see utils/cli.py).')
+    return main

@@ -288,6 +288,4 @@ def _detect(options):
     return 0
 
 
-def main(argv=None):
-    """The command line (``python -m serving.client``) → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _detect)
+main = cli.make_main(__doc__, define_flags, _detect)
