@@ -50,8 +50,7 @@ def define_flags():
     flag_set = cli.FlagSet()
     flag_set.group('Model')
     flag_set.checkpoint_path()
-    flag_set.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
-                    'a checkpoint; the post-processing flags are baked into it.')
+    flag_set.tflite_path()
     flag_set.precision(PRECISION)
     flag_set.group('Input and output')
     flag_set.string('image_path', None, 'An image file, or a folder whose files are all '
@@ -151,8 +150,8 @@ class TFLiteDetector(Detector):
 def _check_flags(options):
     if options.ckpt_path and options.tflite_path:
         raise DetectorError('give --ckpt_path or --tflite_path, not both')
-    if not options.ckpt_path and not options.tflite_path:
-        raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
+    if not options.tflite_path:
+        cli.check_checkpoint_path(options)
     if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
     cli.check_postprocessing(options)

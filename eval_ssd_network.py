@@ -64,8 +64,7 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.string('detections_file', None, 'Score this detections JSON (format in '
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
-    flag_set.string('tflite_path', None, 'Evaluate this .tflite model (export_tflite.py) '
-                    'instead of a checkpoint; its post-processing is baked in.')
+    flag_set.tflite_path()
     flag_set.precision(PRECISION)
     flag_set.group('Following a training run')
     flag_set.boolean('wait_for_checkpoints', False,

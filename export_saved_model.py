@@ -302,19 +302,13 @@ def define_flags():
                      'nothing per call; --nofreeze_weights stores float32 variables instead.')
     flag_set.group('Post-processing and input limit baked into serving_default')
     flag_set.postprocessing(select_threshold=0.5)
-    flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
-                     'serving_default refuses images of more pixels (width x height) with '
-                     'InvalidArgument, from their header, before decoding them.')
-    flag_set.integer('max_request_pixels', image_header.DEFAULT_MAX_REQUEST_PIXELS,
-                     'serving_default refuses a request whose images hold more pixels together, '
-                     'from their headers, before decoding any.')
+    flag_set.pixel_limits()
     return flag_set
 
 
 def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
-    if not options.ckpt_path:
-        raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
+    cli.check_checkpoint_path(options)
     cli.check_postprocessing(options)
     for name in ('max_image_pixels', 'max_request_pixels'):
         if getattr(options, name) < 1:

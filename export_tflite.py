@@ -292,8 +292,7 @@ def define_flags():
 
 def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
-    if not options.ckpt_path:
-        raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
+    cli.check_checkpoint_path(options)
     cli.check_thresholds(options)
     if not 1 <= options.max_detections <= MAX_DETECTIONS:
         raise cli.UsageError('--max_detections must be in [1, %d], got %d'

@@ -23,6 +23,7 @@ import textwrap
 from absl import flags
 
 from utils import cpu_features
+from utils import image_header
 from utils import ssd_defaults
 from utils.errors import ToolkitError
 
@@ -105,9 +106,27 @@ class FlagSet(object):
         return self.values.precision
 
     def checkpoint_path(self):
-        """``--ckpt_path``, as every tool that loads a trained model names it."""
+        """``--ckpt_path``, as every tool that loads a trained model names it
+        (``check_checkpoint_path`` requires it)."""
         self.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
                     'directory (its newest checkpoint); model_info.json must sit beside it.')
+
+    def tflite_path(self):
+        """``--tflite_path``, as every tool that can run a ``.tflite`` model instead of a
+        checkpoint names it."""
+        self.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
+                    'a checkpoint; its post-processing is baked into it at export.')
+
+    def pixel_limits(self):
+        """``--max_image_pixels`` and ``--max_request_pixels``: what the encoded images of one
+        request may hold, read from their headers before anything decodes them (the SavedModel
+        exporter bakes them into ``serving_default``, the model server checks them)."""
+        self.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
+                     'Largest width x height of one encoded image, read from its header before '
+                     'anything decodes it.')
+        self.integer('max_request_pixels', image_header.DEFAULT_MAX_REQUEST_PIXELS,
+                     'Largest sum of width x height over the encoded images of one request, '
+                     'read from their headers (bounds the memory one request decodes into).')
 
     def thresholds(self, select_threshold):
         """The score and overlap thresholds of the detection post-processing
@@ -146,6 +165,12 @@ class FlagSet(object):
                         given[0][0], given[0][1], other, value, name))
             if given:
                 setattr(self.values, name, given[0][1])
+
+
+def check_checkpoint_path(options):
+    """``UsageError`` when ``--ckpt_path`` (see ``FlagSet.checkpoint_path``) is not given."""
+    if not options.ckpt_path:
+        raise UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
 
 
 def check_thresholds(options):
