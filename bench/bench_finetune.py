@@ -2,7 +2,7 @@
 
     python bench/bench_finetune.py                            # the README recipe, 1600 steps
     python bench/bench_finetune.py --nozoom_out --seed=1      # one factor (and a seed) changed
-    python bench/bench_finetune.py --time_budget_minutes=60   # train at most an hour this sitting
+    python bench/bench_finetune.py --time_budget_minutes=60   # train at most an hour this run
 
 1. converts the shared Open Images vehicle set (``--data_dir``, splits train and val) to TFRecords;
 2. runs ``train_ssd_network.py`` exactly as a user would, with ``RECIPE`` (the README's
@@ -19,8 +19,8 @@
 A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-false``,
 ``max_number_of_steps-3200_seed-1``, ...) and lives in ``--results_dir/runs/<name>/``: the
 checkpoints with ``model_info.json``, ``train.log``, ``eval/``, ``detections/`` and
-``progress.json`` (training minutes summed over sittings, and the factors' flags). Rerunning the
-same flags continues that run where it stopped; a finished run is only re-scored; a folder
+``progress.json`` (training minutes summed over the script's runs, and the factors' flags).
+Rerunning the same flags continues that run where it stopped; a finished run is only re-scored; a folder
 trained with other factors (the recipe's defaults changed since) is refused. The TFRecords are
 shared by all runs.
 Time it alone: two cores shared with anything else make every figure up to 2x slower.
@@ -91,7 +91,7 @@ STEP_LINE = re.compile(r'^step (\d+): loss ([\d.]+).*\| ([\d.]+) s/step')
 
 
 def define_flags():
-    """The benchmark's flags (a ``cli.FlagSet``): where things are, the sitting, the factors."""
+    """The benchmark's flags (a ``cli.FlagSet``): where things are, this run, the factors."""
     from training import train_tools
     flag_set = cli.FlagSet()
     flag_set.group('Data and output')
@@ -107,9 +107,9 @@ def define_flags():
                     'Glob of photos for detector.py ("" to skip).')
     flag_set.string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
                     'Report whose ablation table receives the run ("" to skip).')
-    flag_set.group('This sitting')
+    flag_set.group('This run of the script')
     flag_set.float('time_budget_minutes', 0, 'Stop training after this many minutes in this '
-                   'sitting (0: no limit); rerun to continue.')
+                   'run of the script (0: no limit); rerun to continue.')
     flag_set.boolean('skip_training', False, 'Only score the newest checkpoint of the run.')
     flag_set.float('detector_threshold', 0.5, 'Score threshold of the drawn detections.')
     flag_set.integer('eval_every_n_steps', 200, 'The trainer scores the run on val every N steps '
