@@ -143,8 +143,7 @@ def define_flags():
     """The script's flags (a ``cli.FlagSet``)."""
     flag_set = cli.FlagSet()
     flag_set.group('Data')
-    flag_set.string('tfrecords_dir', None, 'Folder of TFRecord shards with their '
-                    'dataset_description.json (the converter writes both).')
+    common.tfrecords_dir_flag(flag_set)
     flag_set.string_list('splits', ['train', 'val'], 'Splits to compare, comma-separated.')
     flag_set.group('Pictures')
     flag_set.string('crops_dir', None, 'Also write <class>_<split>.png here: the objects of each '
