@@ -28,11 +28,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 PRECISION = cpu_features.AUTO  # the default of --precision
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -41,16 +40,13 @@ from utils import detection_io  # noqa: E402
 from utils import exif  # noqa: E402
 from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
-from utils import tf_logging  # noqa: E402
 from model import inference  # noqa: E402
 from model import tflite_runner  # noqa: E402
 from datasets.write_dataset import voc_writer  # noqa: E402
 from utils import visualization  # noqa: E402
 from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
-
-DETECTIONS_JSON = 'detections.json'
-
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 
 class DetectorError(cli.UsageError):
     """A flag problem that stops the whole run (one-line message, exit status 2)."""
@@ -61,16 +57,15 @@ def define_flags():
     flag_set = cli.FlagSet()
     flag_set.group('Model')
     flag_set.checkpoint_path()
-    flag_set.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
-                    'a checkpoint; the post-processing flags are baked into it.')
+    flag_set.tflite_path()
     flag_set.precision(PRECISION)
     flag_set.group('Input and output')
     flag_set.string('image_path', None, 'An image file, or a folder whose files are all '
                     'processed (%s) or reported.' % ', '.join(detection_io.IMAGE_EXTENSIONS))
     flag_set.string('output_dir', os.path.join('output', 'detections'),
                     'Folder for the annotated pictures (<image name>.png).')
-    flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; '
-                     'eval_ssd_network.py --detections_file reads it).' % DETECTIONS_JSON)
+    flag_set.boolean('json', False, 'Also write <output_dir>/%s (pixel boxes; eval_ssd_network.py '
+                     '--detections_file reads it).' % voc_metric.DETECTIONS_JSON)
     flag_set.string('annotations_dir', None, 'Also write <annotations_dir>/<image name>.xml per '
                     'image: its detections above --select_threshold as a Pascal VOC annotation '
                     '(pre-labels to correct in labelImg, CVAT or Label Studio).')
@@ -105,8 +100,8 @@ class Detector(object):
     """One inference graph and session for a checkpoint (its weights frozen into constants);
     ``run(encoded)`` per image."""
 
-    def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=0.45, top_k=400,
-                 keep_top_k=200, precision='float32'):
+    def __init__(self, ckpt_path, select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K,
+                 keep_top_k=KEEP_TOP_K, precision='float32'):
         with tf.Graph().as_default():
             net, self.info, self.checkpoint = inference.load_model(ckpt_path)
             self._encoded = tf.placeholder(tf.string, [], name='encoded_image')
@@ -165,8 +160,8 @@ class TFLiteDetector(Detector):
 def _check_flags(options):
     if options.ckpt_path and options.tflite_path:
         raise DetectorError('give --ckpt_path or --tflite_path, not both')
-    if not options.ckpt_path and not options.tflite_path:
-        raise DetectorError('--ckpt_path is required (checkpoint prefix or training directory)')
+    if not options.tflite_path:
+        cli.check_checkpoint_path(options)
     if not options.image_path:
         raise DetectorError('--image_path is required (an image file or a folder of images)')
     cli.check_postprocessing(options)
@@ -260,7 +255,8 @@ def _run(options):
     finally:
         detector.close()
     if options.json and entries:
-        _write_output(options.output_dir, os.path.join(options.output_dir, DETECTIONS_JSON),
+        _write_output(options.output_dir,
+                      os.path.join(options.output_dir, voc_metric.DETECTIONS_JSON),
                       voc_metric.write_detections_file, entries, detector.class_names)
     total = len(paths) + len(others)
     skipped = ['%d unreadable' % len(failed)] * bool(failed) + \
@@ -271,9 +267,7 @@ def _run(options):
     return 0 if entries else 1
 
 
-def main(argv=None):
-    """The command line: ``main(['detector.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _run)
+main = cli.make_main(__doc__, define_flags, _run)
 
 
 if __name__ == '__main__':

@@ -40,11 +40,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 PRECISION = cpu_features.AUTO  # the default of --precision
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -59,10 +58,6 @@ from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
 from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
-from utils import voc_metric  # noqa: E402
-
-DETECTIONS_JSON = 'detections.json'
-
 
 def define_flags():
     """The evaluator's own flags (a ``cli.FlagSet``), theme by theme."""
@@ -71,8 +66,7 @@ def define_flags():
     flag_set.checkpoint_path()
     flag_set.string('detections_file', None, 'Score this detections JSON (format in '
                     'utils/voc_metric.py, e.g. from detector.py --json) instead of a model.')
-    flag_set.string('tflite_path', None, 'Evaluate this .tflite model (export_tflite.py) '
-                    'instead of a checkpoint; its post-processing is baked in.')
+    flag_set.tflite_path()
     flag_set.precision(PRECISION)
     flag_set.group('Following a training run')
     flag_set.boolean('wait_for_checkpoints', False,
@@ -140,11 +134,6 @@ def _max_images(options):
     return options.max_num_batches * options.batch_size if options.max_num_batches else None
 
 
-def _write_detections(output_dir, entries, spec):
-    voc_metric.write_detections_file(os.path.join(output_dir, DETECTIONS_JSON), entries,
-                                     spec.class_names)
-
-
 def _follow(options, spec):
     """--wait_for_checkpoints: scores the run's checkpoints as they appear."""
     evaluator = training_evaluation.CheckpointEvaluator(
@@ -164,8 +153,8 @@ def _follow(options, spec):
                 training_evaluation.say('%s was removed before it was scored (the trainer keeps '
                                         '--max_to_keep checkpoints): skipped' % prefix)
                 continue
-            _write_detections(options.output_dir, scored.entries, spec)
-            evaluation.write_results(options.output_dir, results, settings)
+            evaluation.write_results(options.output_dir, results, settings, scored.entries,
+                                     spec.class_names)
     finally:
         evaluator.close()
 
@@ -200,23 +189,22 @@ def _run(options):
         metrics = evaluation.evaluate_detections_file(options.detections_file, spec,
                                                       options.batch_size, _max_images(options),
                                                       options.breakdown_threshold)
+        detections = None  # the file scored is the detections
         settings['detections_file'] = options.detections_file
     elif options.tflite_path:
-        metrics, entries = _evaluate_tflite(options.tflite_path, spec, options)
+        metrics, detections = _evaluate_tflite(options.tflite_path, spec, options)
         settings['tflite_path'] = options.tflite_path
-        _write_detections(options.output_dir, entries, spec)
     else:
         scored = evaluation.evaluate_checkpoint(
             options.ckpt_path, spec, options.batch_size, _max_images(options),
             precision=options.precision, **_scoring(options))
         settings.update(checkpoint=scored.prefix, precision=options.precision,
                         **_scoring(options))
-        _write_detections(options.output_dir, scored.entries, spec)
-        metrics = scored.metrics
+        metrics, detections = scored.metrics, scored.entries
     results = metrics.evaluate()
     print(evaluation.format_table(results))
-    print('results written to %s' % evaluation.write_results(options.output_dir, results,
-                                                             settings))
+    print('results written to %s' % evaluation.write_results(
+        options.output_dir, results, settings, detections, spec.class_names))
 
 
 def _remove_files_written_since(folder, since):
@@ -249,9 +237,7 @@ def _evaluate(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['eval_ssd_network.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _evaluate)
+main = cli.make_main(__doc__, define_flags, _evaluate)
 
 
 if __name__ == '__main__':

@@ -27,10 +27,10 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
 PRECISION = 'float32'  # --precision's default: the serving machine may differ
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
@@ -44,6 +44,7 @@ from model import inference  # noqa: E402
 from model import model_info as model_info_lib  # noqa: E402
 from model import versions  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K  # noqa: E402
 
 DETECTED_MODEL = 'detected_model'
 SERVING_DEFAULT = 'serving_default'
@@ -177,8 +178,9 @@ def _tensor_info(tensor):
         return tf.saved_model.utils.build_tensor_info(tensor)
 
 
-def build_signatures(net, select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
-                     precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
+def build_signatures(net, select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K,
+                     keep_top_k=KEEP_TOP_K, precision='float32',
+                     max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
                      max_request_pixels=image_header.DEFAULT_MAX_REQUEST_PIXELS):
     """Builds both signatures in the default graph; returns ``{name: SignatureDef}``.
 
@@ -230,7 +232,7 @@ def _write_model_info(version_dir, info, thresholds):
 
 
 def export(ckpt_path, export_dir, model_name, model_version=None, overwrite=False,
-           select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200,
+           select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K,
            precision='float32', max_image_pixels=image_header.DEFAULT_MAX_IMAGE_PIXELS,
            max_request_pixels=image_header.DEFAULT_MAX_REQUEST_PIXELS, freeze_weights=True):
     """Exports the checkpoint at ``ckpt_path`` (prefix or directory); returns the version folder.
@@ -306,19 +308,13 @@ def define_flags():
                      'nothing per call; --nofreeze_weights stores float32 variables instead.')
     flag_set.group('Post-processing and input limit baked into serving_default')
     flag_set.postprocessing(select_threshold=0.5)
-    flag_set.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
-                     'serving_default refuses images of more pixels (width x height) with '
-                     'InvalidArgument, from their header, before decoding them.')
-    flag_set.integer('max_request_pixels', image_header.DEFAULT_MAX_REQUEST_PIXELS,
-                     'serving_default refuses a request whose images hold more pixels together, '
-                     'from their headers, before decoding any.')
+    flag_set.pixel_limits()
     return flag_set
 
 
 def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
-    if not options.ckpt_path:
-        raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
+    cli.check_checkpoint_path(options)
     cli.check_postprocessing(options)
     for name in ('max_image_pixels', 'max_request_pixels'):
         if getattr(options, name) < 1:
@@ -342,10 +338,7 @@ def _export(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['export_saved_model.py', '--ckpt_path=...', ...])`` → exit
-    status."""
-    return cli.run(argv, define_flags(), __doc__, _export)
+main = cli.make_main(__doc__, define_flags, _export)
 
 
 if __name__ == '__main__':

@@ -30,9 +30,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
 
 import numpy as np  # noqa: E402
 import tensorflow as tf2  # noqa: E402
@@ -51,6 +51,7 @@ from utils import files  # noqa: E402
 from utils import tf_errors  # noqa: E402
 from utils import tf_logging  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
+from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 
 QUANTIZATIONS = ('none', 'float16', 'int8')
 # LiteRT 2.3.0's TFLite_Detection_PostProcess corrupted its heap (an abort a few runs later)
@@ -232,15 +233,8 @@ def with_metadata(model, class_names):
     return bytes(writer.populate()[0])
 
 
-def _write_atomically(path, data):
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    with open(tmp, 'wb') as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
-           select_threshold=0.5, nms_threshold=0.45, max_detections=MAX_DETECTIONS,
+           select_threshold=0.5, nms_threshold=NMS_THRESHOLD, max_detections=MAX_DETECTIONS,
            calibration_dataset_dir=None, calibration_dataset_name=None,
            calibration_split_name='train', num_calibration_images=200):
     """Exports the checkpoint at ``ckpt_path``; returns ``(tflite path, has_metadata)``."""
@@ -264,9 +258,9 @@ def export(ckpt_path, export_dir, model_name='ssd_vgg_300', quantization='none',
     described = with_metadata(model, info['class_names'])
     os.makedirs(export_dir, exist_ok=True)
     path = os.path.join(export_dir, model_name + '.tflite')
-    _write_atomically(path, described or model)
-    _write_atomically(os.path.join(export_dir, LABELS_FILE),
-                      ''.join(name + '\n' for name in info['class_names']).encode())
+    files.write_bytes_atomically(path, described or model)
+    files.write_text_atomically(os.path.join(export_dir, LABELS_FILE),
+                                ''.join(name + '\n' for name in info['class_names']))
     model_info_lib.write_model_info(
         export_dir, **dict(info, checkpoint=os.path.basename(prefix), quantization=quantization,
                            tflite_file=os.path.basename(path), select_threshold=select_threshold,
@@ -288,9 +282,7 @@ def define_flags():
     flag_set.enum('quantization', 'none', QUANTIZATIONS,
                   'none: float32; float16: float16 weights; int8: full-integer, uint8 input.')
     flag_set.group('Post-processing inside the model (TFLite_Detection_PostProcess)')
-    flag_set.float('select_threshold', 0.5, 'Minimum class score of a detection, in [0, 1].')
-    flag_set.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box of a class, in (0, 1].')
+    flag_set.thresholds(select_threshold=0.5)
     flag_set.integer('max_detections', MAX_DETECTIONS, 'Detections per image (K of the '
                      'outputs), and at most per class; at most %d.' % MAX_DETECTIONS)
     flag_set.group('Calibration (int8)')
@@ -304,13 +296,8 @@ def define_flags():
 
 def _export(options):
     tf.logging.set_verbosity(tf.logging.WARN)
-    if not options.ckpt_path:
-        raise cli.UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
-    if not 0. <= options.select_threshold <= 1.:
-        raise cli.UsageError('--select_threshold must be in [0, 1], got %g'
-                             % options.select_threshold)
-    if not 0. < options.nms_threshold <= 1.:
-        raise cli.UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
+    cli.check_checkpoint_path(options)
+    cli.check_thresholds(options)
     if not 1 <= options.max_detections <= MAX_DETECTIONS:
         raise cli.UsageError('--max_detections must be in [1, %d], got %d'
                              % (MAX_DETECTIONS, options.max_detections))
@@ -340,9 +327,7 @@ def _export(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['export_tflite.py', '--ckpt_path=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _export)
+main = cli.make_main(__doc__, define_flags, _export)
 
 
 if __name__ == '__main__':

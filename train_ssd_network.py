@@ -15,17 +15,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
 PRECISION = cpu_features.AUTO  # the default of --precision
 
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ log lines in its output
-    from utils import tf_logging
-    tf_logging.start_tool(sys.argv, PRECISION)
+tf_logging.start_tool(__name__, PRECISION)  # as a script: no TensorFlow C++ log lines
 
 from training import graph  # noqa: E402
 from training import train_tools  # noqa: E402
 from training import trainer  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
 
 
 def output_flags(flag_set):
@@ -81,9 +81,9 @@ def network_flags(flag_set):
                    "of the network's initialiser. Fine-tuning from VGG-16 without fc6/fc7 wants "
                    "0.001: fresh conv7 over VGG's conv5 has features of rms ~4, on which Xavier "
                    'heads start with logits up to ~24 (confident errors the first steps undo).')
-    flag_set.float('match_threshold', 0.5, 'IoU from which an anchor is a positive of a box '
-                   '(each box also keeps its best anchor); the loss counts anchors below it '
-                   'as negatives.')
+    flag_set.float('match_threshold', ssd_defaults.MATCH_THRESHOLD,
+                   'IoU from which an anchor is a positive of a box (each box also keeps its best '
+                   'anchor); the loss counts anchors below it as negatives.')
     flag_set.float('negative_ratio', 3.0, 'Hard negatives mined per positive.')
     flag_set.float('loss_alpha', 1.0, 'Weight of the localisation loss.')
     flag_set.float('label_smoothing', 0.0, 'Label smoothing of the classification loss.')
@@ -194,10 +194,7 @@ def _train(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['train_ssd_network.py', '--train_model_dir=...', ...])`` → exit
-    status."""
-    return cli.run(argv, define_flags(), __doc__, _train)
+main = cli.make_main(__doc__, define_flags, _train)
 
 
 if __name__ == '__main__':

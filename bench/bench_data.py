@@ -87,9 +87,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['bench_data.py', '--repeats=1'])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 
     python bench/bench_finetune.py                            # the README recipe, 1600 steps
     python bench/bench_finetune.py --nozoom_out --seed=1      # one factor (and a seed) changed
-    python bench/bench_finetune.py --time_budget_minutes=60   # train at most an hour this sitting
+    python bench/bench_finetune.py --time_budget_minutes=60   # train at most an hour this run
 
 1. converts the shared Open Images vehicle set (``--data_dir``, splits train and val) to TFRecords;
 2. runs ``train_ssd_network.py`` exactly as a user would, with ``RECIPE`` (the README's
@@ -14,19 +14,18 @@
    per class, PR curves) and runs ``detector.py`` on the street photos;
 4. adds the run's row to the ablation table in this machine's section of ``bench/REPORT.md``
    (one row per run, rows of earlier runs kept) and, for the recipe itself, rewrites its
-   per-class part.
+   per-class part (the markdown: ``bench/finetune_report.py``).
 
 A run is named by the factors that differ from the recipe (``recipe``, ``zoom_out-false``,
 ``max_number_of_steps-3200_seed-1``, ...) and lives in ``--results_dir/runs/<name>/``: the
 checkpoints with ``model_info.json``, ``train.log``, ``eval/``, ``detections/`` and
-``progress.json`` (training minutes summed over sittings, and the factors' flags). Rerunning the
-same flags continues that run where it stopped; a finished run is only re-scored; a folder
+``progress.json`` (training minutes summed over the script's runs, and the factors' flags).
+Rerunning the same flags continues that run where it stopped; a finished run is only re-scored; a folder
 trained with other factors (the recipe's defaults changed since) is refused. The TFRecords are
 shared by all runs.
 Time it alone: two cores shared with anything else make every figure up to 2x slower.
 """
 import collections
-import datetime
 import glob
 import json
 import os
@@ -38,18 +37,18 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
-from bench import common  # noqa: E402
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
+
 from bench import error_crops  # noqa: E402
-from bench import object_sizes  # noqa: E402
+from bench import finetune_report  # noqa: E402
+from datasets.utils import dataset_utils  # noqa: E402
 from nets import ssd_params  # noqa: E402
 from utils import cli  # noqa: E402
-from utils import cpu_features  # noqa: E402
-from utils import error_breakdown  # noqa: E402
 from utils import files  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
+from utils import voc_metric  # noqa: E402
 from utils.errors import ToolkitError  # noqa: E402
 
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), 'shared', 'data')
@@ -78,7 +77,8 @@ FACTORS = (
     ('boolean', 'zoom_out', True, "SSD's zoom-out (expansion) augmentation: objects shrink on "
      'a mean-coloured canvas.'),
     ('float', 'negative_ratio', 3.0, 'Hard negatives mined per positive.'),
-    ('float', 'match_threshold', 0.5, 'IoU from which an anchor is a positive.'),
+    ('float', 'match_threshold', ssd_defaults.MATCH_THRESHOLD,
+     'IoU from which an anchor is a positive.'),
     ('enum', 'optimizer', 'adam', 'The optimizer (a trainer choice).'),
     ('float', 'learning_rate', 0.0001, 'Peak learning rate (after the warm-up).'),
     ('string', 'class_weights', '', 'Weights of the classes in the classification loss: '
@@ -87,16 +87,11 @@ FACTORS = (
     ('float', 'width_multiplier', 1.0, 'Layer widths (below 1, --pre_trained_path="" trains '
      'from scratch: a quick check of the benchmark itself).'),
 )
-MIN_OBJECTS = 5   # val objects a class needs before its AP says much
 STEP_LINE = re.compile(r'^step (\d+): loss ([\d.]+).*\| ([\d.]+) s/step')
-ABLATION_SECTION = 'Fine-tuning ablation'
-ABLATION_HEADER = ['run (factors changed)', 'steps', 'train min', 'CPU (bfloat16 instructions)',
-                   'date', 'mAP@0.5 VOC07', 'mAP@0.5, classes with >= %d val objects'
-                   % MIN_OBJECTS, 'COCO mAP@[.5:.95]', 'AP@0.5 VOC07 per class']
 
 
 def define_flags():
-    """The benchmark's flags (a ``cli.FlagSet``): where things are, the sitting, the factors."""
+    """The benchmark's flags (a ``cli.FlagSet``): where things are, this run, the factors."""
     from training import train_tools
     flag_set = cli.FlagSet()
     flag_set.group('Data and output')
@@ -112,9 +107,9 @@ def define_flags():
                     'Glob of photos for detector.py ("" to skip).')
     flag_set.string('report', os.path.join(REPO_ROOT, 'bench', 'REPORT.md'),
                     'Report whose ablation table receives the run ("" to skip).')
-    flag_set.group('This sitting')
+    flag_set.group('This run of the script')
     flag_set.float('time_budget_minutes', 0, 'Stop training after this many minutes in this '
-                   'sitting (0: no limit); rerun to continue.')
+                   'run of the script (0: no limit); rerun to continue.')
     flag_set.boolean('skip_training', False, 'Only score the newest checkpoint of the run.')
     flag_set.float('detector_threshold', 0.5, 'Score threshold of the drawn detections.')
     flag_set.integer('eval_every_n_steps', 200, 'The trainer scores the run on val every N steps '
@@ -176,8 +171,7 @@ def factor_args(options):
 
 def convert(data_dir, tfrecords_dir):
     """Shared vehicle folder -> TFRecords of the train and val splits (skipped when present)."""
-    done = read_json(os.path.join(tfrecords_dir, 'dataset_description.json'),
-                     {'splits': {}})['splits']
+    done = (dataset_utils.read_description(tfrecords_dir) or {'splits': {}})['splits']
     for split in ('train', 'val'):
         if split not in done:
             subprocess.run([sys.executable, 'datasets/write_dataset/dataset_to_tfrecords.py',
@@ -293,7 +287,7 @@ def draw_errors(tfrecords_dir, run_dir, split='val'):
     wrong detections and unfound objects per class; returns the sheets drawn."""
     output_dir = os.path.join(run_dir, 'error_crops')
     status = error_crops.main(['error_crops.py', '--detections_file=%s' % os.path.join(
-        run_dir, 'eval', 'detections.json'), '--tfrecords_dir=%s' % tfrecords_dir,
+        run_dir, 'eval', voc_metric.DETECTIONS_JSON), '--tfrecords_dir=%s' % tfrecords_dir,
         '--split=%s' % split, '--output_dir=%s' % output_dir])
     if status:
         log('error crops not drawn (exit %d)' % status)
@@ -338,174 +332,6 @@ def draw_learning_curve(run_dir, name, classes):
         'Fine-tuning on the vehicle photos (%s): val split' % name, ylabel='AP / mAP')
 
 
-def counted_classes(results):
-    """Names of the classes with at least ``MIN_OBJECTS`` val objects (their AP says something)."""
-    return sorted(name for name, entry in results['classes'].items()
-                  if entry['num_positives'] >= MIN_OBJECTS)
-
-
-def scored_classes(results):
-    """``[(name, entry)]`` of the classes with val objects (the others have no AP), by name."""
-    return sorted((name, entry) for name, entry in results['classes'].items()
-                  if entry['ap_voc07'] is not None)
-
-
-def mean_ap(results, names):
-    return sum(results['classes'][n]['ap_voc07'] for n in names) / max(len(names), 1)
-
-
-def machine():
-    """'AMD EPYC 9R14 (AVX512_BF16)': the CPU model and its bfloat16 instructions."""
-    return '%s (%s)' % (common.this_machine().cpu, cpu_features.bfloat16_description())
-
-
-def ablation_row(name, results, step, minutes, today):
-    """The run's cells of the ablation table (``ABLATION_HEADER``)."""
-    counted = counted_classes(results)
-    coco = results.get('map_coco')
-    return [name, str(step), '%.0f' % minutes, machine(), today,
-            '%.3f' % results['map_voc07'],
-            '%.3f (%s)' % (mean_ap(results, counted), ', '.join(counted)),
-            '%.3f' % coco if coco is not None else '-',
-            ', '.join('%s %.2f' % (class_name, entry['ap_voc07'])
-                      for class_name, entry in scored_classes(results))]
-
-
-def table_rows(section_text):
-    """The rows (lists of cells) of the markdown table in ``section_text``, header excluded."""
-    rows = [[cell.strip() for cell in line.strip()[1:-1].split('|')]
-            for line in (section_text or '').splitlines() if line.startswith('| ')]
-    return [row for row in rows[1:] if row != ABLATION_HEADER]
-
-
-def seed_spread(rows):
-    """Lines saying how far the mAP, and the mean AP of the counted classes, move between seeds
-    of the same factors (the recipe's, or any other run's), per CPU and step count."""
-    groups = {}
-    for row in rows:
-        factors = re.sub(r'(^|_)seed-\d+', '', row[0]) or 'recipe'
-        counted_mean, _, counted = row[6].partition(' ')
-        groups.setdefault((factors, row[3], row[1], counted.strip('()')), []).append(
-            (float(row[5]), float(counted_mean)))
-    return ['Seed spread of %s (%s, %s steps, %d seeds): mAP@0.5 %.3f to %.3f; %s %.3f to %.3f.'
-            % ('the recipe' if factors == 'recipe' else factors, cpu, steps, len(maps),
-               min(m for m, _ in maps), max(m for m, _ in maps), counted,
-               min(c for _, c in maps), max(c for _, c in maps))
-            for (factors, cpu, steps, counted), maps in sorted(
-                groups.items(), key=lambda item: (item[0][0] != 'recipe',) + item[0])
-            if len(maps) > 1]
-
-
-def data_text(data_dir, tfrecords_dir):
-    """The data a run saw, e.g. ```vehicles_openimages` (train 565, val 63)``."""
-    splits = read_json(os.path.join(tfrecords_dir, 'dataset_description.json'),
-                       {'splits': {}})['splits']
-    return '`%s` (%s)' % (os.path.basename(os.path.normpath(data_dir)), ', '.join(
-        '%s %d' % (split, splits[split]['num_samples']) for split in ('train', 'val')
-        if split in splits))
-
-
-def write_ablation_row(report_path, row, data):
-    """Puts ``row`` into the ablation table of ``report_path``: replaces the row of the same run
-    and CPU, keeps every other. ``data``: the ``data_text`` of the runs."""
-    section = common.read_report(report_path)[1].get(common.machine_key(common.this_machine()))
-    earlier = table_rows(section.parts.get(ABLATION_SECTION) if section else None)
-    rows = [r for r in earlier if (r[0], r[3]) != (row[0], row[3])] + [row]
-    lines = ['`python bench/bench_finetune.py [factors]` on %s (val mAP). Each run fine-tunes '
-             'from the conv-only ImageNet VGG-16 with the README recipe, the factors in its name '
-             'changed; batch %d. Rows of several dates are kept.' % (data, BATCH_SIZE), '',
-             '| %s |' % ' | '.join(ABLATION_HEADER),
-             '|' + '---|' * len(ABLATION_HEADER)]
-    lines += ['| %s |' % ' | '.join(r) for r in rows]
-    spread = seed_spread(rows)
-    common.write_report_section(report_path, ABLATION_SECTION, lines + ([''] + spread if spread
-                                                                         else []))
-
-
-def breakdown_section(breakdown, class_names):
-    """Markdown lines: where the val objects of ``class_names`` and their detections went at the
-    detector's threshold (the evaluator's error breakdown)."""
-    lines = ['Where the val objects and the detections went at score >= %g, the detector\'s '
-             "threshold (the evaluator's error breakdown; side = sqrt(box area / image area), "
-             'small < %g, medium < %g):' % (breakdown['score_threshold'],
-                                             error_breakdown.SIZE_BUCKETS[0][1],
-                                             error_breakdown.SIZE_BUCKETS[1][1]), '',
-             '| class | objects | found | wrong class (called) | poor box | missed | '
-             'recall small / medium / large (objects) |', '|---|---|---|---|---|---|---|']
-    for name in class_names:
-        entry = breakdown['classes'][name]
-        lines.append('| %s | %d | %d | %s | %d | %d | %s |' % (
-            name, entry['objects'], entry['found'],
-            error_breakdown.counts_text(entry['wrong_class'], entry['called']),
-            entry['poor_box'], entry['missed'], error_breakdown.recall_text(entry)))
-    lines += ['', '| class | detections | correct | duplicate | on another class\'s object | '
-              'poor box | background |', '|---|---|---|---|---|---|---|']
-    for name in class_names:
-        kinds, on_objects_of = (breakdown['classes'][name][key]
-                                for key in ('detections', 'on_objects_of'))
-        lines.append('| %s | %d | %d | %d | %s | %d | %d |' % (
-            name, kinds['kept'], kinds['correct'], kinds['duplicate'],
-            error_breakdown.counts_text(kinds['other_object'], on_objects_of), kinds['poor_box'],
-            kinds['background']))
-    return lines
-
-
-def recipe_section(options, results, step, minutes, tfrecords_dir):
-    """The per-class section of the recipe run (``lines``), with the sizes of the objects of
-    train and val against the anchors."""
-    note = 'step %d of %d, %.0f min of training on %s' % (step, options.max_number_of_steps,
-                                                          minutes, machine())
-    lines = ['Fine-tuning of the full-width SSD300 from `%s` on %s, `python '
-             'bench/bench_finetune.py`: %s.' % (os.path.basename(options.pre_trained_path),
-                                                data_text(options.data_dir, tfrecords_dir), note),
-             '',
-             'Recipe: `%s`' % ' '.join(r for r in RECIPE + factor_args(options)
-                                       if not r.startswith('--trainable') and
-                                       not r.endswith('=')),   # an empty flag is the default
-             ' with conv1–conv3 frozen.', '',
-             '| class | objects | AP@0.5 VOC07 | AP@0.5 VOC10+ |', '|---|---|---|---|']
-    for name, entry in scored_classes(results):
-        lines.append('| %s | %d | %.3f | %.3f |' % (name, entry['num_positives'],
-                                                    entry['ap_voc07'], entry['ap_voc2010']))
-    lines.append('| **mAP** | | **%.3f** | **%.3f** |' % (results['map_voc07'],
-                                                        results['map_voc2010']))
-    counted = counted_classes(results)
-    lines += ['', 'Over the classes with at least %d val objects (%s) the VOC07 mAP is %.3f; '
-              'the others have too few val objects for their AP to say much.'
-              % (MIN_OBJECTS, ', '.join(counted), mean_ap(results, counted)), '']
-    lines += breakdown_section(results['breakdown'], counted) + ['',
-              'The objects against the anchors (`python bench/object_sizes.py '
-              '--tfrecords_dir=<results_dir>/tfrecords`; side = square root of the box area, as a '
-              'fraction of the image side):', '']
-    return lines + object_sizes.markdown_table(
-        object_sizes.measure(tfrecords_dir, ['train', 'val'], options.match_threshold),
-        object_sizes.PARAMS)
-
-
-def report(options, name, results, step, minutes, tfrecords_dir):
-    """Prints the run's figures and writes them into the report."""
-    note = '%s, step %d of %d, %.0f min of training' % (name, step, options.max_number_of_steps,
-                                                        minutes)
-    common.report('finetune_steps', step, 'steps', note)
-    common.report('finetune_train_minutes', minutes, 'min', note)
-    common.report('finetune_map_voc07', results['map_voc07'], 'mAP@0.5', 'val split, ' + note)
-    common.report('finetune_map_voc2010', results['map_voc2010'], 'mAP@0.5', 'val split, ' + note)
-    counted = counted_classes(results)
-    common.report('finetune_map_voc07_classes_with_%d_objects' % MIN_OBJECTS,
-                  mean_ap(results, counted), 'mAP@0.5', '%s; %s' % (', '.join(counted), note))
-    for class_name, entry in scored_classes(results):
-        common.report('finetune_ap07_%s' % class_name, entry['ap_voc07'], 'AP@0.5',
-                      '%d val objects; %s' % (entry['num_positives'], note))
-    if options.report:
-        write_ablation_row(options.report, ablation_row(
-            name, results, step, minutes, datetime.date.today().isoformat()),
-            data_text(options.data_dir, tfrecords_dir))
-        if name == 'recipe':
-            common.write_report_section(options.report, 'Fine-tuning on real vehicles',
-                                        recipe_section(options, results, step, minutes,
-                                                       tfrecords_dir))
-
-
 def check_flags(options):
     if not os.path.isdir(options.data_dir):
         raise cli.UsageError('--data_dir=%s: no such folder' % options.data_dir)
@@ -534,18 +360,17 @@ def _benchmark(options):
     results = evaluate(records_dir, folder, os.path.join(folder, 'eval'))
     pictures = detect(options, folder, os.path.join(folder, 'detections'))
     pictures += draw_errors(records_dir, folder)
-    curve = draw_learning_curve(folder, name, counted_classes(results))
+    curve = draw_learning_curve(folder, name, finetune_report.counted_classes(results))
     if curve:
         pictures.append(curve)
-    report(options, name, results, step, load_progress(progress_path)['train_minutes'],
-           records_dir)
+    finetune_report.report(options, name, results, step,
+                           load_progress(progress_path)['train_minutes'], records_dir,
+                           RECIPE + factor_args(options), BATCH_SIZE)
     log('pictures: %s' % (', '.join(pictures) or 'none'))
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['bench_finetune.py', '--nozoom_out', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -17,9 +17,9 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -145,9 +145,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['bench_learning.py', '--max_number_of_steps=300'])``."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -14,9 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
 from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
-if __name__ == '__main__':
-    # Both precisions by default: oneDNN decided before TensorFlow loads.
-    tf_logging.start_tool(sys.argv, 'bfloat16')   # and TensorFlow's start-up notices held back
+# As a script (both precisions by default): oneDNN decided before TensorFlow loads,
+# TensorFlow's start-up notices held back.
+tf_logging.start_tool(__name__, 'bfloat16')
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -26,6 +26,7 @@ from nets import nets_factory, np_postprocess  # noqa: E402
 from model import inference  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import slim_compat  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
 
 slim = slim_compat.import_slim()
 
@@ -121,8 +122,9 @@ def bench_postprocess(options, net, anchors, select_threshold, batch=8):
             feed = dict(zip(p_in + l_in, predictions + localisations))
             seconds = common.median_seconds(lambda: sess.run(detections, feed),
                                             repeats=options.repeats)
-    note = 'select %g, top_k 400, NMS 0.45, keep 200, %d classes' % (select_threshold,
-                                                                      options.num_classes)
+    note = 'select %g, top_k %d, NMS %g, keep %d, %d classes' % (
+        select_threshold, ssd_defaults.TOP_K, ssd_defaults.NMS_THRESHOLD, ssd_defaults.KEEP_TOP_K,
+        options.num_classes)
     suffix = '_select%g' % select_threshold
     common.report('postprocess_tf' + suffix, seconds * 1e3 / batch, 'ms/image', note + ', batch %d' % batch)
     one = ([p[0] for p in predictions], [l[0] for l in localisations])
@@ -133,6 +135,7 @@ def bench_postprocess(options, net, anchors, select_threshold, batch=8):
 
 
 def _benchmark(options):
+    tf.disable_eager_execution()
     net = nets_factory.build_network('ssd_vgg_300', options.num_classes)
     anchors = net.anchors()
     bench_encode(options, net, anchors)
@@ -144,10 +147,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['bench_network.py', '--repeats=3'])`` → exit status."""
-    tf.disable_eager_execution()
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import common  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import cpu_features  # noqa: E402
 
 NUM_CLASSES = 21
 ANCHORS_PER_CELL = (4, 6, 6, 6, 4, 4)
@@ -162,7 +163,7 @@ def define_flags():
     flag_set.group('Measurement')
     flag_set.integer('repeats', 5, 'Timed forward passes (the median is reported).')
     flag_set.integer('train_repeats', 3, 'Timed training steps (the median is reported).')
-    flag_set.enum('precision', 'both', ['float32', 'bfloat16', 'both'],
+    flag_set.enum('precision', 'both', cpu_features.PRECISIONS + ('both',),
                   'Precision timed: float32, bfloat16 (torch.autocast) or both.')
     return flag_set
 
@@ -178,7 +179,7 @@ def _benchmark(options):
         return 0
     torch.manual_seed(0)
     model = build_ssd300(torch).to(memory_format=torch.channels_last)
-    precisions = ['float32', 'bfloat16'] if options.precision == 'both' else [options.precision]
+    precisions = cpu_features.PRECISIONS if options.precision == 'both' else [options.precision]
     for precision in precisions:
         bench_forward(torch, model, precision, options.repeats)
     for precision in precisions:
@@ -187,9 +188,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """``argv``: the command line, program name first (default ``sys.argv``)."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

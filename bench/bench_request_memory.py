@@ -111,9 +111,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """``argv``: the command line, program name first (default ``sys.argv``)."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -24,9 +24,9 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -35,6 +35,7 @@ from bench import common, workloads  # noqa: E402
 from serving.clients import client as client_lib  # noqa: E402
 from serving.clients import protocols  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import cpu_features  # noqa: E402
 
 MODEL_NAME = 'ssd'
 SHARED_IMAGE = os.path.join(REPO_ROOT, '..', 'shared', 'data', 'test_images', 'vehicle_0.jpg')
@@ -246,7 +247,7 @@ def precision_and_batching_figures(options, ckpt, work_dir, encoded):
         ('adaptive', batching_flags)])
     inputs = {'encoded_image': np.array([encoded], dtype=object)}
     batch = {'encoded_image': [encoded] * 8}
-    for precision in ('float32', 'bfloat16'):
+    for precision in cpu_features.PRECISIONS:
         version_dir = export_saved_model.export(
             ckpt, os.path.join(work_dir, 'export_' + precision), MODEL_NAME, precision=precision)
         local, sess = in_process_runners(version_dir, {'serving_default': batch})
@@ -360,9 +361,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """``argv``: the command line, program name first (default ``sys.argv``)."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

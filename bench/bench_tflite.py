@@ -31,9 +31,9 @@ import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
-if __name__ == '__main__':  # run as a tool: no TensorFlow C++ start-up lines in its output
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
@@ -54,11 +54,11 @@ from model import tflite_runner  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import cpu_features  # noqa: E402
+from utils.ssd_defaults import NMS_THRESHOLD  # noqa: E402
 
 # Instructions that make int8 (VNNI, AMX) or bfloat16 arithmetic fast, as /proc/cpuinfo names them.
 INSTRUCTIONS = (('AVX2', 'avx2'), ('AVX512-VNNI', 'avx512_vnni'), ('AVX-VNNI', 'avx_vnni'),
                 ('AMX-INT8', 'amx_int8'), ('AVX512-BF16', 'avx512_bf16'))
-SAVED_MODEL_PRECISIONS = ('float32', 'bfloat16')
 THREADS = (1, 2)
 
 def define_flags():
@@ -89,7 +89,7 @@ def define_flags():
     return flag_set
 
 # mAP scoring keeps low scores, as eval_ssd_network.py does for a checkpoint.
-EVAL_THRESHOLDS = dict(select_threshold=0.01, nms_threshold=0.45,
+EVAL_THRESHOLDS = dict(select_threshold=0.01, nms_threshold=NMS_THRESHOLD,
                        max_detections=export_tflite.MAX_DETECTIONS)
 
 
@@ -140,7 +140,7 @@ def export_all(options, ckpt_path, tfrecords_dir):
             calibration_split_name=options.calibration_split,
             num_calibration_images=options.num_calibration_images, **EVAL_THRESHOLDS)
         sizes['tflite ' + quantization] = os.path.getsize(paths['tflite ' + quantization])
-    for precision in SAVED_MODEL_PRECISIONS:
+    for precision in cpu_features.PRECISIONS:
         name = 'SavedModel ' + precision
         paths[name] = export_saved_model.export(
             ckpt_path, os.path.join(options.work_dir, 'saved_model'), model_name=precision,
@@ -297,9 +297,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """``argv``: the command line, program name first (default ``sys.argv``)."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from bench import common, workloads  # noqa: E402
 from utils import cli  # noqa: E402
+from utils import cpu_features  # noqa: E402
 
 RESULT = 'median_seconds'
 
@@ -88,7 +89,7 @@ def define_flags():
     flag_set.enum('workload', 'forward', list(workloads.WORKLOADS),
                   "forward: the inference tools' forward pass (weights frozen); train: one step "
                   "of the trainer's graph, every layer trained.")
-    flag_set.enum('precision', 'float32', ['float32', 'bfloat16'], 'Precision of the network.')
+    flag_set.enum('precision', 'float32', cpu_features.PRECISIONS, 'Precision of the network.')
     flag_set.integer('batch_size', 1, 'Images per forward pass or training step.')
     flag_set.integer('runs', 5, 'Timed runs per child.')
     flag_set.float('width_multiplier', 1.0, 'Width of the network (1.0 = SSD-VGG300).')
@@ -126,9 +127,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """``argv``: the command line, program name first (default ``sys.argv``)."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -18,10 +18,10 @@ sys.path.insert(0, REPO_ROOT)
 from utils import cpu_features  # noqa: E402  (imports no TensorFlow)
 from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
 
-if __name__ == '__main__':
-    # Benchmark defaults: batch 8 on the CPU, one clone; oneDNN decided before TensorFlow loads.
+if __name__ == '__main__':  # benchmark defaults: batch 8 on the CPU, one clone
     sys.argv[1:1] = ['--batch_size=8', '--clone_on_cpu']
-    tf_logging.start_tool(sys.argv, 'bfloat16')   # and TensorFlow's start-up notices held back
+# As a script: oneDNN decided before TensorFlow loads, TensorFlow's start-up notices held back.
+tf_logging.start_tool(__name__, 'bfloat16')
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
@@ -104,9 +104,7 @@ def _benchmark(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['bench_training.py', '--width_multiplier=0.25', ...])``."""
-    return cli.run(argv, define_flags(), __doc__, _benchmark)
+main = cli.make_main(__doc__, define_flags, _benchmark)
 
 
 if __name__ == '__main__':

@@ -177,6 +177,13 @@ def write_report_section(path, title, lines, machine=None):
                            machine=machine)
 
 
+def tfrecords_dir_flag(flag_set):
+    """Defines ``--tfrecords_dir`` on ``flag_set`` (a ``cli.FlagSet``), as the benchmarks that
+    read a converted dataset name it and ``tfrecords_splits`` names it in its errors."""
+    flag_set.string('tfrecords_dir', None, 'Folder of TFRecord shards with their '
+                    'dataset_description.json (the converter writes both).')
+
+
 def tfrecords_splits(tfrecords_dir, splits, flag):
     """``(class names, {split: shard file names})`` from the converter's description in
     ``tfrecords_dir``; ``cli.UsageError`` naming ``--tfrecords_dir``, or the flag ``flag`` that

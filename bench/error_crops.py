@@ -129,8 +129,7 @@ def define_flags():
     flag_set.group('What was evaluated')
     flag_set.string('detections_file', None, 'The evaluator\'s detections.json (or detector.py '
                     '--json output) for the images of --split.')
-    flag_set.string('tfrecords_dir', None, 'Folder of the TFRecords with their '
-                    'dataset_description.json.')
+    common.tfrecords_dir_flag(flag_set)
     flag_set.string('split', 'val', 'Split the detections were made on.')
     flag_set.float('score_threshold', error_breakdown.DEFAULT_SCORE_THRESHOLD,
                    "Detections kept (your detector's --select_threshold).")
@@ -168,8 +167,7 @@ def _run(options):
     return 0
 
 
-def main(argv=None):
-    return cli.run(argv, define_flags(), __doc__, _run)
+main = cli.make_main(__doc__, define_flags, _run)
 
 
 if __name__ == '__main__':

@@ -31,6 +31,7 @@ from nets import ssd_params  # noqa: E402
 from utils import boxes as boxes_lib  # noqa: E402
 from utils import cli  # noqa: E402
 from utils import error_breakdown  # noqa: E402
+from utils import ssd_defaults  # noqa: E402
 from utils import visualization  # noqa: E402
 
 SMALL_SIDE = error_breakdown.SIZE_BUCKETS[0][1]   # the evaluator's small objects: side < 0.1
@@ -142,8 +143,7 @@ def define_flags():
     """The script's flags (a ``cli.FlagSet``)."""
     flag_set = cli.FlagSet()
     flag_set.group('Data')
-    flag_set.string('tfrecords_dir', None, 'Folder of TFRecord shards with their '
-                    'dataset_description.json (the converter writes both).')
+    common.tfrecords_dir_flag(flag_set)
     flag_set.string_list('splits', ['train', 'val'], 'Splits to compare, comma-separated.')
     flag_set.group('Pictures')
     flag_set.string('crops_dir', None, 'Also write <class>_<split>.png here: the objects of each '
@@ -151,8 +151,8 @@ def define_flags():
                     'things.')
     flag_set.integer('crops_per_sheet', 60, 'Objects per class and split on a crops sheet.')
     flag_set.group('Anchors')
-    flag_set.float('match_threshold', 0.5, 'IoU from which an anchor is a positive (the '
-                   "trainer's --match_threshold).")
+    flag_set.float('match_threshold', ssd_defaults.MATCH_THRESHOLD,
+                   "IoU from which an anchor is a positive (the trainer's --match_threshold).")
     return flag_set
 
 
@@ -179,8 +179,7 @@ def _run(options):
     return 0
 
 
-def main(argv=None):
-    return cli.run(argv, define_flags(), __doc__, _run)
+main = cli.make_main(__doc__, define_flags, _run)
 
 
 if __name__ == '__main__':

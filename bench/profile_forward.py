@@ -274,9 +274,7 @@ def _profile(options):
     return 0 if all(ok) else 1
 
 
-def main(argv=None):
-    """``argv``: the command line, program name first (default ``sys.argv``)."""
-    return cli.run(argv, define_flags(), __doc__, _profile)
+main = cli.make_main(__doc__, define_flags, _profile)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,8 @@ evaluation during training.
   ``utils/coco_metric.py``) and the error breakdown at the detector's threshold (found, wrong
   class, poor box, missed; recall by size: ``utils/error_breakdown.py``); ``evaluate()`` merges
   their numbers into one results dict.
-- ``format_table`` and ``write_results``: the console table and ``results.json``.
+- ``format_table`` and ``write_results``: the console table and the evaluation's files
+  (``results.json``, the PR curves and, given the detections, ``detections.json``).
 
 Boxes are ``[ymin, xmin, ymax, xmax]``; ground truth and detections are compared in pixels of
 the original image (the records store normalised boxes and the image size).
@@ -33,6 +34,7 @@ from utils import files
 from utils import visualization
 from utils import voc_metric
 from utils.errors import ToolkitError
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 RESULTS_JSON = 'results.json'
 _GROUND_TRUTH_KEYS = ('filename', 'shape', 'labels', 'bboxes', 'difficult')
@@ -171,8 +173,8 @@ def _scoring_graph():
 
 
 def evaluate_checkpoint(ckpt_path, spec, batch_size=8, max_images=None, select_threshold=0.01,
-                        nms_threshold=0.45, top_k=400, keep_top_k=200, precision='float32',
-                        num_kept_images=0, progress=True,
+                        nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K,
+                        precision='float32', num_kept_images=0, progress=True,
                         breakdown_threshold=error_breakdown.DEFAULT_SCORE_THRESHOLD):
     """Runs the model of ``ckpt_path`` over the split ``spec`` (a DatasetSpec), computing in
     ``precision``, in a graph and session of its own.
@@ -323,9 +325,15 @@ def write_results_json(path, results, settings):
     return path
 
 
-def write_results(output_dir, results, settings):
-    """Writes results.json (``settings`` + results) and the PR curves; returns the JSON path."""
+def write_results(output_dir, results, settings, detections=None, class_names=None):
+    """Writes results.json (``settings`` + results) and the PR curves and, given the
+    ``detections`` (entries of a detections file, boxes in pixels: see
+    ``voc_metric.write_detections_file``) with the dataset's ``class_names``, detections.json;
+    returns the results.json path."""
     os.makedirs(output_dir, exist_ok=True)
+    if detections is not None:
+        voc_metric.write_detections_file(os.path.join(output_dir, voc_metric.DETECTIONS_JSON),
+                                         detections, class_names)
     path = write_results_json(os.path.join(output_dir, RESULTS_JSON), results, settings)
     visualization.save_precision_recall_curves(output_dir, results)
     return path

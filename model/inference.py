@@ -21,6 +21,7 @@ from preprocessing import preprocessing_factory
 from preprocessing import transform
 from utils import cpu_features
 from utils import slim_compat
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 slim = slim_compat.import_slim()
 
@@ -99,8 +100,8 @@ def network_outputs(net, images, precision='float32', reuse=None):
                 [tf.cast(l, tf.float32) for l in localisations])
 
 
-def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=0.45, top_k=400,
-           keep_top_k=200, reuse=None, precision='float32', bbox_img=None):
+def detect(net, images, image_shapes, select_threshold=0.5, nms_threshold=NMS_THRESHOLD,
+           top_k=TOP_K, keep_top_k=KEEP_TOP_K, reuse=None, precision='float32', bbox_img=None):
     """Runs the network and post-processing on a batch of preprocessed images.
 
     Args:

@@ -12,9 +12,10 @@ import tensorflow.compat.v1 as tf
 from nets import anchors as anchors_lib
 from nets import box_coding
 from utils import boxes as boxes_lib
+from utils.ssd_defaults import MATCH_THRESHOLD
 
 
-def match(gt_boxes, valid, anchor_boxes, match_threshold=0.5):
+def match(gt_boxes, valid, anchor_boxes, match_threshold=MATCH_THRESHOLD):
     """Matches N boxes to M anchors.
 
     Args:
@@ -46,7 +47,8 @@ def match(gt_boxes, valid, anchor_boxes, match_threshold=0.5):
     return matched_index, positive, matched_iou
 
 
-def bboxes_encode(labels, bboxes, anchors, prior_scaling, match_threshold=0.5, scope='ssd_bboxes_encode'):
+def bboxes_encode(labels, bboxes, anchors, prior_scaling, match_threshold=MATCH_THRESHOLD,
+                  scope='ssd_bboxes_encode'):
     """Training targets of ONE image for every anchor layer.
 
     Args:

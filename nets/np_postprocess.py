@@ -6,6 +6,7 @@ The box formulas are utils/boxes.py's, as in the graph.
 import numpy as np
 
 from utils import boxes as boxes_lib
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 
 def _per_anchor(tensors, depth):
@@ -39,7 +40,7 @@ def decode(localisations, anchors, prior_scaling):
 
 
 def detect(predictions, localisations, anchors, prior_scaling, select_threshold=0.01,
-           nms_threshold=0.45, top_k=400, keep_top_k=200, bbox_img=None):
+           nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K, bbox_img=None):
     """Detections of ONE image.
 
     Args:

@@ -10,6 +10,7 @@ import tensorflow.compat.v1 as tf
 
 from nets import box_coding
 from utils import boxes as boxes_lib
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 
 def _flatten(tensors, batch, depth):
@@ -17,7 +18,8 @@ def _flatten(tensors, batch, depth):
 
 
 def detected_bboxes(predictions, localisations, anchors, prior_scaling, select_threshold=0.01,
-                    nms_threshold=0.45, top_k=400, keep_top_k=200, bbox_img=None, scope='ssd_detections'):
+                    nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K, bbox_img=None,
+                    scope='ssd_detections'):
     """Final detections of a batch.
 
     Args:

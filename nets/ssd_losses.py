@@ -18,6 +18,8 @@ division by zero).
 """
 import tensorflow.compat.v1 as tf
 
+from utils.ssd_defaults import MATCH_THRESHOLD
+
 
 def _flatten(tensors, batch, tail):
     """List of [B, H_i, W_i, A_i, *tail] → [B, sum(H_i*W_i*A_i), *tail]."""
@@ -30,8 +32,9 @@ def smooth_l1(x):
     return tf.where(absx < 1., 0.5 * tf.square(x), absx - 0.5)
 
 
-def ssd_losses(logits, localisations, gclasses, glocalisations, gscores, match_threshold=0.5,
-               negative_ratio=3., alpha=1., label_smoothing=0., class_weights=None, scope=None):
+def ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
+               match_threshold=MATCH_THRESHOLD, negative_ratio=3., alpha=1., label_smoothing=0.,
+               class_weights=None, scope=None):
     """Adds the three SSD losses to the tf.losses collection and returns their sum.
 
     Args (lists with one entry per feature layer, batched):

@@ -11,6 +11,6 @@ if __name__ == '__main__':
     # chatter quiet.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+    tf_logging.start_tool(__name__)
     from serving.server.model_server import main
     sys.exit(main())

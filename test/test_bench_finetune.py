@@ -1,12 +1,12 @@
-"""bench/bench_finetune.py: runs named by their factors, factors passed to the trainer, and the
-ablation table that keeps one row per run and CPU. (The benchmark itself runs for an hour; its
+"""bench/bench_finetune.py: runs named by their factors, factors passed to the trainer; and
+bench/finetune_report.py: the ablation table that keeps one row per run and CPU. (The benchmark itself runs for an hour; its
 pieces are checked here, the whole on a tiny setting by hand.)"""
 import json
 import os
 
 import pytest
 
-from bench import bench_finetune, common
+from bench import bench_finetune, common, finetune_report
 from datasets import records
 from utils import cli
 from utils import error_breakdown
@@ -68,20 +68,21 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     report = str(tmp_path / 'REPORT.md')
     common.write_report_section(report, 'Other', ['kept'])
     cpu = ['CPU A (AVX512_BF16)']
-    monkeypatch.setattr(bench_finetune, 'machine', lambda: cpu[0])
+    monkeypatch.setattr(finetune_report, 'machine', lambda: cpu[0])
     results = _results({'Bus': 0.5, 'Car': 0.8, 'Truck': 0.2, 'Ambulance': 1.0}, [7, 1, 6, 9])
     for name, step in (('recipe', 10), ('zoom_out-false', 20), ('recipe', 30), ('seed-1', 30)):
-        bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
-            name, results, step, 12.4, '2026-12-05'), 'the photos')
+        finetune_report.write_ablation_row(report, finetune_report.ablation_row(
+            name, results, step, 12.4, '2026-12-05'), 'the photos', 8)
     cpu[0] = 'CPU B (none)'
     other = dict(results, map_voc07=0.7, map_coco=0.31)
-    bench_finetune.write_ablation_row(report, bench_finetune.ablation_row(
-        'recipe', other, 30, 50, '2026-12-06'), 'the photos')
+    finetune_report.write_ablation_row(report, finetune_report.ablation_row(
+        'recipe', other, 30, 50, '2026-12-06'), 'the photos', 8)
     sections = common.read_report(report)[1][common.machine_key(common.this_machine())].parts
     assert sections['Other'] == '### Other\n\nkept'
     assert '`python bench/bench_finetune.py [factors]` on the photos (val mAP).' in sections[
-        bench_finetune.ABLATION_SECTION]
-    rows = bench_finetune.table_rows(sections[bench_finetune.ABLATION_SECTION])
+        finetune_report.ABLATION_SECTION]
+    assert 'changed; batch 8. Rows of several dates' in sections[finetune_report.ABLATION_SECTION]
+    rows = finetune_report.table_rows(sections[finetune_report.ABLATION_SECTION])
     assert [(r[0], r[1], r[3]) for r in rows] == [
         ('zoom_out-false', '20', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU A (AVX512_BF16)'),
         ('seed-1', '30', 'CPU A (AVX512_BF16)'), ('recipe', '30', 'CPU B (none)')]
@@ -91,7 +92,7 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
     assert first[6] == '%.3f (Ambulance, Car, Truck)' % ((1.0 + 0.8 + 0.2) / 3)
     assert first[7] == '-' and rows[3][7] == '0.310'
     assert first[8] == 'Ambulance 1.00, Bus 0.50, Car 0.80, Truck 0.20'
-    assert sections[bench_finetune.ABLATION_SECTION].endswith(
+    assert sections[finetune_report.ABLATION_SECTION].endswith(
         'Seed spread of the recipe (CPU A (AVX512_BF16), 30 steps, 2 seeds): '
         'mAP@0.5 0.625 to 0.625; Ambulance, Car, Truck 0.667 to 0.667.')
     # Seeds of other factors have their own spread; seeds at other step counts do not mix.
@@ -100,7 +101,7 @@ def test_the_ablation_table_keeps_one_row_per_run_and_cpu(tmp_path, monkeypatch)
                                               (1, '20', '0.6', '0.40 (Car, Truck)'),
                                               (2, '10', '0.9', '0.90 (Car, Truck)'))]
     others[0][0] = 'zoom_out-false'
-    assert bench_finetune.seed_spread(others + [['seed-1', '20', '9', 'CPU A', 'd', '0.7',
+    assert finetune_report.seed_spread(others + [['seed-1', '20', '9', 'CPU A', 'd', '0.7',
                                                  '0.50 (Car, Truck)', '-', '']]) == [
         'Seed spread of zoom_out-false (CPU A, 20 steps, 2 seeds): mAP@0.5 0.500 to 0.600; '
         'Car, Truck 0.300 to 0.400.']
@@ -112,11 +113,11 @@ def test_a_class_without_val_objects_is_left_out_not_a_crash(tmp_path, monkeypat
     results = _results({'Bus': 0.5, 'Car': 0.8, 'Truck': 0.2}, [5, 9, 0])
     results['classes']['Truck'].update(ap_voc07=None, ap_voc2010=None)
     results['breakdown'] = {'score_threshold': 0.5, 'iou_threshold': 0.5, 'classes': {}}
-    assert bench_finetune.ablation_row('recipe', results, 10, 1., '2026-12-05')[8] == \
+    assert finetune_report.ablation_row('recipe', results, 10, 1., '2026-12-05')[8] == \
         'Bus 0.50, Car 0.80'
-    monkeypatch.setattr(bench_finetune, 'recipe_section', lambda *args: ['recipe section'])
-    bench_finetune.report(_options(['--report=%s' % (tmp_path / 'REPORT.md')]), 'recipe',
-                          results, 10, 1., str(tmp_path))
+    monkeypatch.setattr(finetune_report, 'recipe_section', lambda *args: ['recipe section'])
+    finetune_report.report(_options(['--report=%s' % (tmp_path / 'REPORT.md')]), 'recipe',
+                           results, 10, 1., str(tmp_path), bench_finetune.RECIPE, 8)
     shown = capsys.readouterr().out
     assert 'finetune_ap07_Car | 0.8 ' in shown and 'finetune_ap07_Truck' not in shown
 
@@ -127,7 +128,7 @@ def test_the_breakdown_section_has_one_row_per_counted_class():
     breakdown = error_breakdown.ErrorBreakdown(['Bus', 'Car', 'Truck'])
     breakdown.add((400, 400), [[0, 0, 36, 36], [100, 100, 136, 136], [0, 200, 200, 400]],
                   [3, 3, 2], None, [[0, 0, 36, 36], [0, 200, 200, 400]], [.9, .8], [2, 2])
-    lines = bench_finetune.breakdown_section(breakdown.evaluate(), ['Car', 'Truck'])
+    lines = finetune_report.breakdown_section(breakdown.evaluate(), ['Car', 'Truck'])
     assert lines[4:6] == ['| Car | 1 | 1 | 0 | 0 | 0 | - (0) / - (0) / 1.00 (1) |',
                           '| Truck | 2 | 0 | 1 (Car 1) | 0 | 1 | 0.00 (2) / - (0) / - (0) |']
     assert lines[-2:] == ['| Car | 2 | 1 | 0 | 1 (Truck 1) | 0 | 0 |',
@@ -159,7 +160,7 @@ def test_a_run_draws_its_errors_from_its_evaluation(sample_tfrecords, tmp_path):
 def test_the_data_is_named_with_its_split_sizes(sample_tfrecords):
     with open(os.path.join(sample_tfrecords, 'dataset_description.json')) as f:
         train = json.load(f)['splits']['train']['num_samples']
-    assert bench_finetune.data_text('/data/my_vehicles/', sample_tfrecords) == \
+    assert finetune_report.data_text('/data/my_vehicles/', sample_tfrecords) == \
         '`my_vehicles` (train %d)' % train   # the sample has train and test, no val
 
 

@@ -102,6 +102,26 @@ def test_flags_are_parsed_afresh_on_each_run(capsys):
     assert values == [3, 1]
 
 
+def test_make_main_runs_the_job_with_flags_defined_afresh(capsys):
+    counts = []
+    main = cli.make_main('A tool.', _flag_set, lambda options: counts.append(options.count) or 7)
+    assert main(['tool', '--count=3']) == 7 and main(['tool']) == 7 and counts == [3, 1]
+    assert main(['tool', '--help']) == 0 and capsys.readouterr().out.startswith('A tool.\n')
+    assert main(['tool', '--count=many']) == 2 and counts == [3, 1]
+    assert capsys.readouterr().err.startswith('error: ')
+
+
+def test_start_tool_imports_tensorflow_for_a_script_only():
+    """Imported (a test, another script): nothing happens; run as a script: TensorFlow loads."""
+    code = ('import sys; from utils import tf_logging; tf_logging.start_tool(%r, "float32"); '
+            'print("tensorflow" in sys.modules)')
+    for name, imported in (('detector', 'False'), ('__main__', 'True')):
+        result = subprocess.run([sys.executable, '-c', code % name], capture_output=True,
+                                text=True, timeout=300,
+                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert result.returncode == 0 and result.stdout.strip() == imported, result.stderr
+
+
 def test_importing_the_tools_defines_no_flag():
     """Absl's global registry (where TensorFlow defines its own flags) gets none of the tools'."""
     shared, count = value_after_importing(CLI_MODULES, (

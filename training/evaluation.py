@@ -24,11 +24,13 @@ from training import best_checkpoint
 from training import eval_summaries
 from training.train_tools import TrainConfigError
 from utils import cli
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 NUM_SUMMARY_IMAGES = 3   # images drawn into the summaries at each evaluation
 EVAL_BATCH_SIZE = 8
 # The evaluator's post-processing defaults (a low score threshold: the whole PR curve counts).
-EVAL_POSTPROCESSING = dict(select_threshold=0.01, nms_threshold=0.45, top_k=400, keep_top_k=200)
+EVAL_POSTPROCESSING = dict(select_threshold=0.01, nms_threshold=NMS_THRESHOLD, top_k=TOP_K,
+                           keep_top_k=KEEP_TOP_K)
 
 
 def last_step(train_dir):

@@ -1,8 +1,9 @@
 """The one command-line convention of every tool of the toolkit.
 
 Each script builds its own ``FlagSet`` (an absl ``flags.FlagValues`` of its own, never absl's
-global registry) inside a ``define_flags()`` function, theme by theme, and its ``main(argv)``
-hands it to ``run``:
+global registry) inside a ``define_flags()`` function, theme by theme, and ends with
+``main = cli.make_main(__doc__, define_flags, _run)`` (``run`` with the script's own flags) and
+``if __name__ == '__main__': sys.exit(main())``:
 
 - ``--help`` / ``-h`` prints the script's docstring and its own flags grouped by theme (not the
   hundreds absl defines), exit 0, also when the reader stops early (``--help | head``);
@@ -24,6 +25,8 @@ import textwrap
 from absl import flags
 
 from utils import cpu_features
+from utils import image_header
+from utils import ssd_defaults
 from utils.errors import ToolkitError
 
 PRECISION_HELP = ('Compute precision of the network: auto (bfloat16 where the CPU has AVX512_BF16 '
@@ -106,19 +109,44 @@ class FlagSet(object):
         return self.values.precision
 
     def checkpoint_path(self):
-        """``--ckpt_path``, as every tool that loads a trained model names it."""
+        """``--ckpt_path``, as every tool that loads a trained model names it
+        (``check_checkpoint_path`` requires it)."""
         self.string('ckpt_path', None, 'Checkpoint prefix (dir/model.ckpt-1000) or training '
                     'directory (its newest checkpoint); model_info.json must sit beside it.')
 
-    def postprocessing(self, select_threshold):
-        """The detection post-processing flags (``select_threshold`` is the tool's default)."""
+    def tflite_path(self):
+        """``--tflite_path``, as every tool that can run a ``.tflite`` model instead of a
+        checkpoint names it."""
+        self.string('tflite_path', None, 'Run this .tflite model (export_tflite.py) instead of '
+                    'a checkpoint; its post-processing is baked into it at export.')
+
+    def pixel_limits(self):
+        """``--max_image_pixels`` and ``--max_request_pixels``: what the encoded images of one
+        request may hold, read from their headers before anything decodes them (the SavedModel
+        exporter bakes them into ``serving_default``, the model server checks them)."""
+        self.integer('max_image_pixels', image_header.DEFAULT_MAX_IMAGE_PIXELS,
+                     'Largest width x height of one encoded image, read from its header before '
+                     'anything decodes it.')
+        self.integer('max_request_pixels', image_header.DEFAULT_MAX_REQUEST_PIXELS,
+                     'Largest sum of width x height over the encoded images of one request, '
+                     'read from their headers (bounds the memory one request decodes into).')
+
+    def thresholds(self, select_threshold):
+        """The score and overlap thresholds of the detection post-processing
+        (``select_threshold`` is the tool's default); ``check_thresholds`` checks them."""
         self.float('select_threshold', select_threshold,
                    'Minimum class score of a detection, in [0, 1].')
-        self.float('nms_threshold', 0.45, 'IoU above which non-maximum suppression drops the '
-                   'lower-scored box, in (0, 1].')
-        self.integer('top_k', 400, 'Boxes kept per class before non-maximum suppression.')
-        self.integer('keep_top_k', 200, 'Detections kept per image after suppression (K of '
-                     'the outputs).')
+        self.float('nms_threshold', ssd_defaults.NMS_THRESHOLD, 'IoU above which non-maximum '
+                   'suppression drops the lower-scored box of a class, in (0, 1].')
+
+    def postprocessing(self, select_threshold):
+        """The detection post-processing flags: ``thresholds`` and how many boxes are kept
+        (``select_threshold`` is the tool's default); ``check_postprocessing`` checks them."""
+        self.thresholds(select_threshold)
+        self.integer('top_k', ssd_defaults.TOP_K,
+                     'Boxes kept per class before non-maximum suppression.')
+        self.integer('keep_top_k', ssd_defaults.KEEP_TOP_K,
+                     'Detections kept per image after suppression (K of the outputs).')
 
     def deprecated_alias(self, old_name, name):
         """``--old_name`` (a string flag) still sets ``--name``; ``--help`` mentions it beside
@@ -142,13 +170,24 @@ class FlagSet(object):
                 setattr(self.values, name, given[0][1])
 
 
-def check_postprocessing(options):
-    """``UsageError`` for post-processing flag values (see ``FlagSet.postprocessing``) out of
-    range."""
+def check_checkpoint_path(options):
+    """``UsageError`` when ``--ckpt_path`` (see ``FlagSet.checkpoint_path``) is not given."""
+    if not options.ckpt_path:
+        raise UsageError('--ckpt_path is required (checkpoint prefix or training directory)')
+
+
+def check_thresholds(options):
+    """``UsageError`` for threshold flag values (see ``FlagSet.thresholds``) out of range."""
     if not 0. <= options.select_threshold <= 1.:
         raise UsageError('--select_threshold must be in [0, 1], got %g' % options.select_threshold)
     if not 0. < options.nms_threshold <= 1.:
         raise UsageError('--nms_threshold must be in (0, 1], got %g' % options.nms_threshold)
+
+
+def check_postprocessing(options):
+    """``UsageError`` for post-processing flag values (see ``FlagSet.postprocessing``) out of
+    range."""
+    check_thresholds(options)
     if options.top_k < 1 or options.keep_top_k < 1:
         raise UsageError('--top_k and --keep_top_k must be positive')
 
@@ -218,3 +257,14 @@ def run(argv, flag_set, doc, main_fn):
         return main_fn(flag_set.values)
     return run_cli(sys.argv if argv is None else argv, flag_set.values, flag_set.groups, doc,
                    main_with_flags)
+
+
+def make_main(doc, define_flags, main_fn):
+    """A script's ``main(argv=None)`` → exit status: ``run`` of ``argv`` (the command line,
+    program name first; None: ``sys.argv``) with a fresh ``define_flags()``, ``doc`` (the
+    script's docstring) as its ``--help`` and ``main_fn(flag_values)`` as its job."""
+    def main(argv=None):
+        return run(argv, define_flags(), doc, main_fn)
+    main.__doc__ = ('The command line, program name first (None: sys.argv) -> exit status '
+                    '(see utils/cli.py).')
+    return main

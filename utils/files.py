@@ -28,14 +28,20 @@ def atomic_path(path):
         raise
 
 
-def write_text_atomically(path, text):
-    """Writes ``text`` (UTF-8) to ``path`` through ``atomic_path``, flushed to disk before the
+def write_bytes_atomically(path, data):
+    """Writes ``data`` (bytes) to ``path`` through ``atomic_path``, flushed to disk before the
     rename."""
     with atomic_path(path) as temporary:
-        with open(temporary, 'w', encoding='utf-8') as f:
-            f.write(text)
+        with open(temporary, 'wb') as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def write_text_atomically(path, text):
+    """``write_bytes_atomically`` of ``text`` encoded as UTF-8 (a text that does not encode
+    leaves the previous file as it was)."""
+    write_bytes_atomically(path, text.encode('utf-8'))
 
 
 def write_json_atomically(path, value):

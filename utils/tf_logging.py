@@ -7,9 +7,8 @@ libjpeg's warnings become ("Premature end of JPEG data"). libjpeg also writes so
 ("Input file read error") straight to stderr, where no log level reaches. The tools answer a bad
 image with their own one-line message, so they hold these back:
 
-- ``start_tool(argv, default_precision)`` (or ``quiet_tensorflow()`` for a tool without
-  ``--precision``) before anything imports TensorFlow (a user who sets ``TF_CPP_MIN_LOG_LEVEL``
-  keeps their level);
+- ``start_tool(__name__, default_precision)`` at the top of every tool, before anything imports
+  TensorFlow (a user who sets ``TF_CPP_MIN_LOG_LEVEL`` keeps their level);
 - ``native_stderr_held()`` around a session run that decodes a user's image, a LiteRT
   interpreter's start and a TFLite conversion.
 """
@@ -65,9 +64,15 @@ def quiet_tensorflow():
             import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
 
 
-def start_tool(argv, default_precision):
-    """What a tool with ``--precision`` does before TensorFlow loads, in the order it needs:
-    decides oneDNN for a bfloat16 run (``cpu_features.enable_onednn_for_bfloat16``: TensorFlow
-    reads ``TF_ENABLE_ONEDNN_OPTS`` once, on import), then imports TensorFlow quietly."""
-    cpu_features.enable_onednn_for_bfloat16(argv, default_precision)
+def start_tool(module_name, default_precision=None):
+    """The start of every tool, called before its TensorFlow import with its ``__name__``: when
+    it runs as a script (``'__main__'``; imported by a test or another script, nothing), in the
+    order it needs, decides oneDNN for a bfloat16 run of a tool with ``--precision`` (whose
+    default is ``default_precision``; ``cpu_features.enable_onednn_for_bfloat16`` reads
+    ``sys.argv``: TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, on import), then imports
+    TensorFlow quietly."""
+    if module_name != '__main__':
+        return
+    if default_precision is not None:
+        cpu_features.enable_onednn_for_bfloat16(sys.argv, default_precision)
     quiet_tensorflow()

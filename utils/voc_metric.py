@@ -44,6 +44,8 @@ from utils.errors import ToolkitError
 
 DEFAULT_IOU_THRESHOLD = 0.5
 DETECTIONS_FILE_KEYS = ('image', 'height', 'width', 'boxes', 'scores', 'classes')
+# The name detector.py --json and eval_ssd_network.py give a detections file in --output_dir.
+DETECTIONS_JSON = 'detections.json'
 
 
 class MetricInputError(ToolkitError, ValueError):

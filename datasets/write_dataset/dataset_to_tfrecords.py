@@ -22,10 +22,11 @@ TensorFlow is imported inside the writing functions only: the worker processes (
 import os
 import sys
 
-if __name__ == '__main__':  # run as a script: make the repository root importable, TF quiet
+if __name__ == '__main__':  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-    from utils import tf_logging
-    tf_logging.quiet_tensorflow()
+from utils import tf_logging  # noqa: E402  (imports no TensorFlow)
+
+tf_logging.start_tool(__name__)  # as a script: no TensorFlow C++ log lines
 
 import collections
 import multiprocessing
@@ -355,10 +356,7 @@ def _convert(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['dataset_to_tfrecords.py', '--dataset_dir=...', ...])`` → exit
-    status."""
-    return cli.run(argv, define_flags(), __doc__, _convert)
+main = cli.make_main(__doc__, define_flags, _convert)
 
 
 if __name__ == '__main__':

@@ -283,9 +283,7 @@ def _generate(options):
     return 0
 
 
-def main(argv=None):
-    """The command line: ``main(['sample_data.py', '--output_dir=...', ...])`` → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _generate)
+main = cli.make_main(__doc__, define_flags, _generate)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ from nets import ssd_losses
 from nets import ssd_params
 from nets.ssd_params import SSDParams  # noqa: F401  (docs/CONTRACT.md §4 names it here)
 from utils import slim_compat
+from utils.ssd_defaults import KEEP_TOP_K, MATCH_THRESHOLD, NMS_THRESHOLD, TOP_K
 
 slim = slim_compat.import_slim()
 
@@ -123,7 +124,7 @@ class SSDNet(object):
         """Per layer (y [H, W, 1], x [H, W, 1], h [A], w [A]) NumPy float32, normalised."""
         return anchors_lib.anchors_all_layers(self.params, img_shape)
 
-    def bboxes_encode(self, labels, bboxes, anchors, match_threshold=0.5, scope=None):
+    def bboxes_encode(self, labels, bboxes, anchors, match_threshold=MATCH_THRESHOLD, scope=None):
         """Targets of ONE image: see nets.matching.bboxes_encode (gclasses, glocalisations, gscores)."""
         return matching.bboxes_encode(labels, bboxes, anchors, self.params.prior_scaling,
                                       match_threshold, scope or 'ssd_bboxes_encode')
@@ -132,15 +133,17 @@ class SSDNet(object):
         """Per-layer offsets [..., H, W, A, 4] → corner boxes, normalised."""
         return box_coding.decode_all(localisations, anchors, self.params.prior_scaling, scope)
 
-    def detected_bboxes(self, predictions, localisations, select_threshold=0.01, nms_threshold=0.45,
-                        top_k=400, keep_top_k=200, bbox_img=None):
+    def detected_bboxes(self, predictions, localisations, select_threshold=0.01,
+                        nms_threshold=NMS_THRESHOLD, top_k=TOP_K, keep_top_k=KEEP_TOP_K,
+                        bbox_img=None):
         """Padded, sorted detections of a batch: see nets.postprocess.detected_bboxes."""
         return postprocess.detected_bboxes(predictions, localisations, self.anchors(),
                                            self.params.prior_scaling, select_threshold, nms_threshold,
                                            top_k, keep_top_k, bbox_img)
 
-    def losses(self, logits, localisations, gclasses, glocalisations, gscores, match_threshold=0.5,
-               negative_ratio=3., alpha=1., label_smoothing=0., class_weights=None, scope=None):
+    def losses(self, logits, localisations, gclasses, glocalisations, gscores,
+               match_threshold=MATCH_THRESHOLD, negative_ratio=3., alpha=1., label_smoothing=0.,
+               class_weights=None, scope=None):
         """Adds the SSD losses to tf.losses and returns the total: see nets.ssd_losses.ssd_losses."""
         return ssd_losses.ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
                                      match_threshold, negative_ratio, alpha, label_smoothing,

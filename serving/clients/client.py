@@ -28,6 +28,7 @@ from utils import cli
 from utils import detection_io
 from utils import exif
 from utils.errors import ToolkitError
+from utils.ssd_defaults import KEEP_TOP_K, NMS_THRESHOLD, TOP_K
 
 SIGNATURES = ('serving_default', 'detected_model')
 # The network detected_model serves (its input size, anchors and prior scaling).
@@ -103,7 +104,8 @@ class DetectionClient(object):
     """
 
     def __init__(self, transport, model_name, signature='serving_default', version=None,
-                 select_threshold=0.5, nms_threshold=0.45, top_k=400, keep_top_k=200):
+                 select_threshold=0.5, nms_threshold=NMS_THRESHOLD, top_k=TOP_K,
+                 keep_top_k=KEEP_TOP_K):
         if signature not in SIGNATURES:
             raise ClientError('--signature must be one of %s, got %r'
                               % ('|'.join(SIGNATURES), signature))
@@ -293,6 +295,4 @@ def _detect(options):
     return 0
 
 
-def main(argv=None):
-    """The command line (``python -m serving.client``) → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _detect)
+main = cli.make_main(__doc__, define_flags, _detect)

@@ -290,6 +290,4 @@ def _serve(options):
     return 0
 
 
-def main(argv=None):
-    """The command line (``python -m serving.web``) → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _serve)
+main = cli.make_main(__doc__, define_flags, _serve)

@@ -149,12 +149,7 @@ def define_flags():
                      'Timeout of every read and write on a REST connection; an idle client is '
                      'disconnected after it.')
     flag_set.group('Request limits (over one: INVALID_ARGUMENT / 400 naming the flag)')
-    flag_set.integer('max_image_pixels', DEFAULT_LIMITS.max_image_pixels,
-                     'Largest width x height of one encoded image, read from its header before '
-                     'anything decodes it.')
-    flag_set.integer('max_request_pixels', DEFAULT_LIMITS.max_request_pixels,
-                     'Largest sum of width x height over the encoded images of one request, '
-                     'read from their headers (bounds the memory one request decodes into).')
+    flag_set.pixel_limits()
     flag_set.integer('max_batch_rows', DEFAULT_LIMITS.max_batch_rows,
                      'Most rows (e.g. images of serving_default) in one request, along the first '
                      'axis of inputs with a variable batch size.')
@@ -277,6 +272,4 @@ def _serve(options):
     return 0
 
 
-def main(argv=None):
-    """The command line (``python -m serving.model_server``) → exit status."""
-    return cli.run(argv, define_flags(), __doc__, _serve)
+main = cli.make_main(__doc__, define_flags, _serve)
