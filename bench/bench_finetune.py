@@ -181,10 +181,11 @@ def convert(data_dir, tfrecords_dir):
 
 
 def latest_step(train_dir):
-    """The global step of the newest checkpoint in ``train_dir`` (0 when there is none)."""
-    import tensorflow.compat.v1 as tf
-    prefix = tf.train.latest_checkpoint(train_dir)
-    return int(prefix.rsplit('-', 1)[1]) if prefix else 0
+    """The global step of the newest complete checkpoint in ``train_dir`` (0 when there is
+    none), as the trainer resumes from it."""
+    from model import checkpoints
+    prefix = checkpoints.newest_complete(train_dir)[0] if os.path.isdir(train_dir) else None
+    return checkpoints.checkpoint_step(prefix) or 0
 
 
 def load_progress(path):
