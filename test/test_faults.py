@@ -99,8 +99,10 @@ def cut_records(sample_tfrecords, tmp_path):
 
 
 def _checkpoint_state(train_dir):
+    """The newest checkpoint the state file names (relative to the folder)."""
     with open(os.path.join(train_dir, 'checkpoint')) as f:
-        return re.findall(r'^model_checkpoint_path: "(.*)"$', f.read(), re.M)[0]
+        return os.path.join(train_dir, re.findall(r'^model_checkpoint_path: "(.*)"$', f.read(),
+                                                  re.M)[0])
 
 
 # ---- the one TensorFlow-error line -----------------------------------------------------------
