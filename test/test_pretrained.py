@@ -149,7 +149,7 @@ def test_vgg16_width_mismatch_names_both_shapes(tmp_path):
 def test_bad_paths(tmp_path):
     (tmp_path / 'broken.ckpt.index').write_bytes(b'not a checkpoint')
     expectations = [('nothing.ckpt', 'no checkpoint at'), ('', 'no checkpoint in directory'),
-                    ('broken.ckpt', 'cannot read checkpoint')]
+                    ('broken.ckpt', 'broken.ckpt cannot be used: its .data file is missing')]
     for name, message in expectations:
         with tf.Graph().as_default(), pytest.raises(checkpoints.CheckpointError, match=message):
             pretrained.init_fn_from_checkpoint(str(tmp_path / name))

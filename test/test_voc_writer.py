@@ -102,6 +102,8 @@ def test_annotations_dir_that_cannot_be_created(trained_checkpoint, tmp_path, ca
                             '--output_dir=%s' % (tmp_path / 'out'),
                             '--annotations_dir=%s' % (blocker / 'sub')])
     err = capsys.readouterr().err
-    assert status == 2
-    assert err.strip().splitlines()[-1].startswith('error: --annotations_dir %s: cannot create'
-                                                   % (blocker / 'sub'))
+    # Like --output_dir: a folder that cannot be made is exit 1, checked before the model loads.
+    assert status == 1
+    assert err.strip().splitlines()[-1] == ('error: --annotations_dir=%s: %s is a file, not a '
+                                            'folder' % (blocker / 'sub', blocker))
+    assert not (tmp_path / 'out').exists()
