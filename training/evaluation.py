@@ -19,6 +19,7 @@ import tensorflow.compat.v1 as tf
 from datasets import dataset_factory
 from model import evaluation
 from model import model_info
+from model.checkpoints import CheckpointError
 from training import best_checkpoint
 from training import eval_summaries
 from training.train_tools import TrainConfigError
@@ -151,6 +152,23 @@ def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=say,
         sleep(max(pause, 0.))
 
 
+def score_new_checkpoints(evaluator, interval_secs, timeout_secs=None):
+    """``evaluator.evaluate`` (a ``CheckpointEvaluator``) of each checkpoint of its training
+    folder as ``follow_checkpoints`` finds them; yields ``(evaluation, results, settings)``.
+
+    A checkpoint removed before it was scored (the trainer keeps ``--max_to_keep``) is skipped
+    with one line; any other failure is raised.
+    """
+    for prefix in follow_checkpoints(evaluator.train_dir, interval_secs, timeout_secs):
+        try:
+            yield evaluator.evaluate(prefix)
+        except (CheckpointError, tf.errors.OpError, OSError):
+            if os.path.exists(prefix + '.index'):
+                raise
+            say('%s was removed before it was scored (the trainer keeps --max_to_keep '
+                'checkpoints): skipped' % prefix)
+
+
 class EvaluationHook(tf.train.SessionRunHook):
     """Every ``every_n_steps`` global steps, and at ``last_step``, saves a checkpoint with
     ``saver`` and scores it with ``evaluator`` (a ``CheckpointEvaluator``) before training
@@ -191,6 +209,16 @@ def check_flags(options):
         raise cli.UsageError('--eval_every_n_steps needs --eval_split (the split to score)')
 
 
+def eval_split_spec(options):
+    """DatasetSpec of the trainer's ``--eval_split`` in ``--eval_dataset_dir`` (default
+    ``--dataset_dir``); ``TrainConfigError`` naming both when it cannot be read."""
+    dataset_dir = options.eval_dataset_dir or options.dataset_dir
+    try:
+        return dataset_factory.get_dataset(options.dataset_name, options.eval_split, dataset_dir)
+    except (ValueError, IOError, KeyError) as e:
+        raise TrainConfigError('--eval_split=%s in %s: %s' % (options.eval_split, dataset_dir, e))
+
+
 def hook_from_flags(options, step_tensor, saver, class_names):
     """The trainer's ``EvaluationHook`` for its flags (None without --eval_every_n_steps).
 
@@ -199,15 +227,11 @@ def hook_from_flags(options, step_tensor, saver, class_names):
     """
     if not options.eval_every_n_steps:
         return None
-    dataset_dir = options.eval_dataset_dir or options.dataset_dir
-    try:
-        spec = dataset_factory.get_dataset(options.dataset_name, options.eval_split, dataset_dir)
-    except (ValueError, IOError, KeyError) as e:
-        raise TrainConfigError('--eval_split=%s in %s: %s' % (options.eval_split, dataset_dir, e))
+    spec = eval_split_spec(options)
     if spec.class_names != list(class_names):
         raise TrainConfigError('--eval_split=%s in %s has classes %s, the model %s'
-                               % (options.eval_split, dataset_dir, spec.class_names,
-                                  list(class_names)))
+                               % (options.eval_split, options.eval_dataset_dir or
+                                  options.dataset_dir, spec.class_names, list(class_names)))
     evaluator = CheckpointEvaluator(options.train_model_dir, spec,
                                     max_images=options.eval_max_images,
                                     precision=options.precision)
