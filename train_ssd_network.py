@@ -184,6 +184,9 @@ def distribution_flags(flag_set):
     flag_set.enum('job_name', 'worker', ('ps', 'worker'), 'Role of this process: ps or worker.')
     flag_set.string('ps_hosts', '', 'Comma-separated host:port of the parameter servers.')
     flag_set.string('worker_hosts', '', 'Comma-separated host:port of the workers.')
+    flag_set.float('cluster_timeout_secs', 300,
+                   'Longest wait of a worker for one exchange with the cluster (TensorFlow\'s '
+                   'operation timeout); a task lost stops the workers with one line naming it.')
 
 
 # The themes of --help, in order; each defines its flags on a cli.FlagSet.

@@ -45,3 +45,27 @@ def stop_all(processes):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+class Output(object):
+    """The stdout and stderr lines of a process, read in the background as they come (a full
+    pipe would stall the process)."""
+
+    def __init__(self, proc):
+        import threading
+        self.stdout, self.stderr = [], []
+        self._threads = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in ((proc.stdout, self.stdout),
+                                               (proc.stderr, self.stderr))]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream, lines):
+        for line in stream:
+            lines.append(line.rstrip('\n'))
+
+    def finish(self, timeout=10):
+        for thread in self._threads:
+            thread.join(timeout)
+        return self

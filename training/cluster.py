@@ -21,11 +21,17 @@ trains in one process (an evaluator may still follow it).
 import collections
 import json
 import os
+import re
+import socket
+import time
 
 import tensorflow.compat.v1 as tf
 
 from deployment import model_deploy
+from model import checkpoints
+from training.train_tools import TrainConfigError
 from utils import cli
+from utils import tf_errors
 
 TF_CONFIG = 'TF_CONFIG'
 ROLES = ('chief', 'worker', 'ps', 'evaluator')
@@ -169,6 +175,8 @@ def _hosts(flag_name, value):
 def check_cluster_flags(options):
     """(ps hosts, worker hosts) of the distributed flags; ``cli.UsageError`` naming the flag
     when they do not describe one cluster with this task in it."""
+    if options.cluster_timeout_secs <= 0:
+        raise cli.UsageError('--cluster_timeout_secs=%g must be > 0' % options.cluster_timeout_secs)
     ps_hosts = _hosts('ps_hosts', options.ps_hosts)
     worker_hosts = _hosts('worker_hosts', options.worker_hosts)
     if len(ps_hosts) != options.num_ps_tasks:
@@ -214,3 +222,107 @@ def _deployment_config(options, replica_id=0):
             num_ps_tasks=options.num_ps_tasks)
     except ValueError as e:
         raise cli.UsageError('--num_clones/--num_replicas/--num_ps_tasks/--task: %s' % e)
+
+
+def unreachable_tasks(options, connect_timeout_secs=2.):
+    """``[(job, index, host)]`` of the cluster's tasks (distributed flags) that refuse or do not
+    answer a TCP connection within ``connect_timeout_secs``."""
+    lost = []
+    for job, hosts in (('ps', options.ps_hosts), ('worker', options.worker_hosts)):
+        for index, host in enumerate(h.strip() for h in hosts.split(',') if h.strip()):
+            name, port = host.rsplit(':', 1)
+            try:
+                socket.create_connection((name.strip('[]'), int(port)),
+                                         connect_timeout_secs).close()
+            except (OSError, ValueError):
+                lost.append((job, index, host))
+    return lost
+
+
+def _task_name(job, index):
+    return '%s %d' % ({'ps': 'parameter server', 'worker': 'worker'}[job], index)
+
+
+def _named_tasks(options, error_text):
+    """``[(job, index, host)]`` of the cluster's tasks ``error_text`` names as the remote end
+    of a failed call (``remote target /job:ps/replica:0/task:0``)."""
+    hosts = {'ps': options.ps_hosts.split(','), 'worker': options.worker_hosts.split(',')}
+    named = []
+    for job, index in re.findall(r'remote target /job:(ps|worker)/replica:\d+/task:(\d+)',
+                                 error_text):
+        task = (job, int(index), hosts[job][int(index)].strip())
+        if task not in named:
+            named.append(task)
+    return named
+
+
+def lost_task_error(options, cause, error_text='', probes=3, probe_interval_secs=1.):
+    """The one-line ``TrainConfigError`` of a task that lost the cluster: the tasks that no
+    longer answer a connection (looking ``probes`` times, a task dying may still answer
+    at first), else those ``error_text`` names, else ``cause``; and the checkpoint a
+    restarted cluster resumes from."""
+    lost = []
+    for attempt in range(probes):
+        lost = unreachable_tasks(options)
+        if lost:
+            break
+        if attempt + 1 < probes:
+            time.sleep(probe_interval_secs)
+    lost = lost or _named_tasks(options, error_text)
+    if lost:
+        what = 'lost %s' % ', '.join('%s (%s)' % (_task_name(job, index), host)
+                                     for job, index, host in lost)
+    else:
+        what = 'the cluster failed (%s)' % cause
+    try:
+        newest = checkpoints.resolve(options.train_model_dir)
+        resume = 'a restarted cluster resumes from %s' % os.path.basename(newest)
+    except checkpoints.CheckpointError:
+        resume = 'no checkpoint yet: a restarted cluster starts over'
+    return TrainConfigError('%s: training stopped; %s' % (what, resume))
+
+
+class StopOnLostTask(tf.train.SessionCreator):
+    """Wraps a worker's session creator so that a lost task stops training with one line
+    (``lost_task_error``), in a bounded time.
+
+    TensorFlow's ``MonitoredSession`` meets a task that stops answering (``UnavailableError``,
+    ``AbortedError``) by closing its session, whose clean-up calls to the lost task then wait
+    without end, and by creating a new one, which waits for the task without end too. Here the
+    session's own errors of a lost task, and a second session request, raise
+    ``lost_task_error`` instead, and the session is left unclosed (the process ends): the
+    scheduler restarts the tasks, and the chief resumes from the newest checkpoint.
+    """
+
+    def __init__(self, creator, options):
+        self._creator, self._options = creator, options
+        self._created = False
+
+    def create_session(self):
+        if self._created:
+            raise lost_task_error(self._options, 'its session was lost')
+        session = self._creator.create_session()
+        self._created = True
+        _stop_on_lost_task(session, self._options)
+        return session
+
+
+def _stop_on_lost_task(session, options):
+    """Makes ``session`` (a ``tf.Session``) raise ``lost_task_error`` for a lost task's errors,
+    and skip its ``close`` from then on: closing calls the lost task, without a time limit."""
+    run, close = session.run, session.close
+    lost = []
+
+    def run_or_stop(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError,
+                tf.errors.DeadlineExceededError) as e:
+            lost.append(e)
+            raise lost_task_error(options, tf_errors.one_line(e), e.message) from None
+
+    def close_unless_lost():
+        if not lost:
+            close()
+
+    session.run, session.close = run_or_stop, close_unless_lost

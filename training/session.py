@@ -7,6 +7,7 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from datasets import record_check
+from training import cluster
 from training.train_tools import TrainConfigError
 from utils import cli
 from utils import cpu_features
@@ -19,6 +20,11 @@ def session_config(options):
     config = tf.ConfigProto(allow_soft_placement=True,
                             log_device_placement=options.log_device_placement,
                             gpu_options=gpu_options)
+    if options.num_ps_tasks > 0:
+        # A worker talks to the parameter servers and itself only: it neither waits for the
+        # other workers nor stops with one; each exchange is bounded by --cluster_timeout_secs.
+        config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % options.task])
+        config.operation_timeout_in_ms = int(options.cluster_timeout_secs * 1000)
     if options.precision == 'bfloat16':
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
@@ -96,6 +102,8 @@ def run_session(options, server, is_chief, scaffold, hooks, step_after, data_sou
                                                checkpoint_dir=options.train_model_dir)
     else:
         creator = WorkerSessionCreator(scaffold, master, session_config(options))
+    if server:
+        creator = cluster.StopOnLostTask(creator, options)
     final_step = None
     try:
         with tf.train.MonitoredSession(session_creator=creator, hooks=hooks) as sess:
