@@ -69,3 +69,50 @@ def test_a_lost_parameter_server_stops_the_workers_with_one_line_and_the_cluster
     steps = [int(m.group(1)) for m in map(STEP_LINE.match, out.splitlines()) if m]
     assert steps and steps[0] > saved, (saved, steps)  # resumed, not started over
     assert _checkpoint_step(train_dir) >= saved + 3
+
+
+def _wait_for(predicate, what, timeout=150):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for %s' % what
+        time.sleep(0.3)
+
+
+def _steps(output):
+    return [int(m.group(1)) for m in map(STEP_LINE.match, list(output.stdout)) if m]
+
+
+def test_a_lost_worker_and_a_lost_chief_rejoin_the_running_cluster(sample_tfrecords, tmp_path):
+    train_dir = str(tmp_path / 'train')
+    ports = free_ports(3)
+    ps, chief, worker = processes = _cluster(train_dir, sample_tfrecords, 100000, ports)
+    outputs = [Output(proc) for proc in processes]
+    try:
+        _wait_for(lambda: _steps(outputs[2]), 'the worker\'s first step')
+        worker.kill()
+        worker.wait()
+        steps_at_kill = len(_steps(outputs[1]))
+        # The chief goes on alone: its session never waits for the other worker.
+        _wait_for(lambda: len(_steps(outputs[1])) >= steps_at_kill + 3, 'the chief going on')
+        worker = _cluster(train_dir, sample_tfrecords, 100000, ports)[2]
+        processes.append(worker)
+        rejoined = Output(worker)
+        _wait_for(lambda: _steps(rejoined), 'the restarted worker\'s first step')
+        # It joined the shared global step, not a fresh one.
+        assert _steps(rejoined)[0] > max(_steps(outputs[1])[:steps_at_kill + 3])
+
+        _wait_for(lambda: (_checkpoint_step(train_dir) or 0) >= 2, 'a checkpoint')
+        chief.kill()
+        chief.wait()
+        saved = _checkpoint_step(train_dir)
+        chief = _cluster(train_dir, sample_tfrecords, 100000, ports)[1]
+        processes.append(chief)
+        restarted = Output(chief)
+        _wait_for(lambda: _steps(restarted), 'the restarted chief\'s first step')
+        assert _steps(restarted)[0] > saved  # resumed from the newest checkpoint
+        for proc in (chief, worker):
+            proc.terminate()  # SIGTERM: a final checkpoint, exit 0
+        assert chief.wait(timeout=60) == 0 and worker.wait(timeout=60) == 0
+    finally:
+        stop_all(processes)
+    assert _checkpoint_step(train_dir) > saved
