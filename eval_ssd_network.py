@@ -51,7 +51,6 @@ from datasets import dataset_factory  # noqa: E402
 from datasets import record_check  # noqa: E402
 from model import evaluation  # noqa: E402
 from model import tflite_runner  # noqa: E402
-from model.checkpoints import CheckpointError  # noqa: E402
 from model.evaluation import EvalError  # noqa: E402
 from training import evaluation as training_evaluation  # noqa: E402
 from utils import cli  # noqa: E402
@@ -143,16 +142,8 @@ def _follow(options, spec):
                             "run's last step or %d s without one"
                             % (options.ckpt_path, options.eval_interval_secs, options.timeout))
     try:
-        for prefix in training_evaluation.follow_checkpoints(
-                options.ckpt_path, options.eval_interval_secs, options.timeout):
-            try:
-                scored, results, settings = evaluator.evaluate(prefix)
-            except (CheckpointError, tf.errors.OpError, OSError):
-                if os.path.exists(prefix + '.index'):
-                    raise
-                training_evaluation.say('%s was removed before it was scored (the trainer keeps '
-                                        '--max_to_keep checkpoints): skipped' % prefix)
-                continue
+        for scored, results, settings in training_evaluation.score_new_checkpoints(
+                evaluator, options.eval_interval_secs, options.timeout):
             evaluation.write_results(options.output_dir, results, settings, scored.entries,
                                      spec.class_names)
     finally:

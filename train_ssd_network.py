@@ -7,6 +7,11 @@ Resumes from the newest checkpoint in --train_model_dir, else fine-tunes from --
 else starts from scratch. Writes model.ckpt-<step>, TensorBoard events, model_info.json and
 training_config.txt into --train_model_dir. SIGINT/SIGTERM save a final checkpoint.
 
+On a cluster, each process is given its role by the distributed flags (--job_name, --task,
+--ps_hosts, --worker_hosts, ...) or, without them, by a TF_CONFIG environment variable (Kubeflow's
+TFJob, Vertex AI, SageMaker): chief, worker, ps, or evaluator, which scores the chief's new
+checkpoints on --eval_split (see training/cluster.py).
+
 Exit status: 0 when the run ends (last step or signal), 1 when the data, a checkpoint or the
 cluster cannot be used, 2 for bad flags.
 """
@@ -163,16 +168,25 @@ def evaluation_flags(flag_set):
                     'Folder of the --eval_split records (default: --dataset_dir).')
     flag_set.integer('eval_max_images', None,
                      'Score only the first N images of --eval_split (default: all).')
+    flag_set.integer('eval_interval_secs', 60,
+                     'TF_CONFIG evaluator task: seconds between looks for a new checkpoint.')
+    flag_set.integer('eval_timeout_secs', 3600,
+                     'TF_CONFIG evaluator task: stop after this many seconds without a new '
+                     'checkpoint (the run also ends it at its max_number_of_steps).')
 
 
 def distribution_flags(flag_set):
-    flag_set.group('Distributed training (parameter servers and workers)')
+    flag_set.group('Distributed training (parameter servers and workers; or none of these '
+                   'flags and a TF_CONFIG variable: chief, worker, ps or evaluator)')
     flag_set.integer('num_replicas', 1, 'Worker processes (1 = not distributed).')
     flag_set.integer('num_ps_tasks', 0, 'Parameter-server tasks holding the variables.')
     flag_set.integer('task', 0, 'Index of this process within its job (worker 0 is the chief).')
     flag_set.enum('job_name', 'worker', ('ps', 'worker'), 'Role of this process: ps or worker.')
     flag_set.string('ps_hosts', '', 'Comma-separated host:port of the parameter servers.')
     flag_set.string('worker_hosts', '', 'Comma-separated host:port of the workers.')
+    flag_set.float('cluster_timeout_secs', 300,
+                   'Longest wait of a worker for one exchange with the cluster (TensorFlow\'s '
+                   'operation timeout); a task lost stops the workers with one line naming it.')
 
 
 # The themes of --help, in order; each defines its flags on a cli.FlagSet.

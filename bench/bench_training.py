@@ -27,7 +27,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 import train_ssd_network  # noqa: E402
 from bench import common, workloads  # noqa: E402
-from training import graph, session, trainer  # noqa: E402
+from training import cluster, graph, session, trainer  # noqa: E402
 from utils import cli  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def _benchmark(options):
     options.train_model_dir = (options.train_model_dir
                                or tempfile.mkdtemp(prefix='bench_training_run_'))
     trainer.check_flags(options)
-    config = session.setup_cluster(options)[0]
+    config = cluster.setup_cluster(options)[0]
     spec = trainer.load_dataset(options)
     from nets import nets_factory
     net = nets_factory.build_network(options.model_name, options.num_classes or spec.num_classes,

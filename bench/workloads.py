@@ -84,14 +84,14 @@ def training_step(batch_size, precision, width_multiplier=1., threads=None, flag
     import tensorflow.compat.v1 as tf
     import train_ssd_network
     from nets import nets_factory
-    from training import graph, session as session_lib, trainer
+    from training import cluster, graph, session as session_lib, trainer
     options = train_ssd_network.define_flags().values
     options([sys.argv[0], '--dataset_dir=%s' % sample_tfrecords(),
              '--train_model_dir=%s' % tempfile.mkdtemp(prefix='bench_train_'),
              '--batch_size=%d' % batch_size, '--precision=%s' % precision,
              '--width_multiplier=%g' % width_multiplier, '--clone_on_cpu'] + list(flags))
     trainer.check_flags(options)
-    config = session_lib.setup_cluster(options)[0]
+    config = cluster.setup_cluster(options)[0]
     spec = trainer.load_dataset(options)
     net = nets_factory.build_network(options.model_name, spec.num_classes,
                                      options.width_multiplier)

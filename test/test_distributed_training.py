@@ -2,46 +2,22 @@
 ``train_ssd_network.py`` process; the chief (worker 0) checkpoints the shared global step."""
 import os
 import re
-import socket
-import subprocess
-import sys
 
 import tensorflow.compat.v1 as tf
 
-from test.conftest import REPO_ROOT
+from test.cluster_processes import free_ports, start_trainer, stop_all
 
-SCRIPT = os.path.join(REPO_ROOT, 'train_ssd_network.py')
 MAX_STEPS = 6
 STEP_LINE = re.compile(r'^step (\d+): loss', re.M)
 
 
-def _free_ports(count):
-    """Ports the OS reports free right now (sockets held open together so they differ)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(('127.0.0.1', 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _start(job_name, task, cluster_flags, train_dir, dataset_dir):
-    command = [sys.executable, SCRIPT, '--job_name=%s' % job_name, '--task=%d' % task,
-               '--train_model_dir=%s' % train_dir, '--dataset_dir=%s' % dataset_dir,
-               '--dataset_name=vehicle', '--width_multiplier=0.0625', '--batch_size=2',
-               '--clone_on_cpu', '--optimizer=sgd', '--learning_rate=0.001',
-               '--learning_rate_decay_type=fixed', '--log_every_n_steps=1',
-               '--max_number_of_steps=%d' % MAX_STEPS, '--num_preprocessing_threads=1'
-               ] + cluster_flags
-    env = dict(os.environ, PYTHONUNBUFFERED='1', TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=REPO_ROOT)
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return start_trainer(train_dir, dataset_dir, MAX_STEPS,
+                         ['--job_name=%s' % job_name, '--task=%d' % task] + cluster_flags)
 
 
 def test_one_ps_two_workers_share_the_global_step(sample_tfrecords, tmp_path):
-    ps_port, worker0_port, worker1_port = _free_ports(3)
+    ps_port, worker0_port, worker1_port = free_ports(3)
     cluster_flags = ['--num_ps_tasks=1', '--num_replicas=2',
                      '--ps_hosts=127.0.0.1:%d' % ps_port,
                      '--worker_hosts=127.0.0.1:%d,127.0.0.1:%d' % (worker0_port, worker1_port)]
@@ -51,10 +27,7 @@ def test_one_ps_two_workers_share_the_global_step(sample_tfrecords, tmp_path):
     try:
         outputs = [w.communicate(timeout=240) for w in workers]
     finally:
-        for proc in workers + [ps]:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        stop_all(workers + [ps])
     for proc, (out, err) in zip(workers, outputs):
         assert proc.returncode == 0, err[-3000:]
     steps = [[int(s) for s in STEP_LINE.findall(out)] for out, _ in outputs]

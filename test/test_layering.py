@@ -9,6 +9,8 @@ Every module belongs to a room; a room imports only the rooms ``MAY_IMPORT`` lis
   modules (errors, defaults), which import utils/ only;
 - serving/clients/ (and ``serving.client``, ``serving.web``) imports serving's shared modules
   and, of the layers, only modules that load no TensorFlow; never serving/server/;
+- ``batch_detect`` (Beam) imports the layers and, as a client of an export, serving's shared
+  modules and serving/clients/;
 - bench/ and scripts/ import anything but each other.
 ``NO_TENSORFLOW`` modules (what the clients may reach, and the PyTorch benchmark) import only
 each other.
@@ -41,6 +43,8 @@ MAY_IMPORT.update({
     'serving.clients': _below(LAYERS['training']) | {'serving', 'serving.clients'},
     'bench': set(LAYERS) | {'tools', 'bench'} | SERVING_ROOMS,
     'scripts': set(LAYERS) | {'tools', 'scripts'} | SERVING_ROOMS,
+    # Batch detection runs an export as its clients do (their upright bytes), inside Beam.
+    'batch_detect': set(LAYERS) | {'serving', 'serving.clients'},
     'conftest': set(),
 })
 TENSORFLOW_PACKAGES = ('tensorflow', 'tf_keras', 'tensorflow_serving', 'tf_slim')

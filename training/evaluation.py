@@ -165,6 +165,23 @@ def follow_checkpoints(train_dir, interval_secs, timeout_secs=None, printer=say,
         sleep(max(pause, 0.))
 
 
+def score_new_checkpoints(evaluator, interval_secs, timeout_secs=None):
+    """``evaluator.evaluate`` (a ``CheckpointEvaluator``) of each checkpoint of its training
+    folder as ``follow_checkpoints`` finds them; yields ``(evaluation, results, settings)``.
+
+    A checkpoint removed before it was scored (the trainer keeps ``--max_to_keep``) is skipped
+    with one line; any other failure is raised.
+    """
+    for prefix in follow_checkpoints(evaluator.train_dir, interval_secs, timeout_secs):
+        try:
+            yield evaluator.evaluate(prefix)
+        except (checkpoints.CheckpointError, tf.errors.OpError, OSError):
+            if os.path.exists(prefix + '.index'):
+                raise
+            say('%s was removed before it was scored (the trainer keeps --max_to_keep '
+                'checkpoints): skipped' % prefix)
+
+
 class EvaluationHook(tf.train.SessionRunHook):
     """Every ``every_n_steps`` global steps, and at ``last_step``, saves a checkpoint with
     ``saver`` and scores it with ``evaluator`` (a ``CheckpointEvaluator``) before training
@@ -205,14 +222,9 @@ def check_flags(options):
         raise cli.UsageError('--eval_every_n_steps needs --eval_split (the split to score)')
 
 
-def hook_from_flags(options, step_tensor, saver, class_names):
-    """The trainer's ``EvaluationHook`` for its flags (None without --eval_every_n_steps).
-
-    Reads the evaluation split now, so a missing split or other classes than the model's
-    (``class_names``) stop the run before its first step.
-    """
-    if not options.eval_every_n_steps:
-        return None
+def eval_split_spec(options):
+    """DatasetSpec of the trainer's ``--eval_split`` in ``--eval_dataset_dir`` (default
+    ``--dataset_dir``); ``TrainConfigError`` naming both when it cannot be read."""
     dataset_dir = options.eval_dataset_dir or options.dataset_dir
     try:
         spec = dataset_factory.get_dataset(options.dataset_name, options.eval_split, dataset_dir)
@@ -223,10 +235,22 @@ def hook_from_flags(options, step_tensor, saver, class_names):
         raise TrainConfigError('--eval_split=%s: %s is empty but dataset_description.json lists '
                                '%d images: convert the split again'
                                % (options.eval_split, empty[0], spec.num_samples))
+    return spec
+
+
+def hook_from_flags(options, step_tensor, saver, class_names):
+    """The trainer's ``EvaluationHook`` for its flags (None without --eval_every_n_steps).
+
+    Reads the evaluation split now, so a missing split or other classes than the model's
+    (``class_names``) stop the run before its first step.
+    """
+    if not options.eval_every_n_steps:
+        return None
+    spec = eval_split_spec(options)
     if spec.class_names != list(class_names):
         raise TrainConfigError('--eval_split=%s in %s has classes %s, the model %s'
-                               % (options.eval_split, dataset_dir, spec.class_names,
-                                  list(class_names)))
+                               % (options.eval_split, options.eval_dataset_dir or
+                                  options.dataset_dir, spec.class_names, list(class_names)))
     evaluator = CheckpointEvaluator(options.train_model_dir, spec,
                                     max_images=options.eval_max_images,
                                     precision=options.precision)

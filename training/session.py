@@ -1,5 +1,5 @@
-"""The trainer's cluster and session: deployment config from the distributed flags, the session
-configuration, and the monitored session that runs the steps (chief or worker)."""
+"""The trainer's session: the session configuration and the monitored session that runs the steps
+(chief or worker). The cluster it joins is ``training/cluster.py``'s."""
 
 import os
 
@@ -7,63 +7,12 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from datasets import record_check
-from deployment import model_deploy
 from model import checkpoints
+from training import cluster
 from training import run_folder
 from training.train_tools import TrainConfigError
-from utils import cli
 from utils import cpu_features
 from utils import tf_errors
-
-
-def _hosts(flag_name, value):
-    hosts = [h.strip() for h in value.split(',') if h.strip()]
-    for host in hosts:
-        if ':' not in host:
-            raise cli.UsageError('--%s: %r is not host:port' % (flag_name, host))
-    return hosts
-
-
-def setup_cluster(options):
-    """(DeploymentConfig, tf.distribute.Server or None) from the distributed flags.
-
-    A ps process serves forever here (the caller never gets back); workers get a server whose
-    target the session connects to.
-    """
-    if options.num_replicas == 1 and options.num_ps_tasks == 0:
-        return _deployment_config(options), None
-    ps_hosts = _hosts('ps_hosts', options.ps_hosts)
-    worker_hosts = _hosts('worker_hosts', options.worker_hosts)
-    if len(ps_hosts) != options.num_ps_tasks:
-        raise cli.UsageError('--ps_hosts lists %d hosts for --num_ps_tasks=%d'
-                             % (len(ps_hosts), options.num_ps_tasks))
-    if len(worker_hosts) != options.num_replicas:
-        raise cli.UsageError('--worker_hosts lists %d hosts for --num_replicas=%d'
-                             % (len(worker_hosts), options.num_replicas))
-    if options.job_name not in ('ps', 'worker'):
-        raise cli.UsageError('--job_name=%s must be ps or worker' % options.job_name)
-    tasks = ps_hosts if options.job_name == 'ps' else worker_hosts
-    if not 0 <= options.task < len(tasks):
-        raise cli.UsageError('--task=%d is out of range for %d %s tasks'
-                             % (options.task, len(tasks), options.job_name))
-    cluster = tf.train.ClusterSpec({'ps': ps_hosts, 'worker': worker_hosts})
-    server = tf.distribute.Server(cluster, job_name=options.job_name, task_index=options.task,
-                                  config=tf.ConfigProto(allow_soft_placement=True))
-    if options.job_name == 'ps':
-        print('parameter server %d serving on %s' % (options.task, ps_hosts[options.task]),
-              flush=True)
-        server.join()
-    return _deployment_config(options, replica_id=options.task), server
-
-
-def _deployment_config(options, replica_id=0):
-    try:
-        return model_deploy.DeploymentConfig(
-            num_clones=options.num_clones, clone_on_cpu=options.clone_on_cpu,
-            replica_id=replica_id, num_replicas=options.num_replicas,
-            num_ps_tasks=options.num_ps_tasks)
-    except ValueError as e:
-        raise cli.UsageError('--num_clones/--num_replicas/--num_ps_tasks/--task: %s' % e)
 
 
 def session_config(options):
@@ -72,6 +21,11 @@ def session_config(options):
     config = tf.ConfigProto(allow_soft_placement=True,
                             log_device_placement=options.log_device_placement,
                             gpu_options=gpu_options)
+    if options.num_ps_tasks > 0:
+        # A worker talks to the parameter servers and itself only: it neither waits for the
+        # other workers nor stops with one; each exchange is bounded by --cluster_timeout_secs.
+        config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % options.task])
+        config.operation_timeout_in_ms = int(options.cluster_timeout_secs * 1000)
     if options.precision == 'bfloat16':
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
@@ -133,6 +87,8 @@ def run_session(options, server, is_chief, scaffold, hooks, step_after, data_sou
                                                checkpoint_dir=options.train_model_dir)
     else:
         creator = WorkerSessionCreator(scaffold, master, session_config(options))
+    if server:
+        creator = cluster.StopOnLostTask(creator, options)
     final_step = None
     try:
         with tf.train.MonitoredSession(session_creator=creator, hooks=hooks) as sess:

@@ -10,8 +10,10 @@ from datasets import record_check
 from model import model_info
 from nets.nets_model import ssd_vgg_300
 from training import class_weights
+from training import cluster
 from training import graph
 from training import evaluation
+from training import evaluator_task
 from training import hooks
 from training import run_folder
 from training import session
@@ -28,7 +30,8 @@ NO_DISTRIBUTED_BFLOAT16 = ("TensorFlow's distributed runtime has no kernel for t
 
 def is_distributed(options):
     """Whether the run goes through TensorFlow's distributed runtime (workers, parameter
-    servers)."""
+    servers), from the flags or a TF_CONFIG."""
+    cluster.resolve(options)
     return options.num_replicas > 1 or options.num_ps_tasks > 0
 
 
@@ -98,8 +101,12 @@ def class_names(spec, num_classes):
 
 
 def train(options):
-    """Builds and runs the training; returns the final global step (a ps task never returns)."""
-    config, server = session.setup_cluster(options)
+    """Builds and runs the training; returns the final global step (a ps task never returns;
+    a TF_CONFIG evaluator task scores the chief's checkpoints instead and returns the last step
+    it scored)."""
+    if cluster.resolve(options).role == 'evaluator':
+        return evaluator_task.run(options)
+    config, server = cluster.setup_cluster(options)
     check_flags(options)
     spec = load_dataset(options)
     if options.skip_corrupt_records:
