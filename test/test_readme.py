@@ -355,3 +355,15 @@ def test_python_snippet_runs_as_printed(index, toy_checkpoint, sample_tfrecords,
     assert result.returncode == 0, result.stderr[-3000:]
     for name in expected:
         assert name in result.stdout, result.stdout
+
+
+def test_readme_stays_a_guide():
+    """At most 350 lines in the order a user works; measurements belong in bench/REPORT.md."""
+    with open(README, encoding='utf-8') as f:
+        text = f.read()
+    assert len(text.splitlines()) <= 350
+    headings = re.findall(r'^## (.+)$', text, re.M)
+    order = ['Install', 'Your own VOC data', 'Train', 'Evaluate', 'Improve your labels', 'Detect',
+             'Export', 'Serve', 'Past one machine', 'Edge formats', 'Walkthrough', 'Troubleshooting']
+    assert [next(i for i, h in enumerate(headings) if h.startswith(step)) for step in order] == \
+        sorted(next(i for i, h in enumerate(headings) if h.startswith(step)) for step in order)
