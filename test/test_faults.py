@@ -50,14 +50,15 @@ def error_lines(stderr):
 
 
 @contextlib.contextmanager
-def small_disk(path, size):
-    """A tmpfs of ``size`` (e.g. '3m') mounted at ``path``, standing in for a disk that fills;
-    a clean skip where mounting is not allowed."""
+def small_disk(path, size, read_only=False):
+    """A tmpfs of ``size`` (e.g. '3m') mounted at ``path``, standing in for a disk that fills
+    (or, ``read_only``, refuses every write, root's too); a clean skip where mounting is not
+    allowed."""
     os.makedirs(path, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(
-            ['mount', '-t', 'tmpfs', '-o', 'size=%s' % size, 'tmpfs', path],
-            capture_output=True).returncode != 0:
-        pytest.skip('cannot mount a tmpfs here (needs root) to stand in for a full disk')
+    options = ('ro,' if read_only else '') + 'size=%s' % size
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', path],
+                                           capture_output=True).returncode != 0:
+        pytest.skip('cannot mount a tmpfs here (needs root)')
     try:
         yield path
     finally:

@@ -2,10 +2,8 @@
 half-written left looking complete.
 
 The signal cases run the tools as a user does (a subprocess, interrupted mid-run); the
-read-only cases use a read-only tmpfs, which refuses root too (skipped where mounting is not
-allowed).
+read-only cases use a read-only tmpfs (``test_faults.small_disk``), which refuses root too.
 """
-import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +19,7 @@ import export_tflite
 import train_ssd_network
 from model import evaluation
 from test.checkpoints import make_checkpoint
-from test.test_faults import error_lines
+from test.test_faults import error_lines, small_disk
 from utils import cli
 from utils import detection_io
 from utils.errors import ToolkitError
@@ -51,20 +49,6 @@ def _wait_for_line(process, start, timeout=300):
     process.kill()
     pytest.fail('no line starting with %r: %s%s' % (start, ''.join(lines),
                                                      process.stderr.read()[-2000:]))
-
-
-@contextlib.contextmanager
-def read_only_folder(path):
-    """A read-only tmpfs at ``path``: writes fail with EROFS, for root as well."""
-    os.makedirs(path, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(
-            ['mount', '-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', path],
-            capture_output=True).returncode != 0:
-        pytest.skip('cannot mount a read-only tmpfs here (needs root)')
-    try:
-        yield path
-    finally:
-        subprocess.run(['umount', '-l', path], capture_output=True)
 
 
 def test_cli_turns_ctrl_c_into_one_line_and_exit_130(capsys):
@@ -170,7 +154,7 @@ def test_unwritable_training_folders_are_one_line(sample_tfrecords, tmp_path, ca
     assert train(a_file) == 'error: --train_model_dir=%s: it is a file, not a folder' % a_file
     assert train(a_file / 'run') == ('error: --train_model_dir=%s: %s is a file, not a folder'
                                      % (a_file / 'run', a_file))
-    with read_only_folder(str(tmp_path / 'ro')) as read_only:
+    with small_disk(str(tmp_path / 'ro'), '1m', read_only=True) as read_only:
         assert train(read_only) == ('error: --train_model_dir=%s cannot be written: Read-only '
                                     'file system' % read_only)
         run = os.path.join(read_only, 'run')
@@ -180,7 +164,7 @@ def test_unwritable_training_folders_are_one_line(sample_tfrecords, tmp_path, ca
 
 def test_exporters_into_a_read_only_folder_are_one_line(tmp_path, capsys):
     prefix = make_checkpoint(str(tmp_path / 'ckpt'))
-    with read_only_folder(str(tmp_path / 'ro')) as read_only:
+    with small_disk(str(tmp_path / 'ro'), '1m', read_only=True) as read_only:
         for tool in (export_tflite, export_saved_model):
             assert tool.main(['tool.py', '--ckpt_path=%s' % prefix,
                               '--export_dir=%s' % read_only]) == 1
