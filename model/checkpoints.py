@@ -127,16 +127,16 @@ def newest_complete(directory):
 
 
 def passed_over_line(prefix, reason, used):
-    """The one warning line for a checkpoint passed over in favour of ``used`` (or of none)."""
-    return 'warning: checkpoint %s passed over: %s; %s' % (
-        prefix, reason, 'using %s' % os.path.basename(used) if used else 'no older one')
+    """The one warning line for a checkpoint passed over in favour of ``used``."""
+    return 'warning: checkpoint %s passed over: %s; using %s' % (prefix, reason,
+                                                               os.path.basename(used))
 
 
-def resolve(path, warn=None):
+def resolve(path):
     """The checkpoint prefix for a directory (its newest complete checkpoint) or a prefix.
 
     A directory's newer checkpoints that cannot be used are passed over, each named with the
-    reason in one line on ``warn`` (default: stderr). A prefix given itself must be complete.
+    reason in one line on stderr. A prefix given itself must be complete.
     A ``.index``/``.data-*``/``.meta`` file given instead of the prefix is a common mistake: the
     error names the prefix to use. A single-file (V1) checkpoint such as slim's ``vgg_16.ckpt``
     is its own prefix.
@@ -147,9 +147,8 @@ def resolve(path, warn=None):
             raise CheckpointError('no checkpoint in directory %s%s' % (path, ''.join(
                 '; %s cannot be used: %s' % (os.path.basename(p), reason)
                 for p, reason in passed_over)))
-        warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         for passed, reason in passed_over:
-            warn(passed_over_line(passed, reason, prefix))
+            print(passed_over_line(passed, reason, prefix), file=sys.stderr, flush=True)
         return prefix
     for suffix in _CHECKPOINT_SUFFIXES:
         if path.endswith(suffix):

@@ -30,9 +30,12 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _start(script, *args):
     env = dict(os.environ, MPLBACKEND='Agg', PYTHONUNBUFFERED='1')
     env.pop('DISPLAY', None)
+    # A job started in the background inherits SIGINT ignored, and Python then installs no
+    # Ctrl-C handler: give the tool the disposition a terminal gives it.
     return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, script)] + list(args),
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_line(process, start, timeout=300):

@@ -21,6 +21,7 @@ from test.checkpoints import make_checkpoint
 from training import best_checkpoint
 from training import evaluation as training_evaluation
 from training import run_folder
+from training.train_tools import TrainConfigError
 
 TRAIN_FLAGS = ['--width_multiplier=0.125', '--batch_size=2', '--optimizer=adam',
                '--learning_rate=0.002', '--learning_rate_decay_type=fixed',
@@ -145,6 +146,10 @@ def test_newest_complete_passes_over_each_kind_of_damage(tmp_path):
     assert reasons[prefixes[1]].startswith('its .index cannot be read')
     # The trainer keeps only the complete ones in its state file.
     assert run_folder.adopt_checkpoints(train_dir) == prefixes[0]
+    # With none complete the trainer refuses rather than start afresh over them.
+    os.remove(prefixes[0] + '.index')
+    with pytest.raises(TrainConfigError, match='none of its checkpoints can be used'):
+        run_folder.resume_checkpoint(train_dir)
     assert _state_lines(train_dir) == ['model_checkpoint_path: "model.ckpt-1"',
                                        'all_model_checkpoint_paths: "model.ckpt-1"']
 

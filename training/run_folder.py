@@ -7,7 +7,7 @@ independent, working run; training the copy never touches the original's checkpo
 absolute path in the state file would make TensorFlow's ``--max_to_keep`` delete them).
 
 - ``resume_checkpoint(train_dir)``: the newest complete checkpoint to resume from (None: a new
-  run), each newer unusable one named in one line.
+  run), each newer unusable one named in one line; a folder with none usable is refused.
 - ``adopt_checkpoints(train_dir)``: rewrites the state file from the folder's own complete
   checkpoints, paths relative; the trainer calls it once the run is validated, before the
   session restores from it.
@@ -18,16 +18,23 @@ import re
 import shutil
 
 from model import checkpoints
+from training.train_tools import TrainConfigError
 
 _SAVED_FILE = re.compile(r'^model\.ckpt-(\d+)')  # a file or temporary folder of a save
 
 
 def resume_checkpoint(train_dir, printer=print):
-    """The newest complete checkpoint of ``train_dir`` (None when it has none); each newer one
-    passed over is named with the reason, one line each on ``printer``."""
+    """The newest complete checkpoint of ``train_dir`` (None when it has no checkpoint); each
+    newer one passed over is named with the reason, one line each on ``printer``. A folder whose
+    checkpoints are all unusable is refused rather than trained afresh over them."""
     if not os.path.isdir(train_dir):
         return None
     prefix, passed_over = checkpoints.newest_complete(train_dir)
+    if prefix is None and passed_over:
+        raise TrainConfigError(
+            '--train_model_dir=%s: none of its checkpoints can be used (%s): move them away to '
+            'start afresh' % (train_dir, '; '.join('%s: %s' % (os.path.basename(p), reason)
+                                                   for p, reason in passed_over)))
     for passed, reason in passed_over:
         printer(checkpoints.passed_over_line(passed, reason, prefix))
     return prefix
@@ -36,7 +43,7 @@ def resume_checkpoint(train_dir, printer=print):
 def adopt_checkpoints(train_dir):
     """Rewrites ``train_dir``'s ``checkpoint`` state file to list the folder's own complete
     checkpoints, oldest first, relative to the folder; returns the newest (None: none, and no
-    state file is left, so a folder holding only unusable checkpoints starts afresh).
+    state file is left: a copied state file never outlives the checkpoints it named).
 
     TensorFlow resumes from the state file and takes its list as the checkpoints it may delete
     under ``--max_to_keep``: only this folder's files may be on it.
