@@ -57,45 +57,20 @@ def _clients():
 def _server_images_per_second(version_dir, paths):
     """Images per second through ``python -m serving.model_server --enable_batching``: each
     of ``_clients()`` gRPC clients sends its share of ``paths``, one JPEG per request."""
-    import threading
     import numpy as np
     from serving.clients import protocols
+    requests = []
+    for path in paths:
+        with open(path, 'rb') as f:
+            requests.append({'encoded_image': np.array([f.read()], dtype=object)})
     process, grpc_port, _ = bench_serving.start_model_server(os.path.dirname(version_dir),
                                                              ['--enable_batching'])
     try:
-        transports = [protocols.GrpcTransport('127.0.0.1:%d' % grpc_port)
-                      for _ in range(_clients())]
-        requests = []
-        for path in paths:
-            with open(path, 'rb') as f:
-                requests.append({'encoded_image': np.array([f.read()], dtype=object)})
-        for transport in transports:  # connect and warm up outside the timing
-            transport.predict(bench_serving.MODEL_NAME, requests[0])
-
-        errors = []
-
-        def send(transport, share):
-            try:
-                for inputs in share:
-                    transport.predict(bench_serving.MODEL_NAME, inputs)
-            except protocols.ServingError as e:
-                errors.append(e)
-
-        threads = [threading.Thread(target=send, args=(transport, requests[i::len(transports)]))
-                   for i, transport in enumerate(transports)]
-        start = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - start
-        for transport in transports:
-            transport.close()
-        if errors:
-            raise RuntimeError('%d clients failed, first: %s' % (len(errors), errors[0]))
+        return bench_serving.concurrent_rate(
+            [protocols.GrpcTransport('127.0.0.1:%d' % grpc_port) for _ in range(_clients())],
+            [requests[i::_clients()] for i in range(_clients())])
     finally:
         bench_serving.stop_model_server(process)
-    return len(paths) / elapsed
 
 
 def _benchmark(options):

@@ -171,19 +171,26 @@ def interleaved_medians(cases, repeats):
 
 def throughput(make_transport, inputs, clients, requests_each):
     """Requests per second of ``clients`` threads, each with its own connection."""
-    transports = [make_transport() for _ in range(clients)]
-    for transport in transports:  # connect and warm up outside the timing
-        transport.predict(MODEL_NAME, inputs)
+    return concurrent_rate([make_transport() for _ in range(clients)],
+                           [[inputs] * requests_each] * clients)
+
+
+def concurrent_rate(transports, shares):
+    """Requests per second of one thread per transport, each sending its share (a list of
+    request inputs) to the server; connections are made and warmed up outside the timing, and
+    closed after."""
+    for transport, share in zip(transports, shares):
+        transport.predict(MODEL_NAME, share[0])
     errors = []
 
-    def work(transport):
+    def work(transport, share):
         try:
-            for _ in range(requests_each):
+            for inputs in share:
                 transport.predict(MODEL_NAME, inputs)
         except protocols.ServingError as e:
             errors.append(e)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in transports]
+    threads = [threading.Thread(target=work, args=pair) for pair in zip(transports, shares)]
     start = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -194,7 +201,7 @@ def throughput(make_transport, inputs, clients, requests_each):
         transport.close()
     if errors:
         raise RuntimeError('%d failed requests, first: %s' % (len(errors), errors[0]))
-    return clients * requests_each / elapsed
+    return sum(len(share) for share in shares) / elapsed
 
 
 def stop_model_server(process):
