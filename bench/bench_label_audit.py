@@ -213,11 +213,12 @@ def report_lines(results, command, machine, minutes):
              'before planting), audited with `audit_labels.py` and the detections of the '
              'demo\'s reduced-width SSD300 (width 0.125) trained %d steps on the train split '
              'only (%.0f min of training; mAP@0.5 VOC07 %.3f on the clean test split). '
-             'CPU: %s, %d cores, measured %s on a machine shared with other sessions. '
+             'CPU: %s, %d cores, measured %s (1-minute load average %.1f as the audit '
+             'ended: above ~2 other work shared the cores, and the minutes are longer). '
              'Command: `%s`.' % (
                  results['test_images'], results['num_images'], results['boxes'],
                  results['steps'], minutes, results['map_voc07'], machine.cpu, machine.cores,
-                 results['date'], command), '',
+                 results['date'], os.getloadavg()[0], command), '',
              '| kind | planted | with a row | recall@K | random ranking | ratio to random | '
              'recall in the top %d of all rows |' % results['planted'],
              '|---|---|---|---|---|---|---|']
